@@ -1,0 +1,137 @@
+//! `at::Session` edge cases over `tokio::io::duplex`, on paused time where deadlines matter.
+
+use std::time::Duration;
+
+use smsrelay::at::{Command, Session, SessionConfig, SessionError};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+async fn read_some(port: &mut tokio::io::DuplexStream) -> Vec<u8> {
+    let mut buf = vec![0u8; 256];
+    let n = port.read(&mut buf).await.expect("read");
+    buf.truncate(n);
+    buf
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_deaf_modem_times_out_and_a_late_ok_is_not_taken_for_the_next_answer() {
+    let (host, mut modem) = tokio::io::duplex(4096);
+    let (session, handle, _urcs) = Session::new(host, SessionConfig::default());
+    tokio::spawn(session.run());
+    let modem_side = tokio::spawn(async move {
+        assert_eq!(read_some(&mut modem).await, b"AT+CSQ\r");
+        // The answer arrives after the 2 s deadline but within the settle time that follows it,
+        // so it must not be taken as the next command's answer.
+        tokio::time::sleep(Duration::from_millis(2300)).await;
+        modem.write_all(b"\r\nOK\r\n").await.expect("write");
+        assert_eq!(read_some(&mut modem).await, b"AT+CMGF=0\r");
+        modem.write_all(b"\r\nERROR\r\n").await.expect("write");
+        modem
+    });
+    let first = handle
+        .execute(Command::new("AT+CSQ").with_timeout(Duration::from_secs(2)))
+        .await;
+    assert!(
+        matches!(
+            first,
+            Err(SessionError::Timeout {
+                pdu_written: false,
+                ..
+            })
+        ),
+        "{first:?}"
+    );
+    let second = handle
+        .execute(Command::new("AT+CMGF=0"))
+        .await
+        .expect("answered");
+    assert_eq!(second.result, smsrelay::at::FinalResult::Error);
+    let _modem = modem_side.await.expect("modem side");
+}
+
+#[tokio::test(start_paused = true)]
+async fn no_prompt_writes_esc() {
+    let (host, mut modem) = tokio::io::duplex(4096);
+    let (session, handle, _urcs) = Session::new(host, SessionConfig::default());
+    tokio::spawn(session.run());
+    let send = handle.execute(Command::send_pdu(1, "00AA"));
+    let modem_side = async {
+        assert_eq!(read_some(&mut modem).await, b"AT+CMGS=1\r");
+        assert_eq!(read_some(&mut modem).await, b"\x1b");
+    };
+    let (send, ()) = tokio::join!(send, modem_side);
+    assert!(
+        matches!(send, Err(SessionError::NoPrompt { .. })),
+        "{send:?}"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_send_that_times_out_after_the_pdu_reports_an_unknown_outcome() {
+    let (host, mut modem) = tokio::io::duplex(4096);
+    let (session, handle, _urcs) = Session::new(host, SessionConfig::default());
+    tokio::spawn(session.run());
+    let send = handle.execute(Command::send_pdu(1, "00AA").with_timeout(Duration::from_secs(60)));
+    let modem_side = async {
+        assert_eq!(read_some(&mut modem).await, b"AT+CMGS=1\r");
+        modem.write_all(b"\r\n> ").await.expect("write");
+        assert_eq!(read_some(&mut modem).await, b"00AA\x1a");
+        modem
+    };
+    let (send, _modem) = tokio::join!(send, modem_side);
+    assert!(
+        matches!(
+            send,
+            Err(SessionError::Timeout {
+                pdu_written: true,
+                ..
+            })
+        ),
+        "{send:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_closed_port_fails_the_command_in_flight_and_ends_the_session() {
+    let (host, mut modem) = tokio::io::duplex(4096);
+    let (session, handle, mut urcs) = Session::new(host, SessionConfig::default());
+    let task = tokio::spawn(session.run());
+    let command = handle.execute(Command::new("AT"));
+    let modem_side = async move {
+        assert_eq!(read_some(&mut modem).await, b"AT\r");
+        drop(modem);
+    };
+    let (result, ()) = tokio::join!(command, modem_side);
+    assert_eq!(result, Err(SessionError::Closed));
+    assert_eq!(task.await.expect("task"), SessionError::Closed);
+    assert_eq!(urcs.recv().await, None, "the URC stream ends with the port");
+    assert_eq!(
+        handle.execute(Command::new("AT")).await,
+        Err(SessionError::Stopped)
+    );
+}
+
+#[tokio::test]
+async fn garbage_and_an_endless_line_do_not_stop_the_session() {
+    let (host, mut modem) = tokio::io::duplex(1 << 16);
+    let (session, handle, _urcs) = Session::new(host, SessionConfig::default());
+    tokio::spawn(session.run());
+    // 100 KB with no line end, binary garbage, then a normal exchange.
+    modem
+        .write_all(&vec![b'Z'; 100 * 1024])
+        .await
+        .expect("write");
+    modem
+        .write_all(b"\xff\x00\xfe\r\n\x1b\x1a\r\n")
+        .await
+        .expect("write");
+    let command = handle.execute(Command::new("AT"));
+    let modem_side = async {
+        assert_eq!(read_some(&mut modem).await, b"AT\r");
+        modem.write_all(b"\r\nOK\r\n").await.expect("write");
+    };
+    let (result, ()) = tokio::join!(command, modem_side);
+    assert_eq!(
+        result.expect("answered").result,
+        smsrelay::at::FinalResult::Ok
+    );
+}

@@ -1,0 +1,5 @@
+//! One integration test binary; each module drives a layer from outside the crate.
+
+mod at_properties;
+mod at_session;
+mod at_transcripts;
