@@ -4,7 +4,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use smsrelay::at::{self, Command, Session, SessionConfig};
-use tokio::io::{AsyncReadExt, AsyncWriteExt, DuplexStream};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 enum Step {
     HostWrites(Vec<u8>),
@@ -75,7 +75,11 @@ fn load(path: &Path) -> Script {
     script
 }
 
-async fn play_modem(mut port: DuplexStream, steps: Vec<Step>, chunk: usize) {
+async fn play_modem<M: AsyncRead + AsyncWrite + Unpin>(
+    mut port: M,
+    steps: Vec<Step>,
+    chunk: usize,
+) {
     for step in steps {
         match step {
             Step::HostWrites(expected) => {
@@ -113,9 +117,12 @@ fn expected_urc(text: &str) -> at::Urc {
     }
 }
 
-async fn replay(path: &Path, chunk: usize) {
+async fn replay<H, M>(path: &Path, chunk: usize, host: H, modem: M)
+where
+    H: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    M: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
     let script = load(path);
-    let (host, modem) = tokio::io::duplex(1 << 16);
     let config = SessionConfig {
         command_gap: Duration::from_millis(1),
         settle: Duration::from_millis(20),
@@ -159,8 +166,7 @@ async fn replay(path: &Path, chunk: usize) {
     let _ = session.await;
 }
 
-#[tokio::test]
-async fn every_transcript_whole_and_byte_by_byte() {
+fn transcripts() -> Vec<std::path::PathBuf> {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/at");
     let mut paths: Vec<_> = std::fs::read_dir(&dir)
         .expect("fixture dir")
@@ -173,8 +179,23 @@ async fn every_transcript_whole_and_byte_by_byte() {
         "transcripts missing from {}",
         dir.display()
     );
-    for path in &paths {
-        replay(path, usize::MAX).await;
-        replay(path, 1).await;
+    paths
+}
+
+#[tokio::test]
+async fn every_transcript_whole_and_byte_by_byte() {
+    for path in &transcripts() {
+        let (host, modem) = tokio::io::duplex(1 << 16);
+        replay(path, usize::MAX, host, modem).await;
+        let (host, modem) = tokio::io::duplex(1 << 16);
+        replay(path, 1, host, modem).await;
+    }
+}
+
+#[tokio::test]
+async fn every_transcript_over_a_real_pseudo_terminal() {
+    for path in &transcripts() {
+        let (host, modem) = tokio_serial::SerialStream::pair().expect("a pseudo-terminal pair");
+        replay(path, 7, host, modem).await;
     }
 }
