@@ -104,26 +104,27 @@ fn number<T: std::str::FromStr>(
         .ok_or_else(|| error(what, line))
 }
 
-fn error_code(input: &str) -> IResult<&str, Option<u16>> {
+/// What follows `+CME ERROR`/`+CMS ERROR`: a number, verbose text (`AT+CMEE=2`), or nothing
+/// at all when the line was cut short.
+fn error_payload(input: &str) -> IResult<&str, Result<u16, String>> {
     let (input, _) = (space0, opt(char(':')), space0).parse(input)?;
     let (input, text) = rest(input)?;
-    Ok((input, text.trim().parse().ok()))
+    let text = text.trim();
+    Ok((input, text.parse().map_err(|_| text.to_string())))
 }
 
 fn cme_error(input: &str) -> IResult<&str, FinalResult> {
-    let (input, _) = tag("+CME ERROR")(input)?;
-    let raw = input.trim_start_matches([':', ' ']).trim();
-    let (input, code) = error_code(input)?;
-    let error = code.map_or_else(|| CmeError::Text(raw.to_string()), CmeError::from_code);
-    Ok((input, FinalResult::CmeError(error)))
+    map(preceded(tag("+CME ERROR"), error_payload), |payload| {
+        FinalResult::CmeError(payload.map_or_else(CmeError::Text, CmeError::from_code))
+    })
+    .parse(input)
 }
 
 fn cms_error(input: &str) -> IResult<&str, FinalResult> {
-    let (input, _) = tag("+CMS ERROR")(input)?;
-    let raw = input.trim_start_matches([':', ' ']).trim();
-    let (input, code) = error_code(input)?;
-    let error = code.map_or_else(|| CmsError::Text(raw.to_string()), CmsError::from_code);
-    Ok((input, FinalResult::CmsError(error)))
+    map(preceded(tag("+CMS ERROR"), error_payload), |payload| {
+        FinalResult::CmsError(payload.map_or_else(CmsError::Text, CmsError::from_code))
+    })
+    .parse(input)
 }
 
 fn connect(input: &str) -> IResult<&str, FinalResult> {
