@@ -180,24 +180,6 @@ impl SessionHandle {
             .map_err(|_| SessionError::Stopped)?;
         answer.await.unwrap_or(Err(SessionError::Stopped))
     }
-
-    /// Writes ESC and waits for the line to go quiet: cancels a prompt a crashed run left open.
-    pub async fn escape(&self) -> Result<(), SessionError> {
-        let (reply, answer) = oneshot::channel();
-        let command = Command {
-            text: String::new(),
-            pdu: None,
-            timeout: Duration::ZERO,
-        };
-        self.requests
-            .send(Request { command, reply })
-            .await
-            .map_err(|_| SessionError::Stopped)?;
-        answer
-            .await
-            .unwrap_or(Err(SessionError::Stopped))
-            .map(|_| ())
-    }
 }
 
 /// The command being answered.
@@ -300,16 +282,6 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Session<T> {
 
     async fn start(&mut self, request: Request) -> Result<(), SessionError> {
         let Request { command, reply } = request;
-        if command.text.is_empty() {
-            self.write(&[ESC], Command::DEFAULT_TIMEOUT).await?;
-            log::debug!("→ <ESC>");
-            self.quiet_until = Instant::now() + self.config.settle;
-            let _ = reply.send(Ok(Response {
-                info: Vec::new(),
-                result: FinalResult::Ok,
-            }));
-            return Ok(());
-        }
         log::debug!("→ {}", command.text);
         let mut line = command.text.clone().into_bytes();
         line.push(b'\r');
