@@ -1,6 +1,8 @@
 //! smsrelay: a USB GSM modem as a reliable SMS gateway.
 //!
-//! See `ARCHITECTURE.md` for the map. Layers so far: [`at`], the AT command engine.
+//! See `ARCHITECTURE.md` for the map. Layers so far: [`at`], the AT command engine, and
+//! [`pdu`], the SMS PDU codec.
 #![deny(missing_docs)]
 
 pub mod at;
+pub mod pdu;

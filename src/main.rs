@@ -7,6 +7,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use simplelog::{ColorChoice, ConfigBuilder, LevelFilter, TermLogger, TerminalMode};
 use smsrelay::at::{Digester, Item, Pending};
+use smsrelay::pdu::{self, Address, ConcatReference, MessageClass, SubmitOptions, Validity};
 
 /// A USB GSM modem as a reliable SMS gateway.
 #[derive(Parser)]
@@ -29,6 +30,53 @@ enum Commands {
         #[arg(long)]
         pending: Option<String>,
     },
+    /// Decodes or encodes SMS PDUs, offline.
+    Pdu {
+        #[command(subcommand)]
+        action: PduAction,
+    },
+}
+
+#[derive(Subcommand)]
+enum PduAction {
+    /// Prints a PDU (hex, as in +CMGR/+CMT/+CDS) as JSON.
+    Decode {
+        /// The PDU in hex.
+        hex: String,
+        /// The hex is a TPDU alone, without the leading SMSC field.
+        #[arg(long)]
+        no_smsc: bool,
+    },
+    /// Prints the SMS-SUBMIT parts for a text: one line per part, its AT+CMGS length and hex.
+    Encode {
+        /// The recipient: +<country code><number>, national digits, as dialled.
+        #[arg(long)]
+        to: String,
+        /// The message text.
+        #[arg(long)]
+        text: String,
+        /// Use UCS-2 even when the text fits the GSM 7-bit alphabet.
+        #[arg(long)]
+        ucs2: bool,
+        /// Ask for a delivery report.
+        #[arg(long)]
+        status_report: bool,
+        /// Validity period, e.g. 30m, 12h, 1d, 4w (rounded up to what TP-VP can say).
+        #[arg(long, value_parser = humantime::parse_duration)]
+        validity: Option<std::time::Duration>,
+        /// Send as a flash SMS (class 0).
+        #[arg(long)]
+        flash: bool,
+        /// Service centre number to write into the PDU (default: 00, the modem's AT+CSCA).
+        #[arg(long)]
+        smsc: Option<String>,
+        /// Concatenation reference for a multipart text.
+        #[arg(long, default_value_t = 0)]
+        reference: u16,
+        /// Use a 16-bit concatenation reference (152 GSM characters per part, not 153).
+        #[arg(long)]
+        wide_reference: bool,
+    },
 }
 
 fn main() -> ExitCode {
@@ -43,6 +91,77 @@ fn main() -> ExitCode {
     );
     match cli.command {
         Commands::AtDecode { capture, pending } => at_decode(&capture, pending.as_deref()),
+        Commands::Pdu { action } => match action {
+            PduAction::Decode { hex, no_smsc } => pdu_decode(&hex, no_smsc),
+            PduAction::Encode {
+                to,
+                text,
+                ucs2,
+                status_report,
+                validity,
+                flash,
+                smsc,
+                reference,
+                wide_reference,
+            } => {
+                let reference = match u8::try_from(reference) {
+                    Ok(narrow) if !wide_reference => ConcatReference::Eight(narrow),
+                    _ if wide_reference => ConcatReference::Sixteen(reference),
+                    _ => return usage_error("--reference above 255 needs --wide-reference"),
+                };
+                let smsc = match smsc.as_deref().map(Address::from_number).transpose() {
+                    Ok(smsc) => smsc,
+                    Err(error) => return usage_error(&format!("--smsc: {error}")),
+                };
+                let options = SubmitOptions {
+                    smsc,
+                    status_report,
+                    validity: validity.map(Validity::relative),
+                    class: flash.then_some(MessageClass::Flash),
+                    force_ucs2: ucs2,
+                    reference,
+                };
+                pdu_encode(&to, &text, &options)
+            }
+        },
+    }
+}
+
+/// Bad input on the command line: one line on stderr, exit code 2.
+fn usage_error(message: &str) -> ExitCode {
+    eprintln!("smsrelay: {message}");
+    ExitCode::from(2)
+}
+
+fn pdu_decode(hex: &str, no_smsc: bool) -> ExitCode {
+    let json = if no_smsc {
+        pdu::Tpdu::from_hex(hex).map(|tpdu| pdu::tpdu_json(&tpdu))
+    } else {
+        pdu::Pdu::from_hex(hex).map(|pdu| pdu::pdu_json(&pdu))
+    };
+    match json.map(|json| serde_json::to_string_pretty(&json)) {
+        Ok(Ok(text)) => {
+            println!("{text}");
+            ExitCode::SUCCESS
+        }
+        Ok(Err(error)) => usage_error(&format!("cannot print JSON: {error}")),
+        Err(error) => usage_error(&format!("cannot decode PDU: {error}")),
+    }
+}
+
+fn pdu_encode(to: &str, text: &str, options: &SubmitOptions) -> ExitCode {
+    let recipient = match Address::from_number(to) {
+        Ok(recipient) => recipient,
+        Err(error) => return usage_error(&format!("--to: {error}")),
+    };
+    match pdu::submit_parts(&recipient, text, options) {
+        Ok(outgoing) => {
+            for part in outgoing.parts {
+                println!("{} {}", part.cmgs_length, part.hex);
+            }
+            ExitCode::SUCCESS
+        }
+        Err(error) => usage_error(&format!("cannot encode: {error}")),
     }
 }
 
