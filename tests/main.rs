@@ -3,3 +3,6 @@
 mod at_properties;
 mod at_session;
 mod at_transcripts;
+mod pdu_cli;
+mod pdu_properties;
+mod pdu_vectors;

@@ -121,8 +121,8 @@ impl Address {
     /// The value octets and the count of useful semi-octets (the TP address length field).
     pub(super) fn value_octets(&self) -> Result<(Vec<u8>, usize), PduError> {
         if self.is_alphanumeric() {
-            let septets = gsm7::encode(&self.value)
-                .map_err(|_| PduError::BadAddress(self.value.clone()))?;
+            let septets =
+                gsm7::encode(&self.value).map_err(|_| PduError::BadAddress(self.value.clone()))?;
             if septets.len() > MAX_ALPHANUMERIC_SEPTETS {
                 return Err(PduError::BadAddress(self.value.clone()));
             }
@@ -132,7 +132,8 @@ impl Address {
             gsm7::pack_into(&mut octets, &septets, 0);
             return Ok((octets, semi_octets));
         }
-        let digits = encode_bcd(&self.value).ok_or_else(|| PduError::BadAddress(self.value.clone()))?;
+        let digits =
+            encode_bcd(&self.value).ok_or_else(|| PduError::BadAddress(self.value.clone()))?;
         Ok((digits, self.value.len()))
     }
 }
@@ -200,20 +201,42 @@ mod tests {
 
     fn check_value(address: &Address, length: usize, hex: &str) {
         let (octets, semi_octets) = address.value_octets().expect("encodable");
-        assert_eq!((semi_octets, hex::encode_upper(&octets).as_str()), (length, hex));
-        assert_eq!(&Address::from_value(address.toa, &octets, semi_octets), address);
+        assert_eq!(
+            (semi_octets, hex::encode_upper(&octets).as_str()),
+            (length, hex)
+        );
+        assert_eq!(
+            &Address::from_value(address.toa, &octets, semi_octets),
+            address
+        );
     }
 
     #[test]
     fn numbers_encode_as_the_reference_shows() {
-        check_value(&Address::from_number("+447700900123").unwrap(), 12, "447700091032");
-        check_value(&Address::from_number("07700900123").unwrap(), 11, "7007900021F3");
+        check_value(
+            &Address::from_number("+447700900123").unwrap(),
+            12,
+            "447700091032",
+        );
+        check_value(
+            &Address::from_number("07700900123").unwrap(),
+            11,
+            "7007900021F3",
+        );
     }
 
     #[test]
     fn alphanumeric_names_count_used_semi_octets() {
-        check_value(&Address::alphanumeric("InfoSMS").unwrap(), 13, "49B7F93D6D4E01");
-        check_value(&Address::alphanumeric("Megafon").unwrap(), 13, "CDF2396C7EBB01");
+        check_value(
+            &Address::alphanumeric("InfoSMS").unwrap(),
+            13,
+            "49B7F93D6D4E01",
+        );
+        check_value(
+            &Address::alphanumeric("Megafon").unwrap(),
+            13,
+            "CDF2396C7EBB01",
+        );
         let dhl = Address::alphanumeric("DHL").unwrap();
         assert_eq!(dhl.value_octets().unwrap().1, 6);
         check_value(&dhl, 6, "442413");

@@ -201,7 +201,13 @@ mod tests {
         assert_eq!(Dcs::new(Alphabet::Gsm7, None), Dcs(0x00));
         assert_eq!(Dcs::new(Alphabet::Ucs2, None), Dcs(0x08));
         assert_eq!(Dcs::new(Alphabet::EightBit, None), Dcs(0x04));
-        assert_eq!(Dcs::new(Alphabet::Gsm7, Some(MessageClass::Flash)), Dcs(0x10));
-        assert_eq!(Dcs::new(Alphabet::Ucs2, Some(MessageClass::Flash)), Dcs(0x18));
+        assert_eq!(
+            Dcs::new(Alphabet::Gsm7, Some(MessageClass::Flash)),
+            Dcs(0x10)
+        );
+        assert_eq!(
+            Dcs::new(Alphabet::Ucs2, Some(MessageClass::Flash)),
+            Dcs(0x18)
+        );
     }
 }

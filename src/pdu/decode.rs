@@ -11,8 +11,8 @@ use nom::{IResult, Parser};
 
 use super::udh::{MAX_USER_DATA_OCTETS, MAX_USER_DATA_SEPTETS, header_septets};
 use super::{
-    Address, Alphabet, Body, Dcs, Deliver, Pdu, PduError, Status, StatusReport, Submit,
-    Timestamp, Tpdu, Udh, UserData, Validity, gsm7,
+    Address, Alphabet, Body, Dcs, Deliver, Pdu, PduError, Status, StatusReport, Submit, Timestamp,
+    Tpdu, Udh, UserData, Validity, gsm7,
 };
 
 type Res<'a, T> = IResult<&'a [u8], T, PduError>;
@@ -156,7 +156,10 @@ fn submit(input: &[u8]) -> Res<'_, Submit> {
         }
         0b11 => {
             let (input, stamp) = seven("validity period")(input)?;
-            (input, Some(Validity::Absolute(Timestamp::from_octets(stamp))))
+            (
+                input,
+                Some(Validity::Absolute(Timestamp::from_octets(stamp))),
+            )
         }
         0b01 => {
             let (input, octets) = seven("validity period")(input)?;
@@ -263,11 +266,20 @@ fn user_data<'a>(udhi: bool, dcs: Dcs) -> impl Fn(&'a [u8]) -> Res<'a, UserData>
             (true, Some((&header_length, rest))) => {
                 let header_length = usize::from(header_length);
                 let Some(header) = rest.get(..header_length) else {
-                    return fail(PduError::BadHeader("the header is longer than the user data"));
+                    return fail(PduError::BadHeader(
+                        "the header is longer than the user data",
+                    ));
                 };
-                (Some(Udh::parse(header).map_err(nom::Err::Failure)?), header_length + 1)
+                (
+                    Some(Udh::parse(header).map_err(nom::Err::Failure)?),
+                    header_length + 1,
+                )
             }
-            (true, None) => return fail(PduError::BadHeader("TP-UDHI is set but there is no user data")),
+            (true, None) => {
+                return fail(PduError::BadHeader(
+                    "TP-UDHI is set but there is no user data",
+                ));
+            }
             (false, _) => (None, 0),
         };
 

@@ -58,7 +58,12 @@ pub(super) fn submit(submit: &Submit) -> Result<Vec<u8>, PduError> {
         Some(Validity::Enhanced(octets)) => out.extend(octets),
         None => {}
     }
-    user_data(&mut out, &submit.user_data, submit.dcs.alphabet(), submit.dcs.is_compressed())?;
+    user_data(
+        &mut out,
+        &submit.user_data,
+        submit.dcs.alphabet(),
+        submit.dcs.is_compressed(),
+    )?;
     Ok(out)
 }
 
@@ -67,7 +72,12 @@ pub(super) fn deliver(deliver: &Deliver) -> Result<Vec<u8>, PduError> {
     address(&mut out, &deliver.sender)?;
     out.extend([deliver.pid, deliver.dcs.0]);
     out.extend(deliver.timestamp.octets());
-    user_data(&mut out, &deliver.user_data, deliver.dcs.alphabet(), deliver.dcs.is_compressed())?;
+    user_data(
+        &mut out,
+        &deliver.user_data,
+        deliver.dcs.alphabet(),
+        deliver.dcs.is_compressed(),
+    )?;
     Ok(out)
 }
 
@@ -110,14 +120,22 @@ fn user_data(
     alphabet: Alphabet,
     compressed: bool,
 ) -> Result<(), PduError> {
-    let header = data.header.as_ref().map(|udh| udh.to_octets()).unwrap_or_default();
+    let header = data
+        .header
+        .as_ref()
+        .map(|udh| udh.to_octets())
+        .unwrap_or_default();
     if header.len() > MAX_USER_DATA_OCTETS {
         return Err(PduError::UserDataTooLong(header.len()));
     }
     match (&data.body, alphabet) {
         (Body::Text(text), Alphabet::Gsm7) if !compressed => {
             let septets = gsm7::encode(text).map_err(PduError::NotGsm7)?;
-            let skip = if header.is_empty() { 0 } else { header_septets(header.len()) };
+            let skip = if header.is_empty() {
+                0
+            } else {
+                header_septets(header.len())
+            };
             let length = skip + septets.len();
             if length > MAX_USER_DATA_SEPTETS {
                 return Err(PduError::UserDataTooLong((length * 7).div_ceil(8)));
@@ -153,7 +171,11 @@ fn user_data(
 
 /// TP-UDL for `data` under `alphabet`: septets for GSM 7-bit, octets otherwise. `None` when the
 /// body cannot be coded that way.
-pub(super) fn user_data_length(data: &UserData, alphabet: Alphabet, compressed: bool) -> Option<usize> {
+pub(super) fn user_data_length(
+    data: &UserData,
+    alphabet: Alphabet,
+    compressed: bool,
+) -> Option<usize> {
     let mut out = Vec::new();
     user_data(&mut out, data, alphabet, compressed).ok()?;
     out.first().map(|&length| usize::from(length))

@@ -206,7 +206,10 @@ mod tests {
         let mut packed = pack(&encode("1234567").expect("digits"));
         pad_with_cr(&mut packed, 49);
         assert_eq!(packed[6], 0x1A);
-        assert_eq!(decode(&unpack(&packed, 0, 8).expect("8 septets")), "1234567\r");
+        assert_eq!(
+            decode(&unpack(&packed, 0, 8).expect("8 septets")),
+            "1234567\r"
+        );
         // 6 septets leave 6 spare bits: nothing to pad.
         let mut packed = pack(&encode("123456").expect("digits"));
         let before = packed.clone();

@@ -38,7 +38,10 @@ pub fn tpdu(tpdu: &Tpdu) -> Value {
 fn deliver_fields(object: &mut Map<String, Value>, deliver: &Deliver) {
     address_fields(object, "sender", &deliver.sender);
     object.insert("timestamp".into(), json!(deliver.timestamp.to_string()));
-    object.insert("tp_mms_no_more_messages".into(), json!(deliver.no_more_messages));
+    object.insert(
+        "tp_mms_no_more_messages".into(),
+        json!(deliver.no_more_messages),
+    );
     object.insert(
         "status_report_indication".into(),
         json!(deliver.status_report_indication),
@@ -96,7 +99,10 @@ fn status_report_fields(object: &mut Map<String, Value>, report: &StatusReport) 
         "discharge_time".into(),
         json!(report.discharge_time.to_string()),
     );
-    object.insert("tp_mms_no_more_messages".into(), json!(report.no_more_messages));
+    object.insert(
+        "tp_mms_no_more_messages".into(),
+        json!(report.no_more_messages),
+    );
     object.insert("reports_command".into(), json!(report.reports_command));
     if let Some(pid) = report.pid {
         object.insert("pid".into(), hex_octet(pid));
@@ -128,7 +134,10 @@ fn user_data_fields(object: &mut Map<String, Value>, user_data: &UserData, dcs: 
     }
     object.insert("udhi".into(), json!(user_data.header.is_some()));
     if let Some(header) = &user_data.header {
-        object.insert("udh_hex".into(), json!(hex::encode_upper(header.to_octets())));
+        object.insert(
+            "udh_hex".into(),
+            json!(hex::encode_upper(header.to_octets())),
+        );
         let elements: Vec<Value> = header
             .elements
             .iter()

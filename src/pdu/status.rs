@@ -103,12 +103,32 @@ mod tests {
         check(0x00, Delivered, "delivered: received by SME");
         check(0x02, Delivered, "delivered: replaced by the SC");
         check(0x1F, Delivered, "delivered: SC-specific value");
-        check(0x22, Pending, "temporary, SC still trying: no response from SME");
-        check(0x30, Pending, "temporary, SC still trying: SC-specific value");
-        check(0x46, PermanentFailure, "permanent error: validity period expired");
+        check(
+            0x22,
+            Pending,
+            "temporary, SC still trying: no response from SME",
+        );
+        check(
+            0x30,
+            Pending,
+            "temporary, SC still trying: SC-specific value",
+        );
+        check(
+            0x46,
+            PermanentFailure,
+            "permanent error: validity period expired",
+        );
         check(0x5A, PermanentFailure, "permanent error: SC-specific value");
-        check(0x62, TemporaryFailure, "temporary error, SC no longer trying: no response from SME");
-        check(0x7F, TemporaryFailure, "temporary error, SC no longer trying: SC-specific value");
+        check(
+            0x62,
+            TemporaryFailure,
+            "temporary error, SC no longer trying: no response from SME",
+        );
+        check(
+            0x7F,
+            TemporaryFailure,
+            "temporary error, SC no longer trying: SC-specific value",
+        );
         check(
             0xFF,
             TemporaryFailure,
@@ -120,7 +140,11 @@ mod tests {
     fn only_pending_expects_another_report() {
         for value in 0..=255u8 {
             let class = Status(value).class();
-            assert_eq!(class.is_final(), !(0x20..=0x3F).contains(&value), "{value:#04X}");
+            assert_eq!(
+                class.is_final(),
+                !(0x20..=0x3F).contains(&value),
+                "{value:#04X}"
+            );
         }
     }
 }

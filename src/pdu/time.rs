@@ -59,13 +59,11 @@ impl Timestamp {
 
     /// The date-time with its offset, or `None` when the octets are not a real one.
     pub fn to_datetime(&self) -> Option<OffsetDateTime> {
-        let [year, month, day, hour, minute, second] = [0, 1, 2, 3, 4, 5].map(|i| digits(self.raw[i]));
-        let date = Date::from_calendar_date(
-            2000 + i32::from(year?),
-            Month::try_from(month?).ok()?,
-            day?,
-        )
-        .ok()?;
+        let [year, month, day, hour, minute, second] =
+            [0, 1, 2, 3, 4, 5].map(|i| digits(self.raw[i]));
+        let date =
+            Date::from_calendar_date(2000 + i32::from(year?), Month::try_from(month?).ok()?, day?)
+                .ok()?;
         let time = Time::from_hms(hour?, minute?, second?).ok()?;
         let offset = UtcOffset::from_whole_seconds(self.offset_minutes() * 60).ok()?;
         Some(PrimitiveDateTime::new(date, time).assume_offset(offset))
@@ -142,8 +140,7 @@ impl Validity {
                 2 => Some(Duration::from_secs(u64::from(octets[1]))),
                 3 => {
                     let [h, m, s] = [octets[1], octets[2], octets[3]].map(digits);
-                    let seconds =
-                        u64::from(h?) * 3600 + u64::from(m?) * 60 + u64::from(s?);
+                    let seconds = u64::from(h?) * 3600 + u64::from(m?) * 60 + u64::from(s?);
                     Some(Duration::from_secs(seconds))
                 }
                 _ => None,
@@ -190,7 +187,11 @@ mod tests {
         let stamp = Timestamp::from_octets(octets);
         assert_eq!(stamp.to_string(), rfc3339, "{hex}");
         if let Some(datetime) = stamp.to_datetime() {
-            assert_eq!(Timestamp::from_datetime(datetime), stamp, "{hex} round trip");
+            assert_eq!(
+                Timestamp::from_datetime(datetime),
+                stamp,
+                "{hex} round trip"
+            );
         }
     }
 
@@ -230,21 +231,36 @@ mod tests {
             (0xFF, 63 * 10_080),
         ] {
             assert_eq!(relative_duration(code), minutes(expected), "{code:#04X}");
-            assert_eq!(Validity::relative(minutes(expected)), Validity::Relative(code));
+            assert_eq!(
+                Validity::relative(minutes(expected)),
+                Validity::Relative(code)
+            );
         }
         // Durations between steps round up, so a message is never dropped early.
         assert_eq!(Validity::relative(minutes(6)), Validity::Relative(1));
         assert_eq!(Validity::relative(minutes(1441)), Validity::Relative(0xA8));
         assert_eq!(Validity::relative(Duration::ZERO), Validity::Relative(0));
-        assert_eq!(Validity::relative(minutes(10_000_000)), Validity::Relative(0xFF));
+        assert_eq!(
+            Validity::relative(minutes(10_000_000)),
+            Validity::Relative(0xFF)
+        );
     }
 
     #[test]
     fn enhanced_validity_formats() {
         let enhanced = |octets: [u8; 7]| Validity::Enhanced(octets).duration();
-        assert_eq!(enhanced([1, 0xA7, 0, 0, 0, 0, 0]), Some(Duration::from_secs(86_400)));
-        assert_eq!(enhanced([2, 90, 0, 0, 0, 0, 0]), Some(Duration::from_secs(90)));
-        assert_eq!(enhanced([3, 0x10, 0x00, 0x54, 0, 0, 0]), Some(Duration::from_secs(3645)));
+        assert_eq!(
+            enhanced([1, 0xA7, 0, 0, 0, 0, 0]),
+            Some(Duration::from_secs(86_400))
+        );
+        assert_eq!(
+            enhanced([2, 90, 0, 0, 0, 0, 0]),
+            Some(Duration::from_secs(90))
+        );
+        assert_eq!(
+            enhanced([3, 0x10, 0x00, 0x54, 0, 0, 0]),
+            Some(Duration::from_secs(3645))
+        );
         assert_eq!(enhanced([0, 0, 0, 0, 0, 0, 0]), None);
     }
 }

@@ -78,9 +78,9 @@ impl Udh {
         let mut rest = octets;
         while let [iei, length, tail @ ..] = rest {
             let length = usize::from(*length);
-            let data = tail
-                .get(..length)
-                .ok_or(PduError::BadHeader("an information element overruns the header"))?;
+            let data = tail.get(..length).ok_or(PduError::BadHeader(
+                "an information element overruns the header",
+            ))?;
             elements.push(InformationElement {
                 iei: *iei,
                 data: data.to_vec(),
@@ -365,20 +365,34 @@ mod tests {
         let text = format!("{}€{}", "a".repeat(152), "b".repeat(10));
         check_split(&text, Alphabet::Gsm7, ConcatReference::Eight(1), &[152, 11]);
         // 80 escapes take exactly 160 septets: one part.
-        check_split(&"€".repeat(80), Alphabet::Gsm7, ConcatReference::Eight(1), &[80]);
+        check_split(
+            &"€".repeat(80),
+            Alphabet::Gsm7,
+            ConcatReference::Eight(1),
+            &[80],
+        );
     }
 
     #[test]
     fn a_surrogate_pair_never_straddles_two_parts() {
         let text = format!("{}😀{}", "a".repeat(66), "b".repeat(10));
         check_split(&text, Alphabet::Ucs2, ConcatReference::Eight(1), &[66, 11]);
-        check_split(&"😀".repeat(35), Alphabet::Ucs2, ConcatReference::Eight(1), &[35]);
+        check_split(
+            &"😀".repeat(35),
+            Alphabet::Ucs2,
+            ConcatReference::Eight(1),
+            &[35],
+        );
     }
 
     #[test]
     fn parts_carry_their_concatenation_header() {
-        let parts = split(&"x".repeat(400), Alphabet::Gsm7, ConcatReference::Eight(0x2A))
-            .expect("splits");
+        let parts = split(
+            &"x".repeat(400),
+            Alphabet::Gsm7,
+            ConcatReference::Eight(0x2A),
+        )
+        .expect("splits");
         let headers: Vec<Vec<u8>> = parts
             .iter()
             .map(|part| part.header.as_ref().expect("header").to_octets())
@@ -391,8 +405,12 @@ mod tests {
                 [5, 0, 3, 0x2A, 3, 3]
             ]
         );
-        let part = split(&"x".repeat(200), Alphabet::Gsm7, ConcatReference::Sixteen(0xBEEF))
-            .expect("splits");
+        let part = split(
+            &"x".repeat(200),
+            Alphabet::Gsm7,
+            ConcatReference::Sixteen(0xBEEF),
+        )
+        .expect("splits");
         assert_eq!(
             part[1].header.as_ref().expect("header").to_octets(),
             [6, 8, 4, 0xBE, 0xEF, 2, 2]
@@ -402,17 +420,26 @@ mod tests {
     #[test]
     fn at_most_255_parts() {
         let reference = ConcatReference::Eight(1);
-        assert_eq!(split(&"a".repeat(153 * 255), Alphabet::Gsm7, reference).map(|p| p.len()), Ok(255));
+        assert_eq!(
+            split(&"a".repeat(153 * 255), Alphabet::Gsm7, reference).map(|p| p.len()),
+            Ok(255)
+        );
         assert_eq!(
             split(&"a".repeat(153 * 255 + 1), Alphabet::Gsm7, reference),
             Err(PduError::TooManyParts(256))
         );
-        assert_eq!(split("naïve", Alphabet::Gsm7, reference), Err(PduError::NotGsm7('ï')));
+        assert_eq!(
+            split("naïve", Alphabet::Gsm7, reference),
+            Err(PduError::NotGsm7('ï'))
+        );
     }
 
     #[test]
     fn alphabet_choice() {
-        assert_eq!(choose_alphabet("Total: 12€ [ok] {a|b} ~^\\"), Alphabet::Gsm7);
+        assert_eq!(
+            choose_alphabet("Total: 12€ [ok] {a|b} ~^\\"),
+            Alphabet::Gsm7
+        );
         assert_eq!(choose_alphabet("Grüße 😀"), Alphabet::Ucs2);
         assert_eq!(choose_alphabet("back`tick"), Alphabet::Ucs2);
     }
@@ -420,19 +447,39 @@ mod tests {
     #[test]
     fn headers_keep_unknown_elements_and_ignore_bad_concatenation() {
         // Application ports (05), then 8-bit concatenation, then an unknown element 0x70.
-        let octets = [0x05, 0x04, 0x0B, 0x84, 0x23, 0xF0, 0x00, 0x03, 0x07, 0x02, 0x01, 0x70, 0x00];
+        let octets = [
+            0x05, 0x04, 0x0B, 0x84, 0x23, 0xF0, 0x00, 0x03, 0x07, 0x02, 0x01, 0x70, 0x00,
+        ];
         let udh = Udh::parse(&octets).expect("valid");
         assert_eq!(udh.elements.len(), 3);
-        assert_eq!(udh.elements[2], InformationElement { iei: 0x70, data: vec![] });
+        assert_eq!(
+            udh.elements[2],
+            InformationElement {
+                iei: 0x70,
+                data: vec![]
+            }
+        );
         assert_eq!(
             udh.concat(),
-            Some(Concat { reference: ConcatReference::Eight(7), total: 2, sequence: 1 })
+            Some(Concat {
+                reference: ConcatReference::Eight(7),
+                total: 2,
+                sequence: 1
+            })
         );
         assert_eq!(udh.to_octets()[1..], octets);
         assert_eq!(udh.len(), octets.len() + 1);
 
-        for bad in [[0x00, 0x03, 0x07, 0x02, 0x00], [0x00, 0x03, 0x07, 0x02, 0x03], [0x00, 0x03, 0x07, 0x00, 0x00]] {
-            assert_eq!(Udh::parse(&bad).expect("well formed").concat(), None, "{bad:02X?}");
+        for bad in [
+            [0x00, 0x03, 0x07, 0x02, 0x00],
+            [0x00, 0x03, 0x07, 0x02, 0x03],
+            [0x00, 0x03, 0x07, 0x00, 0x00],
+        ] {
+            assert_eq!(
+                Udh::parse(&bad).expect("well formed").concat(),
+                None,
+                "{bad:02X?}"
+            );
         }
         assert!(Udh::parse(&[0x00, 0x03, 0x07]).is_err());
         assert!(Udh::parse(&[0x00, 0x00, 0x07]).is_err());
@@ -452,6 +499,12 @@ mod tests {
         assert_eq!(message.add(2, "b"), Added::New);
         assert!(message.is_complete());
         assert_eq!(message.text(), "abc");
-        assert_eq!(message.parts().map(|(sequence, _)| sequence).collect::<Vec<_>>(), [1, 2, 3]);
+        assert_eq!(
+            message
+                .parts()
+                .map(|(sequence, _)| sequence)
+                .collect::<Vec<_>>(),
+            [1, 2, 3]
+        );
     }
 }
