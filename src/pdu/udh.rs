@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use super::{Alphabet, Body, PduError, UserData, gsm7};
+use super::{Address, Alphabet, Body, PduError, UserData, gsm7};
 
 /// The most parts a concatenated message can have: the count is one octet.
 pub const MAX_PARTS: usize = 255;
@@ -260,6 +260,17 @@ pub struct ConcatKey {
     pub total: u8,
 }
 
+impl ConcatKey {
+    /// The key for a part from `originator` carrying `concat`.
+    pub fn new(originator: &Address, concat: &Concat) -> ConcatKey {
+        ConcatKey {
+            originator: originator.to_string(),
+            reference: concat.reference,
+            total: concat.total,
+        }
+    }
+}
+
 /// What [`Reassembly::add`] did with a part.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Added {
@@ -483,6 +494,34 @@ mod tests {
         }
         assert!(Udh::parse(&[0x00, 0x03, 0x07]).is_err());
         assert!(Udh::parse(&[0x00, 0x00, 0x07]).is_err());
+    }
+
+    #[test]
+    fn parts_group_by_originator_reference_width_and_total() {
+        let sender = Address::parse("+447700900123").expect("valid");
+        let part = |reference, total| {
+            ConcatKey::new(
+                &sender,
+                &Concat {
+                    reference,
+                    total,
+                    sequence: 1,
+                },
+            )
+        };
+        let key = part(ConcatReference::Eight(42), 2);
+        assert_eq!(key, part(ConcatReference::Eight(42), 2));
+        assert_ne!(key, part(ConcatReference::Sixteen(42), 2));
+        assert_ne!(key, part(ConcatReference::Eight(42), 3));
+        let other = ConcatKey::new(
+            &Address::parse("DHL").expect("valid"),
+            &Concat {
+                reference: ConcatReference::Eight(42),
+                total: 2,
+                sequence: 1,
+            },
+        );
+        assert_ne!(key, other);
     }
 
     #[test]
