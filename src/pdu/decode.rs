@@ -222,10 +222,15 @@ fn optional_parameters(input: &[u8], udhi: bool) -> Res<'_, Optional> {
     let Some((&indicator, input)) = input.split_first() else {
         return Ok((input, (None, None, None)));
     };
-    // 23.040 §9.2.3.27: a PI of FF is padding; bit 7 (extension) with more PI octets is not
-    // seen in practice and only the first octet's bits are read.
+    // 23.040 §9.2.3.27: a PI of FF is padding. Bit 7 says another PI octet follows; those
+    // carry no fields defined yet, so they are skipped.
     if indicator == 0xFF {
         return Ok((input, (None, None, None)));
+    }
+    let mut input = input;
+    let mut extension = indicator;
+    while extension & 0x80 != 0 {
+        (input, extension) = octet("parameter indicator")(input)?;
     }
     let (input, pid) = match indicator & 0x01 {
         0 => (input, None),
@@ -314,4 +319,49 @@ fn ucs2(octets: &[u8]) -> String {
         .map(|pair| u16::from_be_bytes([pair[0], pair[1]]))
         .collect();
     String::from_utf16_lossy(&units)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::{Pdu, Tpdu};
+
+    const E12: &str = "079144770009001006070C91447700091032423051411320404230514113504000";
+
+    fn report(hex: &str) -> super::StatusReport {
+        match Pdu::from_hex(hex).map(|pdu| pdu.tpdu) {
+            Ok(Tpdu::StatusReport(report)) => report,
+            other => panic!("{hex}: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn status_report_optional_part() {
+        // PI 01: a PID follows.
+        assert_eq!(report(&format!("{E12}0141")).pid, Some(0x41));
+        // PI FF is padding, and so is a missing part.
+        assert_eq!(report(&format!("{E12}FF")).pid, None);
+        assert_eq!(report(E12).pid, None);
+        // PI 83 with an extension octet 00: PID and DCS come after both PI octets.
+        let extended = report(&format!("{E12}83004108"));
+        assert_eq!(
+            (extended.pid, extended.dcs.map(|d| d.0)),
+            (Some(0x41), Some(0x08))
+        );
+        // A broken optional part does not cost the status.
+        assert_eq!(report(&format!("{E12}0408")).status.0, 0);
+    }
+
+    #[test]
+    fn padding_and_junk_after_the_user_data_are_ignored() {
+        let e6 = "0791447700090010040C914477000910320000423051410354401BCD72990E0AD34131986E06FB81A465383B0FCA16A72FE713";
+        let clean = Pdu::from_hex(e6).expect("decodes");
+        for noisy in [
+            format!("{e6},0"),
+            format!("{e6}FFFF"),
+            format!("{e6}0000"),
+            format!(" {e6}\r\n"),
+        ] {
+            assert_eq!(Pdu::from_hex(&noisy).as_ref(), Ok(&clean), "{noisy}");
+        }
+    }
 }

@@ -166,7 +166,8 @@ pub fn pad_with_cr(packed: &mut [u8], used_bits: usize) {
 /// Reads `count` septets from `octets`, starting `skip_bits` bits in. Returns `None` when the
 /// octets end first.
 pub fn unpack(octets: &[u8], skip_bits: usize, count: usize) -> Option<Vec<u8>> {
-    if octets.len() * 8 < skip_bits + count * 7 {
+    let needed = count.checked_mul(7)?.checked_add(skip_bits)?;
+    if octets.len().checked_mul(8)? < needed {
         return None;
     }
     let mut septets = Vec::with_capacity(count);
@@ -254,5 +255,7 @@ mod tests {
     fn unpack_refuses_to_read_past_the_end() {
         assert_eq!(unpack(&[0xC8, 0x32], 0, 3), None);
         assert_eq!(unpack(&[0xC8, 0x32], 0, 2), Some(vec![0x48, 0x65]));
+        assert_eq!(unpack(&[1, 2, 3], 0, usize::MAX), None);
+        assert_eq!(unpack(&[1, 2, 3], usize::MAX, 1), None);
     }
 }

@@ -193,9 +193,10 @@ impl UserData {
 }
 
 impl Pdu {
-    /// Decodes hex as an AT command shows it (`+CMGR`, `+CMT`, `+CDS`): SMSC field first.
+    /// Decodes hex as an AT command shows it (`+CMGR`, `+CMT`, `+CDS`): SMSC field first. A
+    /// stray `,0` after the hex, which some modems append (reference §3.2), is ignored.
     pub fn from_hex(hex: &str) -> Result<Pdu, PduError> {
-        Pdu::decode(&decode_hex(hex)?)
+        Pdu::decode(&decode_hex(strip_modem_suffix(hex))?)
     }
 
     /// Decodes bytes that start with the SMSC field.
@@ -219,7 +220,7 @@ impl Pdu {
 impl Tpdu {
     /// Decodes hex that holds a TPDU alone, without the SMSC field.
     pub fn from_hex(hex: &str) -> Result<Tpdu, PduError> {
-        Tpdu::decode(&decode_hex(hex)?)
+        Tpdu::decode(&decode_hex(strip_modem_suffix(hex))?)
     }
 
     /// Decodes bytes that hold a TPDU alone.
@@ -347,6 +348,11 @@ pub fn submit_parts(
         })
         .collect::<Result<Vec<Part>, PduError>>()?;
     Ok(Outgoing { alphabet, parts })
+}
+
+/// The hex before a `,` that some modems append to a PDU line (`…E713,0`).
+fn strip_modem_suffix(hex: &str) -> &str {
+    hex.split_once(',').map_or(hex, |(pdu, _)| pdu)
 }
 
 /// Hex to bytes, upper or lower case; surrounding whitespace is ignored.

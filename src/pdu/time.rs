@@ -27,8 +27,14 @@ impl Timestamp {
     /// A timestamp for a date-time. The offset is rounded down to whole quarter hours, the only
     /// unit the field has, and years outside 2000–2099 are clamped into that range.
     pub fn from_datetime(datetime: OffsetDateTime) -> Timestamp {
-        let quarters = datetime.offset().whole_minutes() / 15;
-        let magnitude = quarters.unsigned_abs().min(79) as u8;
+        // The field holds whole quarter hours up to ±19:45: express the same instant in the
+        // nearest such offset towards UTC, so that the moment stays right.
+        let quarters = (datetime.offset().whole_minutes() / 15).clamp(-79, 79);
+        let datetime = match UtcOffset::from_whole_seconds(i32::from(quarters) * 900) {
+            Ok(offset) => datetime.to_offset(offset),
+            Err(_) => datetime,
+        };
+        let magnitude = quarters.unsigned_abs() as u8;
         let year = datetime.year().clamp(2000, 2099) - 2000;
         let mut raw = [
             bcd(year as u8),
@@ -203,6 +209,16 @@ mod tests {
         check_timestamp("42211332959500", "2024-12-31T23:59:59+00:00");
         // +05:45 (Nepal) is 23 quarters.
         check_timestamp("42305141035432", "2024-03-15T14:30:45+05:45");
+    }
+
+    #[test]
+    fn offsets_that_are_not_quarter_hours_keep_the_instant() {
+        let date = Date::from_calendar_date(2024, Month::March, 15).expect("valid");
+        let offset = UtcOffset::from_whole_seconds(-7 * 60).expect("valid");
+        let odd = PrimitiveDateTime::new(date, Time::MIDNIGHT).assume_offset(offset);
+        let stamp = Timestamp::from_datetime(odd);
+        assert_eq!(stamp.to_datetime(), Some(odd));
+        assert_eq!(stamp.offset_minutes(), 0);
     }
 
     #[test]
