@@ -5,4 +5,5 @@
 #![deny(missing_docs)]
 
 pub mod at;
+pub mod mock;
 pub mod pdu;

@@ -7,6 +7,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use simplelog::{ColorChoice, ConfigBuilder, LevelFilter, TermLogger, TerminalMode};
 use smsrelay::at::{Digester, Item, Pending};
+use smsrelay::mock::{MockConfig, MockModem, Profile, ReportBehaviour};
 use smsrelay::pdu::{self, Address, ConcatReference, MessageClass, SubmitOptions, Validity};
 
 /// A USB GSM modem as a reliable SMS gateway.
@@ -30,11 +31,47 @@ enum Commands {
         #[arg(long)]
         pending: Option<String>,
     },
+    /// Runs a simulated modem on a pseudo-terminal: point gammu, minicom or smsrelay at it.
+    MockModem(MockModemArgs),
     /// Decodes or encodes SMS PDUs, offline.
     Pdu {
         #[command(subcommand)]
         action: PduAction,
     },
+}
+
+#[derive(clap::Args)]
+struct MockModemArgs {
+    /// Vendor behaviour: generic, huawei, sim800, quectel, wavecom, qualcomm.
+    #[arg(long, default_value = "generic")]
+    profile: Profile,
+    /// Keep a symlink here pointing at the current device (it survives re-enumeration).
+    #[arg(long)]
+    link: Option<PathBuf>,
+    /// Serve the JSON-lines control interface on this address, e.g. 127.0.0.1:8641.
+    #[arg(long)]
+    control: Option<std::net::SocketAddr>,
+    /// The SIM asks for this PIN (three wrong tries lock it; the PUK is 12345678).
+    #[arg(long)]
+    pin: Option<String>,
+    /// The SMSC stored in the modem; "none" for an empty one (sends then need one in the PDU).
+    #[arg(long, default_value = "+447700900001")]
+    smsc: String,
+    /// Network round trip of a send: time from Ctrl-Z to +CMGS.
+    #[arg(long, default_value = "1s", value_parser = humantime::parse_duration)]
+    submit_delay: std::time::Duration,
+    /// Status reports: delivered, temporary_then_delivered, permanent_failure, none.
+    #[arg(long, default_value = "delivered")]
+    report: String,
+    /// Time from +CMGS to the status report.
+    #[arg(long, default_value = "2s", value_parser = humantime::parse_duration)]
+    report_delay: std::time::Duration,
+    /// Slots per storage.
+    #[arg(long, default_value_t = 30)]
+    capacity: usize,
+    /// Periodic vendor noise (^RSSI for huawei), e.g. 10s.
+    #[arg(long, value_parser = humantime::parse_duration)]
+    noise: Option<std::time::Duration>,
 }
 
 #[derive(Subcommand)]
@@ -91,6 +128,7 @@ fn main() -> ExitCode {
     );
     match cli.command {
         Commands::AtDecode { capture, pending } => at_decode(&capture, pending.as_deref()),
+        Commands::MockModem(args) => mock_modem(args),
         Commands::Pdu { action } => match action {
             PduAction::Decode { hex, no_smsc } => pdu_decode(&hex, no_smsc),
             PduAction::Encode {
@@ -125,6 +163,55 @@ fn main() -> ExitCode {
             }
         },
     }
+}
+
+fn mock_modem(args: MockModemArgs) -> ExitCode {
+    let report = match args.report.as_str() {
+        "delivered" => ReportBehaviour::Delivered,
+        "temporary_then_delivered" => ReportBehaviour::TemporaryThenDelivered,
+        "permanent_failure" => ReportBehaviour::PermanentFailure,
+        "none" => ReportBehaviour::None,
+        other => return usage_error(&format!("--report: unknown behaviour {other:?}")),
+    };
+    let config = MockConfig {
+        profile: args.profile,
+        pin: args.pin,
+        smsc: (args.smsc != "none").then_some(args.smsc),
+        submit_delay: args.submit_delay,
+        report,
+        report_delay: args.report_delay,
+        capacity: args.capacity,
+        noise_interval: args.noise,
+        ..MockConfig::default()
+    };
+    let control = match args.control.map(std::net::TcpListener::bind).transpose() {
+        Ok(control) => control,
+        Err(error) => return usage_error(&format!("--control: {error}")),
+    };
+    let modem = match MockModem::start(config, args.link.clone()) {
+        Ok(modem) => std::sync::Arc::new(modem),
+        Err(error) => {
+            eprintln!("smsrelay: cannot open a pseudo-terminal: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    // The device path goes to stdout so that scripts can read it; the rest is logging.
+    println!("{}", modem.path().display());
+    if let Some(link) = &args.link {
+        log::info!("link {} → {}", link.display(), modem.path().display());
+    }
+    match control {
+        Some(listener) => {
+            if let Ok(address) = listener.local_addr() {
+                log::info!("control interface on {address} (JSON lines)");
+            }
+            smsrelay::mock::control::serve(modem, listener);
+        }
+        None => loop {
+            std::thread::park();
+        },
+    }
+    ExitCode::SUCCESS
 }
 
 /// Bad input on the command line: one line on stderr, exit code 2.
