@@ -3,6 +3,8 @@
 mod at_properties;
 mod at_session;
 mod at_transcripts;
+mod mock_gammu;
+mod mock_modem;
 mod pdu_cli;
 mod pdu_properties;
 mod pdu_vectors;

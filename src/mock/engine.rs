@@ -224,6 +224,7 @@ pub struct Engine {
     schedule: Vec<(Instant, u64, Scheduled)>,
     sequence: u64,
     reboot_requested: bool,
+    in_command: bool,
 }
 
 impl Engine {
@@ -267,6 +268,7 @@ impl Engine {
             schedule: Vec::new(),
             sequence: 0,
             reboot_requested: false,
+            in_command: false,
             config,
         };
         for name in engine.config.profile.memories() {
@@ -490,6 +492,19 @@ impl Engine {
         self.out.extend_from_slice(b"\r\n");
     }
 
+    /// Information lines as V1 framing has them: a CR LF before the first, one after each.
+    fn write_info(&mut self, lines: Vec<String>) {
+        if lines.is_empty() {
+            return;
+        }
+        self.out.extend_from_slice(b"\r\n");
+        for line in lines {
+            debug!("mock → {line}");
+            self.out.extend_from_slice(line.as_bytes());
+            self.out.extend_from_slice(b"\r\n");
+        }
+    }
+
     fn fire_armed(&mut self, point: UrcPoint) {
         let (fire, keep): (Vec<_>, Vec<_>) = self.armed.drain(..).partition(|(at, _)| *at == point);
         self.armed = keep;
@@ -628,6 +643,16 @@ impl Engine {
     }
 
     fn command_line(&mut self, line: &str, now: Instant) {
+        // URCs raised by the command itself (a delete that makes room, say) follow its answer.
+        self.in_command = true;
+        self.run_command_line(line, now);
+        self.in_command = false;
+        if !self.busy && matches!(self.mode, Input::Command) {
+            self.fire_armed(UrcPoint::AfterFinal);
+        }
+    }
+
+    fn run_command_line(&mut self, line: &str, now: Instant) {
         debug!("mock ← {line}");
         self.commands.push(line.to_string());
         if self.drop_commands > 0 {
@@ -654,11 +679,7 @@ impl Engine {
             if let Some(rest) = strip_prefix_ignore_case(&command, "+CMGS") {
                 // AT+CMGS ends the line: what follows the prompt is the message.
                 match self.cmgs(rest.trim(), now) {
-                    Ok(()) => {
-                        for line in info {
-                            self.write_line(&line);
-                        }
-                    }
+                    Ok(()) => self.write_info(info),
                     Err(fail) => {
                         let text = self.fail_text(fail);
                         self.write_line(&text);
@@ -669,9 +690,7 @@ impl Engine {
             match self.command(&command, now) {
                 Ok(lines) => info.extend(lines),
                 Err(fail) => {
-                    for line in info {
-                        self.write_line(&line);
-                    }
+                    self.write_info(info);
                     self.fire_armed(UrcPoint::BeforeFinal);
                     let text = self.fail_text(fail);
                     self.write_line(&text);
@@ -683,9 +702,7 @@ impl Engine {
                 return;
             }
         }
-        for line in info {
-            self.write_line(&line);
-        }
+        self.write_info(info);
         self.fire_armed(UrcPoint::BeforeFinal);
         if self.config.profile.cpin_without_ok() && body.eq_ignore_ascii_case("+CPIN?") {
             // Wavecom: `+CPIN: READY` comes with no final OK (gammu's CPINNoOK).
@@ -1149,9 +1166,9 @@ impl Engine {
         }
         if !delay.is_zero() && listed > 0 {
             // A slow SIM: the whole answer comes after the delay.
-            let mut bytes = Vec::new();
+            let mut bytes = b"\r\n".to_vec();
             for line in &lines {
-                bytes.extend_from_slice(format!("\r\n{line}\r\n").as_bytes());
+                bytes.extend_from_slice(format!("{line}\r\n").as_bytes());
             }
             bytes.extend_from_slice(b"\r\nOK\r\n");
             self.busy = true;
@@ -1429,7 +1446,7 @@ impl Engine {
 
     /// A URC now when the modem is idle; otherwise right after the current answer.
     fn urc_or_arm(&mut self, urc: String) {
-        if self.busy || !matches!(self.mode, Input::Command) {
+        if self.busy || self.in_command || !matches!(self.mode, Input::Command) {
             self.armed.push((UrcPoint::AfterFinal, urc));
         } else {
             self.write_line(&urc);
