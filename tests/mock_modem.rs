@@ -793,3 +793,87 @@ fn the_control_interface_speaks_json_lines() {
     let answer = ask("not json");
     assert_eq!(answer["ok"], false);
 }
+
+#[test]
+fn huawei_noise_and_lagging_storage_counters() {
+    let config = MockConfig {
+        profile: Profile::Huawei,
+        noise_interval: Some(Duration::from_millis(50)),
+        ..fast()
+    };
+    let (modem, mut port) = start(config);
+    init(&mut port);
+    assert!(port.expect("\r\n^RSSI:21\r\n").ends_with("^RSSI:21\r\n"));
+    port.command("AT+CNMI=2,1,0,2,0");
+    modem
+        .inject_sms(&InboundSms::new("+447700900999", "lag"))
+        .expect("injects");
+    port.expect("+CMTI: \"SM\",0\r\n");
+    // Right after the reception the counter still says 0; it catches up within a second.
+    assert!(port.command("AT+CPMS?").contains("+CPMS: \"SM\",0,30"));
+    let deadline = Instant::now() + DEADLINE;
+    while !port.command("AT+CPMS?").contains("+CPMS: \"SM\",1,30") {
+        assert!(Instant::now() < deadline, "the counter never caught up");
+        port.drain(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn a_slow_list_and_a_store_too_full_to_send() {
+    let config = MockConfig {
+        capacity: 3,
+        list_delay_per_message: Duration::from_millis(100),
+        send_needs_free_slot: true,
+        ..fast()
+    };
+    let (modem, mut port) = start(config);
+    init(&mut port);
+    let filler = "0791447700090010040C914477000910320000423051410354401BCD72990E0AD34131986E06FB81A465383B0FCA16A72FE713";
+    let filler = pdu::decode_hex(filler).expect("hex");
+    modem.with_engine(|engine, _| engine.fill_storage("SM", &filler));
+    let started = Instant::now();
+    let list = port.command("AT+CMGL=4");
+    assert_eq!(list.matches("+CMGL:").count(), 3);
+    assert!(
+        started.elapsed() >= Duration::from_millis(300),
+        "3 messages take 3 × 100 ms"
+    );
+    assert!(send_pdu(&mut port, "+447700900123", "x", false).contains("+CMS ERROR: 322"));
+    port.command("AT+CMGD=1");
+    assert!(send_pdu(&mut port, "+447700900123", "x", false).contains("+CMGS: 0"));
+}
+
+#[test]
+fn firmware_that_ignores_ate0_keeps_echoing() {
+    let config = MockConfig {
+        ignore_ate0: true,
+        ..fast()
+    };
+    let (_modem, mut port) = start(config);
+    assert_eq!(port.command("ATE0"), "ATE0\r\r\nOK\r\n");
+    assert_eq!(port.command("AT"), "AT\r\r\nOK\r\n");
+}
+
+#[test]
+fn text_mode_is_enough_for_common_clients() {
+    let (modem, mut port) = start(fast());
+    port.command("ATE0");
+    port.command("AT+CMGF=1");
+    port.send("AT+CMGS=\"+447700900123\"");
+    port.expect("> ");
+    port.write(b"plain text\x1a");
+    assert!(port.expect_final().contains("+CMGS: 0"));
+    assert_eq!(modem.submitted()[0].text, "plain text");
+    assert_eq!(modem.submitted()[0].recipient, "+447700900123");
+    modem
+        .inject_sms(&InboundSms::new("+447700900999", "hello there"))
+        .expect("injects");
+    let list = port.command("AT+CMGL=\"ALL\"");
+    assert!(
+        list.contains("+CMGL: 1,\"REC UNREAD\",\"+447700900999\",,\""),
+        "{list:?}"
+    );
+    assert!(list.contains("\r\nhello there\r\n"), "{list:?}");
+    // PDU-mode stat numbers are refused in text mode, as 27.005 has it.
+    assert!(port.command("AT+CMGL=4").contains("ERROR"));
+}

@@ -21,6 +21,8 @@ const CTRL_Z: u8 = 0x1A;
 const ESC: u8 = 0x1B;
 /// A command line longer than this is junk: real modems cap their buffers too.
 const MAX_COMMAND: usize = 4096;
+/// How long Huawei's `+CPMS?` counters lag behind a reception.
+const HUAWEI_CPMS_LAG: Duration = Duration::from_millis(500);
 
 /// What happens after a message that asked for a status report is sent.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -82,6 +84,8 @@ pub struct MockConfig {
     pub noise_interval: Option<Duration>,
     /// Firmware that ignores `ATE0` and keeps echoing (reference §7.2).
     pub ignore_ate0: bool,
+    /// Sends fail with `+CMS ERROR: 322` while the send/write storage is full.
+    pub send_needs_free_slot: bool,
 }
 
 impl Default for MockConfig {
@@ -100,6 +104,7 @@ impl Default for MockConfig {
             list_delay_per_message: Duration::ZERO,
             noise_interval: None,
             ignore_ate0: false,
+            send_needs_free_slot: false,
         }
     }
 }
@@ -126,6 +131,8 @@ struct Stored {
     stat: u8,
     /// SMSC field first.
     pdu: Vec<u8>,
+    /// When it arrived, for the Huawei counters that lag behind.
+    arrived: Option<Instant>,
 }
 
 #[derive(Debug, Clone)]
@@ -451,6 +458,7 @@ impl Engine {
             let mut index = base;
             while store.slots.len() < store.capacity {
                 store.slots.entry(index).or_insert_with(|| Stored {
+                    arrived: None,
                     stat: 1,
                     pdu: pdu.to_vec(),
                 });
@@ -861,7 +869,7 @@ impl Engine {
                     .cpms
                     .iter()
                     .map(|name| {
-                        let (used, total) = self.usage(name);
+                        let (used, total) = self.usage(name, now);
                         format!("\"{name}\",{used},{total}")
                     })
                     .collect();
@@ -888,7 +896,7 @@ impl Engine {
                     .cpms
                     .iter()
                     .map(|name| {
-                        let (used, total) = self.usage(name);
+                        let (used, total) = self.usage(name, now);
                         format!("{used},{total}")
                     })
                     .collect();
@@ -1054,9 +1062,21 @@ impl Engine {
         Ok(vec![])
     }
 
-    fn usage(&self, name: &str) -> (usize, usize) {
+    fn usage(&self, name: &str, now: Instant) -> (usize, usize) {
+        let lagging = self.config.profile == Profile::Huawei;
         self.memory(name)
-            .map(|m| (m.slots.len(), m.capacity))
+            .map(|m| {
+                // Huawei's +CPMS counters lag a reception by a moment (gammu retries after
+                // 500 ms on an E3531).
+                let used = m
+                    .slots
+                    .values()
+                    .filter(|stored| {
+                        !lagging || stored.arrived.is_none_or(|at| now >= at + HUAWEI_CPMS_LAG)
+                    })
+                    .count();
+                (used, m.capacity)
+            })
             .unwrap_or((0, 0))
     }
 
@@ -1267,6 +1287,16 @@ impl Engine {
         if !matches!(self.registration, 1 | 5) || self.cfun != 1 {
             return Err(Fail::Cms(331));
         }
+        if self.config.send_needs_free_slot {
+            let memory = self.cpms[1].clone();
+            if self
+                .memory(&memory)
+                .is_some_and(|m| m.slots.len() >= m.capacity)
+            {
+                // Some modems cannot even send with a full store (smstools receive_before_send).
+                return Err(Fail::Cms(322));
+            }
+        }
         Ok(())
     }
 
@@ -1375,7 +1405,7 @@ impl Engine {
             1 => self.route_direct("+CDS", bytes, now),
             2 => {
                 let memory = self.config.profile.report_memory();
-                if let Some(index) = self.store(memory, bytes, 0) {
+                if let Some(index) = self.store(memory, bytes, 0, now) {
                     let urc = format!("+CDSI: \"{memory}\",{index}");
                     self.urc_or_arm(urc);
                 }
@@ -1416,7 +1446,7 @@ impl Engine {
             .into_iter()
             .find(|m| *m == memory)
             .unwrap_or("SM");
-        match self.store(memory, bytes.clone(), 0) {
+        match self.store(memory, bytes.clone(), 0, now) {
             Some(index) if self.cnmi[1] != 0 => {
                 let urc = format!("+CMTI: \"{memory}\",{index}");
                 self.urc_or_arm(urc);
@@ -1464,14 +1494,21 @@ impl Engine {
     }
 
     /// Stores a PDU in the first free slot, or `None` when the memory is full.
-    fn store(&mut self, memory: &str, pdu: Vec<u8>, stat: u8) -> Option<usize> {
+    fn store(&mut self, memory: &str, pdu: Vec<u8>, stat: u8, now: Instant) -> Option<usize> {
         let base = self.config.profile.index_base();
         let store = self.memory_mut(memory)?;
         if store.slots.len() >= store.capacity {
             return None;
         }
         let index = (base..).find(|index| !store.slots.contains_key(index))?;
-        store.slots.insert(index, Stored { stat, pdu });
+        store.slots.insert(
+            index,
+            Stored {
+                stat,
+                pdu,
+                arrived: Some(now),
+            },
+        );
         Some(index)
     }
 }
