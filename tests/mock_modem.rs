@@ -877,3 +877,49 @@ fn text_mode_is_enough_for_common_clients() {
     // PDU-mode stat numbers are refused in text mode, as 27.005 has it.
     assert!(port.command("AT+CMGL=4").contains("ERROR"));
 }
+
+#[test]
+fn delete_flags_pick_what_goes() {
+    let (modem, mut port) = start(fast());
+    init(&mut port);
+    for n in 1..=3 {
+        modem
+            .inject_sms(&InboundSms::new("+447700900999", &format!("m{n}")))
+            .expect("injects");
+    }
+    // Read 1 and 2; 3 stays unread.
+    port.command("AT+CMGR=1");
+    port.command("AT+CMGR=2");
+    port.command("AT+CMGD=1,1");
+    let left: Vec<usize> = modem
+        .with_engine(|engine, _| engine.stored("SM"))
+        .iter()
+        .map(|(index, _, _)| *index)
+        .collect();
+    assert_eq!(
+        left,
+        [3],
+        "delflag 1 removes every read message, keeps unread ones"
+    );
+    port.command("AT+CMGD=0,4");
+    assert!(
+        modem
+            .with_engine(|engine, _| engine.stored("SM"))
+            .is_empty()
+    );
+    // Deleting an empty slot is not an error.
+    assert!(port.command("AT+CMGD=5").ends_with("\r\nOK\r\n"));
+}
+
+#[test]
+fn the_send_answer_waits_for_the_network() {
+    let config = MockConfig {
+        submit_delay: Duration::from_millis(300),
+        ..fast()
+    };
+    let (_modem, mut port) = start(config);
+    init(&mut port);
+    let started = Instant::now();
+    assert!(send_pdu(&mut port, "+447700900123", "slow network", false).contains("+CMGS: 0"));
+    assert!(started.elapsed() >= Duration::from_millis(300));
+}
