@@ -962,6 +962,8 @@ impl Engine {
                 Fail::Error
             }),
             ("^CURC" | "+CIURC" | "+QURCCFG" | "+CSCB", _) => Ok(vec![]),
+            // No calls here, but hanging up is a standard command every modem accepts.
+            ("+CHUP" | "H", _) => Ok(vec![]),
             _ if profile.says_not_supported() => Err(Fail::NotSupported),
             _ => Err(Fail::Error),
         }
