@@ -923,3 +923,24 @@ fn the_send_answer_waits_for_the_network() {
     assert!(send_pdu(&mut port, "+447700900123", "slow network", false).contains("+CMGS: 0"));
     assert!(started.elapsed() >= Duration::from_millis(300));
 }
+
+#[test]
+fn the_alpha_field_can_be_left_out() {
+    let config = MockConfig {
+        omit_alpha: true,
+        ..fast()
+    };
+    let (modem, mut port) = start(config);
+    init(&mut port);
+    modem
+        .inject_sms(&InboundSms::new("+447700900999", "no alpha"))
+        .expect("injects");
+    let read = port.command("AT+CMGR=1");
+    assert!(read.starts_with("\r\n+CMGR: 0,"), "{read:?}");
+    assert_eq!(
+        read.lines().nth(1).map(|l| l.matches(',').count()),
+        Some(1),
+        "{read:?}"
+    );
+    assert!(port.command("AT+CMGL=4").contains("\r\n+CMGL: 1,1,"));
+}

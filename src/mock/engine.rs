@@ -86,6 +86,8 @@ pub struct MockConfig {
     pub ignore_ate0: bool,
     /// Sends fail with `+CMS ERROR: 322` while the send/write storage is full.
     pub send_needs_free_slot: bool,
+    /// `+CMGR: 0,43` and `+CMGL: 1,0,43`, without the alpha field.
+    pub omit_alpha: bool,
 }
 
 impl Default for MockConfig {
@@ -105,6 +107,7 @@ impl Default for MockConfig {
             noise_interval: None,
             ignore_ate0: false,
             send_needs_free_slot: false,
+            omit_alpha: false,
         }
     }
 }
@@ -1122,6 +1125,12 @@ impl Engine {
         }
     }
 
+    /// The empty alpha field of `+CMGR`/`+CMGL` (`0,,43`), or nothing for modems that leave it
+    /// out (`0,43`, gammu dump 07 and Pantech).
+    fn alpha_field(&self) -> &'static str {
+        if self.config.omit_alpha { "" } else { "," }
+    }
+
     fn parse_index(&self, value: &str) -> Result<usize, Fail> {
         number(value.split(',').next().unwrap_or_default())
             .map(|n| n as usize)
@@ -1131,12 +1140,13 @@ impl Engine {
     fn cmgr(&mut self, value: &str) -> Answer {
         let index = self.parse_index(value)?;
         let cmgf = self.cmgf;
+        let alpha = self.alpha_field();
         let memory = self.cpms[0].clone();
         let store = self.memory_mut(&memory).ok_or(Fail::Cms(302))?;
         let stored = store.slots.get_mut(&index).ok_or(Fail::Cms(321))?;
         let answer = if cmgf == 0 {
             vec![
-                format!("+CMGR: {},,{}", stored.stat, tpdu_length(&stored.pdu)),
+                format!("+CMGR: {},{alpha}{}", stored.stat, tpdu_length(&stored.pdu)),
                 hex::encode_upper(&stored.pdu),
             ]
         } else {
@@ -1162,6 +1172,7 @@ impl Engine {
             }
         };
         let cmgf = self.cmgf;
+        let alpha = self.alpha_field();
         let memory = self.cpms[0].clone();
         let delay = self.config.list_delay_per_message;
         let store = self.memory_mut(&memory).ok_or(Fail::Cms(302))?;
@@ -1174,7 +1185,7 @@ impl Engine {
             listed += 1;
             if cmgf == 0 {
                 lines.push(format!(
-                    "+CMGL: {index},{},,{}",
+                    "+CMGL: {index},{},{alpha}{}",
                     stored.stat,
                     tpdu_length(&stored.pdu)
                 ));
