@@ -804,6 +804,10 @@ fn huawei_noise_and_lagging_storage_counters() {
     let (modem, mut port) = start(config);
     init(&mut port);
     assert!(port.expect("\r\n^RSSI:21\r\n").ends_with("^RSSI:21\r\n"));
+    // AT^CURC=0 silences it, as gammu and ModemManager expect.
+    port.command("AT^CURC=0");
+    port.drain(Duration::from_millis(20));
+    assert!(!port.drain(Duration::from_millis(200)).contains("^RSSI"));
     port.command("AT+CNMI=2,1,0,2,0");
     modem
         .inject_sms(&InboundSms::new("+447700900999", "lag"))

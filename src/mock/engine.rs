@@ -235,6 +235,7 @@ pub struct Engine {
     sequence: u64,
     reboot_requested: bool,
     in_command: bool,
+    quiet: bool,
 }
 
 impl Engine {
@@ -279,6 +280,7 @@ impl Engine {
             sequence: 0,
             reboot_requested: false,
             in_command: false,
+            quiet: false,
             config,
         };
         for name in engine.config.profile.memories() {
@@ -311,6 +313,7 @@ impl Engine {
         self.cgreg_n = 0;
         self.cereg_n = 0;
         self.cfun = 1;
+        self.quiet = false;
         self.mode = Input::Command;
         self.input.clear();
         self.busy = false;
@@ -548,7 +551,7 @@ impl Engine {
             }
             Scheduled::Noise => {
                 let noise = self.config.profile.noise(self.rssi);
-                if !self.busy && matches!(self.mode, Input::Command) {
+                if !self.quiet && !self.busy && matches!(self.mode, Input::Command) {
                     for line in noise {
                         self.write_line(&line);
                     }
@@ -964,6 +967,12 @@ impl Engine {
             } else {
                 Fail::Error
             }),
+            ("^CURC", Arg::Set(value)) => {
+                // Huawei's switch for its periodic ^RSSI/^HCSQ noise (gammu and ModemManager
+                // send AT^CURC=0).
+                self.quiet = number(&value) == Some(0);
+                Ok(vec![])
+            }
             ("^CURC" | "+CIURC" | "+QURCCFG" | "+CSCB", _) => Ok(vec![]),
             // No calls here, but hanging up is a standard command every modem accepts.
             ("+CHUP" | "H", _) => Ok(vec![]),
