@@ -1,5 +1,6 @@
 //! One integration test binary; each module drives a layer from outside the crate.
 
+mod at_against_mock;
 mod at_properties;
 mod at_session;
 mod at_transcripts;
