@@ -6,4 +6,5 @@
 
 pub mod at;
 pub mod mock;
+pub mod modem;
 pub mod pdu;

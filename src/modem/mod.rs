@@ -1,0 +1,8 @@
+//! The modem driver: owns one serial device through an `at::Session`, runs the init sequence,
+//! sends PDUs, reads and deletes stored messages, watches health and recovers.
+//!
+//! Being built (issue 5). So far: [`classify`], what a failed send means for the message.
+
+pub mod classify;
+
+pub use classify::{SendFailure, Verdict, classify_cms, classify_send};
