@@ -1,8 +1,11 @@
 //! The modem driver: owns one serial device through an `at::Session`, runs the init sequence,
 //! sends PDUs, reads and deletes stored messages, watches health and recovers.
 //!
-//! Being built (issue 5). So far: [`classify`], what a failed send means for the message.
+//! Being built (issue 5). So far: [`classify`], what a failed send means for the message, and
+//! [`init`], the start-up sequence.
 
 pub mod classify;
+pub mod init;
 
 pub use classify::{SendFailure, Verdict, classify_cms, classify_send};
+pub use init::{Identity, InitError, InitSettings, Setup, init};

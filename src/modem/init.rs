@@ -1,0 +1,430 @@
+//! The start-up sequence of reference §2, run after every (re)open of the port: resync, echo
+//! off, numeric errors, identity, SIM and PIN, registration, PDU mode, storage, indications,
+//! SMSC. Each step tolerates what real modems do (banners, vendor errors, a SIM busy for a
+//! while) and stops with a clear [`InitError`] where going on would be wrong: above all, a
+//! wrong PIN is never tried twice, as three tries lock the SIM.
+
+use std::time::Duration;
+
+use log::{debug, info, warn};
+use tokio::time::{Instant, sleep};
+
+use crate::at::{
+    CmeError, CmsError, Command, FinalResult, PinState, RegistrationStatus, Response, SessionError,
+    SessionHandle, parse,
+};
+
+/// What the init needs from the `[modem]` config.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InitSettings {
+    /// The SIM PIN, entered once when the SIM asks for it.
+    pub pin: Option<String>,
+    /// The storage to read, write and receive into (`SM`, `ME`, `MT`).
+    pub storage: String,
+    /// An SMSC to set when the modem has none (`+CSCA` empty).
+    pub smsc: Option<String>,
+    /// How long to wait for network registration before giving up on this attempt.
+    pub registration_timeout: Duration,
+    /// How long to wait for the SIM to become ready after the PIN (`+CME ERROR: 14`).
+    pub sim_ready_timeout: Duration,
+    /// The pause between polls of `AT+CPIN?` and `AT+CREG?` while waiting.
+    pub poll_interval: Duration,
+}
+
+impl Default for InitSettings {
+    fn default() -> InitSettings {
+        InitSettings {
+            pin: None,
+            storage: "SM".into(),
+            smsc: None,
+            registration_timeout: Duration::from_secs(60),
+            sim_ready_timeout: Duration::from_secs(20),
+            poll_interval: Duration::from_secs(1),
+        }
+    }
+}
+
+/// Who the modem says it is.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Identity {
+    /// `AT+CGMI`
+    pub manufacturer: String,
+    /// `AT+CGMM`
+    pub model: String,
+    /// `AT+CGMR`
+    pub revision: String,
+    /// `AT+CGSN`
+    pub imei: String,
+    /// `AT+CIMI`, when the SIM gives it.
+    pub imsi: Option<String>,
+    /// `AT+CCID` or a vendor form, when supported.
+    pub iccid: Option<String>,
+}
+
+/// The state the init left the modem in.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Setup {
+    /// The identity read at start-up.
+    pub identity: Identity,
+    /// The registration when the init finished.
+    pub registration: RegistrationStatus,
+    /// The `AT+CNMI` parameters in force, e.g. `2,1,0,2,0`.
+    pub cnmi: String,
+    /// The SMSC in the modem.
+    pub smsc: String,
+}
+
+/// Why the init stopped.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum InitError {
+    /// Nothing answered `AT`.
+    #[error("the modem does not answer AT")]
+    NoResponse,
+    /// The session failed under us (port closed, I/O error).
+    #[error("serial session: {0}")]
+    Session(#[from] SessionError),
+    /// The SIM wants a PIN and none is configured.
+    #[error("the SIM asks for a PIN and [modem] pin is not set")]
+    PinRequired,
+    /// The configured PIN was refused. It is not tried again: two more tries lock the SIM.
+    #[error(
+        "the SIM refused the configured PIN ({0}); not retrying, two more wrong tries would lock it"
+    )]
+    WrongPin(String),
+    /// The SIM is locked and needs its PUK, which only a person should enter.
+    #[error("the SIM is locked and needs its PUK (enter it with AT+CPIN=\"<puk>\",\"<new pin>\")")]
+    PukRequired,
+    /// The SIM is missing, failed, or in a state we do not handle.
+    #[error("the SIM is not usable: {0}")]
+    Sim(String),
+    /// No registration before the deadline.
+    #[error("not registered with a network after {waited:?} (last status {status:?})")]
+    NotRegistered {
+        /// How long we waited.
+        waited: Duration,
+        /// The last status seen.
+        status: RegistrationStatus,
+    },
+    /// The modem has no SMSC and none is configured.
+    #[error("the modem has no SMSC (AT+CSCA? is empty) and [modem] smsc is not set")]
+    NoSmsc,
+    /// A command every SMS modem supports was refused.
+    #[error("{command} failed: {result}")]
+    Refused {
+        /// The command.
+        command: String,
+        /// Its final result.
+        result: FinalResult,
+    },
+}
+
+/// The CNMI settings to try, best first (reference §2): messages and reports stored and
+/// indicated; then reports routed directly; then no reports.
+pub const CNMI_CHOICES: [&str; 3] = ["2,1,0,2,0", "2,1,0,1,0", "2,1,0,0,0"];
+
+/// Runs the whole init sequence.
+pub async fn init(handle: &SessionHandle, settings: &InitSettings) -> Result<Setup, InitError> {
+    resync(handle).await?;
+    must(handle, "ATE0", settings).await?;
+    must(handle, "AT+CMEE=1", settings).await?;
+    let mut identity = identify(handle, settings).await?;
+    unlock_sim(handle, settings).await?;
+    identity.imsi = first_line(handle, "AT+CIMI", settings).await?;
+    identity.iccid = iccid(handle, settings).await?;
+    info!(
+        "modem: {} {} ({}), IMEI {}",
+        identity.manufacturer, identity.model, identity.revision, identity.imei
+    );
+    let registration = wait_for_registration(handle, settings).await?;
+    must(handle, "AT+CMGF=0", settings).await?;
+    // Phase 2 (the ME acknowledges deliveries itself); modems without +CSMS keep their default.
+    optional(handle, "AT+CSMS=0", settings).await?;
+    let storage = &settings.storage;
+    must(
+        handle,
+        &format!("AT+CPMS=\"{storage}\",\"{storage}\",\"{storage}\""),
+        settings,
+    )
+    .await?;
+    let cnmi = indications(handle, settings).await?;
+    let smsc = smsc(handle, settings).await?;
+    Ok(Setup {
+        identity,
+        registration,
+        cnmi,
+        smsc,
+    })
+}
+
+/// ESC (cancels a prompt left open by a crashed run) and AT, until OK: up to 5 tries, as some
+/// modems drop the first command after idle and banners may be in the way.
+async fn resync(handle: &SessionHandle) -> Result<(), InitError> {
+    for attempt in 1..=5 {
+        let text = if attempt == 1 { "\u{1b}AT" } else { "AT" };
+        match handle
+            .execute(Command::new(text).with_timeout(Duration::from_secs(2)))
+            .await
+        {
+            Ok(response) if response.result.is_ok() => return Ok(()),
+            Ok(response) => debug!("modem: resync got {}", response.result),
+            Err(SessionError::Timeout { .. }) => debug!("modem: no answer to AT ({attempt}/5)"),
+            Err(error) => return Err(error.into()),
+        }
+    }
+    Err(InitError::NoResponse)
+}
+
+async fn identify(handle: &SessionHandle, settings: &InitSettings) -> Result<Identity, InitError> {
+    Ok(Identity {
+        manufacturer: first_line(handle, "AT+CGMI", settings)
+            .await?
+            .unwrap_or_default(),
+        model: first_line(handle, "AT+CGMM", settings)
+            .await?
+            .unwrap_or_default(),
+        revision: first_line(handle, "AT+CGMR", settings)
+            .await?
+            .unwrap_or_default(),
+        imei: first_line(handle, "AT+CGSN", settings)
+            .await?
+            .unwrap_or_default(),
+        imsi: None,
+        iccid: None,
+    })
+}
+
+/// `AT+CCID`, else the Huawei and Quectel forms.
+async fn iccid(
+    handle: &SessionHandle,
+    settings: &InitSettings,
+) -> Result<Option<String>, InitError> {
+    for command in ["AT+CCID", "AT^ICCID?", "AT+QCCID"] {
+        if let Some(line) = first_line(handle, command, settings).await? {
+            return Ok(Some(line));
+        }
+    }
+    Ok(None)
+}
+
+async fn unlock_sim(handle: &SessionHandle, settings: &InitSettings) -> Result<(), InitError> {
+    let deadline = Instant::now() + settings.sim_ready_timeout;
+    let mut pin_entered = false;
+    loop {
+        let response = handle.execute(Command::new("AT+CPIN?")).await?;
+        let state = response.line("+CPIN:").map(parse::cpin);
+        match (state, &response.result) {
+            (Some(Ok(PinState::Ready)), _) => return Ok(()),
+            (Some(Ok(PinState::SimPin)), _) if pin_entered => {
+                // The PIN was taken but the SIM still asks: treat as refused, never resend.
+                return Err(InitError::WrongPin("still asking after the PIN".into()));
+            }
+            (Some(Ok(PinState::SimPin)), _) => {
+                let Some(pin) = &settings.pin else {
+                    return Err(InitError::PinRequired);
+                };
+                // Exactly once, never through the busy retry: a second wrong try is a step
+                // closer to the PUK.
+                let answer = handle
+                    .execute(Command::new(format!("AT+CPIN=\"{pin}\"")))
+                    .await?;
+                pin_entered = true;
+                match answer.result {
+                    FinalResult::Ok => {}
+                    FinalResult::CmeError(CmeError::SimBusy) => {
+                        return Err(InitError::Sim(
+                            "SIM busy while entering the PIN; not retrying it".into(),
+                        ));
+                    }
+                    other => return Err(InitError::WrongPin(other.to_string())),
+                }
+                info!("modem: SIM PIN accepted");
+            }
+            (Some(Ok(PinState::SimPuk)), _) => return Err(InitError::PukRequired),
+            (Some(Ok(other)), _) => return Err(InitError::Sim(format!("{other:?}"))),
+            // SIM busy right after boot or the PIN: normal for a few seconds.
+            (_, FinalResult::CmeError(CmeError::SimBusy)) => {}
+            (_, FinalResult::CmeError(error)) => {
+                return Err(InitError::Sim(error.description().to_string()));
+            }
+            (_, result) => debug!("modem: AT+CPIN? gave {result}"),
+        }
+        if Instant::now() >= deadline {
+            return Err(InitError::Sim("the SIM did not become ready".into()));
+        }
+        sleep(settings.poll_interval).await;
+    }
+}
+
+/// Polls CREG and CEREG until either says registered (LTE-only sticks show it in CEREG only).
+async fn wait_for_registration(
+    handle: &SessionHandle,
+    settings: &InitSettings,
+) -> Result<RegistrationStatus, InitError> {
+    let started = Instant::now();
+    let mut last = RegistrationStatus::Unknown;
+    loop {
+        for command in ["AT+CREG?", "AT+CEREG?"] {
+            let response = execute(handle, Command::new(command), settings).await?;
+            let status = response
+                .info
+                .iter()
+                .find_map(|line| parse::registration(line).ok())
+                .map(|registration| registration.status);
+            if let Some(status) = status {
+                if status.is_registered() {
+                    return Ok(status);
+                }
+                last = status;
+            }
+        }
+        let waited = started.elapsed();
+        if waited >= settings.registration_timeout {
+            return Err(InitError::NotRegistered {
+                waited,
+                status: last,
+            });
+        }
+        info!("modem: waiting for the network ({last:?})");
+        sleep(settings.poll_interval).await;
+    }
+}
+
+/// The best CNMI the modem accepts.
+async fn indications(handle: &SessionHandle, settings: &InitSettings) -> Result<String, InitError> {
+    let mut last = FinalResult::Error;
+    for choice in CNMI_CHOICES {
+        let response = execute(handle, Command::new(format!("AT+CNMI={choice}")), settings).await?;
+        if response.result.is_ok() {
+            return Ok(choice.to_string());
+        }
+        warn!(
+            "modem: AT+CNMI={choice} refused ({}), trying the next",
+            response.result
+        );
+        last = response.result;
+    }
+    Err(InitError::Refused {
+        command: "AT+CNMI".into(),
+        result: last,
+    })
+}
+
+async fn smsc(handle: &SessionHandle, settings: &InitSettings) -> Result<String, InitError> {
+    let response = execute(handle, Command::new("AT+CSCA?"), settings).await?;
+    let current = response
+        .line("+CSCA:")
+        .and_then(|line| parse::csca(line).ok())
+        .flatten();
+    match (current, &settings.smsc) {
+        (Some(number), _) => Ok(number),
+        (None, Some(number)) => {
+            let kind = if number.starts_with('+') { 145 } else { 129 };
+            must(handle, &format!("AT+CSCA=\"{number}\",{kind}"), settings).await?;
+            Ok(number.clone())
+        }
+        (None, None) => Err(InitError::NoSmsc),
+    }
+}
+
+/// Runs a command, and again while the SIM or the modem says it is busy: right after the PIN
+/// or a boot, SMS commands answer `+CME ERROR: 14` for seconds (python-gsmmodem issue 11;
+/// smstools `pinsleeptime`), and Wavecom answers 515 after `AT+CFUN=1`.
+async fn execute(
+    handle: &SessionHandle,
+    command: Command,
+    settings: &InitSettings,
+) -> Result<Response, SessionError> {
+    let deadline = Instant::now() + settings.sim_ready_timeout;
+    loop {
+        let response = handle.execute(command.clone()).await?;
+        let busy = matches!(
+            response.result,
+            FinalResult::CmeError(CmeError::SimBusy | CmeError::DeviceBusy)
+                | FinalResult::CmsError(CmsError::SimBusy | CmsError::InitInProgress)
+        );
+        if !busy || Instant::now() >= deadline {
+            return Ok(response);
+        }
+        debug!(
+            "modem: {} answered {}, waiting",
+            command.text(),
+            response.result
+        );
+        sleep(settings.poll_interval).await;
+    }
+}
+
+/// A command that must succeed.
+async fn must(
+    handle: &SessionHandle,
+    command: &str,
+    settings: &InitSettings,
+) -> Result<Vec<String>, InitError> {
+    let response = execute(handle, Command::new(command), settings).await?;
+    response.into_ok().map_err(|result| InitError::Refused {
+        command: command.to_string(),
+        result,
+    })
+}
+
+/// A command whose refusal is fine.
+async fn optional(
+    handle: &SessionHandle,
+    command: &str,
+    settings: &InitSettings,
+) -> Result<(), InitError> {
+    let response = execute(handle, Command::new(command), settings).await?;
+    if !response.result.is_ok() {
+        debug!(
+            "modem: {command} refused ({}), carrying on",
+            response.result
+        );
+    }
+    Ok(())
+}
+
+/// The first information line of a command, without a `+XXX:` prefix; `None` when refused.
+async fn first_line(
+    handle: &SessionHandle,
+    command: &str,
+    settings: &InitSettings,
+) -> Result<Option<String>, InitError> {
+    let response = execute(handle, Command::new(command), settings).await?;
+    if !response.result.is_ok() {
+        return Ok(None);
+    }
+    Ok(response
+        .info
+        .first()
+        .map(|line| strip_prefix(line).to_string()))
+}
+
+/// `+CGMI: huawei` → `huawei`; Wavecom's leading spaces go too.
+fn strip_prefix(line: &str) -> &str {
+    let line = line.trim();
+    match line.split_once(':') {
+        Some((prefix, value)) if prefix.starts_with(['+', '^']) && !prefix.contains(' ') => {
+            value.trim().trim_matches('"')
+        }
+        _ => line,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::strip_prefix;
+
+    #[test]
+    fn identity_lines_lose_their_prefix() {
+        for (line, value) in [
+            ("huawei", "huawei"),
+            ("+CGMI: SIMCOM_Ltd", "SIMCOM_Ltd"),
+            ("  WAVECOM MODEM", "WAVECOM MODEM"),
+            ("+CCID: 8900101234567890123", "8900101234567890123"),
+            ("^ICCID: \"8900101234567890123\"", "8900101234567890123"),
+            ("Revision: 1.0", "Revision: 1.0"),
+        ] {
+            assert_eq!(strip_prefix(line), value, "{line:?}");
+        }
+    }
+}

@@ -1,0 +1,190 @@
+//! The driver's start-up sequence against the simulated modem over a real PTY: every profile,
+//! the SIM PIN (right, wrong, missing), a late network, a missing SMSC, a busy SIM, a dropped
+//! first command.
+
+use std::time::Duration;
+
+use smsrelay::at::{Session, SessionConfig, SessionHandle};
+use smsrelay::mock::{MockConfig, MockModem, Profile};
+use smsrelay::modem::{InitError, InitSettings, init};
+use tokio_serial::SerialPortBuilderExt;
+
+fn settings() -> InitSettings {
+    InitSettings {
+        poll_interval: Duration::from_millis(50),
+        registration_timeout: Duration::from_secs(5),
+        sim_ready_timeout: Duration::from_secs(5),
+        ..InitSettings::default()
+    }
+}
+
+fn open(modem: &MockModem) -> SessionHandle {
+    let port = tokio_serial::new(modem.path().to_string_lossy(), 115_200)
+        .open_native_async()
+        .expect("the mock's PTY opens");
+    // A short command gap keeps the test quick; the mock needs no quiet time.
+    let config = SessionConfig {
+        command_gap: Duration::from_millis(5),
+        ..SessionConfig::default()
+    };
+    let (session, handle, _urcs) = Session::new(port, config);
+    tokio::spawn(session.run());
+    handle
+}
+
+fn pin_attempts(modem: &MockModem) -> usize {
+    modem
+        .commands()
+        .iter()
+        .filter(|command| command.starts_with("AT+CPIN=") && command != &"AT+CPIN=?")
+        .count()
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn init_succeeds_on_every_profile() {
+    for profile in Profile::ALL {
+        let modem = MockModem::start(
+            MockConfig {
+                profile,
+                ..MockConfig::default()
+            },
+            None,
+        )
+        .expect("mock starts");
+        let setup = init(&open(&modem), &settings())
+            .await
+            .unwrap_or_else(|error| panic!("{profile}: {error}"));
+        assert_eq!(
+            setup.identity.manufacturer,
+            profile.manufacturer(),
+            "{profile}"
+        );
+        assert_eq!(setup.identity.imei, "350000000000006");
+        assert_eq!(setup.identity.imsi.as_deref(), Some("001010123456789"));
+        assert_eq!(
+            setup.identity.iccid.as_deref(),
+            Some("8900101234567890123"),
+            "{profile}"
+        );
+        assert_eq!(setup.cnmi, "2,1,0,2,0", "{profile}");
+        assert_eq!(setup.smsc, "+447700900001");
+        assert!(setup.registration.is_registered());
+        let commands = modem.commands();
+        for expected in [
+            "ATE0",
+            "AT+CMEE=1",
+            "AT+CMGF=0",
+            "AT+CPMS=\"SM\",\"SM\",\"SM\"",
+        ] {
+            assert!(
+                commands.iter().any(|c| c == expected),
+                "{profile}: {expected} missing"
+            );
+        }
+    }
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn the_configured_pin_is_entered_once() {
+    let config = MockConfig {
+        pin: Some("1234".into()),
+        sim_busy: Duration::from_millis(300),
+        ..MockConfig::default()
+    };
+    let modem = MockModem::start(config, None).expect("mock starts");
+    let settings = InitSettings {
+        pin: Some("1234".into()),
+        ..settings()
+    };
+    init(&open(&modem), &settings)
+        .await
+        .expect("init succeeds after the SIM settles");
+    assert_eq!(pin_attempts(&modem), 1);
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn a_wrong_pin_is_never_tried_twice() {
+    let config = MockConfig {
+        pin: Some("1234".into()),
+        ..MockConfig::default()
+    };
+    let modem = MockModem::start(config, None).expect("mock starts");
+    let settings = InitSettings {
+        pin: Some("0000".into()),
+        ..settings()
+    };
+    let handle = open(&modem);
+    let error = init(&handle, &settings)
+        .await
+        .expect_err("a wrong PIN stops the init");
+    assert!(matches!(error, InitError::WrongPin(_)), "{error}");
+    assert_eq!(pin_attempts(&modem), 1, "one init, one try");
+    let no_pin = init(
+        &handle,
+        &InitSettings {
+            pin: None,
+            ..settings
+        },
+    )
+    .await;
+    assert_eq!(no_pin, Err(InitError::PinRequired));
+    assert_eq!(pin_attempts(&modem), 1, "without a PIN nothing is tried");
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn registration_arriving_late_is_waited_for() {
+    let modem = MockModem::start(MockConfig::default(), None).expect("mock starts");
+    modem.with_engine(|engine, _| engine.set_registration(2));
+    let handle = open(&modem);
+    let init = tokio::spawn(async move { init(&handle, &settings()).await });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    modem.with_engine(|engine, _| engine.set_registration(5));
+    let setup = init
+        .await
+        .expect("joins")
+        .expect("init succeeds once registered");
+    assert!(setup.registration.is_registered());
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn no_network_and_no_smsc_are_clear_errors() {
+    let modem = MockModem::start(MockConfig::default(), None).expect("mock starts");
+    modem.with_engine(|engine, _| engine.set_registration(3));
+    let settings_short = InitSettings {
+        registration_timeout: Duration::from_millis(200),
+        ..settings()
+    };
+    let error = init(&open(&modem), &settings_short)
+        .await
+        .expect_err("no network");
+    assert!(matches!(error, InitError::NotRegistered { .. }), "{error}");
+
+    let config = MockConfig {
+        smsc: None,
+        ..MockConfig::default()
+    };
+    let modem = MockModem::start(config, None).expect("mock starts");
+    let handle = open(&modem);
+    assert_eq!(init(&handle, &settings()).await, Err(InitError::NoSmsc));
+    let with_smsc = InitSettings {
+        smsc: Some("+447700900002".into()),
+        ..settings()
+    };
+    let setup = init(&handle, &with_smsc)
+        .await
+        .expect("the configured SMSC is set");
+    assert_eq!(setup.smsc, "+447700900002");
+    assert_eq!(
+        modem.with_engine(|engine, _| engine.smsc()).as_deref(),
+        Some("+447700900002")
+    );
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn a_dropped_first_command_is_resynced() {
+    let modem = MockModem::start(MockConfig::default(), None).expect("mock starts");
+    modem.with_engine(|engine, _| engine.drop_next_commands(1));
+    init(&open(&modem), &settings())
+        .await
+        .expect("the second AT gets through");
+}
