@@ -1,12 +1,13 @@
 //! The driver's start-up sequence against the simulated modem over a real PTY: every profile,
 //! the SIM PIN (right, wrong, missing), a late network, a missing SMSC, a busy SIM, a dropped
-//! first command.
+//! first command. Then sends, as the driver will make them, with their classified failures.
 
 use std::time::Duration;
 
 use smsrelay::at::{Session, SessionConfig, SessionHandle};
 use smsrelay::mock::{MockConfig, MockModem, Profile};
-use smsrelay::modem::{InitError, InitSettings, init};
+use smsrelay::modem::{InitError, InitSettings, Verdict, init, send};
+use smsrelay::pdu::{self, Address, SubmitOptions};
 use tokio_serial::SerialPortBuilderExt;
 
 fn settings() -> InitSettings {
@@ -187,4 +188,74 @@ async fn a_dropped_first_command_is_resynced() {
     init(&open(&modem), &settings())
         .await
         .expect("the second AT gets through");
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn sends_return_references_or_classified_failures() {
+    let config = MockConfig {
+        submit_delay: Duration::from_millis(10),
+        ..MockConfig::default()
+    };
+    let modem = MockModem::start(config, None).expect("mock starts");
+    let handle = open(&modem);
+    init(&handle, &settings()).await.expect("init");
+    let recipient = Address::from_number("+447700900123").expect("valid");
+    let outgoing = pdu::submit_parts(
+        &recipient,
+        &"multipart ".repeat(20),
+        &SubmitOptions::default(),
+    )
+    .expect("encodes");
+    let mut references = Vec::new();
+    for part in &outgoing.parts {
+        references.push(
+            send(&handle, part.cmgs_length, &part.hex)
+                .await
+                .expect("sent"),
+        );
+    }
+    assert_eq!(references, [0, 1]);
+
+    let part = &outgoing.parts[0];
+    modem.with_engine(|engine, _| engine.fail_next_sends(1, 500));
+    let failure = send(&handle, part.cmgs_length, &part.hex)
+        .await
+        .expect_err("500");
+    assert_eq!(
+        (failure.verdict, failure.code),
+        (Verdict::Temporary, Some(500))
+    );
+    // The next try goes through: 500 was transient.
+    assert_eq!(send(&handle, part.cmgs_length, &part.hex).await, Ok(2));
+
+    modem.with_engine(|engine, _| engine.fail_next_sends(1, 21));
+    let failure = send(&handle, part.cmgs_length, &part.hex)
+        .await
+        .expect_err("rejected");
+    assert_eq!(
+        (failure.verdict, failure.code),
+        (Verdict::Permanent, Some(21))
+    );
+    // A wrong length is our bug: permanent, never retried.
+    let failure = send(&handle, part.cmgs_length + 1, &part.hex)
+        .await
+        .expect_err("304");
+    assert_eq!(
+        (failure.verdict, failure.code),
+        (Verdict::Permanent, Some(304))
+    );
+
+    modem.with_engine(|engine, _| engine.set_registration(0));
+    let failure = send(&handle, part.cmgs_length, &part.hex)
+        .await
+        .expect_err("331");
+    assert_eq!(
+        (failure.verdict, failure.code),
+        (Verdict::Temporary, Some(331))
+    );
+    assert_eq!(
+        modem.submitted().len(),
+        3,
+        "only accepted parts reached the network"
+    );
 }

@@ -1,11 +1,13 @@
 //! The modem driver: owns one serial device through an `at::Session`, runs the init sequence,
 //! sends PDUs, reads and deletes stored messages, watches health and recovers.
 //!
-//! Being built (issue 5). So far: [`classify`], what a failed send means for the message, and
-//! [`init`], the start-up sequence.
+//! Being built (issue 5). So far: [`classify`], what a failed send means for the message,
+//! [`init`], the start-up sequence, and [`send`], one `AT+CMGS`.
 
 pub mod classify;
 pub mod init;
+pub mod send;
 
 pub use classify::{SendFailure, Verdict, classify_cms, classify_send};
 pub use init::{Identity, InitError, InitSettings, Setup, init};
+pub use send::send;
