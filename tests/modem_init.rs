@@ -1,12 +1,15 @@
 //! The driver's start-up sequence against the simulated modem over a real PTY: every profile,
 //! the SIM PIN (right, wrong, missing), a late network, a missing SMSC, a busy SIM, a dropped
-//! first command. Then sends, as the driver will make them, with their classified failures.
+//! first command. Then reading, listing and deleting stored messages, and sends, as the driver will make them, with their classified failures.
 
 use std::time::Duration;
 
 use smsrelay::at::{Session, SessionConfig, SessionHandle};
+use smsrelay::mock::InboundSms;
 use smsrelay::mock::{MockConfig, MockModem, Profile};
-use smsrelay::modem::{InitError, InitSettings, Verdict, init, send};
+use smsrelay::modem::{
+    InitError, InitSettings, StorageError, Verdict, delete, init, list, read, send,
+};
 use smsrelay::pdu::{self, Address, SubmitOptions};
 use tokio_serial::SerialPortBuilderExt;
 
@@ -258,4 +261,35 @@ async fn sends_return_references_or_classified_failures() {
         3,
         "only accepted parts reached the network"
     );
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn stored_messages_are_read_listed_and_deleted_only_when_asked() {
+    let modem = MockModem::start(MockConfig::default(), None).expect("mock starts");
+    let handle = open(&modem);
+    init(&handle, &settings()).await.expect("init");
+    modem
+        .inject_sms(&InboundSms::new("+447700900999", "first"))
+        .expect("injects");
+    modem
+        .inject_sms(&InboundSms::new("DHL", "second 😀"))
+        .expect("injects");
+
+    let message = read(&handle, 1).await.expect("index 1");
+    let pdu = message.pdu.expect("decodes");
+    let smsrelay::pdu::Tpdu::Deliver(deliver) = pdu.tpdu else {
+        panic!("not a deliver")
+    };
+    assert_eq!(deliver.user_data.text(), Some("first"));
+    // Reading does not delete: a driver restart finds it again.
+    assert_eq!(list(&handle).await.expect("list").len(), 2);
+    let again = read(&handle, 1).await.expect("still there");
+    assert_eq!(again.stat, 1, "now marked read");
+
+    delete(&handle, 1).await.expect("deleted");
+    assert_eq!(read(&handle, 1).await, Err(StorageError::StaleIndex(1)));
+    let left = list(&handle).await.expect("list");
+    assert_eq!(left.iter().map(|m| m.index).collect::<Vec<_>>(), [2]);
+    assert!(left[0].pdu.is_ok());
+    assert_eq!(read(&handle, 9).await, Err(StorageError::StaleIndex(9)));
 }

@@ -2,12 +2,15 @@
 //! sends PDUs, reads and deletes stored messages, watches health and recovers.
 //!
 //! Being built (issue 5). So far: [`classify`], what a failed send means for the message,
-//! [`init`], the start-up sequence, and [`send`], one `AT+CMGS`.
+//! [`init`], the start-up sequence,, [`send`], one `AT+CMGS`,
+//! and [`storage`], reading, listing and deleting stored messages.
 
 pub mod classify;
 pub mod init;
 pub mod send;
+pub mod storage;
 
 pub use classify::{SendFailure, Verdict, classify_cms, classify_send};
 pub use init::{Identity, InitError, InitSettings, Setup, init};
 pub use send::send;
+pub use storage::{StorageError, StoredMessage, delete, list, read};

@@ -1,0 +1,119 @@
+//! Reading, listing and deleting stored messages (`AT+CMGR`, `AT+CMGL=4`, `AT+CMGD`).
+//!
+//! A read never deletes: the owner deletes an index only after it has stored the message
+//! durably, so a crash between the two leaves the message on the modem to be read again.
+
+use log::warn;
+
+use crate::at::{CmsError, Command, FinalResult, SessionError, SessionHandle, parse};
+use crate::pdu::{Pdu, PduError};
+
+/// A message read from the modem's storage.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredMessage {
+    /// Its index in the storage.
+    pub index: u32,
+    /// 0 received unread, 1 received read, 2 stored unsent, 3 stored sent.
+    pub stat: u8,
+    /// The PDU as the modem gave it (SMSC field first).
+    pub hex: String,
+    /// The decoded PDU, or why it does not decode (kept, not dropped: the raw hex is logged
+    /// and stored so nothing is lost).
+    pub pdu: Result<Pdu, PduError>,
+}
+
+/// Why a read, list or delete failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum StorageError {
+    /// `+CMS ERROR: 321`: the index is empty or already gone (a stale `+CMTI`). Skip it.
+    #[error("index {0} is empty or stale")]
+    StaleIndex(u32),
+    /// The modem refused the command.
+    #[error("{command} failed: {result}")]
+    Refused {
+        /// The command.
+        command: String,
+        /// Its final result.
+        result: FinalResult,
+    },
+    /// The session failed.
+    #[error("serial session: {0}")]
+    Session(#[from] SessionError),
+}
+
+/// Reads one index (`AT+CMGR`). An empty slot answered with a bare OK counts as stale too.
+pub async fn read(handle: &SessionHandle, index: u32) -> Result<StoredMessage, StorageError> {
+    let command = format!("AT+CMGR={index}");
+    let response = handle.execute(Command::new(&command)).await?;
+    match &response.result {
+        FinalResult::Ok => {}
+        FinalResult::CmsError(CmsError::InvalidMemoryIndex) => {
+            return Err(StorageError::StaleIndex(index));
+        }
+        result => {
+            return Err(StorageError::Refused {
+                command,
+                result: result.clone(),
+            });
+        }
+    }
+    let mut lines = response.info.iter();
+    let header = lines
+        .by_ref()
+        .find_map(|line| parse::cmgr(line).ok())
+        .ok_or(StorageError::StaleIndex(index))?;
+    let hex = lines.next().cloned().unwrap_or_default();
+    Ok(stored(index, header.stat, hex))
+}
+
+/// Lists every stored message (`AT+CMGL=4`): the sweep that finds messages whose URC was lost.
+pub async fn list(handle: &SessionHandle) -> Result<Vec<StoredMessage>, StorageError> {
+    let command = "AT+CMGL=4";
+    let response = handle.execute(Command::new(command)).await?;
+    if !response.result.is_ok() {
+        return Err(StorageError::Refused {
+            command: command.into(),
+            result: response.result,
+        });
+    }
+    let mut messages = Vec::new();
+    let mut lines = response.info.iter().peekable();
+    while let Some(line) = lines.next() {
+        let Ok(header) = parse::cmgl(line) else {
+            warn!("modem: unexpected line in the AT+CMGL answer: {line:?}");
+            continue;
+        };
+        // The PDU line, unless the modem lost the newline and the next header follows.
+        let hex = match lines.peek() {
+            Some(next) if !next.starts_with("+CMGL:") => lines.next().cloned().unwrap_or_default(),
+            _ => String::new(),
+        };
+        messages.push(stored(header.index.unwrap_or_default(), header.stat, hex));
+    }
+    Ok(messages)
+}
+
+/// Deletes one index (`AT+CMGD=<index>`). Call it only after the message is stored durably.
+pub async fn delete(handle: &SessionHandle, index: u32) -> Result<(), StorageError> {
+    let command = format!("AT+CMGD={index}");
+    let response = handle.execute(Command::new(&command)).await?;
+    match response.result {
+        FinalResult::Ok => Ok(()),
+        FinalResult::CmsError(CmsError::InvalidMemoryIndex) => Err(StorageError::StaleIndex(index)),
+        result => Err(StorageError::Refused { command, result }),
+    }
+}
+
+fn stored(index: u32, stat: u8, hex: String) -> StoredMessage {
+    let hex = hex.trim().to_string();
+    let pdu = Pdu::from_hex(&hex);
+    if let Err(error) = &pdu {
+        warn!("modem: index {index} holds a PDU that does not decode ({error}): {hex}");
+    }
+    StoredMessage {
+        index,
+        stat,
+        hex,
+        pdu,
+    }
+}
