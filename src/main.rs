@@ -62,7 +62,7 @@ struct MockModemArgs {
     submit_delay: std::time::Duration,
     /// Status reports: delivered, temporary_then_delivered, permanent_failure, none.
     #[arg(long, default_value = "delivered")]
-    report: String,
+    report: ReportBehaviour,
     /// Time from +CMGS to the status report.
     #[arg(long, default_value = "2s", value_parser = humantime::parse_duration)]
     report_delay: std::time::Duration,
@@ -166,19 +166,12 @@ fn main() -> ExitCode {
 }
 
 fn mock_modem(args: MockModemArgs) -> ExitCode {
-    let report = match args.report.as_str() {
-        "delivered" => ReportBehaviour::Delivered,
-        "temporary_then_delivered" => ReportBehaviour::TemporaryThenDelivered,
-        "permanent_failure" => ReportBehaviour::PermanentFailure,
-        "none" => ReportBehaviour::None,
-        other => return usage_error(&format!("--report: unknown behaviour {other:?}")),
-    };
     let config = MockConfig {
         profile: args.profile,
         pin: args.pin,
         smsc: (args.smsc != "none").then_some(args.smsc),
         submit_delay: args.submit_delay,
-        report,
+        report: args.report,
         report_delay: args.report_delay,
         capacity: args.capacity,
         noise_interval: args.noise,

@@ -5,19 +5,11 @@
 
 use std::time::Duration;
 
-use smsrelay::at::{self, Command, FinalResult, Session, SessionConfig, Urc};
+use smsrelay::at::{self, Command, FinalResult, SessionConfig, Urc};
 use smsrelay::mock::{InboundSms, MockConfig, MockModem, Profile};
 use smsrelay::pdu::{self, Address, SubmitOptions};
-use tokio_serial::SerialPortBuilderExt;
 
-async fn session(modem: &MockModem) -> (at::SessionHandle, tokio::sync::mpsc::Receiver<Urc>) {
-    let port = tokio_serial::new(modem.path().to_string_lossy(), 115_200)
-        .open_native_async()
-        .expect("the mock's PTY opens");
-    let (session, handle, urcs) = Session::new(port, SessionConfig::default());
-    tokio::spawn(session.run());
-    (handle, urcs)
-}
+use crate::support::open_session;
 
 #[tokio::test(flavor = "current_thread")]
 async fn init_and_send_in_every_profile() {
@@ -28,7 +20,8 @@ async fn init_and_send_in_every_profile() {
             ..MockConfig::default()
         };
         let modem = MockModem::start(config, None).expect("mock starts");
-        let (handle, mut urcs) = session(&modem).await;
+        // The default command gap: this is the session as the driver runs it.
+        let (handle, mut urcs) = open_session(&modem, SessionConfig::default().command_gap);
         // Reference §2: the init table, in order. Failures of vendor commands are fine.
         for command in [
             "AT",

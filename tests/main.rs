@@ -10,3 +10,4 @@ mod modem_init;
 mod pdu_cli;
 mod pdu_properties;
 mod pdu_vectors;
+mod support;

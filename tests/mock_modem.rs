@@ -156,6 +156,15 @@ fn cmgs_reference(answer: &str) -> u8 {
         .unwrap_or_else(|| panic!("no +CMGS in {answer:?}"))
 }
 
+/// Waits for a two-line routed URC (`+CMT: ,<len>` or `+CDS: <len>`, then the PDU line) and
+/// decodes its PDU.
+fn routed(port: &mut Port, header: &str) -> Pdu {
+    port.expect(header);
+    port.expect("\r\n");
+    let line = port.expect("\r\n");
+    Pdu::from_hex(line.trim()).expect("the routed PDU decodes")
+}
+
 /// The PDU line after a `+CMT:`/`+CDS:`/`+CMGR:` header.
 fn pdu_after(text: &str, header: &str) -> Pdu {
     let after = text.split(header).nth(1).expect("header present");
@@ -359,10 +368,7 @@ fn status_reports_stored_or_routed_per_cnmi() {
     let reference = cmgs_reference(&send_pdu(&mut port, "+447700900124", "twice", true));
     let mut classes = Vec::new();
     for _ in 0..2 {
-        port.expect("+CDS: ");
-        let rest = port.expect("\r\n") + &port.expect("\r\n");
-        let hex = rest.lines().nth(1).expect("PDU line").trim().to_string();
-        let Tpdu::StatusReport(report) = Pdu::from_hex(&hex).expect("decodes").tpdu else {
+        let Tpdu::StatusReport(report) = routed(&mut port, "+CDS: ").tpdu else {
             panic!("not a report")
         };
         assert_eq!(report.message_reference, reference);
@@ -372,10 +378,7 @@ fn status_reports_stored_or_routed_per_cnmi() {
 
     modem.with_engine(|engine, _| engine.set_report(ReportBehaviour::PermanentFailure));
     send_pdu(&mut port, "+447700900125", "fails", true);
-    port.expect("+CDS: ");
-    let rest = port.expect("\r\n") + &port.expect("\r\n");
-    let hex = rest.lines().nth(1).expect("PDU line").trim().to_string();
-    let Tpdu::StatusReport(report) = Pdu::from_hex(&hex).expect("decodes").tpdu else {
+    let Tpdu::StatusReport(report) = routed(&mut port, "+CDS: ").tpdu else {
         panic!("not a report")
     };
     assert_eq!(report.status.0, 0x46);
@@ -478,11 +481,8 @@ fn routed_messages_need_cnma_when_csms_is_1() {
     modem
         .inject_sms(&InboundSms::new("+447700900999", "direct"))
         .expect("injects");
-    port.expect("+CMT: ,");
-    let rest = port.expect("\r\n") + &port.expect("\r\n");
-    let hex = rest.lines().nth(1).expect("PDU line").trim().to_string();
     assert!(matches!(
-        Pdu::from_hex(&hex).expect("decodes").tpdu,
+        routed(&mut port, "+CMT: ,").tpdu,
         Tpdu::Deliver(_)
     ));
     assert!(port.command("AT+CNMA").ends_with("\r\nOK\r\n"));
@@ -692,6 +692,8 @@ fn profiles_have_their_quirks() {
                     !port.drain(Duration::from_millis(200)).contains("OK"),
                     "Wavecom sends no OK"
                 );
+                port.command("AT+CFUN=1");
+                assert!(port.command("AT+CPMS?").contains("+CME ERROR: 515"));
             }
             Profile::Qualcomm => {
                 assert!(port.command("AT+CNMI=?").contains("(0-2)"));

@@ -4,14 +4,15 @@
 
 use std::time::Duration;
 
-use smsrelay::at::{Session, SessionConfig, SessionHandle};
+use smsrelay::at::SessionHandle;
 use smsrelay::mock::InboundSms;
 use smsrelay::mock::{MockConfig, MockModem, Profile};
 use smsrelay::modem::{
     InitError, InitSettings, StorageError, Verdict, delete, init, list, read, send,
 };
 use smsrelay::pdu::{self, Address, SubmitOptions};
-use tokio_serial::SerialPortBuilderExt;
+
+use crate::support::open_session;
 
 fn settings() -> InitSettings {
     InitSettings {
@@ -23,17 +24,7 @@ fn settings() -> InitSettings {
 }
 
 fn open(modem: &MockModem) -> SessionHandle {
-    let port = tokio_serial::new(modem.path().to_string_lossy(), 115_200)
-        .open_native_async()
-        .expect("the mock's PTY opens");
-    // A short command gap keeps the test quick; the mock needs no quiet time.
-    let config = SessionConfig {
-        command_gap: Duration::from_millis(5),
-        ..SessionConfig::default()
-    };
-    let (session, handle, _urcs) = Session::new(port, config);
-    tokio::spawn(session.run());
-    handle
+    open_session(modem, Duration::from_millis(5)).0
 }
 
 fn pin_attempts(modem: &MockModem) -> usize {

@@ -198,13 +198,7 @@ fn answer(modem: &MockModem, request: Request) -> Result<Value, String> {
             Ok(Value::Null)
         }
         Request::SetReport { mode } => {
-            let behaviour = match mode.as_str() {
-                "delivered" => ReportBehaviour::Delivered,
-                "temporary_then_delivered" => ReportBehaviour::TemporaryThenDelivered,
-                "permanent_failure" => ReportBehaviour::PermanentFailure,
-                "none" => ReportBehaviour::None,
-                other => return Err(format!("unknown report mode {other:?}")),
-            };
+            let behaviour: ReportBehaviour = mode.parse()?;
             modem.with_engine(|engine, _| engine.set_report(behaviour));
             Ok(Value::Null)
         }

@@ -23,6 +23,8 @@ const ESC: u8 = 0x1B;
 const MAX_COMMAND: usize = 4096;
 /// How long Huawei's `+CPMS?` counters lag behind a reception.
 const HUAWEI_CPMS_LAG: Duration = Duration::from_millis(500);
+/// How long Wavecom answers `+CME ERROR: 515` after `AT+CFUN=1`.
+const WAVECOM_CFUN_BUSY: Duration = Duration::from_millis(500);
 
 /// What happens after a message that asked for a status report is sent.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -35,6 +37,24 @@ pub enum ReportBehaviour {
     PermanentFailure,
     /// No report at all: the network never answers.
     None,
+}
+
+impl std::str::FromStr for ReportBehaviour {
+    type Err = String;
+
+    /// `delivered`, `temporary_then_delivered`, `permanent_failure`, `none`.
+    fn from_str(text: &str) -> Result<ReportBehaviour, String> {
+        match text {
+            "delivered" => Ok(ReportBehaviour::Delivered),
+            "temporary_then_delivered" => Ok(ReportBehaviour::TemporaryThenDelivered),
+            "permanent_failure" => Ok(ReportBehaviour::PermanentFailure),
+            "none" => Ok(ReportBehaviour::None),
+            other => Err(format!(
+                "unknown report behaviour {other:?}; one of delivered, \
+                 temporary_then_delivered, permanent_failure, none"
+            )),
+        }
+    }
 }
 
 /// Where an armed URC comes out in the next exchange (reference §7.7).
@@ -179,6 +199,8 @@ enum Scheduled {
     Noise,
     /// Boot banners after a reset.
     Banners,
+    /// `AT+CFUN=1,1` was answered: now the modem reboots.
+    Reboot,
 }
 
 /// Failures a command can answer with.
@@ -236,6 +258,7 @@ pub struct Engine {
     reboot_requested: bool,
     in_command: bool,
     quiet: bool,
+    device_busy_until: Option<Instant>,
 }
 
 impl Engine {
@@ -281,6 +304,7 @@ impl Engine {
             reboot_requested: false,
             in_command: false,
             quiet: false,
+            device_busy_until: None,
             config,
         };
         for name in engine.config.profile.memories() {
@@ -432,13 +456,11 @@ impl Engine {
     /// Registration changes; a URC follows when `+CREG`/`+CEREG` reporting is on.
     pub fn set_registration(&mut self, stat: u8) {
         self.registration = stat;
-        if self.creg_n > 0 {
-            let urc = self.creg_urc("+CREG");
-            self.write_line(&urc);
-        }
-        if self.cereg_n > 0 {
-            let urc = self.creg_urc("+CEREG");
-            self.write_line(&urc);
+        for name in ["+CREG", "+CGREG", "+CEREG"] {
+            if self.registration_mode(name) > 0 {
+                let urc = self.registration_line(name, false);
+                self.urc_or_arm(urc);
+            }
         }
     }
 
@@ -559,6 +581,10 @@ impl Engine {
                 if let Some(interval) = self.config.noise_interval {
                     self.at(now + interval, Scheduled::Noise);
                 }
+            }
+            Scheduled::Reboot => {
+                self.reboot_requested = true;
+                self.boot(now);
             }
             Scheduled::Banners => {
                 for line in self.config.profile.banners() {
@@ -726,6 +752,9 @@ impl Engine {
     }
 
     fn sim_ready(&self, now: Instant) -> Result<(), Fail> {
+        if self.device_busy_until.is_some_and(|until| now < until) {
+            return Err(Fail::Cme(515));
+        }
         match self.sim {
             Sim::Ready => {}
             Sim::Pin { .. } => return Err(Fail::Cme(11)),
@@ -741,7 +770,7 @@ impl Engine {
     fn sms_ready(&self, now: Instant) -> Result<(), Fail> {
         match self.sim_ready(now) {
             Ok(()) => Ok(()),
-            Err(Fail::Cme(14)) => Err(Fail::Cme(14)),
+            Err(Fail::Cme(code @ (14 | 515))) => Err(Fail::Cme(code)),
             Err(Fail::Cme(11)) => Err(Fail::Cms(311)),
             Err(Fail::Cme(12)) => Err(Fail::Cms(316)),
             Err(_) => Err(Fail::Cms(310)),
@@ -817,12 +846,7 @@ impl Engine {
                 Ok(vec![])
             }
             ("+CREG" | "+CGREG" | "+CEREG", Arg::Query) => {
-                let n = match name.as_str() {
-                    "+CREG" => self.creg_n,
-                    "+CGREG" => self.cgreg_n,
-                    _ => self.cereg_n,
-                };
-                Ok(vec![self.creg_answer(&name, n)])
+                Ok(vec![self.registration_line(&name, true)])
             }
             ("+CREG" | "+CGREG" | "+CEREG", Arg::Test) => Ok(vec![format!("{name}: (0-2)")]),
             ("+CSQ", Arg::Action) => Ok(vec![format!("+CSQ: {},99", self.rssi)]),
@@ -1024,18 +1048,7 @@ impl Engine {
         match (fun, reset) {
             (1, true) => {
                 // OK first, then the reboot: banners and forgotten settings.
-                self.final_ok();
-                self.reboot_requested = true;
-                self.boot(now);
-                self.busy = true;
-                let bytes = Vec::new();
-                self.at(
-                    now,
-                    Scheduled::Write {
-                        bytes,
-                        ends_busy: true,
-                    },
-                );
+                self.at(now, Scheduled::Reboot);
                 Ok(vec![])
             }
             (0 | 4, _) => {
@@ -1048,7 +1061,7 @@ impl Engine {
                 self.registration = 1;
                 if self.config.profile == Profile::Wavecom {
                     // Wavecom answers +CME ERROR: 515 for a while after AT+CFUN=1.
-                    self.sim_busy_until = Some(now + Duration::from_secs(2));
+                    self.device_busy_until = Some(now + WAVECOM_CFUN_BUSY);
                 }
                 Ok(vec![])
             }
@@ -1102,27 +1115,28 @@ impl Engine {
         self.memories.get_mut(name)
     }
 
-    fn creg_answer(&self, name: &str, n: u8) -> String {
-        let mut answer = format!("{name}: {n},{}", self.registration);
-        if n == 2 {
-            answer.push(',');
-            answer.push_str(&self.location());
+    /// The `<n>` reporting mode of `+CREG`, `+CGREG` or `+CEREG`.
+    fn registration_mode(&self, name: &str) -> u8 {
+        match name {
+            "+CREG" => self.creg_n,
+            "+CGREG" => self.cgreg_n,
+            _ => self.cereg_n,
         }
-        answer
     }
 
-    fn creg_urc(&self, name: &str) -> String {
-        let n = if name == "+CREG" {
-            self.creg_n
+    /// `+CREG: <n>,<stat>[,<lac>,<ci>]` as an answer, `+CREG: <stat>[,…]` as a URC.
+    fn registration_line(&self, name: &str, answer: bool) -> String {
+        let n = self.registration_mode(name);
+        let mut line = if answer {
+            format!("{name}: {n},{}", self.registration)
         } else {
-            self.cereg_n
+            format!("{name}: {}", self.registration)
         };
-        let mut urc = format!("{name}: {}", self.registration);
         if n == 2 {
-            urc.push(',');
-            urc.push_str(&self.location());
+            line.push(',');
+            line.push_str(&self.location());
         }
-        urc
+        line
     }
 
     fn location(&self) -> String {
@@ -1325,11 +1339,9 @@ impl Engine {
     fn submit_pdu(&mut self, length: usize, hex: &[u8], now: Instant) {
         let text = String::from_utf8_lossy(hex).trim().to_string();
         debug!("mock ← PDU {text}");
-        let decoded = pdu::decode_hex(&text).ok().and_then(|bytes| {
-            let smsc_octets = 1 + usize::from(*bytes.first()?);
-            let tpdu_octets = bytes.len().checked_sub(smsc_octets)?;
-            Some((Pdu::decode(&bytes).ok()?, tpdu_octets))
-        });
+        let decoded = pdu::decode_hex(&text)
+            .ok()
+            .and_then(|bytes| Some((Pdu::decode(&bytes).ok()?, tpdu_length(&bytes))));
         let result = match decoded {
             // 27.005: a length that is not the TPDU's is "invalid PDU mode parameter".
             Some((_, tpdu_octets)) if tpdu_octets != length => Err(Fail::Cms(304)),
@@ -1461,14 +1473,7 @@ impl Engine {
             return;
         }
         let memory = self.cpms[2].clone();
-        let memory = self
-            .config
-            .profile
-            .memories()
-            .into_iter()
-            .find(|m| *m == memory)
-            .unwrap_or("SM");
-        match self.store(memory, bytes.clone(), 0, now) {
+        match self.store(&memory, bytes.clone(), 0, now) {
             Some(index) if self.cnmi[1] != 0 => {
                 let urc = format!("+CMTI: \"{memory}\",{index}");
                 self.urc_or_arm(urc);

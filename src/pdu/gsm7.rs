@@ -73,11 +73,9 @@ pub fn char_septets(c: char) -> Option<([u8; 2], usize)> {
             e => Some(([ESCAPE, ((e >> 8) - 1) as u8], 2)),
         };
     }
+    // Septet 0x1B (escape) shows as an ASCII space, so this finds only real characters.
     if let Some(septet) = BASIC.iter().position(|&b| b == c) {
-        if septet != ESCAPE as usize {
-            return Some(([septet as u8, 0], 1));
-        }
-        return None;
+        return Some(([septet as u8, 0], 1));
     }
     EXTENSION
         .iter()

@@ -31,6 +31,10 @@ pub fn tpdu(tpdu: &Tpdu) -> Value {
     }
     if let Ok(octets) = tpdu.encode() {
         object.insert("tpdu_octets".into(), json!(octets.len()));
+        // For a SUBMIT that count is also what goes into AT+CMGS=<length>.
+        if let Tpdu::Submit(_) = tpdu {
+            object.insert("cmgs_length".into(), json!(octets.len()));
+        }
     }
     Value::Object(object)
 }
@@ -75,9 +79,6 @@ fn submit_fields(object: &mut Map<String, Value>, submit: &Submit) {
     }
     object.insert("pid".into(), hex_octet(submit.pid));
     user_data_fields(object, &submit.user_data, submit.dcs);
-    if let Ok(octets) = encode::submit(submit) {
-        object.insert("cmgs_length".into(), json!(octets.len()));
-    }
 }
 
 fn status_report_fields(object: &mut Map<String, Value>, report: &StatusReport) {

@@ -17,10 +17,9 @@ mod status;
 mod time;
 pub mod udh;
 
-use std::fmt;
-
 pub use address::{Address, TypeOfNumber};
 pub use dcs::{Alphabet, Dcs, MessageClass, MessageWaiting};
+pub use json::{pdu as pdu_json, tpdu as tpdu_json};
 pub use status::{Status, StatusClass};
 pub use time::{Timestamp, Validity};
 pub use udh::{Concat, ConcatKey, ConcatReference, InformationElement, Reassembly, Udh};
@@ -359,16 +358,3 @@ fn strip_modem_suffix(hex: &str) -> &str {
 pub fn decode_hex(hex: &str) -> Result<Vec<u8>, PduError> {
     hex::decode(hex.trim()).map_err(|error| PduError::Hex(error.to_string()))
 }
-
-impl fmt::Display for Pdu {
-    /// Pretty JSON, as `smsrelay pdu decode` prints it.
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let json = json::pdu(self);
-        match serde_json::to_string_pretty(&json) {
-            Ok(text) => f.write_str(&text),
-            Err(_) => Err(fmt::Error),
-        }
-    }
-}
-
-pub use json::{pdu as pdu_json, tpdu as tpdu_json};
