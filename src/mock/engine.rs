@@ -24,7 +24,7 @@ const MAX_COMMAND: usize = 4096;
 /// How long Huawei's `+CPMS?` counters lag behind a reception.
 const HUAWEI_CPMS_LAG: Duration = Duration::from_millis(500);
 /// How long Wavecom answers `+CME ERROR: 515` after `AT+CFUN=1`.
-const WAVECOM_CFUN_BUSY: Duration = Duration::from_millis(500);
+const WAVECOM_CFUN_BUSY: Duration = Duration::from_secs(2);
 
 /// What happens after a message that asked for a status report is sent.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
