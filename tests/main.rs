@@ -6,6 +6,7 @@ mod at_session;
 mod at_transcripts;
 mod mock_gammu;
 mod mock_modem;
+mod modem_driver;
 mod modem_init;
 mod pdu_cli;
 mod pdu_properties;

@@ -108,6 +108,9 @@ pub struct MockConfig {
     pub send_needs_free_slot: bool,
     /// `+CMGR: 0,43` and `+CMGL: 1,0,43`, without the alpha field.
     pub omit_alpha: bool,
+    /// Firmware that offers only message service 1 (phase 2+): `AT+CSMS=0` is refused, so
+    /// every routed `+CMT`/`+CDS` must be acknowledged with `AT+CNMA`.
+    pub phase2plus_only: bool,
 }
 
 impl Default for MockConfig {
@@ -128,6 +131,7 @@ impl Default for MockConfig {
             ignore_ate0: false,
             send_needs_free_slot: false,
             omit_alpha: false,
+            phase2plus_only: false,
         }
     }
 }
@@ -270,7 +274,7 @@ impl Engine {
             cmee: 0,
             cmgf: 0,
             cscs: "IRA".into(),
-            csms: 0,
+            csms: u8::from(config.phase2plus_only),
             cnmi: [0; 5],
             cpms: ["SM".into(), "SM".into(), "SM".into()],
             csca: config.smsc.clone(),
@@ -330,7 +334,7 @@ impl Engine {
         self.cmee = 0;
         self.cmgf = self.config.profile.default_cmgf();
         self.cscs = "IRA".into();
-        self.csms = 0;
+        self.csms = u8::from(self.config.phase2plus_only);
         self.cnmi = [0; 5];
         self.cpms = ["SM".into(), "SM".into(), "SM".into()];
         self.creg_n = 0;
@@ -477,6 +481,12 @@ impl Engine {
     /// The next `count` command lines get no answer at all (the first AT after idle).
     pub fn drop_next_commands(&mut self, count: usize) {
         self.drop_commands += count;
+    }
+
+    /// Stores a received message without any indication (as when the `+CMTI` was lost);
+    /// returns its index, or `None` when the memory is full.
+    pub fn store_quietly(&mut self, memory: &str, pdu: Vec<u8>, now: Instant) -> Option<usize> {
+        self.store(memory, pdu, 0, now)
     }
 
     /// Fills storage `memory` with read messages up to its capacity.
@@ -873,7 +883,10 @@ impl Engine {
             ("+CSCS", Arg::Query) => Ok(vec![format!("+CSCS: \"{}\"", self.cscs)]),
             ("+CSCS", Arg::Test) => Ok(vec!["+CSCS: (\"IRA\",\"GSM\",\"UCS2\")".into()]),
             ("+CSMS", Arg::Set(value)) => {
-                self.csms = number(&value).filter(|n| *n <= 1).ok_or(Fail::Cms(303))? as u8;
+                let lowest = u32::from(self.config.phase2plus_only);
+                self.csms = number(&value)
+                    .filter(|n| (lowest..=1).contains(n))
+                    .ok_or(Fail::Cms(303))? as u8;
                 Ok(vec![format!("+CSMS: 1,1,1")])
             }
             ("+CSMS", Arg::Query) => Ok(vec![format!("+CSMS: {},1,1,1", self.csms)]),

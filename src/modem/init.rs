@@ -29,6 +29,11 @@ pub struct InitSettings {
     pub sim_ready_timeout: Duration,
     /// The pause between polls of `AT+CPIN?` and `AT+CREG?` while waiting.
     pub poll_interval: Duration,
+    /// How long an ordinary command may take.
+    pub command_timeout: Duration,
+    /// `AT+CNMI` parameters to use instead of [`CNMI_CHOICES`] (e.g. `2,2,0,1,0` to route
+    /// messages directly on a modem whose storage misbehaves).
+    pub cnmi: Option<String>,
 }
 
 impl Default for InitSettings {
@@ -40,6 +45,8 @@ impl Default for InitSettings {
             registration_timeout: Duration::from_secs(60),
             sim_ready_timeout: Duration::from_secs(20),
             poll_interval: Duration::from_secs(1),
+            command_timeout: Command::DEFAULT_TIMEOUT,
+            cnmi: None,
         }
     }
 }
@@ -72,6 +79,25 @@ pub struct Setup {
     pub cnmi: String,
     /// The SMSC in the modem.
     pub smsc: String,
+    /// The message service in force (`AT+CSMS?`): 1 means routed `+CMT`/`+CDS` need `AT+CNMA`.
+    pub csms: u8,
+    /// The storages the modem offers for reading (`AT+CPMS=?`, first group), e.g. `SM`, `SR`.
+    pub memories: Vec<String>,
+}
+
+/// Where the init is, for a status line while it waits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InitStage {
+    /// Getting the modem to answer `AT`.
+    Resync,
+    /// Reading the identity.
+    Identity,
+    /// Waiting for the SIM (PIN, busy SIM).
+    Sim,
+    /// Waiting for network registration; the last status seen.
+    Registration(RegistrationStatus),
+    /// Setting PDU mode, storage, indications and the SMSC.
+    Messaging,
 }
 
 /// Why the init stopped.
@@ -124,10 +150,22 @@ pub const CNMI_CHOICES: [&str; 3] = ["2,1,0,2,0", "2,1,0,1,0", "2,1,0,0,0"];
 
 /// Runs the whole init sequence.
 pub async fn init(handle: &SessionHandle, settings: &InitSettings) -> Result<Setup, InitError> {
+    init_with_progress(handle, settings, &|_| {}).await
+}
+
+/// Runs the whole init sequence, telling `progress` each stage it enters.
+pub async fn init_with_progress(
+    handle: &SessionHandle,
+    settings: &InitSettings,
+    progress: &(dyn Fn(InitStage) + Sync),
+) -> Result<Setup, InitError> {
+    progress(InitStage::Resync);
     resync(handle).await?;
     must(handle, "ATE0", settings).await?;
     must(handle, "AT+CMEE=1", settings).await?;
+    progress(InitStage::Identity);
     let mut identity = identify(handle, settings).await?;
+    progress(InitStage::Sim);
     unlock_sim(handle, settings).await?;
     identity.imsi = first_line(handle, "AT+CIMI", settings).await?;
     identity.iccid = iccid(handle, settings).await?;
@@ -135,10 +173,17 @@ pub async fn init(handle: &SessionHandle, settings: &InitSettings) -> Result<Set
         "modem: {} {} ({}), IMEI {}",
         identity.manufacturer, identity.model, identity.revision, identity.imei
     );
-    let registration = wait_for_registration(handle, settings).await?;
+    let registration = wait_for_registration(handle, settings, progress).await?;
+    progress(InitStage::Messaging);
     must(handle, "AT+CMGF=0", settings).await?;
     // Phase 2 (the ME acknowledges deliveries itself); modems without +CSMS keep their default.
     optional(handle, "AT+CSMS=0", settings).await?;
+    let csms = execute(handle, Command::new("AT+CSMS?"), settings)
+        .await?
+        .line("+CSMS:")
+        .and_then(|line| parse::csms(line).ok().flatten())
+        .unwrap_or(0);
+    let memories = memories(handle, settings).await?;
     let storage = &settings.storage;
     must(
         handle,
@@ -153,7 +198,27 @@ pub async fn init(handle: &SessionHandle, settings: &InitSettings) -> Result<Set
         registration,
         cnmi,
         smsc,
+        csms,
+        memories,
     })
+}
+
+/// The first group of `AT+CPMS=?`: `("SM","ME","SR"),(…),(…)` → `SM`, `ME`, `SR`.
+async fn memories(handle: &SessionHandle, settings: &InitSettings) -> Result<Vec<String>, InitError> {
+    let response = execute(handle, Command::new("AT+CPMS=?"), settings).await?;
+    let Some(line) = response.line("+CPMS:") else {
+        return Ok(Vec::new());
+    };
+    let body = line.trim_start_matches("+CPMS:").trim();
+    let first = body
+        .strip_prefix('(')
+        .and_then(|rest| rest.split(')').next())
+        .unwrap_or(body);
+    Ok(first
+        .split(',')
+        .map(|name| name.trim().trim_matches('"').to_string())
+        .filter(|name| !name.is_empty())
+        .collect())
 }
 
 /// ESC (cancels a prompt left open by a crashed run) and AT, until OK: up to 5 tries, as some
@@ -259,6 +324,7 @@ async fn unlock_sim(handle: &SessionHandle, settings: &InitSettings) -> Result<(
 async fn wait_for_registration(
     handle: &SessionHandle,
     settings: &InitSettings,
+    progress: &(dyn Fn(InitStage) + Sync),
 ) -> Result<RegistrationStatus, InitError> {
     let started = Instant::now();
     let mut last = RegistrationStatus::Unknown;
@@ -285,14 +351,19 @@ async fn wait_for_registration(
             });
         }
         info!("modem: waiting for the network ({last:?})");
+        progress(InitStage::Registration(last));
         sleep(settings.poll_interval).await;
     }
 }
 
-/// The best CNMI the modem accepts.
+/// The configured CNMI, else the best one the modem accepts.
 async fn indications(handle: &SessionHandle, settings: &InitSettings) -> Result<String, InitError> {
     let mut last = FinalResult::Error;
-    for choice in CNMI_CHOICES {
+    let choices = match &settings.cnmi {
+        Some(configured) => vec![configured.as_str()],
+        None => CNMI_CHOICES.to_vec(),
+    };
+    for choice in choices {
         let response = execute(handle, Command::new(format!("AT+CNMI={choice}")), settings).await?;
         if response.result.is_ok() {
             return Ok(choice.to_string());
@@ -335,6 +406,7 @@ async fn execute(
     settings: &InitSettings,
 ) -> Result<Response, SessionError> {
     let deadline = Instant::now() + settings.sim_ready_timeout;
+    let command = command.with_timeout(settings.command_timeout);
     loop {
         let response = handle.execute(command.clone()).await?;
         let busy = matches!(

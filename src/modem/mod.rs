@@ -6,11 +6,16 @@
 //! and [`storage`], reading, listing and deleting stored messages.
 
 pub mod classify;
+pub mod driver;
 pub mod init;
 pub mod send;
 pub mod storage;
 
+pub use driver::{
+    Counters, Inbound, LinkState, Modem, ModemError, ModemEvent, ModemHandle, ModemSettings,
+    ModemStatus, Origin, Receipt,
+};
 pub use classify::{SendFailure, Verdict, classify_cms, classify_send};
-pub use init::{Identity, InitError, InitSettings, Setup, init};
-pub use send::send;
+pub use init::{Identity, InitError, InitSettings, InitStage, Setup, init, init_with_progress};
+pub use send::{interpret, send};
 pub use storage::{StorageError, StoredMessage, delete, list, read};

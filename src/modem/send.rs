@@ -1,6 +1,6 @@
 //! Submitting one prepared PDU with `AT+CMGS`.
 
-use crate::at::{Command, SessionHandle, parse};
+use crate::at::{Command, Response, SessionError, SessionHandle, parse};
 
 use super::classify::{SendFailure, Verdict, classify_send};
 
@@ -11,10 +11,15 @@ pub async fn send(
     cmgs_length: usize,
     hex: &str,
 ) -> Result<u8, SendFailure> {
-    let response = handle
-        .execute(Command::send_pdu(cmgs_length, hex))
-        .await
-        .map_err(|error| classify_send(Err(&error)))?;
+    interpret(&handle.execute(Command::send_pdu(cmgs_length, hex)).await)
+}
+
+/// What the outcome of an `AT+CMGS` means: the TP-MR, or a classified failure.
+pub fn interpret(outcome: &Result<Response, SessionError>) -> Result<u8, SendFailure> {
+    let response = match outcome {
+        Ok(response) => response,
+        Err(error) => return Err(classify_send(Err(error))),
+    };
     if !response.result.is_ok() {
         return Err(classify_send(Ok(&response.result)));
     }

@@ -1,0 +1,519 @@
+//! The modem driver task against the simulated modem over a real PTY: start-up on every
+//! profile and with a PIN, sends, inbound messages and status reports through each route,
+//! stale indexes, a full store, and recovery from a deaf modem, a vanished device and a reboot.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use smsrelay::at::{RegistrationStatus, SessionConfig};
+use smsrelay::mock::{InboundSms, MockConfig, MockModem, Profile, UrcPoint};
+use smsrelay::modem::{
+    Inbound, InitError, InitSettings, InitStage, LinkState, Modem, ModemEvent, ModemSettings,
+    Origin, Verdict,
+};
+use smsrelay::pdu::{self, Address, Body, StatusClass, SubmitOptions, Tpdu};
+use tokio::sync::mpsc::Receiver;
+use tokio::time::{Instant, sleep, timeout};
+
+/// Generous: the suite runs in parallel on a 2-core machine.
+const WAIT: Duration = Duration::from_secs(15);
+
+fn settings(device: impl Into<PathBuf>) -> ModemSettings {
+    let mut settings = ModemSettings::new(device);
+    settings.init = InitSettings {
+        poll_interval: Duration::from_millis(50),
+        registration_timeout: Duration::from_secs(5),
+        sim_ready_timeout: Duration::from_secs(5),
+        command_timeout: Duration::from_secs(2),
+        ..InitSettings::default()
+    };
+    settings.session = SessionConfig {
+        command_gap: Duration::from_millis(5),
+        settle: Duration::from_millis(100),
+        ..SessionConfig::default()
+    };
+    settings.send_timeout = Duration::from_secs(3);
+    settings
+}
+
+fn mock(config: MockConfig) -> MockModem {
+    MockModem::start(config, None).expect("mock starts")
+}
+
+fn fast() -> MockConfig {
+    MockConfig {
+        submit_delay: Duration::from_millis(10),
+        report_delay: Duration::from_millis(10),
+        ..MockConfig::default()
+    }
+}
+
+/// The first event matching `wanted`, skipping others; fails with what was seen.
+async fn wait_for(
+    events: &mut Receiver<ModemEvent>,
+    what: &str,
+    wanted: impl Fn(&ModemEvent) -> bool,
+) -> ModemEvent {
+    let deadline = Instant::now() + WAIT;
+    let mut seen = Vec::new();
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match timeout(left, events.recv()).await {
+            Ok(Some(event)) if wanted(&event) => return event,
+            Ok(Some(event)) => seen.push(format!("{event:?}")),
+            Ok(None) => panic!("event stream ended waiting for {what}; saw {seen:#?}"),
+            Err(_) => panic!("no {what} within {WAIT:?}; saw {seen:#?}"),
+        }
+    }
+}
+
+async fn connected(events: &mut Receiver<ModemEvent>) {
+    wait_for(events, "Connected", |e| matches!(e, ModemEvent::Connected(_))).await;
+}
+
+async fn inbound(events: &mut Receiver<ModemEvent>) -> Inbound {
+    match wait_for(events, "Inbound", |e| matches!(e, ModemEvent::Inbound(_))).await {
+        ModemEvent::Inbound(inbound) => inbound,
+        _ => unreachable!(),
+    }
+}
+
+fn text_of(inbound: &Inbound) -> String {
+    match inbound.pdu.as_ref().map(|pdu| &pdu.tpdu) {
+        Ok(Tpdu::Deliver(deliver)) => match &deliver.user_data.body {
+            Body::Text(text) => text.clone(),
+            Body::Data(data) => panic!("binary body {data:?}"),
+        },
+        other => panic!("not a DELIVER: {other:?}"),
+    }
+}
+
+/// Waits until `check` holds, polling; for state the driver changes without an event.
+async fn until(what: &str, check: impl Fn() -> bool) {
+    let deadline = Instant::now() + WAIT;
+    while !check() {
+        assert!(Instant::now() < deadline, "{what}: not within {WAIT:?}");
+        sleep(Duration::from_millis(10)).await;
+    }
+}
+
+fn parts(text: &str, status_report: bool) -> Vec<(usize, String)> {
+    let recipient = Address::from_number("+447700900123").expect("valid");
+    let options = SubmitOptions {
+        status_report,
+        ..SubmitOptions::default()
+    };
+    pdu::submit_parts(&recipient, text, &options)
+        .expect("encodes")
+        .parts
+        .into_iter()
+        .map(|part| (part.cmgs_length, part.hex))
+        .collect()
+}
+
+fn count(modem: &MockModem, command: &str) -> usize {
+    modem.commands().iter().filter(|c| *c == command).count()
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn starts_sends_and_receives_on_every_profile() {
+    for profile in Profile::ALL {
+        let modem = mock(MockConfig { profile, ..fast() });
+        let mut driver = Modem::start(settings(modem.path()));
+        let setup = match wait_for(&mut driver.events, "Connected", |e| {
+            matches!(e, ModemEvent::Connected(_))
+        })
+        .await
+        {
+            ModemEvent::Connected(setup) => setup,
+            _ => unreachable!(),
+        };
+        assert_eq!(setup.identity.manufacturer, profile.manufacturer(), "{profile}");
+        let status = driver.handle.status();
+        assert_eq!(status.state, LinkState::Ready, "{profile}");
+        assert!(status.signal.is_some(), "{profile}: health read at start-up");
+        assert!(status.storage.is_some(), "{profile}: storage usage read");
+
+        let (length, hex) = &parts("hello", false)[0];
+        let reference = driver.handle.send(*length, hex).await.expect("sent");
+        assert_eq!(modem.submitted()[0].reference, reference, "{profile}");
+
+        modem
+            .inject_sms(&InboundSms::new("+447700900555", "hi there"))
+            .expect("injects");
+        let message = inbound(&mut driver.events).await;
+        assert_eq!(text_of(&message), "hi there", "{profile}");
+        assert!(matches!(message.origin, Origin::Stored { .. }), "{profile}");
+        driver.handle.confirm(message.receipt).await.expect("queued");
+        until(&format!("{profile}: deleted after confirm"), || {
+            modem.with_engine(|engine, _| engine.stored("SM").is_empty())
+        })
+        .await;
+        driver.handle.shutdown().await;
+        timeout(WAIT, driver.task).await.expect("stops").expect("no panic");
+    }
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn a_pin_locked_sim_is_unlocked_with_the_configured_pin() {
+    let modem = mock(MockConfig {
+        pin: Some("4321".into()),
+        ..fast()
+    });
+    let mut settings = settings(modem.path());
+    settings.init.pin = Some("4321".into());
+    let mut driver = Modem::start(settings);
+    connected(&mut driver.events).await;
+    assert_eq!(count(&modem, "AT+CPIN=\"4321\""), 1);
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn a_wrong_pin_is_entered_once_and_the_driver_stops_trying() {
+    let modem = mock(MockConfig {
+        pin: Some("4321".into()),
+        ..fast()
+    });
+    let mut settings = settings(modem.path());
+    settings.init.pin = Some("0000".into());
+    settings.reopen_max = Duration::from_millis(10);
+    let mut driver = Modem::start(settings);
+    let event = wait_for(&mut driver.events, "InitFailed", |e| {
+        matches!(e, ModemEvent::InitFailed(_))
+    })
+    .await;
+    assert!(
+        matches!(event, ModemEvent::InitFailed(InitError::WrongPin(_))),
+        "{event:?}"
+    );
+    assert!(matches!(driver.handle.status().state, LinkState::Failed(_)));
+    // Still serving, still refusing: a send is a temporary failure, not a second PIN.
+    let (length, hex) = &parts("x", false)[0];
+    let failure = driver.handle.send(*length, hex).await.expect_err("not ready");
+    assert_eq!(failure.verdict, Verdict::Temporary);
+    assert_eq!(count(&modem, "AT+CPIN=\"0000\""), 1, "never a second try");
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn registration_arriving_late_is_waited_for_and_shown() {
+    let modem = mock(fast());
+    modem.with_engine(|engine, _| engine.set_registration(2));
+    let mut settings = settings(modem.path());
+    settings.init.registration_timeout = Duration::from_secs(30);
+    let mut driver = Modem::start(settings);
+    let mut status = driver.handle.watch_status();
+    timeout(
+        WAIT,
+        status.wait_for(|status| {
+            status.state
+                == LinkState::Initialising(InitStage::Registration(RegistrationStatus::Searching))
+        }),
+    )
+    .await
+    .expect("the status says it waits for the network")
+    .expect("driver alive");
+    modem.with_engine(|engine, _| engine.set_registration(5));
+    let event = wait_for(&mut driver.events, "Registered", |e| {
+        matches!(e, ModemEvent::Registered(_))
+    })
+    .await;
+    assert_eq!(event, ModemEvent::Registered(RegistrationStatus::Roaming));
+    assert_eq!(driver.handle.status().state, LinkState::Ready);
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn a_multipart_text_goes_out_part_by_part() {
+    let modem = mock(fast());
+    let mut driver = Modem::start(settings(modem.path()));
+    connected(&mut driver.events).await;
+    let text = "A long message that needs three parts. ".repeat(10);
+    let mut references = Vec::new();
+    for (length, hex) in parts(&text, false) {
+        references.push(driver.handle.send(length, &hex).await.expect("sent"));
+    }
+    assert_eq!(references.len(), 3);
+    let submitted = modem.submitted();
+    let joined: String = submitted.iter().map(|s| s.text.as_str()).collect();
+    assert_eq!(joined, text);
+    assert_eq!(
+        submitted.iter().map(|s| s.reference).collect::<Vec<_>>(),
+        references
+    );
+    assert_eq!(driver.handle.status().counters.sent, 3);
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn routed_messages_are_acknowledged_only_when_confirmed() {
+    // A phase 2+ modem with direct routing: every +CMT waits for AT+CNMA.
+    let modem = mock(MockConfig {
+        phase2plus_only: true,
+        ..fast()
+    });
+    let mut settings = settings(modem.path());
+    settings.init.cnmi = Some("2,2,0,1,0".into());
+    let mut driver = Modem::start(settings);
+    connected(&mut driver.events).await;
+    modem
+        .inject_sms(&InboundSms::new("+447700900555", "first"))
+        .expect("injects");
+    modem
+        .inject_sms(&InboundSms::new("+447700900555", "second"))
+        .expect("injects");
+    let first = inbound(&mut driver.events).await;
+    assert_eq!(text_of(&first), "first");
+    assert_eq!(first.origin, Origin::Routed);
+    assert_eq!(count(&modem, "AT+CNMA"), 0, "no ack before the owner confirms");
+    driver.handle.confirm(first.receipt).await.expect("queued");
+    // The modem holds the second until the first is acknowledged.
+    let second = inbound(&mut driver.events).await;
+    assert_eq!(text_of(&second), "second");
+    assert_eq!(count(&modem, "AT+CNMA"), 1);
+    assert!(modem.with_engine(|engine, _| engine.stored("SM").is_empty()));
+}
+
+async fn report_after_send(cnmi: Option<&str>, profile: Profile) -> Inbound {
+    let modem = mock(MockConfig { profile, ..fast() });
+    let mut settings = settings(modem.path());
+    settings.init.cnmi = cnmi.map(str::to_string);
+    let mut driver = Modem::start(settings);
+    connected(&mut driver.events).await;
+    let (length, hex) = &parts("report me", true)[0];
+    let reference = driver.handle.send(*length, hex).await.expect("sent");
+    let report = inbound(&mut driver.events).await;
+    match report.pdu.as_ref().map(|pdu| &pdu.tpdu) {
+        Ok(Tpdu::StatusReport(report)) => {
+            assert_eq!(report.message_reference, reference);
+            assert_eq!(report.status.class(), StatusClass::Delivered, "{:?}", report.status);
+        }
+        other => panic!("not a status report: {other:?}"),
+    }
+    driver.handle.confirm(report.receipt.clone()).await.expect("queued");
+    let memory = profile.report_memory();
+    until("report deleted", || {
+        modem.with_engine(|engine, _| engine.stored(memory).is_empty())
+    })
+    .await;
+    report
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn status_reports_arrive_stored_and_routed() {
+    // Stored in the SR memory and announced with +CDSI (the default CNMI).
+    let stored = report_after_send(None, Profile::Quectel).await;
+    assert!(
+        matches!(&stored.origin, Origin::Stored { storage, .. } if storage == "SR"),
+        "{:?}",
+        stored.origin
+    );
+    // Routed directly as +CDS.
+    let routed = report_after_send(Some("2,1,0,1,0"), Profile::Generic).await;
+    assert_eq!(routed.origin, Origin::Routed);
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn a_urc_in_every_phase_of_a_send_is_handled() {
+    let modem = mock(fast());
+    let mut driver = Modem::start(settings(modem.path()));
+    connected(&mut driver.events).await;
+    let points = [
+        UrcPoint::AfterEcho,
+        UrcPoint::BeforePrompt,
+        UrcPoint::AfterSubmit,
+        UrcPoint::BeforeFinal,
+        UrcPoint::AfterFinal,
+    ];
+    for (round, point) in points.into_iter().enumerate() {
+        // A message lands in storage; its +CMTI comes at this point of the next send.
+        let text = format!("phase {round}");
+        let index = modem.with_engine(|engine, now| {
+            let pdus = InboundSms::new("+447700900555", &text)
+                .pdus(None)
+                .expect("encodes");
+            let index = engine
+                .store_quietly("SM", pdus[0].clone(), now)
+                .expect("room");
+            engine.inject_urc(point, &format!("+CMTI: \"SM\",{index}"));
+            index
+        });
+        let (length, hex) = &parts(&format!("send {round}"), false)[0];
+        driver
+            .handle
+            .send(*length, hex)
+            .await
+            .unwrap_or_else(|failure| panic!("{point:?}: {failure}"));
+        let message = inbound(&mut driver.events).await;
+        assert_eq!(text_of(&message), text, "{point:?}");
+        assert_eq!(
+            message.origin,
+            Origin::Stored {
+                storage: "SM".into(),
+                index: index as u32
+            }
+        );
+        driver.handle.confirm(message.receipt).await.expect("queued");
+    }
+    assert_eq!(modem.submitted().len(), points.len());
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn transient_send_errors_fail_once_then_succeed() {
+    let modem = mock(fast());
+    let mut driver = Modem::start(settings(modem.path()));
+    connected(&mut driver.events).await;
+    let (length, hex) = &parts("again", false)[0];
+    for code in [500, 512, 331] {
+        modem.with_engine(|engine, _| engine.fail_next_sends(1, code));
+        let failure = driver.handle.send(*length, hex).await.expect_err("fails once");
+        assert_eq!(failure.code, Some(code));
+        assert_eq!(failure.verdict, Verdict::Temporary, "{code}");
+        driver.handle.send(*length, hex).await.expect("then succeeds");
+    }
+    assert_eq!(modem.submitted().len(), 3);
+    assert_eq!(driver.handle.status().state, LinkState::Ready);
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn a_stale_index_is_skipped_once_and_never_retried() {
+    let modem = mock(fast());
+    let mut driver = Modem::start(settings(modem.path()));
+    connected(&mut driver.events).await;
+    modem.with_engine(|engine, _| engine.inject_urc(UrcPoint::Now, "+CMTI: \"SM\",17"));
+    modem
+        .inject_sms(&InboundSms::new("+447700900555", "after the stale one"))
+        .expect("injects");
+    let message = inbound(&mut driver.events).await;
+    assert_eq!(text_of(&message), "after the stale one");
+    assert_eq!(driver.handle.status().counters.stale_indexes, 1);
+    assert_eq!(count(&modem, "AT+CMGR=17"), 1);
+    // A sweep does not bring it back either.
+    assert_eq!(driver.handle.sweep().await.expect("sweeps"), 0);
+    assert_eq!(count(&modem, "AT+CMGR=17"), 1);
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn a_full_store_is_reported_swept_and_emptied_so_held_messages_arrive() {
+    let modem = mock(MockConfig {
+        capacity: 5,
+        ..fast()
+    });
+    let old = InboundSms::new("+447700900555", "old")
+        .pdus(None)
+        .expect("encodes")
+        .remove(0);
+    modem.with_engine(|engine, _| engine.fill_storage("SM", &old));
+    // The network holds this one until there is room.
+    modem
+        .inject_sms(&InboundSms::new("+447700900555", "held"))
+        .expect("injects");
+    let mut driver = Modem::start(settings(modem.path()));
+    connected(&mut driver.events).await;
+    let mut receipts = Vec::new();
+    for _ in 0..5 {
+        let message = inbound(&mut driver.events).await;
+        assert_eq!(text_of(&message), "old");
+        receipts.push(message.receipt);
+    }
+    wait_for(&mut driver.events, "StorageAlmostFull", |e| {
+        matches!(e, ModemEvent::StorageAlmostFull(usage) if usage.used == 5 && usage.total == 5)
+    })
+    .await;
+    for receipt in receipts {
+        driver.handle.confirm(receipt).await.expect("queued");
+    }
+    let held = inbound(&mut driver.events).await;
+    assert_eq!(text_of(&held), "held");
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn a_deaf_modem_is_reopened_and_used_again() {
+    let modem = mock(fast());
+    let mut settings = settings(modem.path());
+    settings.send_timeout = Duration::from_secs(1);
+    settings.init.command_timeout = Duration::from_secs(1);
+    let mut driver = Modem::start(settings);
+    connected(&mut driver.events).await;
+    modem.with_engine(|engine, _| engine.hang());
+    let (length, hex) = &parts("are you there", false)[0];
+    let failure = driver.handle.send(*length, hex).await.expect_err("deaf");
+    assert_ne!(failure.verdict, Verdict::Permanent);
+    wait_for(&mut driver.events, "Disconnected", |e| {
+        matches!(e, ModemEvent::Disconnected { .. })
+    })
+    .await;
+    connected(&mut driver.events).await;
+    driver.handle.send(*length, hex).await.expect("works again");
+    let counters = driver.handle.status().counters;
+    assert!(counters.timeouts >= 1);
+    assert_eq!(counters.reconnects, 1);
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn a_vanished_device_is_reopened_when_it_reappears_and_swept() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let link = dir.path().join("modem");
+    let modem = MockModem::start(fast(), Some(link.clone())).expect("mock starts");
+    let mut driver = Modem::start(settings(&link));
+    connected(&mut driver.events).await;
+    let before = modem.path();
+    modem.disconnect(Duration::from_millis(1500));
+    wait_for(&mut driver.events, "Disconnected", |e| {
+        matches!(e, ModemEvent::Disconnected { .. })
+    })
+    .await;
+    // Arrives while the device is gone: its +CMTI is lost, the sweep finds it.
+    modem
+        .inject_sms(&InboundSms::new("+447700900555", "while away"))
+        .expect("injects");
+    until("the device reappears", || modem.path() != before).await;
+    let reappeared = Instant::now();
+    connected(&mut driver.events).await;
+    let took = reappeared.elapsed();
+    assert!(took < Duration::from_secs(2), "reconnected after {took:?}");
+    let message = inbound(&mut driver.events).await;
+    assert_eq!(text_of(&message), "while away");
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn boot_banners_mid_session_trigger_a_full_init() {
+    let modem = mock(MockConfig {
+        profile: Profile::Sim800,
+        ..fast()
+    });
+    let mut driver = Modem::start(settings(modem.path()));
+    connected(&mut driver.events).await;
+    let inits = count(&modem, "AT+CMEE=1");
+    modem.with_engine(|engine, now| engine.reboot(now));
+    connected(&mut driver.events).await;
+    assert_eq!(count(&modem, "AT+CMEE=1"), inits + 1, "one re-init, not one per banner");
+    assert!(driver.handle.status().counters.reinits >= 1);
+    // The reboot forgot CNMI; the re-init restored it, so +CMTI works again.
+    modem
+        .inject_sms(&InboundSms::new("+447700900555", "after the reboot"))
+        .expect("injects");
+    let message = inbound(&mut driver.events).await;
+    assert_eq!(text_of(&message), "after the reboot");
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn an_unconfirmed_message_stays_and_is_read_again_after_a_restart() {
+    let modem = mock(fast());
+    let mut driver = Modem::start(settings(modem.path()));
+    connected(&mut driver.events).await;
+    modem
+        .inject_sms(&InboundSms::new("+447700900555", "keep me"))
+        .expect("injects");
+    let first = inbound(&mut driver.events).await;
+    driver.handle.shutdown().await;
+    timeout(WAIT, driver.task).await.expect("stops").expect("no panic");
+    assert_eq!(modem.with_engine(|engine, _| engine.stored("SM").len()), 1);
+
+    let mut restarted = Modem::start(settings(modem.path()));
+    connected(&mut restarted.events).await;
+    let again = inbound(&mut restarted.events).await;
+    assert_eq!(again.hex, first.hex);
+    assert_eq!(again.origin, first.origin);
+    restarted.handle.confirm(again.receipt).await.expect("queued");
+    until("deleted after confirm", || {
+        modem.with_engine(|engine, _| engine.stored("SM").is_empty())
+    })
+    .await;
+}
