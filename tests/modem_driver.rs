@@ -68,7 +68,10 @@ async fn wait_for(
 }
 
 async fn connected(events: &mut Receiver<ModemEvent>) {
-    wait_for(events, "Connected", |e| matches!(e, ModemEvent::Connected(_))).await;
+    wait_for(events, "Connected", |e| {
+        matches!(e, ModemEvent::Connected(_))
+    })
+    .await;
 }
 
 async fn inbound(events: &mut Receiver<ModemEvent>) -> Inbound {
@@ -128,11 +131,20 @@ async fn starts_sends_and_receives_on_every_profile() {
             ModemEvent::Connected(setup) => setup,
             _ => unreachable!(),
         };
-        assert_eq!(setup.identity.manufacturer, profile.manufacturer(), "{profile}");
-        let status = driver.handle.status();
+        assert_eq!(
+            setup.identity.manufacturer,
+            profile.manufacturer(),
+            "{profile}"
+        );
+        let mut status = driver.handle.watch_status();
+        let status = timeout(WAIT, status.wait_for(|status| status.storage.is_some()))
+            .await
+            .expect("health read at start-up")
+            .expect("driver alive")
+            .clone();
         assert_eq!(status.state, LinkState::Ready, "{profile}");
-        assert!(status.signal.is_some(), "{profile}: health read at start-up");
-        assert!(status.storage.is_some(), "{profile}: storage usage read");
+        assert!(status.signal.is_some(), "{profile}: signal read");
+        assert!(status.operator.is_some(), "{profile}: operator read");
 
         let (length, hex) = &parts("hello", false)[0];
         let reference = driver.handle.send(*length, hex).await.expect("sent");
@@ -144,13 +156,20 @@ async fn starts_sends_and_receives_on_every_profile() {
         let message = inbound(&mut driver.events).await;
         assert_eq!(text_of(&message), "hi there", "{profile}");
         assert!(matches!(message.origin, Origin::Stored { .. }), "{profile}");
-        driver.handle.confirm(message.receipt).await.expect("queued");
+        driver
+            .handle
+            .confirm(message.receipt)
+            .await
+            .expect("queued");
         until(&format!("{profile}: deleted after confirm"), || {
             modem.with_engine(|engine, _| engine.stored("SM").is_empty())
         })
         .await;
         driver.handle.shutdown().await;
-        timeout(WAIT, driver.task).await.expect("stops").expect("no panic");
+        timeout(WAIT, driver.task)
+            .await
+            .expect("stops")
+            .expect("no panic");
     }
 }
 
@@ -188,7 +207,11 @@ async fn a_wrong_pin_is_entered_once_and_the_driver_stops_trying() {
     assert!(matches!(driver.handle.status().state, LinkState::Failed(_)));
     // Still serving, still refusing: a send is a temporary failure, not a second PIN.
     let (length, hex) = &parts("x", false)[0];
-    let failure = driver.handle.send(*length, hex).await.expect_err("not ready");
+    let failure = driver
+        .handle
+        .send(*length, hex)
+        .await
+        .expect_err("not ready");
     assert_eq!(failure.verdict, Verdict::Temporary);
     assert_eq!(count(&modem, "AT+CPIN=\"0000\""), 1, "never a second try");
 }
@@ -261,7 +284,11 @@ async fn routed_messages_are_acknowledged_only_when_confirmed() {
     let first = inbound(&mut driver.events).await;
     assert_eq!(text_of(&first), "first");
     assert_eq!(first.origin, Origin::Routed);
-    assert_eq!(count(&modem, "AT+CNMA"), 0, "no ack before the owner confirms");
+    assert_eq!(
+        count(&modem, "AT+CNMA"),
+        0,
+        "no ack before the owner confirms"
+    );
     driver.handle.confirm(first.receipt).await.expect("queued");
     // The modem holds the second until the first is acknowledged.
     let second = inbound(&mut driver.events).await;
@@ -282,11 +309,20 @@ async fn report_after_send(cnmi: Option<&str>, profile: Profile) -> Inbound {
     match report.pdu.as_ref().map(|pdu| &pdu.tpdu) {
         Ok(Tpdu::StatusReport(report)) => {
             assert_eq!(report.message_reference, reference);
-            assert_eq!(report.status.class(), StatusClass::Delivered, "{:?}", report.status);
+            assert_eq!(
+                report.status.class(),
+                StatusClass::Delivered,
+                "{:?}",
+                report.status
+            );
         }
         other => panic!("not a status report: {other:?}"),
     }
-    driver.handle.confirm(report.receipt.clone()).await.expect("queued");
+    driver
+        .handle
+        .confirm(report.receipt.clone())
+        .await
+        .expect("queued");
     let memory = profile.report_memory();
     until("report deleted", || {
         modem.with_engine(|engine, _| engine.stored(memory).is_empty())
@@ -349,7 +385,11 @@ async fn a_urc_in_every_phase_of_a_send_is_handled() {
                 index: index as u32
             }
         );
-        driver.handle.confirm(message.receipt).await.expect("queued");
+        driver
+            .handle
+            .confirm(message.receipt)
+            .await
+            .expect("queued");
     }
     assert_eq!(modem.submitted().len(), points.len());
 }
@@ -362,10 +402,18 @@ async fn transient_send_errors_fail_once_then_succeed() {
     let (length, hex) = &parts("again", false)[0];
     for code in [500, 512, 331] {
         modem.with_engine(|engine, _| engine.fail_next_sends(1, code));
-        let failure = driver.handle.send(*length, hex).await.expect_err("fails once");
+        let failure = driver
+            .handle
+            .send(*length, hex)
+            .await
+            .expect_err("fails once");
         assert_eq!(failure.code, Some(code));
         assert_eq!(failure.verdict, Verdict::Temporary, "{code}");
-        driver.handle.send(*length, hex).await.expect("then succeeds");
+        driver
+            .handle
+            .send(*length, hex)
+            .await
+            .expect("then succeeds");
     }
     assert_eq!(modem.submitted().len(), 3);
     assert_eq!(driver.handle.status().state, LinkState::Ready);
@@ -382,7 +430,10 @@ async fn a_stale_index_is_skipped_once_and_never_retried() {
         .expect("injects");
     let message = inbound(&mut driver.events).await;
     assert_eq!(text_of(&message), "after the stale one");
-    assert_eq!(driver.handle.status().counters.stale_indexes, 1);
+    until("the stale index is counted", || {
+        driver.handle.status().counters.stale_indexes == 1
+    })
+    .await;
     assert_eq!(count(&modem, "AT+CMGR=17"), 1);
     // A sweep does not bring it back either.
     assert_eq!(driver.handle.sweep().await.expect("sweeps"), 0);
@@ -453,8 +504,8 @@ async fn a_vanished_device_is_reopened_when_it_reappears_and_swept() {
     let modem = MockModem::start(fast(), Some(link.clone())).expect("mock starts");
     let mut driver = Modem::start(settings(&link));
     connected(&mut driver.events).await;
-    let before = modem.path();
     modem.disconnect(Duration::from_millis(1500));
+    until("the device goes", || !link.exists()).await;
     wait_for(&mut driver.events, "Disconnected", |e| {
         matches!(e, ModemEvent::Disconnected { .. })
     })
@@ -463,7 +514,7 @@ async fn a_vanished_device_is_reopened_when_it_reappears_and_swept() {
     modem
         .inject_sms(&InboundSms::new("+447700900555", "while away"))
         .expect("injects");
-    until("the device reappears", || modem.path() != before).await;
+    until("the device reappears", || link.exists()).await;
     let reappeared = Instant::now();
     connected(&mut driver.events).await;
     let took = reappeared.elapsed();
@@ -483,7 +534,11 @@ async fn boot_banners_mid_session_trigger_a_full_init() {
     let inits = count(&modem, "AT+CMEE=1");
     modem.with_engine(|engine, now| engine.reboot(now));
     connected(&mut driver.events).await;
-    assert_eq!(count(&modem, "AT+CMEE=1"), inits + 1, "one re-init, not one per banner");
+    assert_eq!(
+        count(&modem, "AT+CMEE=1"),
+        inits + 1,
+        "one re-init, not one per banner"
+    );
     assert!(driver.handle.status().counters.reinits >= 1);
     // The reboot forgot CNMI; the re-init restored it, so +CMTI works again.
     modem
@@ -503,7 +558,10 @@ async fn an_unconfirmed_message_stays_and_is_read_again_after_a_restart() {
         .expect("injects");
     let first = inbound(&mut driver.events).await;
     driver.handle.shutdown().await;
-    timeout(WAIT, driver.task).await.expect("stops").expect("no panic");
+    timeout(WAIT, driver.task)
+        .await
+        .expect("stops")
+        .expect("no panic");
     assert_eq!(modem.with_engine(|engine, _| engine.stored("SM").len()), 1);
 
     let mut restarted = Modem::start(settings(modem.path()));
@@ -511,7 +569,11 @@ async fn an_unconfirmed_message_stays_and_is_read_again_after_a_restart() {
     let again = inbound(&mut restarted.events).await;
     assert_eq!(again.hex, first.hex);
     assert_eq!(again.origin, first.origin);
-    restarted.handle.confirm(again.receipt).await.expect("queued");
+    restarted
+        .handle
+        .confirm(again.receipt)
+        .await
+        .expect("queued");
     until("deleted after confirm", || {
         modem.with_engine(|engine, _| engine.stored("SM").is_empty())
     })

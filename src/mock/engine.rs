@@ -445,8 +445,8 @@ impl Engine {
 
     /// Arms a URC to come out at `point` of the next exchange.
     pub fn inject_urc(&mut self, point: UrcPoint, text: &str) {
-        if point == UrcPoint::Now && !self.busy && matches!(self.mode, Input::Command) {
-            self.write_line(text);
+        if point == UrcPoint::Now {
+            self.urc_or_arm(text.to_string());
         } else {
             self.armed.push((point, text.to_string()));
         }

@@ -258,6 +258,10 @@ fn serve(shared: &Shared, mut master: TTYPort) {
             drop(master);
             connected = false;
             lock(&shared.engine).port_closed();
+            // udev removes the /dev/serial/by-id link while the device is gone.
+            if let Some(link) = &shared.link {
+                let _ = std::fs::remove_file(link);
+            }
             std::thread::sleep(gap);
             match open_pty() {
                 Ok((new_master, path)) => {

@@ -20,11 +20,11 @@ use tokio::task::JoinHandle;
 use tokio::time::{Instant, sleep, sleep_until};
 use tokio_serial::SerialPortBuilderExt;
 
+use crate::at::parse::{SignalQuality, StorageUsage};
 use crate::at::{
     CmsError, Command, FinalResult, Registration, RegistrationStatus, Response, Session,
     SessionConfig, SessionError, SessionHandle, Urc, parse,
 };
-use crate::at::parse::{SignalQuality, StorageUsage};
 use crate::pdu::{Pdu, PduError};
 
 use super::classify::{SendFailure, Verdict};
@@ -479,12 +479,10 @@ impl Driver {
         loop {
             open_attempt += 1;
             self.update(|status| status.state = LinkState::Opening(open_attempt));
-            let port = tokio_serial::new(
-                self.settings.device.to_string_lossy(),
-                self.settings.baud,
-            )
-            .timeout(Duration::from_secs(1))
-            .open_native_async();
+            let port =
+                tokio_serial::new(self.settings.device.to_string_lossy(), self.settings.baud)
+                    .timeout(Duration::from_secs(1))
+                    .open_native_async();
             let port = match port {
                 Ok(port) => port,
                 Err(error) => {
@@ -795,8 +793,8 @@ impl Driver {
                 hex,
                 reply,
             }) => {
-                let command = Command::send_pdu(cmgs_length, hex)
-                    .with_timeout(self.settings.send_timeout);
+                let command =
+                    Command::send_pdu(cmgs_length, hex).with_timeout(self.settings.send_timeout);
                 let outcome = link.handle.execute(command).await;
                 let result = interpret(&outcome);
                 match &result {
@@ -817,7 +815,8 @@ impl Driver {
                 {
                     self.sweep(link).await?;
                 }
-                if let Err(SessionError::Timeout { .. } | SessionError::NoPrompt { .. }) = &outcome {
+                if let Err(SessionError::Timeout { .. } | SessionError::NoPrompt { .. }) = &outcome
+                {
                     self.check(link, outcome).await?;
                 } else if let Err(error) = outcome {
                     return Err(End::Lost(error.to_string()));
@@ -1106,7 +1105,8 @@ impl Driver {
             let previous = self.status.borrow().signal;
             self.update(|status| status.signal = Some(signal));
             let changed = previous.is_none_or(|previous| {
-                previous.rssi.abs_diff(signal.rssi) >= 3 || (previous.rssi == 99) != (signal.rssi == 99)
+                previous.rssi.abs_diff(signal.rssi) >= 3
+                    || (previous.rssi == 99) != (signal.rssi == 99)
             });
             if changed {
                 self.emit(ModemEvent::Signal(signal));
@@ -1156,7 +1156,9 @@ impl Driver {
         }
         let expected = link.setup.as_ref().map(|setup| setup.cnmi.clone());
         let response = self.execute(link, Command::new("AT+CNMI?")).await?;
-        let current = response.line("+CNMI:").and_then(|line| parse::cnmi(line).ok());
+        let current = response
+            .line("+CNMI:")
+            .and_then(|line| parse::cnmi(line).ok());
         if let (Some(expected), Some(current)) = (expected, current) {
             let current = current
                 .iter()

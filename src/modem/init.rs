@@ -204,7 +204,10 @@ pub async fn init_with_progress(
 }
 
 /// The first group of `AT+CPMS=?`: `("SM","ME","SR"),(…),(…)` → `SM`, `ME`, `SR`.
-async fn memories(handle: &SessionHandle, settings: &InitSettings) -> Result<Vec<String>, InitError> {
+async fn memories(
+    handle: &SessionHandle,
+    settings: &InitSettings,
+) -> Result<Vec<String>, InitError> {
     let response = execute(handle, Command::new("AT+CPMS=?"), settings).await?;
     let Some(line) = response.line("+CPMS:") else {
         return Ok(Vec::new());

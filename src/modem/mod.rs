@@ -11,11 +11,11 @@ pub mod init;
 pub mod send;
 pub mod storage;
 
+pub use classify::{SendFailure, Verdict, classify_cms, classify_send};
 pub use driver::{
     Counters, Inbound, LinkState, Modem, ModemError, ModemEvent, ModemHandle, ModemSettings,
     ModemStatus, Origin, Receipt,
 };
-pub use classify::{SendFailure, Verdict, classify_cms, classify_send};
 pub use init::{Identity, InitError, InitSettings, InitStage, Setup, init, init_with_progress};
 pub use send::{interpret, send};
 pub use storage::{StorageError, StoredMessage, delete, list, read};
