@@ -579,3 +579,36 @@ async fn an_unconfirmed_message_stays_and_is_read_again_after_a_restart() {
     })
     .await;
 }
+
+#[tokio::test(flavor = "current_thread")]
+async fn the_reset_command_follows_repeated_failed_start_ups() {
+    let modem = mock(fast());
+    modem.with_engine(|engine, _| engine.set_registration(0));
+    let mut settings = settings(modem.path());
+    settings.init.registration_timeout = Duration::from_millis(200);
+    settings.retry_max = Duration::from_millis(50);
+    settings.reset_command = Some("AT+CFUN=1,1".into());
+    settings.reset_after = 2;
+    let mut driver = Modem::start(settings);
+    for _ in 0..2 {
+        let event = wait_for(&mut driver.events, "InitFailed", |e| {
+            matches!(e, ModemEvent::InitFailed(_))
+        })
+        .await;
+        assert!(
+            matches!(
+                event,
+                ModemEvent::InitFailed(InitError::NotRegistered { .. })
+            ),
+            "{event:?}"
+        );
+    }
+    until("the reset command is sent", || {
+        count(&modem, "AT+CFUN=1,1") == 1
+    })
+    .await;
+    assert_eq!(count(&modem, "AT+CFUN=1,1"), 1, "once per run of failures");
+    // The network comes back; the driver gets there on its own.
+    modem.with_engine(|engine, _| engine.set_registration(1));
+    connected(&mut driver.events).await;
+}

@@ -1160,13 +1160,13 @@ impl Driver {
             .line("+CNMI:")
             .and_then(|line| parse::cnmi(line).ok());
         if let (Some(expected), Some(current)) = (expected, current) {
-            let current = current
-                .iter()
-                .map(u8::to_string)
-                .collect::<Vec<_>>()
-                .join(",");
-            if !current.starts_with(&expected) && !expected.starts_with(&current) {
-                warn!("modem: indications are {current}, not {expected}: re-initialising");
+            // Only mt and ds matter, and only their loss: firmware may echo the other fields
+            // differently, but mt or ds back at 0 means a quiet reboot or a missed AT+CNMA.
+            let field = |slot: usize| expected.split(',').nth(slot).unwrap_or("0") != "0";
+            let lost = (field(1) && current.get(1) == Some(&0))
+                || (field(3) && current.get(3) == Some(&0));
+            if lost {
+                warn!("modem: indications are {current:?}, not {expected}: re-initialising");
                 return self.reinit(link).await;
             }
         }

@@ -1,9 +1,9 @@
 //! The modem driver: owns one serial device through an `at::Session`, runs the init sequence,
 //! sends PDUs, reads and deletes stored messages, watches health and recovers.
 //!
-//! Being built (issue 5). So far: [`classify`], what a failed send means for the message,
-//! [`init`], the start-up sequence,, [`send`], one `AT+CMGS`,
-//! and [`storage`], reading, listing and deleting stored messages.
+//! [`driver`] is the task and its handle; below it [`init`], the start-up sequence, [`send`],
+//! one `AT+CMGS`, [`classify`], what a failed send means for the message, and [`storage`],
+//! reading, listing and deleting stored messages.
 
 pub mod classify;
 pub mod driver;
