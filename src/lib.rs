@@ -8,3 +8,4 @@ pub mod at;
 pub mod mock;
 pub mod modem;
 pub mod pdu;
+pub mod store;

@@ -1,0 +1,712 @@
+//! The only module that touches sled.
+//!
+//! Every change users care about is one sled transaction over the trees it touches (message
+//! state, the outbox, status-report references, the event, one webhook job per subscribed
+//! endpoint), followed by a flush before the caller goes on. The store holds no SMS logic: the
+//! gateway passes closures that decide what changes; sled may run them more than once on a
+//! conflict, so they are pure.
+//!
+//! All calls block (sled flushes to disk): call them from blocking threads.
+
+pub mod model;
+
+use std::path::Path;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use sled::transaction::{
+    ConflictableTransactionError, TransactionError, TransactionalTree, abort,
+};
+use sled::{Transactional, Tree};
+
+pub use model::{
+    Event, FailureInfo, InboundGroup, InboundPart, Job, MessageState, OutPart, OutboundMessage,
+    PartState,
+};
+
+/// The layout version of the trees; bumped when a change needs a migration.
+pub const SCHEMA_VERSION: u64 = 1;
+/// The `api_version` of the event contract.
+pub const API_VERSION: &str = "2026-11-22";
+
+/// Why a store call failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// sled failed (I/O, corruption).
+    #[error("database: {0}")]
+    Database(#[from] sled::Error),
+    /// A record does not decode (written by a bug, or by a newer version).
+    #[error("record {key} in {tree} does not decode: {error}")]
+    Corrupt {
+        /// The tree.
+        tree: &'static str,
+        /// The key, printable.
+        key: String,
+        /// Why.
+        error: String,
+    },
+    /// The data directory was written by a newer smsrelay.
+    #[error("the data directory has schema version {found}; this smsrelay knows {SCHEMA_VERSION}")]
+    NewerSchema {
+        /// The version found.
+        found: u64,
+    },
+    /// The message does not exist.
+    #[error("no message {0}")]
+    NoSuchMessage(String),
+}
+
+/// How sled runs on a small board.
+#[derive(Debug, Clone)]
+pub struct StoreSettings {
+    /// Page cache size in bytes (default 16 MB: a Pi Zero has 512 MB in all).
+    pub cache_bytes: u64,
+    /// Background flush interval; every state change is also flushed explicitly.
+    pub flush_every_ms: Option<u64>,
+}
+
+impl Default for StoreSettings {
+    fn default() -> StoreSettings {
+        StoreSettings {
+            cache_bytes: 16 * 1024 * 1024,
+            flush_every_ms: Some(1000),
+        }
+    }
+}
+
+/// An endpoint's interest in events (from `[[webhook]]`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Subscription {
+    /// The endpoint's name.
+    pub endpoint: String,
+    /// Event name patterns: `sms.*`, `sms.delivered`, `*`.
+    pub events: Vec<String>,
+}
+
+impl Subscription {
+    /// Whether this endpoint wants events called `name`.
+    pub fn wants(&self, name: &str) -> bool {
+        self.events.iter().any(|pattern| {
+            pattern == "*"
+                || pattern == name
+                || pattern
+                    .strip_suffix('*')
+                    .is_some_and(|prefix| name.starts_with(prefix))
+        })
+    }
+}
+
+/// An event to record: its name and data; the store gives it a sequence, id and time.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewEvent {
+    /// `sms.sent`…
+    pub name: String,
+    /// The `data` object.
+    pub data: serde_json::Value,
+}
+
+/// What a change to a message does besides rewriting it.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Effects {
+    /// Events to record (with their webhook jobs).
+    pub events: Vec<NewEvent>,
+    /// Take the message out of the outbox.
+    pub dequeue: bool,
+    /// Status-report references to add: (TP-MR, part index).
+    pub references: Vec<(u8, usize)>,
+    /// Status-report references to remove (keys from [`Store::references`]).
+    pub unreference: Vec<Vec<u8>>,
+}
+
+/// A status-report reference: a submitted part waiting for its report.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reference {
+    /// The key, to remove it.
+    pub key: Vec<u8>,
+    /// The TP-MR.
+    pub reference: u8,
+    /// When the part was submitted (Unix ms).
+    pub submitted_at: u64,
+    /// The message.
+    pub message_id: String,
+    /// The part index.
+    pub part: usize,
+}
+
+/// The database: one sled `Db` and its trees. Cheap to clone.
+#[derive(Clone)]
+pub struct Store {
+    db: sled::Db,
+    messages: Tree,
+    outbox: Tree,
+    refs: Tree,
+    inbound_parts: Tree,
+    inbound_seen: Tree,
+    events: Tree,
+    jobs: Tree,
+    unmatched: Tree,
+    meta: Tree,
+    subscriptions: Vec<Subscription>,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store").finish_non_exhaustive()
+    }
+}
+
+type TxResult<T> = Result<T, ConflictableTransactionError<StoreError>>;
+
+/// Milliseconds since the Unix epoch.
+pub fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |elapsed| elapsed.as_millis() as u64)
+}
+
+fn encode<T: Serialize>(value: &T) -> Vec<u8> {
+    // Our own types always serialise; an empty value would only ever come from a bug.
+    serde_json::to_vec(value).unwrap_or_default()
+}
+
+fn decode<T: DeserializeOwned>(tree: &'static str, key: &[u8], bytes: &[u8]) -> Result<T, StoreError> {
+    serde_json::from_slice(bytes).map_err(|error| StoreError::Corrupt {
+        tree,
+        key: String::from_utf8_lossy(key).into_owned(),
+        error: error.to_string(),
+    })
+}
+
+fn tx_decode<T: DeserializeOwned>(tree: &'static str, key: &[u8], bytes: &[u8]) -> TxResult<T> {
+    decode(tree, key, bytes).map_err(ConflictableTransactionError::Abort)
+}
+
+fn unwrap_tx<T>(result: Result<T, TransactionError<StoreError>>) -> Result<T, StoreError> {
+    result.map_err(|error| match error {
+        TransactionError::Abort(error) => error,
+        TransactionError::Storage(error) => StoreError::Database(error),
+    })
+}
+
+/// `jobs` keys: due time then a unique id, so a scan yields the earliest due first.
+pub fn job_key(due_ms: u64, id: u64) -> Vec<u8> {
+    let mut key = due_ms.to_be_bytes().to_vec();
+    key.extend_from_slice(&id.to_be_bytes());
+    key
+}
+
+fn reference_key(reference: u8, at: u64, id: &str, part: usize) -> Vec<u8> {
+    let mut key = vec![reference];
+    key.extend_from_slice(&at.to_be_bytes());
+    key.extend_from_slice(&(part as u32).to_be_bytes());
+    key.extend_from_slice(id.as_bytes());
+    key
+}
+
+impl Store {
+    /// Opens (or creates) the database in `dir`.
+    pub fn open(
+        dir: &Path,
+        settings: &StoreSettings,
+        subscriptions: Vec<Subscription>,
+    ) -> Result<Store, StoreError> {
+        let db = sled::Config::new()
+            .path(dir)
+            .cache_capacity(settings.cache_bytes)
+            .flush_every_ms(settings.flush_every_ms)
+            .open()?;
+        let store = Store {
+            messages: db.open_tree("messages")?,
+            outbox: db.open_tree("outbox")?,
+            refs: db.open_tree("refs")?,
+            inbound_parts: db.open_tree("inbound_parts")?,
+            inbound_seen: db.open_tree("inbound_seen")?,
+            events: db.open_tree("events")?,
+            jobs: db.open_tree("jobs")?,
+            unmatched: db.open_tree("unmatched_reports")?,
+            meta: db.open_tree("meta")?,
+            db,
+            subscriptions,
+        };
+        match store.meta.get("schema_version")? {
+            Some(bytes) => {
+                let found = decode::<u64>("meta", b"schema_version", &bytes)?;
+                if found > SCHEMA_VERSION {
+                    return Err(StoreError::NewerSchema { found });
+                }
+            }
+            None => {
+                store
+                    .meta
+                    .insert("schema_version", encode(&SCHEMA_VERSION))?;
+                store.db.flush()?;
+            }
+        }
+        Ok(store)
+    }
+
+    /// Flushes everything written so far to disk.
+    pub fn flush(&self) -> Result<(), StoreError> {
+        self.db.flush()?;
+        Ok(())
+    }
+
+    /// The next number of a persistent counter (`meta`), e.g. the concatenation reference.
+    pub fn next_counter(&self, name: &str) -> Result<u64, StoreError> {
+        let value = self.meta.update_and_fetch(name, |old| {
+            let current = old
+                .and_then(|bytes| <[u8; 8]>::try_from(bytes).ok())
+                .map_or(0, u64::from_be_bytes);
+            Some(current.wrapping_add(1).to_be_bytes().to_vec())
+        })?;
+        Ok(value
+            .and_then(|bytes| <[u8; 8]>::try_from(bytes.as_ref()).ok())
+            .map_or(0, u64::from_be_bytes))
+    }
+
+    fn write_events(
+        &self,
+        events_tree: &TransactionalTree,
+        jobs_tree: &TransactionalTree,
+        events: &[NewEvent],
+    ) -> TxResult<Vec<Event>> {
+        let mut written = Vec::with_capacity(events.len());
+        for new in events {
+            let sequence = self.db.generate_id().map_err(ConflictableTransactionError::Storage)?;
+            let event = Event {
+                sequence,
+                id: uuid::Uuid::now_v7().to_string(),
+                name: new.name.clone(),
+                api_version: API_VERSION.to_string(),
+                created_at: now_ms() / 1000,
+                data: new.data.clone(),
+            };
+            events_tree.insert(&sequence.to_be_bytes(), encode(&event))?;
+            for subscription in self.subscriptions.iter().filter(|s| s.wants(&event.name)) {
+                let id = self.db.generate_id().map_err(ConflictableTransactionError::Storage)?;
+                let job = Job {
+                    event_sequence: sequence,
+                    endpoint: subscription.endpoint.clone(),
+                    task_id: uuid::Uuid::now_v7().to_string(),
+                    attempts: 0,
+                    created_at: now_ms(),
+                };
+                jobs_tree.insert(job_key(now_ms(), id), encode(&job))?;
+            }
+            written.push(event);
+        }
+        Ok(written)
+    }
+
+    // ---- outbound ------------------------------------------------------------------------
+
+    /// Stores a new message and queues it; durable when this returns.
+    pub fn enqueue(&self, message: &OutboundMessage) -> Result<(), StoreError> {
+        let queue_key = self.db.generate_id()?.to_be_bytes();
+        unwrap_tx((&self.messages, &self.outbox).transaction(|(messages, outbox)| {
+            messages.insert(message.id.as_bytes(), encode(message))?;
+            outbox.insert(&queue_key, message.id.as_bytes())?;
+            Ok(())
+        }))?;
+        self.flush()
+    }
+
+    /// One message.
+    pub fn message(&self, id: &str) -> Result<Option<OutboundMessage>, StoreError> {
+        self.messages
+            .get(id.as_bytes())?
+            .map(|bytes| decode("messages", id.as_bytes(), &bytes))
+            .transpose()
+    }
+
+    /// Messages, newest first, optionally in one state.
+    pub fn messages(
+        &self,
+        state: Option<MessageState>,
+        limit: usize,
+    ) -> Result<Vec<OutboundMessage>, StoreError> {
+        let mut found = Vec::new();
+        // UUID v7 ids sort by creation time.
+        for entry in self.messages.iter().rev() {
+            let (key, bytes) = entry?;
+            let message: OutboundMessage = decode("messages", &key, &bytes)?;
+            if state.is_none_or(|state| message.state == state) {
+                found.push(message);
+                if found.len() >= limit {
+                    break;
+                }
+            }
+        }
+        Ok(found)
+    }
+
+    /// Ids in the outbox, oldest first.
+    pub fn outbox(&self) -> Result<Vec<String>, StoreError> {
+        self.outbox
+            .iter()
+            .values()
+            .map(|value| Ok(String::from_utf8_lossy(&value?).into_owned()))
+            .collect()
+    }
+
+    /// Changes a message in one transaction with its effects, then flushes. `change` may run
+    /// more than once. Returns the message as written and the events recorded.
+    pub fn update_message<F>(
+        &self,
+        id: &str,
+        change: F,
+    ) -> Result<(OutboundMessage, Vec<Event>), StoreError>
+    where
+        F: Fn(&mut OutboundMessage) -> Effects,
+    {
+        let queued = self.outbox_key(id)?;
+        let result = (&self.messages, &self.outbox, &self.refs, &self.events, &self.jobs)
+            .transaction(|(messages, outbox, refs, events, jobs)| {
+                let Some(bytes) = messages.get(id.as_bytes())? else {
+                    return abort(StoreError::NoSuchMessage(id.to_string()));
+                };
+                let mut message: OutboundMessage = tx_decode("messages", id.as_bytes(), &bytes)?;
+                let effects = change(&mut message);
+                message.updated_at = now_ms();
+                messages.insert(id.as_bytes(), encode(&message))?;
+                if effects.dequeue {
+                    if let Some(key) = &queued {
+                        outbox.remove(key.as_slice())?;
+                    }
+                }
+                for &(reference, part) in &effects.references {
+                    let key = reference_key(reference, now_ms(), id, part);
+                    refs.insert(key, message.to.as_bytes())?;
+                }
+                for key in &effects.unreference {
+                    refs.remove(key.as_slice())?;
+                }
+                let written = self.write_events(events, jobs, &effects.events)?;
+                Ok((message, written))
+            });
+        let result = unwrap_tx(result)?;
+        self.flush()?;
+        Ok(result)
+    }
+
+    fn outbox_key(&self, id: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        for entry in self.outbox.iter() {
+            let (key, value) = entry?;
+            if value.as_ref() == id.as_bytes() {
+                return Ok(Some(key.to_vec()));
+            }
+        }
+        Ok(None)
+    }
+
+    /// Submitted parts waiting for a report with this TP-MR, most recent first.
+    pub fn references(&self, reference: u8) -> Result<Vec<Reference>, StoreError> {
+        let mut found = Vec::new();
+        for entry in self.refs.scan_prefix([reference]) {
+            let (key, _) = entry?;
+            if key.len() < 13 {
+                continue;
+            }
+            let mut at = [0u8; 8];
+            at.copy_from_slice(&key[1..9]);
+            let mut part = [0u8; 4];
+            part.copy_from_slice(&key[9..13]);
+            found.push(Reference {
+                key: key.to_vec(),
+                reference,
+                submitted_at: u64::from_be_bytes(at),
+                part: u32::from_be_bytes(part) as usize,
+                message_id: String::from_utf8_lossy(&key[13..]).into_owned(),
+            });
+        }
+        found.reverse();
+        Ok(found)
+    }
+
+    /// Keeps a status report no message matched, for a later match and for people to see.
+    pub fn record_unmatched(&self, hex: &str, report: &serde_json::Value) -> Result<(), StoreError> {
+        let key = self.db.generate_id()?.to_be_bytes();
+        let record = serde_json::json!({ "hex": hex, "report": report, "at": now_ms() });
+        self.unmatched.insert(key, encode(&record))?;
+        self.flush()
+    }
+
+    /// Unmatched status reports: (key, PDU hex, received Unix ms).
+    pub fn unmatched(&self) -> Result<Vec<(Vec<u8>, String, u64)>, StoreError> {
+        let mut found = Vec::new();
+        for entry in self.unmatched.iter() {
+            let (key, bytes) = entry?;
+            let record: serde_json::Value = decode("unmatched_reports", &key, &bytes)?;
+            let hex = record["hex"].as_str().unwrap_or_default().to_string();
+            let at = record["at"].as_u64().unwrap_or_default();
+            found.push((key.to_vec(), hex, at));
+        }
+        Ok(found)
+    }
+
+    /// Forgets an unmatched report (matched later, or too old).
+    pub fn remove_unmatched(&self, key: &[u8]) -> Result<(), StoreError> {
+        self.unmatched.remove(key)?;
+        Ok(())
+    }
+
+    // ---- inbound -------------------------------------------------------------------------
+
+    /// Records an inbound PDU at most once (by `fingerprint`), with the reassembly group it
+    /// belongs to (`group`, when concatenated): `change` gets the group so far (None when
+    /// new, or for a single part) and returns the group to keep (None: remove it) and the
+    /// events. Durable when it returns; `Ok(None)` means the PDU was seen before.
+    pub fn record_inbound<F>(
+        &self,
+        fingerprint: &[u8],
+        group: Option<&str>,
+        change: F,
+    ) -> Result<Option<Vec<Event>>, StoreError>
+    where
+        F: Fn(Option<InboundGroup>) -> (Option<InboundGroup>, Vec<NewEvent>),
+    {
+        let result = (&self.inbound_seen, &self.inbound_parts, &self.events, &self.jobs)
+            .transaction(|(seen, parts, events, jobs)| {
+                if seen.get(fingerprint)?.is_some() {
+                    return Ok(None);
+                }
+                seen.insert(fingerprint, &now_ms().to_be_bytes())?;
+                let current = match group {
+                    Some(key) => match parts.get(key.as_bytes())? {
+                        Some(bytes) => Some(tx_decode("inbound_parts", key.as_bytes(), &bytes)?),
+                        None => None,
+                    },
+                    None => None,
+                };
+                let (next, new_events) = change(current);
+                if let Some(key) = group {
+                    match next {
+                        Some(next) => parts.insert(key.as_bytes(), encode(&next))?,
+                        None => parts.remove(key.as_bytes())?,
+                    };
+                }
+                Ok(Some(self.write_events(events, jobs, &new_events)?))
+            });
+        let result = unwrap_tx(result)?;
+        self.flush()?;
+        Ok(result)
+    }
+
+    /// Reassembly groups still incomplete: (key, group).
+    pub fn inbound_groups(&self) -> Result<Vec<(String, InboundGroup)>, StoreError> {
+        self.inbound_parts
+            .iter()
+            .map(|entry| {
+                let (key, bytes) = entry?;
+                Ok((
+                    String::from_utf8_lossy(&key).into_owned(),
+                    decode("inbound_parts", &key, &bytes)?,
+                ))
+            })
+            .collect()
+    }
+
+    /// Closes a group (emitted as incomplete) with its events, if it is still there.
+    pub fn close_group(&self, key: &str, events: &[NewEvent]) -> Result<Vec<Event>, StoreError> {
+        let result = (&self.inbound_parts, &self.events, &self.jobs).transaction(
+            |(parts, events_tree, jobs)| {
+                if parts.remove(key.as_bytes())?.is_none() {
+                    return Ok(Vec::new());
+                }
+                self.write_events(events_tree, jobs, events)
+            },
+        );
+        let result = unwrap_tx(result)?;
+        self.flush()?;
+        Ok(result)
+    }
+
+    /// Records events that belong to no message or group (an undecodable PDU, kept).
+    pub fn record_events(&self, events: &[NewEvent]) -> Result<Vec<Event>, StoreError> {
+        let result = (&self.events, &self.jobs)
+            .transaction(|(events_tree, jobs)| self.write_events(events_tree, jobs, events));
+        let result = unwrap_tx(result)?;
+        self.flush()?;
+        Ok(result)
+    }
+
+    // ---- events and jobs -----------------------------------------------------------------
+
+    /// Events with a sequence above `after`, oldest first.
+    pub fn events_after(&self, after: u64, limit: usize) -> Result<Vec<Event>, StoreError> {
+        let start = after.saturating_add(1).to_be_bytes();
+        self.events
+            .range(start..)
+            .take(limit)
+            .map(|entry| {
+                let (key, bytes) = entry?;
+                decode("events", &key, &bytes)
+            })
+            .collect()
+    }
+
+    /// One event.
+    pub fn event(&self, sequence: u64) -> Result<Option<Event>, StoreError> {
+        self.events
+            .get(sequence.to_be_bytes())?
+            .map(|bytes| decode("events", &sequence.to_be_bytes(), &bytes))
+            .transpose()
+    }
+
+    /// Webhook jobs, earliest due first: (key, job).
+    pub fn jobs(&self, limit: usize) -> Result<Vec<(Vec<u8>, Job)>, StoreError> {
+        self.jobs
+            .iter()
+            .take(limit)
+            .map(|entry| {
+                let (key, bytes) = entry?;
+                Ok((key.to_vec(), decode("jobs", &key, &bytes)?))
+            })
+            .collect()
+    }
+
+    // ---- retention -----------------------------------------------------------------------
+
+    /// Removes events older than `events_before` (Unix ms) that no job waits for, finished
+    /// messages last changed before `messages_before`, and dedupe fingerprints and references
+    /// older than `messages_before`; at most `batch` of each per call. Returns how many went.
+    pub fn prune(
+        &self,
+        events_before: u64,
+        messages_before: u64,
+        batch: usize,
+    ) -> Result<usize, StoreError> {
+        let mut removed = 0;
+        let waiting: std::collections::HashSet<u64> = self
+            .jobs
+            .iter()
+            .values()
+            .filter_map(|bytes| bytes.ok())
+            .filter_map(|bytes| serde_json::from_slice::<Job>(&bytes).ok())
+            .map(|job| job.event_sequence)
+            .collect();
+        let mut old_events = Vec::new();
+        for entry in self.events.iter() {
+            let (key, bytes) = entry?;
+            let event: Event = decode("events", &key, &bytes)?;
+            if event.created_at.saturating_mul(1000) >= events_before {
+                break;
+            }
+            if !waiting.contains(&event.sequence) {
+                old_events.push(key);
+            }
+            if old_events.len() >= batch {
+                break;
+            }
+        }
+        for key in old_events {
+            self.events.remove(key)?;
+            removed += 1;
+        }
+        let mut old_messages = Vec::new();
+        for entry in self.messages.iter() {
+            let (key, bytes) = entry?;
+            let message: OutboundMessage = decode("messages", &key, &bytes)?;
+            if message.state.is_final() && message.updated_at < messages_before {
+                old_messages.push(key);
+                if old_messages.len() >= batch {
+                    break;
+                }
+            }
+        }
+        for key in old_messages {
+            self.messages.remove(key)?;
+            removed += 1;
+        }
+        let mut old_seen = Vec::new();
+        for entry in self.inbound_seen.iter() {
+            let (key, value) = entry?;
+            let at = <[u8; 8]>::try_from(value.as_ref()).map_or(0, u64::from_be_bytes);
+            if at < messages_before {
+                old_seen.push(key);
+                if old_seen.len() >= batch {
+                    break;
+                }
+            }
+        }
+        for key in old_seen {
+            self.inbound_seen.remove(key)?;
+            removed += 1;
+        }
+        let mut old_refs = Vec::new();
+        for entry in self.refs.iter() {
+            let (key, _) = entry?;
+            let at = key
+                .get(1..9)
+                .and_then(|bytes| <[u8; 8]>::try_from(bytes).ok())
+                .map_or(0, u64::from_be_bytes);
+            if at < messages_before {
+                old_refs.push(key);
+                if old_refs.len() >= batch {
+                    break;
+                }
+            }
+        }
+        for key in old_refs {
+            self.refs.remove(key)?;
+            removed += 1;
+        }
+        if removed > 0 {
+            self.flush()?;
+        }
+        Ok(removed)
+    }
+
+    /// Approximate bytes on disk.
+    pub fn size_on_disk(&self) -> Result<u64, StoreError> {
+        Ok(self.db.size_on_disk()?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn subscription(events: &[&str]) -> Subscription {
+        Subscription {
+            endpoint: "crm".into(),
+            events: events.iter().map(|e| e.to_string()).collect(),
+        }
+    }
+
+    #[test]
+    fn wildcards_match_event_names() {
+        assert!(subscription(&["sms.*"]).wants("sms.delivered"));
+        assert!(subscription(&["*"]).wants("modem.disconnected"));
+        assert!(subscription(&["sms.sent"]).wants("sms.sent"));
+        assert!(!subscription(&["sms.sent"]).wants("sms.delivered"));
+        assert!(!subscription(&["sms.*"]).wants("modem.connected"));
+        assert!(!subscription(&[]).wants("sms.sent"));
+    }
+
+    #[test]
+    fn a_newer_schema_is_refused() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        {
+            let store = Store::open(dir.path(), &StoreSettings::default(), Vec::new()).expect("opens");
+            store.meta.insert("schema_version", encode(&99u64)).expect("writes");
+            store.flush().expect("flushes");
+        }
+        let error = Store::open(dir.path(), &StoreSettings::default(), Vec::new()).expect_err("newer");
+        assert!(matches!(error, StoreError::NewerSchema { found: 99 }), "{error}");
+    }
+
+    #[test]
+    fn counters_persist_and_increase() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let first = {
+            let store = Store::open(dir.path(), &StoreSettings::default(), Vec::new()).expect("opens");
+            store.next_counter("concat").expect("counts");
+            store.next_counter("concat").expect("counts")
+        };
+        let store = Store::open(dir.path(), &StoreSettings::default(), Vec::new()).expect("reopens");
+        assert_eq!(first, 2);
+        assert_eq!(store.next_counter("concat").expect("counts"), 3);
+    }
+}
