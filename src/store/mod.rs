@@ -15,9 +15,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
-use sled::transaction::{
-    ConflictableTransactionError, TransactionError, TransactionalTree, abort,
-};
+use sled::transaction::{ConflictableTransactionError, TransactionError, TransactionalTree, abort};
 use sled::{Transactional, Tree};
 
 pub use model::{
@@ -170,7 +168,11 @@ fn encode<T: Serialize>(value: &T) -> Vec<u8> {
     serde_json::to_vec(value).unwrap_or_default()
 }
 
-fn decode<T: DeserializeOwned>(tree: &'static str, key: &[u8], bytes: &[u8]) -> Result<T, StoreError> {
+fn decode<T: DeserializeOwned>(
+    tree: &'static str,
+    key: &[u8],
+    bytes: &[u8],
+) -> Result<T, StoreError> {
     serde_json::from_slice(bytes).map_err(|error| StoreError::Corrupt {
         tree,
         key: String::from_utf8_lossy(key).into_owned(),
@@ -273,7 +275,10 @@ impl Store {
     ) -> TxResult<Vec<Event>> {
         let mut written = Vec::with_capacity(events.len());
         for new in events {
-            let sequence = self.db.generate_id().map_err(ConflictableTransactionError::Storage)?;
+            let sequence = self
+                .db
+                .generate_id()
+                .map_err(ConflictableTransactionError::Storage)?;
             let event = Event {
                 sequence,
                 id: uuid::Uuid::now_v7().to_string(),
@@ -284,7 +289,10 @@ impl Store {
             };
             events_tree.insert(&sequence.to_be_bytes(), encode(&event))?;
             for subscription in self.subscriptions.iter().filter(|s| s.wants(&event.name)) {
-                let id = self.db.generate_id().map_err(ConflictableTransactionError::Storage)?;
+                let id = self
+                    .db
+                    .generate_id()
+                    .map_err(ConflictableTransactionError::Storage)?;
                 let job = Job {
                     event_sequence: sequence,
                     endpoint: subscription.endpoint.clone(),
@@ -304,11 +312,13 @@ impl Store {
     /// Stores a new message and queues it; durable when this returns.
     pub fn enqueue(&self, message: &OutboundMessage) -> Result<(), StoreError> {
         let queue_key = self.db.generate_id()?.to_be_bytes();
-        unwrap_tx((&self.messages, &self.outbox).transaction(|(messages, outbox)| {
-            messages.insert(message.id.as_bytes(), encode(message))?;
-            outbox.insert(&queue_key, message.id.as_bytes())?;
-            Ok(())
-        }))?;
+        unwrap_tx(
+            (&self.messages, &self.outbox).transaction(|(messages, outbox)| {
+                messages.insert(message.id.as_bytes(), encode(message))?;
+                outbox.insert(&queue_key, message.id.as_bytes())?;
+                Ok(())
+            }),
+        )?;
         self.flush()
     }
 
@@ -361,7 +371,13 @@ impl Store {
         F: Fn(&mut OutboundMessage) -> Effects,
     {
         let queued = self.outbox_key(id)?;
-        let result = (&self.messages, &self.outbox, &self.refs, &self.events, &self.jobs)
+        let result = (
+            &self.messages,
+            &self.outbox,
+            &self.refs,
+            &self.events,
+            &self.jobs,
+        )
             .transaction(|(messages, outbox, refs, events, jobs)| {
                 let Some(bytes) = messages.get(id.as_bytes())? else {
                     return abort(StoreError::NoSuchMessage(id.to_string()));
@@ -425,7 +441,11 @@ impl Store {
     }
 
     /// Keeps a status report no message matched, for a later match and for people to see.
-    pub fn record_unmatched(&self, hex: &str, report: &serde_json::Value) -> Result<(), StoreError> {
+    pub fn record_unmatched(
+        &self,
+        hex: &str,
+        report: &serde_json::Value,
+    ) -> Result<(), StoreError> {
         let key = self.db.generate_id()?.to_be_bytes();
         let record = serde_json::json!({ "hex": hex, "report": report, "at": now_ms() });
         self.unmatched.insert(key, encode(&record))?;
@@ -466,7 +486,12 @@ impl Store {
     where
         F: Fn(Option<InboundGroup>) -> (Option<InboundGroup>, Vec<NewEvent>),
     {
-        let result = (&self.inbound_seen, &self.inbound_parts, &self.events, &self.jobs)
+        let result = (
+            &self.inbound_seen,
+            &self.inbound_parts,
+            &self.events,
+            &self.jobs,
+        )
             .transaction(|(seen, parts, events, jobs)| {
                 if seen.get(fingerprint)?.is_some() {
                     return Ok(None);
@@ -689,23 +714,33 @@ mod tests {
     fn a_newer_schema_is_refused() {
         let dir = tempfile::tempdir().expect("temp dir");
         {
-            let store = Store::open(dir.path(), &StoreSettings::default(), Vec::new()).expect("opens");
-            store.meta.insert("schema_version", encode(&99u64)).expect("writes");
+            let store =
+                Store::open(dir.path(), &StoreSettings::default(), Vec::new()).expect("opens");
+            store
+                .meta
+                .insert("schema_version", encode(&99u64))
+                .expect("writes");
             store.flush().expect("flushes");
         }
-        let error = Store::open(dir.path(), &StoreSettings::default(), Vec::new()).expect_err("newer");
-        assert!(matches!(error, StoreError::NewerSchema { found: 99 }), "{error}");
+        let error =
+            Store::open(dir.path(), &StoreSettings::default(), Vec::new()).expect_err("newer");
+        assert!(
+            matches!(error, StoreError::NewerSchema { found: 99 }),
+            "{error}"
+        );
     }
 
     #[test]
     fn counters_persist_and_increase() {
         let dir = tempfile::tempdir().expect("temp dir");
         let first = {
-            let store = Store::open(dir.path(), &StoreSettings::default(), Vec::new()).expect("opens");
+            let store =
+                Store::open(dir.path(), &StoreSettings::default(), Vec::new()).expect("opens");
             store.next_counter("concat").expect("counts");
             store.next_counter("concat").expect("counts")
         };
-        let store = Store::open(dir.path(), &StoreSettings::default(), Vec::new()).expect("reopens");
+        let store =
+            Store::open(dir.path(), &StoreSettings::default(), Vec::new()).expect("reopens");
         assert_eq!(first, 2);
         assert_eq!(store.next_counter("concat").expect("counts"), 3);
     }

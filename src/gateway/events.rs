@@ -1,0 +1,109 @@
+//! The `data` of each event, per the contract in DESIGN.md (add fields freely, never rename
+//! or drop one).
+
+use serde_json::{Value, json};
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+
+use crate::store::{InboundGroup, NewEvent, OutboundMessage, PartState};
+
+/// RFC 3339 in UTC for a Unix time in ms.
+pub fn rfc3339(ms: u64) -> String {
+    OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
+        .ok()
+        .and_then(|time| time.format(&Rfc3339).ok())
+        .unwrap_or_default()
+}
+
+fn references(message: &OutboundMessage) -> Vec<Value> {
+    message
+        .parts
+        .iter()
+        .map(|part| match part.state {
+            PartState::Submitted { reference, .. }
+            | PartState::Delivered { reference, .. }
+            | PartState::Failed { reference, .. } => json!(reference),
+            _ => Value::Null,
+        })
+        .collect()
+}
+
+/// `sms.sent`: every part accepted by the network.
+pub fn sent(message: &OutboundMessage) -> NewEvent {
+    NewEvent {
+        name: "sms.sent".into(),
+        data: json!({
+            "message_id": message.id,
+            "to": message.to,
+            "parts": message.parts.len(),
+            "encoding": message.encoding,
+            "message_references": references(message),
+            "sent_at": message.sent_at.map(rfc3339),
+            "callback_data": message.callback_data,
+        }),
+    }
+}
+
+/// `sms.delivered`: every part delivered; the status of the last report.
+pub fn delivered(message: &OutboundMessage, status: u8, text: &str, at: &str) -> NewEvent {
+    NewEvent {
+        name: "sms.delivered".into(),
+        data: json!({
+            "message_id": message.id,
+            "to": message.to,
+            "parts": message.parts.len(),
+            "status": "delivered",
+            "status_code": status,
+            "status_text": text,
+            "delivered_at": at,
+            "message_references": references(message),
+            "callback_data": message.callback_data,
+        }),
+    }
+}
+
+/// `sms.failed` at `stage` (`submit`, `delivery`, `interrupted`).
+pub fn failed(message: &OutboundMessage, stage: &str, code: Option<u16>, error: &str) -> NewEvent {
+    NewEvent {
+        name: "sms.failed".into(),
+        data: json!({
+            "message_id": message.id,
+            "to": message.to,
+            "stage": stage,
+            "error_code": code,
+            "error": error,
+            "parts": message.parts.len(),
+            "callback_data": message.callback_data,
+        }),
+    }
+}
+
+/// `sms.received`, complete or not.
+pub fn received(id: &str, group: &InboundGroup, received_at: u64) -> NewEvent {
+    let missing: Vec<u8> = (1..=group.total)
+        .filter(|sequence| !group.parts.contains_key(sequence))
+        .collect();
+    let text: String = group
+        .parts
+        .values()
+        .map(|part| part.text.as_str())
+        .collect();
+    let mut data = json!({
+        "message_id": id,
+        "from": group.from,
+        "text": text,
+        "encoding": group.encoding,
+        "parts": group.total,
+        "incomplete": !missing.is_empty(),
+        "smsc": group.smsc,
+        "sent_at": group.sent_at,
+        "received_at": rfc3339(received_at),
+    });
+    if !missing.is_empty() {
+        data["missing_parts"] = json!(missing);
+    }
+    NewEvent {
+        name: "sms.received".into(),
+        data,
+    }
+}

@@ -1,0 +1,231 @@
+//! The SMS logic, and the only writer of message state.
+//!
+//! - Outbound: [`Gateway::enqueue`] validates and encodes a message, stores it (flushed) and
+//!   wakes the sender task, which submits the parts in order through the modem, recording a
+//!   `Submitting` marker before each `AT+CMGS` so a crash in between is known afterwards.
+//! - Status reports are matched by (TP-MR, recipient) to the most recent unmatched part.
+//! - Inbound parts are recorded once each (a fingerprint of their content), reassembled, and
+//!   emitted once as `sms.received`; only then is the modem told to delete them.
+//!
+//! Store calls block on a flush, so they run on blocking threads.
+
+mod events;
+mod inbound;
+mod outbound;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use log::{error, info, warn};
+use tokio::sync::{Notify, mpsc};
+use tokio::task::JoinHandle;
+
+use crate::modem::{ModemEvent, ModemHandle};
+use crate::store::{Store, StoreError};
+
+pub use outbound::{Accepted, EnqueueError, NewMessage};
+
+/// The `[sms]` settings.
+#[derive(Debug, Clone)]
+pub struct GatewaySettings {
+    /// The most parts a message may have.
+    pub max_parts: usize,
+    /// Ask for status reports.
+    pub status_reports: bool,
+    /// Validity period of outgoing messages (`None`: the SC's default).
+    pub validity: Option<Duration>,
+    /// Resend a message whose submission was cut by a crash (risking a duplicate) instead of
+    /// failing it with stage `interrupted`.
+    pub resend_interrupted: bool,
+    /// An inbound multipart message still incomplete after this is emitted as incomplete.
+    pub incomplete_timeout: Duration,
+    /// Submission attempts before a message with temporary errors fails.
+    pub max_attempts: u32,
+    /// The first retry pause; it doubles per attempt up to `retry_max`.
+    pub retry_base: Duration,
+    /// The longest retry pause.
+    pub retry_max: Duration,
+    /// A status report matches only parts submitted within this age (TP-MR wraps at 256).
+    pub report_max_age: Duration,
+    /// Events are kept this long (if delivered to every webhook).
+    pub retention_events: Duration,
+    /// Finished messages are kept this long.
+    pub retention_messages: Duration,
+}
+
+impl Default for GatewaySettings {
+    fn default() -> GatewaySettings {
+        GatewaySettings {
+            max_parts: 10,
+            status_reports: true,
+            validity: Some(Duration::from_secs(86_400)),
+            resend_interrupted: false,
+            incomplete_timeout: Duration::from_secs(3600),
+            max_attempts: 8,
+            retry_base: Duration::from_secs(30),
+            retry_max: Duration::from_secs(1800),
+            report_max_age: Duration::from_secs(7 * 86_400),
+            retention_events: Duration::from_secs(30 * 86_400),
+            retention_messages: Duration::from_secs(30 * 86_400),
+        }
+    }
+}
+
+/// Counters since start.
+#[derive(Debug, Default)]
+pub struct GatewayCounters {
+    /// Status reports no message matched (kept in the store).
+    pub unmatched_reports: AtomicU64,
+    /// Inbound PDUs seen before (re-read after a crash, or repeated by the SC).
+    pub duplicates: AtomicU64,
+    /// Inbound PDUs that do not decode (kept in the store).
+    pub undecodable: AtomicU64,
+}
+
+struct Inner {
+    store: Store,
+    modem: ModemHandle,
+    settings: GatewaySettings,
+    wake_sender: Notify,
+    counters: GatewayCounters,
+}
+
+/// The gateway. Cheap to clone.
+#[derive(Clone)]
+pub struct Gateway {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Gateway {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Gateway").finish_non_exhaustive()
+    }
+}
+
+/// Runs a store call on a blocking thread.
+async fn blocking<T: Send + 'static>(
+    call: impl FnOnce() -> Result<T, StoreError> + Send + 'static,
+) -> Result<T, StoreError> {
+    match tokio::task::spawn_blocking(call).await {
+        Ok(result) => result,
+        Err(error) => Err(StoreError::Corrupt {
+            tree: "-",
+            key: "-".into(),
+            error: format!("store task failed: {error}"),
+        }),
+    }
+}
+
+impl Gateway {
+    /// A gateway over a store and a modem.
+    pub fn new(store: Store, modem: ModemHandle, settings: GatewaySettings) -> Gateway {
+        Gateway {
+            inner: Arc::new(Inner {
+                store,
+                modem,
+                settings,
+                wake_sender: Notify::new(),
+                counters: GatewayCounters::default(),
+            }),
+        }
+    }
+
+    /// The store, for reads.
+    pub fn store(&self) -> &Store {
+        &self.inner.store
+    }
+
+    /// Counters since start.
+    pub fn counters(&self) -> &GatewayCounters {
+        &self.inner.counters
+    }
+
+    /// Settles what a crash left behind, then runs the sender, the receiver (fed by the
+    /// modem's events) and the maintenance timers. The tasks end when the event stream does.
+    pub async fn start(
+        &self,
+        events: mpsc::Receiver<ModemEvent>,
+    ) -> Result<Vec<JoinHandle<()>>, StoreError> {
+        self.recover().await?;
+        let sender = tokio::spawn(self.clone().send_loop());
+        let receiver = tokio::spawn(self.clone().receive_loop(events));
+        let maintenance = tokio::spawn(self.clone().maintenance_loop());
+        Ok(vec![sender, receiver, maintenance])
+    }
+
+    async fn receive_loop(self, mut events: mpsc::Receiver<ModemEvent>) {
+        while let Some(event) = events.recv().await {
+            match event {
+                ModemEvent::Inbound(inbound) => {
+                    let receipt = inbound.receipt.clone();
+                    match self.on_inbound(inbound).await {
+                        // Durable: now the modem may forget it.
+                        Ok(()) => {
+                            if self.inner.modem.confirm(receipt).await.is_err() {
+                                warn!("gateway: the modem driver stopped");
+                            }
+                        }
+                        // Not confirmed: it stays on the modem and a later sweep hands it
+                        // up again.
+                        Err(error) => error!("gateway: cannot store an inbound PDU: {error}"),
+                    }
+                }
+                ModemEvent::Connected(_) => self.inner.wake_sender.notify_one(),
+                ModemEvent::Disconnected { reason } => {
+                    info!("gateway: modem disconnected: {reason}")
+                }
+                other => log::debug!("gateway: {other:?}"),
+            }
+        }
+    }
+
+    async fn maintenance_loop(self) {
+        let settings = &self.inner.settings;
+        let tick = (settings.incomplete_timeout / 4)
+            .clamp(Duration::from_millis(50), Duration::from_secs(60));
+        let mut since_prune = Duration::MAX;
+        loop {
+            if let Err(error) = self.close_incomplete().await {
+                error!("gateway: closing incomplete messages: {error}");
+            }
+            if since_prune >= Duration::from_secs(3600) {
+                since_prune = Duration::ZERO;
+                if let Err(error) = self.prune().await {
+                    error!("gateway: retention: {error}");
+                }
+            }
+            tokio::time::sleep(tick).await;
+            since_prune = since_prune.saturating_add(tick);
+        }
+    }
+
+    async fn prune(&self) -> Result<(), StoreError> {
+        let store = self.inner.store.clone();
+        let now = crate::store::now_ms();
+        let events_before =
+            now.saturating_sub(self.inner.settings.retention_events.as_millis() as u64);
+        let messages_before =
+            now.saturating_sub(self.inner.settings.retention_messages.as_millis() as u64);
+        blocking(move || {
+            let mut total = 0;
+            loop {
+                let removed = store.prune(events_before, messages_before, 500)?;
+                total += removed;
+                if removed == 0 {
+                    return Ok(total);
+                }
+            }
+        })
+        .await
+        .map(|total| {
+            if total > 0 {
+                info!("gateway: retention removed {total} records");
+            }
+        })
+    }
+
+    fn count(counter: &AtomicU64) {
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+}

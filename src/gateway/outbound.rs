@@ -1,0 +1,605 @@
+//! Outbound messages: enqueue, submission part by part, retries, crash recovery, and the
+//! matching of status reports.
+
+use std::time::Duration;
+
+use log::{info, warn};
+use serde::Serialize;
+
+use super::events::{self, rfc3339};
+use super::{Gateway, blocking};
+use crate::modem::{LinkState, Verdict};
+use crate::pdu::{
+    self, Address, ConcatReference, MessageClass, StatusClass, StatusReport, SubmitOptions,
+    Validity,
+};
+use crate::store::{
+    Effects, FailureInfo, MessageState, OutPart, OutboundMessage, PartState, StoreError, now_ms,
+};
+
+/// What a client asks to send.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct NewMessage {
+    /// E.164 (`+447700900123`) or national digits; spaces, dashes, dots and brackets are
+    /// ignored.
+    pub to: String,
+    /// The text, non-empty.
+    pub text: String,
+    /// Opaque data returned in every event of this message, at most 1 KB.
+    pub callback_data: Option<String>,
+    /// Overrides the configured validity period.
+    pub validity: Option<Duration>,
+    /// A class 0 (flash) message.
+    pub flash: bool,
+}
+
+/// What enqueue answers: the message is on disk.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Accepted {
+    /// The message id.
+    pub id: String,
+    /// How many SMS it takes.
+    pub parts: usize,
+    /// `gsm7` or `ucs2`.
+    pub encoding: String,
+}
+
+/// Why a message was not accepted.
+#[derive(Debug, thiserror::Error)]
+pub enum EnqueueError {
+    /// A field is wrong; nothing was stored.
+    #[error("{field}: {message}")]
+    Invalid {
+        /// The field at fault.
+        field: &'static str,
+        /// What is wrong.
+        message: String,
+    },
+    /// The store failed; nothing was accepted.
+    #[error("store: {0}")]
+    Store(#[from] StoreError),
+}
+
+fn invalid(field: &'static str, message: impl Into<String>) -> EnqueueError {
+    EnqueueError::Invalid {
+        field,
+        message: message.into(),
+    }
+}
+
+/// The recipient with separators removed, if it is a number we can send to.
+pub fn normalise_number(raw: &str) -> Result<String, EnqueueError> {
+    let cleaned: String = raw
+        .trim()
+        .chars()
+        .filter(|c| !matches!(c, ' ' | '-' | '.' | '(' | ')'))
+        .collect();
+    let (plus, digits) = match cleaned.strip_prefix('+') {
+        Some(digits) => (true, digits),
+        None => (false, cleaned.as_str()),
+    };
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(invalid(
+            "to",
+            "must be an E.164 number (+ and up to 15 digits) or national digits",
+        ));
+    }
+    let longest = if plus { 15 } else { 20 };
+    if digits.len() > longest {
+        return Err(invalid("to", format!("has more than {longest} digits")));
+    }
+    Ok(cleaned)
+}
+
+/// Whether a report's recipient is the number we sent to. SCs may report the number in
+/// another format (national for international), so the last nine digits decide.
+fn same_number(reported: &str, sent: &str) -> bool {
+    let digits = |text: &str| -> Vec<u8> { text.bytes().filter(u8::is_ascii_digit).collect() };
+    let (a, b) = (digits(reported), digits(sent));
+    if a.is_empty() || b.is_empty() {
+        return false;
+    }
+    let n = a.len().min(b.len()).min(9);
+    a[a.len() - n..] == b[b.len() - n..]
+}
+
+impl Gateway {
+    /// Validates, encodes and stores a message; it is on disk when this returns.
+    pub async fn enqueue(&self, request: NewMessage) -> Result<Accepted, EnqueueError> {
+        let settings = &self.inner.settings;
+        let to = normalise_number(&request.to)?;
+        if request.text.is_empty() {
+            return Err(invalid("text", "must not be empty"));
+        }
+        if let Some(data) = &request.callback_data {
+            if data.len() > 1024 {
+                return Err(invalid("callback_data", "must be at most 1024 bytes"));
+            }
+        }
+        let recipient =
+            Address::from_number(&to).map_err(|error| invalid("to", error.to_string()))?;
+        let store = self.inner.store.clone();
+        let counter = blocking(move || store.next_counter("concat_reference")).await?;
+        let options = SubmitOptions {
+            smsc: None,
+            status_report: settings.status_reports,
+            validity: request
+                .validity
+                .or(settings.validity)
+                .map(Validity::relative),
+            class: request.flash.then_some(MessageClass::Flash),
+            force_ucs2: false,
+            reference: ConcatReference::Eight((counter % 256) as u8),
+        };
+        let outgoing = pdu::submit_parts(&recipient, &request.text, &options)
+            .map_err(|error| invalid("text", error.to_string()))?;
+        if outgoing.parts.len() > settings.max_parts {
+            return Err(invalid(
+                "text",
+                format!(
+                    "needs {} SMS parts; at most {} are allowed",
+                    outgoing.parts.len(),
+                    settings.max_parts
+                ),
+            ));
+        }
+        let now = now_ms();
+        let message = OutboundMessage {
+            id: uuid::Uuid::now_v7().to_string(),
+            to,
+            text: request.text,
+            encoding: outgoing.alphabet.name().to_string(),
+            parts: outgoing
+                .parts
+                .into_iter()
+                .map(|part| OutPart {
+                    hex: part.hex,
+                    cmgs_length: part.cmgs_length,
+                    state: PartState::Pending,
+                    pending_status: None,
+                })
+                .collect(),
+            callback_data: request.callback_data,
+            state: MessageState::Queued,
+            attempts: 0,
+            next_attempt_at: None,
+            last_error: None,
+            status_report: settings.status_reports,
+            created_at: now,
+            updated_at: now,
+            sent_at: None,
+            delivered_at: None,
+        };
+        let accepted = Accepted {
+            id: message.id.clone(),
+            parts: message.parts.len(),
+            encoding: message.encoding.clone(),
+        };
+        let store = self.inner.store.clone();
+        blocking(move || store.enqueue(&message)).await?;
+        self.inner.wake_sender.notify_one();
+        Ok(accepted)
+    }
+
+    /// Settles messages a crash left in `sending`: a part marked `Submitting` may or may not
+    /// have gone out, so the message fails with stage `interrupted` (or is resent when the
+    /// config says so); a message between parts simply resumes.
+    pub(super) async fn recover(&self) -> Result<(), StoreError> {
+        let store = self.inner.store.clone();
+        let resend = self.inner.settings.resend_interrupted;
+        let recovered = blocking(move || {
+            let mut count = 0;
+            for id in store.outbox()? {
+                let Some(message) = store.message(&id)? else {
+                    continue;
+                };
+                if message.state != MessageState::Sending {
+                    continue;
+                }
+                count += 1;
+                store.update_message(&id, |message| {
+                    let cut = message
+                        .parts
+                        .iter()
+                        .any(|part| matches!(part.state, PartState::Submitting { .. }));
+                    if !cut || resend {
+                        for part in &mut message.parts {
+                            if matches!(part.state, PartState::Submitting { .. }) {
+                                part.state = PartState::Pending;
+                            }
+                        }
+                        message.state = MessageState::Queued;
+                        return Effects::default();
+                    }
+                    fail(message, "interrupted", None, "the daemon stopped while a part was being submitted; it may or may not have been sent")
+                })?;
+            }
+            Ok(count)
+        })
+        .await?;
+        if recovered > 0 {
+            info!("gateway: settled {recovered} message(s) left in sending by the last run");
+        }
+        Ok(())
+    }
+
+    pub(super) async fn send_loop(self) {
+        let mut status = self.inner.modem.watch_status();
+        loop {
+            // Sending only while the modem is ready keeps a dead modem from burning attempts.
+            if status
+                .wait_for(|status| status.state == LinkState::Ready)
+                .await
+                .is_err()
+            {
+                return;
+            }
+            let store = self.inner.store.clone();
+            let next = blocking(move || next_due(&store)).await;
+            match next {
+                Ok(Due::Now(id)) => {
+                    if let Err(error) = self.submit(&id).await {
+                        log::error!("gateway: message {id}: {error}");
+                        tokio::time::sleep(Duration::from_secs(1)).await;
+                    }
+                }
+                Ok(Due::Later(wait)) => {
+                    tokio::select! {
+                        () = self.inner.wake_sender.notified() => {}
+                        () = tokio::time::sleep(wait) => {}
+                    }
+                }
+                Err(error) => {
+                    log::error!("gateway: reading the outbox: {error}");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+            }
+        }
+    }
+
+    async fn update(
+        &self,
+        id: &str,
+        change: impl Fn(&mut OutboundMessage) -> Effects + Send + 'static,
+    ) -> Result<OutboundMessage, StoreError> {
+        let store = self.inner.store.clone();
+        let id = id.to_string();
+        blocking(move || {
+            store
+                .update_message(&id, change)
+                .map(|(message, _)| message)
+        })
+        .await
+    }
+
+    /// Submits the pending parts of one message, in order.
+    async fn submit(&self, id: &str) -> Result<(), StoreError> {
+        let mut message = self
+            .update(id, |message| {
+                if message.state == MessageState::Queued {
+                    message.state = MessageState::Sending;
+                }
+                Effects::default()
+            })
+            .await?;
+        if message.state.is_final() || message.state == MessageState::Sent {
+            self.update(id, |_| Effects {
+                dequeue: true,
+                ..Effects::default()
+            })
+            .await?;
+            return Ok(());
+        }
+        while let Some(index) = message
+            .parts
+            .iter()
+            .position(|part| part.state == PartState::Pending)
+        {
+            let since = now_ms();
+            self.update(id, move |message| {
+                if let Some(part) = message.parts.get_mut(index) {
+                    part.state = PartState::Submitting { since };
+                }
+                Effects::default()
+            })
+            .await?;
+            let part = &message.parts[index];
+            let outcome = self.inner.modem.send(part.cmgs_length, &part.hex).await;
+            let ready = self.inner.modem.status().state == LinkState::Ready;
+            let settings = self.inner.settings.clone();
+            message = match outcome {
+                Ok(reference) => {
+                    let at = now_ms();
+                    let written = self
+                        .update(id, move |message| {
+                            if let Some(part) = message.parts.get_mut(index) {
+                                part.state = PartState::Submitted { reference, at };
+                            }
+                            let mut effects = Effects {
+                                references: vec![(reference, index)],
+                                ..Effects::default()
+                            };
+                            if message.parts.iter().all(|part| {
+                                !matches!(
+                                    part.state,
+                                    PartState::Pending | PartState::Submitting { .. }
+                                )
+                            }) {
+                                message.state = MessageState::Sent;
+                                message.sent_at = Some(at);
+                                effects.dequeue = true;
+                                effects.events.push(events::sent(message));
+                            }
+                            effects
+                        })
+                        .await?;
+                    self.rematch(reference).await;
+                    written
+                }
+                Err(failure) => {
+                    warn!("gateway: message {id} part {}: {failure}", index + 1);
+                    let code = failure.code;
+                    let text = failure.text.clone();
+                    self.update(id, move |message| {
+                        let unknown = failure.verdict == Verdict::Unknown;
+                        // An unknown outcome keeps its Submitting marker unless it is resent.
+                        if !unknown || settings.resend_interrupted {
+                            if let Some(part) = message.parts.get_mut(index) {
+                                part.state = PartState::Pending;
+                            }
+                        }
+                        match failure.verdict {
+                            Verdict::Permanent => fail(message, "submit", code, &text),
+                            Verdict::Unknown if !settings.resend_interrupted => {
+                                fail(message, "interrupted", code, &text)
+                            }
+                            Verdict::Unknown | Verdict::Temporary => {
+                                retry_later(message, &settings, ready, code, &text)
+                            }
+                        }
+                    })
+                    .await?;
+                    return Ok(());
+                }
+            };
+        }
+        Ok(())
+    }
+
+    /// Matches status reports kept as unmatched against a TP-MR just recorded (a fast report
+    /// can overtake the recording of its `+CMGS`).
+    async fn rematch(&self, reference: u8) {
+        let store = self.inner.store.clone();
+        let Ok(unmatched) = blocking(move || store.unmatched()).await else {
+            return;
+        };
+        for (key, hex, _) in unmatched {
+            let Ok(pdu) = pdu::Pdu::from_hex(&hex) else {
+                continue;
+            };
+            let pdu::Tpdu::StatusReport(report) = pdu.tpdu else {
+                continue;
+            };
+            if report.message_reference != reference {
+                continue;
+            }
+            if let Ok(true) = self.apply_report(&report).await {
+                let store = self.inner.store.clone();
+                let _ = blocking(move || store.remove_unmatched(&key)).await;
+            }
+        }
+    }
+
+    /// A status report from the modem: matched and applied, or kept as unmatched.
+    pub(super) async fn on_report(
+        &self,
+        report: StatusReport,
+        hex: &str,
+    ) -> Result<(), StoreError> {
+        if self.apply_report(&report).await? {
+            return Ok(());
+        }
+        warn!(
+            "gateway: status report for TP-MR {} to {} matches no message; kept",
+            report.message_reference, report.recipient
+        );
+        super::Gateway::count(&self.inner.counters.unmatched_reports);
+        let store = self.inner.store.clone();
+        let hex = hex.to_string();
+        let json = pdu::tpdu_json(&pdu::Tpdu::StatusReport(report));
+        blocking(move || store.record_unmatched(&hex, &json)).await
+    }
+
+    /// Applies a report to the most recent unmatched part with its TP-MR and recipient.
+    async fn apply_report(&self, report: &StatusReport) -> Result<bool, StoreError> {
+        let store = self.inner.store.clone();
+        let reference = report.message_reference;
+        let recipient = report.recipient.to_string();
+        let oldest = now_ms().saturating_sub(self.inner.settings.report_max_age.as_millis() as u64);
+        let candidate = blocking(move || {
+            for candidate in store.references(reference)? {
+                if candidate.submitted_at < oldest {
+                    break;
+                }
+                let Some(message) = store.message(&candidate.message_id)? else {
+                    continue;
+                };
+                if same_number(&recipient, &message.to) {
+                    return Ok(Some(candidate));
+                }
+            }
+            Ok(None)
+        })
+        .await?;
+        let Some(candidate) = candidate else {
+            return Ok(false);
+        };
+        let status = report.status;
+        let discharge = report
+            .discharge_time
+            .to_datetime()
+            .map(|_| report.discharge_time.to_string())
+            .unwrap_or_else(|| rfc3339(now_ms()));
+        let key = candidate.key.clone();
+        let index = candidate.part;
+        self.update(&candidate.message_id, move |message| {
+            let mut effects = Effects::default();
+            let Some(part) = message.parts.get_mut(index) else {
+                return effects;
+            };
+            match status.class() {
+                StatusClass::Pending => {
+                    part.pending_status = Some(status.0);
+                    return effects;
+                }
+                StatusClass::Delivered => {
+                    part.state = PartState::Delivered {
+                        reference,
+                        status: status.0,
+                        at: discharge.clone(),
+                    };
+                }
+                StatusClass::PermanentFailure | StatusClass::TemporaryFailure => {
+                    part.state = PartState::Failed {
+                        reference,
+                        status: status.0,
+                    };
+                }
+            }
+            effects.unreference.push(key.clone());
+            if message.state.is_final() {
+                return effects;
+            }
+            let failed = matches!(part.state, PartState::Failed { .. });
+            if failed {
+                let mut failure = fail(
+                    message,
+                    "delivery",
+                    Some(u16::from(status.0)),
+                    status.description(),
+                );
+                failure.unreference = effects.unreference;
+                return failure;
+            }
+            let all_delivered = message
+                .parts
+                .iter()
+                .all(|part| matches!(part.state, PartState::Delivered { .. }));
+            if all_delivered && message.state == MessageState::Sent {
+                message.state = MessageState::Delivered;
+                message.delivered_at = Some(discharge.clone());
+                effects.events.push(events::delivered(
+                    message,
+                    status.0,
+                    status.description(),
+                    &discharge,
+                ));
+            }
+            effects
+        })
+        .await?;
+        Ok(true)
+    }
+}
+
+/// The message fails for good at `stage`.
+fn fail(message: &mut OutboundMessage, stage: &str, code: Option<u16>, text: &str) -> Effects {
+    message.state = MessageState::Failed;
+    message.next_attempt_at = None;
+    message.last_error = Some(FailureInfo {
+        stage: stage.into(),
+        code,
+        text: text.into(),
+    });
+    Effects {
+        events: vec![events::failed(message, stage, code, text)],
+        dequeue: true,
+        ..Effects::default()
+    }
+}
+
+/// A temporary error: back to the queue with backoff, or failed when out of attempts.
+fn retry_later(
+    message: &mut OutboundMessage,
+    settings: &super::GatewaySettings,
+    count_attempt: bool,
+    code: Option<u16>,
+    text: &str,
+) -> Effects {
+    if count_attempt {
+        message.attempts += 1;
+    }
+    if message.attempts >= settings.max_attempts {
+        return fail(
+            message,
+            "submit",
+            code,
+            &format!("{text} (gave up after {} attempts)", message.attempts),
+        );
+    }
+    let factor = 1u32 << message.attempts.saturating_sub(1).min(16);
+    let pause = settings
+        .retry_base
+        .saturating_mul(factor)
+        .min(settings.retry_max);
+    message.state = MessageState::Queued;
+    message.next_attempt_at = Some(now_ms() + pause.as_millis() as u64);
+    message.last_error = Some(FailureInfo {
+        stage: "submit".into(),
+        code,
+        text: text.into(),
+    });
+    Effects::default()
+}
+
+enum Due {
+    Now(String),
+    Later(Duration),
+}
+
+/// The first message in the outbox that may be tried now, else how long until one may.
+fn next_due(store: &crate::store::Store) -> Result<Due, StoreError> {
+    let now = now_ms();
+    let mut soonest: Option<u64> = None;
+    for id in store.outbox()? {
+        let Some(message) = store.message(&id)? else {
+            continue;
+        };
+        match message.next_attempt_at {
+            Some(at) if at > now => soonest = Some(soonest.map_or(at, |s| s.min(at))),
+            _ => return Ok(Due::Now(id)),
+        }
+    }
+    let wait = soonest.map_or(Duration::from_secs(3600), |at| {
+        Duration::from_millis(at - now)
+    });
+    Ok(Due::Later(wait))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{normalise_number, same_number};
+
+    #[test]
+    fn numbers_are_cleaned_and_checked() {
+        assert_eq!(
+            normalise_number("+44 7700-900 123").expect("valid"),
+            "+447700900123"
+        );
+        assert_eq!(
+            normalise_number("(0)7700.900123").expect("valid"),
+            "07700900123"
+        );
+        for bad in ["", "+", "abc", "+44 77x", "+1234567890123456", "++44"] {
+            assert!(normalise_number(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn reports_match_numbers_in_another_format() {
+        assert!(same_number("447700900123", "+447700900123"));
+        assert!(same_number("07700900123", "+447700900123"));
+        assert!(!same_number("+447700900124", "+447700900123"));
+        assert!(!same_number("", "+447700900123"));
+    }
+}
