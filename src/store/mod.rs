@@ -27,6 +27,8 @@ pub use model::{
 pub const SCHEMA_VERSION: u64 = 1;
 /// The `api_version` of the event contract.
 pub const API_VERSION: &str = "2026-11-22";
+/// The `meta` key of the last event sequence number.
+const EVENT_SEQUENCE: &[u8] = b"event_sequence";
 
 /// Why a store call failed.
 #[derive(Debug, thiserror::Error)]
@@ -191,7 +193,8 @@ fn unwrap_tx<T>(result: Result<T, TransactionError<StoreError>>) -> Result<T, St
     })
 }
 
-/// `jobs` keys: due time then a unique id, so a scan yields the earliest due first.
+/// `jobs` keys start with the due time then the event sequence, so a scan yields the earliest
+/// due first (an endpoint index follows).
 pub fn job_key(due_ms: u64, id: u64) -> Vec<u8> {
     let mut key = due_ms.to_be_bytes().to_vec();
     key.extend_from_slice(&id.to_be_bytes());
@@ -267,18 +270,26 @@ impl Store {
             .map_or(0, u64::from_be_bytes))
     }
 
+    /// Writes events and their jobs inside a transaction. Sequence numbers come from a
+    /// counter in `meta` read and written in the same transaction (sled's `generate_id`
+    /// cannot be called inside one: it waits on the transaction's own lock).
     fn write_events(
         &self,
+        meta: &TransactionalTree,
         events_tree: &TransactionalTree,
         jobs_tree: &TransactionalTree,
         events: &[NewEvent],
     ) -> TxResult<Vec<Event>> {
+        if events.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut sequence = meta
+            .get(EVENT_SEQUENCE)?
+            .and_then(|bytes| <[u8; 8]>::try_from(bytes.as_ref()).ok())
+            .map_or(0, u64::from_be_bytes);
         let mut written = Vec::with_capacity(events.len());
         for new in events {
-            let sequence = self
-                .db
-                .generate_id()
-                .map_err(ConflictableTransactionError::Storage)?;
+            sequence += 1;
             let event = Event {
                 sequence,
                 id: uuid::Uuid::now_v7().to_string(),
@@ -288,22 +299,25 @@ impl Store {
                 data: new.data.clone(),
             };
             events_tree.insert(&sequence.to_be_bytes(), encode(&event))?;
-            for subscription in self.subscriptions.iter().filter(|s| s.wants(&event.name)) {
-                let id = self
-                    .db
-                    .generate_id()
-                    .map_err(ConflictableTransactionError::Storage)?;
+            let due = now_ms();
+            for (index, subscription) in self.subscriptions.iter().enumerate() {
+                if !subscription.wants(&event.name) {
+                    continue;
+                }
                 let job = Job {
                     event_sequence: sequence,
                     endpoint: subscription.endpoint.clone(),
                     task_id: uuid::Uuid::now_v7().to_string(),
                     attempts: 0,
-                    created_at: now_ms(),
+                    created_at: due,
                 };
-                jobs_tree.insert(job_key(now_ms(), id), encode(&job))?;
+                let mut key = job_key(due, sequence);
+                key.extend_from_slice(&(index as u32).to_be_bytes());
+                jobs_tree.insert(key, encode(&job))?;
             }
             written.push(event);
         }
+        meta.insert(EVENT_SEQUENCE, &sequence.to_be_bytes())?;
         Ok(written)
     }
 
@@ -377,8 +391,9 @@ impl Store {
             &self.refs,
             &self.events,
             &self.jobs,
+            &self.meta,
         )
-            .transaction(|(messages, outbox, refs, events, jobs)| {
+            .transaction(|(messages, outbox, refs, events, jobs, meta)| {
                 let Some(bytes) = messages.get(id.as_bytes())? else {
                     return abort(StoreError::NoSuchMessage(id.to_string()));
                 };
@@ -398,7 +413,7 @@ impl Store {
                 for key in &effects.unreference {
                     refs.remove(key.as_slice())?;
                 }
-                let written = self.write_events(events, jobs, &effects.events)?;
+                let written = self.write_events(meta, events, jobs, &effects.events)?;
                 Ok((message, written))
             });
         let result = unwrap_tx(result)?;
@@ -491,8 +506,9 @@ impl Store {
             &self.inbound_parts,
             &self.events,
             &self.jobs,
+            &self.meta,
         )
-            .transaction(|(seen, parts, events, jobs)| {
+            .transaction(|(seen, parts, events, jobs, meta)| {
                 if seen.get(fingerprint)?.is_some() {
                     return Ok(None);
                 }
@@ -511,7 +527,7 @@ impl Store {
                         None => parts.remove(key.as_bytes())?,
                     };
                 }
-                Ok(Some(self.write_events(events, jobs, &new_events)?))
+                Ok(Some(self.write_events(meta, events, jobs, &new_events)?))
             });
         let result = unwrap_tx(result)?;
         self.flush()?;
@@ -534,12 +550,12 @@ impl Store {
 
     /// Closes a group (emitted as incomplete) with its events, if it is still there.
     pub fn close_group(&self, key: &str, events: &[NewEvent]) -> Result<Vec<Event>, StoreError> {
-        let result = (&self.inbound_parts, &self.events, &self.jobs).transaction(
-            |(parts, events_tree, jobs)| {
+        let result = (&self.inbound_parts, &self.events, &self.jobs, &self.meta).transaction(
+            |(parts, events_tree, jobs, meta)| {
                 if parts.remove(key.as_bytes())?.is_none() {
                     return Ok(Vec::new());
                 }
-                self.write_events(events_tree, jobs, events)
+                self.write_events(meta, events_tree, jobs, events)
             },
         );
         let result = unwrap_tx(result)?;
@@ -549,8 +565,10 @@ impl Store {
 
     /// Records events that belong to no message or group (an undecodable PDU, kept).
     pub fn record_events(&self, events: &[NewEvent]) -> Result<Vec<Event>, StoreError> {
-        let result = (&self.events, &self.jobs)
-            .transaction(|(events_tree, jobs)| self.write_events(events_tree, jobs, events));
+        let result =
+            (&self.events, &self.jobs, &self.meta).transaction(|(events_tree, jobs, meta)| {
+                self.write_events(meta, events_tree, jobs, events)
+            });
         let result = unwrap_tx(result)?;
         self.flush()?;
         Ok(result)
@@ -743,5 +761,56 @@ mod tests {
             Store::open(dir.path(), &StoreSettings::default(), Vec::new()).expect("reopens");
         assert_eq!(first, 2);
         assert_eq!(store.next_counter("concat").expect("counts"), 3);
+    }
+}
+
+#[cfg(test)]
+mod transaction_tests {
+    use super::*;
+
+    #[test]
+    fn an_update_records_its_event_and_job() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let subscriptions = vec![Subscription {
+            endpoint: "crm".into(),
+            events: vec!["sms.*".into()],
+        }];
+        let store =
+            Store::open(dir.path(), &StoreSettings::default(), subscriptions).expect("opens");
+        let message = OutboundMessage {
+            id: "m1".into(),
+            to: "+447700900123".into(),
+            text: "hi".into(),
+            encoding: "gsm7".into(),
+            parts: Vec::new(),
+            callback_data: None,
+            state: MessageState::Queued,
+            attempts: 0,
+            next_attempt_at: None,
+            last_error: None,
+            status_report: true,
+            created_at: 0,
+            updated_at: 0,
+            sent_at: None,
+            delivered_at: None,
+        };
+        store.enqueue(&message).expect("enqueues");
+        let (written, events) = store
+            .update_message("m1", |message| {
+                message.state = MessageState::Sent;
+                Effects {
+                    events: vec![NewEvent {
+                        name: "sms.sent".into(),
+                        data: serde_json::json!({}),
+                    }],
+                    dequeue: true,
+                    ..Effects::default()
+                }
+            })
+            .expect("updates");
+        assert_eq!(written.state, MessageState::Sent);
+        assert_eq!(events.len(), 1);
+        assert_eq!(store.jobs(10).expect("jobs").len(), 1);
+        assert!(store.outbox().expect("outbox").is_empty());
     }
 }
