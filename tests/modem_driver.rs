@@ -612,3 +612,162 @@ async fn the_reset_command_follows_repeated_failed_start_ups() {
     modem.with_engine(|engine, _| engine.set_registration(1));
     connected(&mut driver.events).await;
 }
+
+fn stored_count(modem: &MockModem, memory: &str) -> usize {
+    modem.with_engine(|engine, _| engine.stored(memory).len())
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn a_device_lost_after_the_pdu_was_written_is_an_unknown_outcome() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let link = dir.path().join("modem");
+    let config = MockConfig {
+        submit_delay: Duration::from_secs(3),
+        ..fast()
+    };
+    let modem = MockModem::start(config, Some(link.clone())).expect("mock starts");
+    let mut driver = Modem::start(settings(&link));
+    connected(&mut driver.events).await;
+    let handle = driver.handle.clone();
+    let (length, hex) = parts("only once", false).remove(0);
+    let send = tokio::spawn(async move { handle.send(length, &hex).await });
+    until("the PDU reached the network", || {
+        modem.submitted().len() == 1
+    })
+    .await;
+    modem.disconnect(Duration::from_millis(500));
+    let failure = send.await.expect("no panic").expect_err("cut off");
+    // Temporary would invite a second submission of an SMS that went out.
+    assert_eq!(failure.verdict, Verdict::Unknown, "{failure:?}");
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn a_confirm_whose_memory_switch_fails_deletes_nothing() {
+    let modem = mock(MockConfig {
+        profile: Profile::Quectel,
+        ..fast()
+    });
+    let mut driver = Modem::start(settings(modem.path()));
+    connected(&mut driver.events).await;
+    let (length, hex) = &parts("report me", true)[0];
+    driver.handle.send(*length, hex).await.expect("sent");
+    let report = inbound(&mut driver.events).await;
+    assert!(matches!(&report.origin, Origin::Stored { storage, .. } if storage == "SR"));
+    // A message at the same index number in SM; reading it makes SM mem1 again.
+    modem
+        .inject_sms(&InboundSms::new("+447700900555", "precious"))
+        .expect("injects");
+    inbound(&mut driver.events).await;
+    // The AT+CPMS="SR" of the confirm goes unanswered.
+    modem.with_engine(|engine, _| engine.drop_next_commands(1));
+    driver.handle.confirm(report.receipt).await.expect("queued");
+    // Requests run in order: once the sweep answers, the confirm is done.
+    driver.handle.sweep().await.expect("sweeps");
+    assert_eq!(
+        stored_count(&modem, "SM"),
+        1,
+        "the unconfirmed SM message was deleted"
+    );
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn a_second_receipt_for_a_reused_index_deletes_nothing() {
+    let modem = mock(fast());
+    let mut settings = settings(modem.path());
+    settings.redeliver_after = Duration::ZERO;
+    let mut driver = Modem::start(settings);
+    connected(&mut driver.events).await;
+    modem
+        .inject_sms(&InboundSms::new("+447700900555", "A"))
+        .expect("injects");
+    let first = inbound(&mut driver.events).await;
+    // The owner is slow; a sweep hands A up again.
+    assert_eq!(driver.handle.sweep().await.expect("sweeps"), 1);
+    let again = inbound(&mut driver.events).await;
+    assert_eq!(again.receipt, first.receipt);
+    driver.handle.confirm(first.receipt).await.expect("queued");
+    until("A deleted", || stored_count(&modem, "SM") == 0).await;
+    // B lands in the freed slot before its +CMTI is handled.
+    let b = InboundSms::new("+447700900555", "B")
+        .pdus(None)
+        .expect("encodes")
+        .remove(0);
+    modem.with_engine(|engine, now| engine.store_quietly("SM", b, now));
+    driver.handle.confirm(again.receipt).await.expect("queued");
+    driver.handle.sweep().await.expect("sweeps");
+    assert_eq!(stored_count(&modem, "SM"), 1, "B was deleted unread");
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn a_confirm_during_a_re_init_is_carried_out_after_it() {
+    let modem = mock(MockConfig {
+        profile: Profile::Sim800,
+        ..fast()
+    });
+    let mut settings = settings(modem.path());
+    settings.init.registration_timeout = Duration::from_secs(10);
+    let mut driver = Modem::start(settings);
+    connected(&mut driver.events).await;
+    modem
+        .inject_sms(&InboundSms::new("+447700900555", "confirm me"))
+        .expect("injects");
+    let message = inbound(&mut driver.events).await;
+    modem.with_engine(|engine, now| {
+        engine.set_registration(2);
+        engine.reboot(now);
+    });
+    let mut status = driver.handle.watch_status();
+    timeout(
+        WAIT,
+        status.wait_for(|s| matches!(s.state, LinkState::Initialising(InitStage::Registration(_)))),
+    )
+    .await
+    .expect("the re-init waits for the network")
+    .expect("driver alive");
+    driver
+        .handle
+        .confirm(message.receipt)
+        .await
+        .expect("queued");
+    modem.with_engine(|engine, _| engine.set_registration(1));
+    connected(&mut driver.events).await;
+    driver.handle.sweep().await.expect("sweeps");
+    assert_eq!(
+        stored_count(&modem, "SM"),
+        0,
+        "the confirmed message is still there"
+    );
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn a_routed_message_survives_a_full_urc_channel() {
+    let modem = mock(MockConfig {
+        submit_delay: Duration::from_secs(2),
+        ..fast()
+    });
+    let mut settings = settings(modem.path());
+    settings.init.cnmi = Some("2,2,0,1,0".into());
+    // 8 stands for the 256 lines of vendor noise a long send can bring.
+    settings.session.urc_capacity = 8;
+    let mut driver = Modem::start(settings);
+    connected(&mut driver.events).await;
+    let handle = driver.handle.clone();
+    let (length, hex) = parts("slow", false).remove(0);
+    let send = tokio::spawn(async move { handle.send(length, &hex).await });
+    until("submitted", || modem.submitted().len() == 1).await;
+    let pdu = InboundSms::new("+447700900555", "routed")
+        .pdus(Some("+447700900001"))
+        .expect("encodes")
+        .remove(0);
+    let tpdu_length = pdu.len() - (usize::from(pdu[0]) + 1);
+    let mut raw = "\r\n^RSSI: 12\r\n".repeat(10);
+    raw.push_str(&format!(
+        "\r\n+CMT: ,{tpdu_length}\r\n{}\r\n",
+        hex::encode_upper(&pdu)
+    ));
+    modem.with_engine(|engine, _| engine.inject_raw(raw.as_bytes()));
+    send.await.expect("no panic").expect("sent");
+    // With +CSMS: 0 the ME has acknowledged it already: dropping it would lose it.
+    let message = inbound(&mut driver.events).await;
+    assert_eq!(text_of(&message), "routed");
+}

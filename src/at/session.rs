@@ -204,6 +204,8 @@ pub struct Session<T> {
     /// No new command before this instant (command gap, or settling after a timeout).
     quiet_until: Instant,
     dropped_urcs: u64,
+    /// Message URCs that found the channel full: never dropped (a routed +CMT is acked).
+    held_urcs: std::collections::VecDeque<Urc>,
 }
 
 impl<T: AsyncRead + AsyncWrite + Unpin> Session<T> {
@@ -220,6 +222,7 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Session<T> {
             in_flight: None,
             quiet_until: Instant::now(),
             dropped_urcs: 0,
+            held_urcs: std::collections::VecDeque::new(),
         };
         (
             session,
@@ -244,7 +247,14 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Session<T> {
             let deadline = self.in_flight.as_ref().map(|flight| flight.deadline);
             let idle = self.in_flight.is_none();
             let quiet = idle && Instant::now() < self.quiet_until;
+            let holding = !self.held_urcs.is_empty();
+            let urcs = self.urcs.clone();
             tokio::select! {
+                permit = urcs.reserve(), if holding => {
+                    if let (Ok(permit), Some(urc)) = (permit, self.held_urcs.pop_front()) {
+                        permit.send(urc);
+                    }
+                }
                 read = self.io.read(&mut buffer) => match read {
                     Ok(0) => return self.fail(SessionError::Closed),
                     Ok(n) => self.digester.push(&buffer[..n]),
@@ -338,7 +348,17 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Session<T> {
             }
             Item::Urc(urc) => {
                 log::debug!("← (urc) {urc:?}");
-                if let Err(mpsc::error::TrySendError::Full(urc)) = self.urcs.try_send(urc) {
+                let urc = if self.held_urcs.is_empty() {
+                    match self.urcs.try_send(urc) {
+                        Err(mpsc::error::TrySendError::Full(urc)) => urc,
+                        _ => return,
+                    }
+                } else {
+                    urc
+                };
+                if matches!(urc, Urc::Message { .. } | Urc::StatusReport { .. }) {
+                    self.held_urcs.push_back(urc);
+                } else {
                     self.dropped_urcs += 1;
                     log::warn!(
                         "URC channel full, dropped {urc:?} ({} dropped so far)",
@@ -421,7 +441,16 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Session<T> {
 
     fn fail(mut self, error: SessionError) -> SessionError {
         log::warn!("AT session ends: {error}");
-        self.finish(Err(error.clone()), Duration::ZERO);
+        // A PDU already written may have gone out: say so, or the caller resends it.
+        let outcome = match self.in_flight.as_ref() {
+            Some(flight) if flight.pdu_written => SessionError::Timeout {
+                command: flight.command.text.clone(),
+                waited: Duration::ZERO,
+                pdu_written: true,
+            },
+            _ => error.clone(),
+        };
+        self.finish(Err(outcome), Duration::ZERO);
         while let Ok(request) = self.requests.try_recv() {
             let _ = request.reply.send(Err(error.clone()));
         }

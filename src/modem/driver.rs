@@ -579,6 +579,13 @@ impl Driver {
                         return Err(shutdown);
                     }
                 }
+                // Keep the URC channel from filling during a long wait for the network;
+                // banners and SIM states belong to the boot this init handles.
+                Some(urc) = link.urcs.recv() => {
+                    if !matches!(urc, Urc::Boot(_) | Urc::SimState(_)) {
+                        link.backlog.push_back(urc);
+                    }
+                }
             }
         };
         let setup = match result {
@@ -688,6 +695,15 @@ impl Driver {
         let mut next_sweep = Instant::now() + self.settings.sweep_interval;
         let mut next_health = Instant::now() + self.settings.health_interval;
         loop {
+            if !self.deferred_confirms.is_empty() {
+                let deferred = std::mem::take(&mut self.deferred_confirms);
+                for receipt in deferred {
+                    if let Err(end) = self.confirm(&mut link, receipt).await {
+                        return self.end(link, end).await;
+                    }
+                }
+                continue;
+            }
             if let Some(urc) = link.backlog.pop_front() {
                 if let Err(end) = self.on_urc(&mut link, urc).await {
                     return self.end(link, end).await;
@@ -881,7 +897,12 @@ impl Driver {
         match self.initialise(link).await {
             Err(shutdown) => Err(End::Shutdown(shutdown)),
             Ok(Err(error)) => Err(End::Lost(format!("re-init after a reboot failed: {error}"))),
-            Ok(Ok(())) => self.sweep(link).await.map(|_| ()),
+            Ok(Ok(())) => {
+                for receipt in std::mem::take(&mut self.deferred_confirms) {
+                    self.confirm(link, receipt).await?;
+                }
+                self.sweep(link).await.map(|_| ())
+            }
         }
     }
 
@@ -899,23 +920,28 @@ impl Driver {
         }
     }
 
-    async fn select_memory(&mut self, link: &mut Link, memory: &str) -> Step {
+    async fn select_memory(&mut self, link: &mut Link, memory: &str) -> Result<bool, End> {
         if link.mem1.eq_ignore_ascii_case(memory) {
-            return Ok(());
+            return Ok(true);
         }
         let response = self
             .execute(link, Command::new(format!("AT+CPMS=\"{memory}\"")))
             .await?;
         if response.result.is_ok() {
             link.mem1 = memory.to_string();
+            Ok(true)
         } else {
+            // Refused, or timed out and perhaps applied late: mem1 is unknown now.
+            link.mem1.clear();
             warn!("modem: cannot select memory {memory}: {}", response.result);
+            Ok(false)
         }
-        Ok(())
     }
 
     async fn read_index(&mut self, link: &mut Link, memory: &str, index: u32) -> Step {
-        self.select_memory(link, memory).await?;
+        if !self.select_memory(link, memory).await? {
+            return Ok(());
+        }
         let outcome = storage::read(&link.handle, index).await;
         match outcome {
             Ok(message) => {
@@ -947,6 +973,15 @@ impl Driver {
     }
 
     fn hand_up_stored(&mut self, memory: &str, message: StoredMessage) {
+        if message.hex.is_empty() {
+            // A header without its PDU line (a damaged listing): nothing to store, and a
+            // confirm would delete the message. Left for the next read.
+            warn!(
+                "modem: {memory} {} listed without a PDU; left on the modem",
+                message.index
+            );
+            return;
+        }
         let key = (memory.to_string(), message.index);
         self.handed_up
             .insert(key, (message.hex.clone(), Instant::now()));
@@ -1005,9 +1040,14 @@ impl Driver {
             }
             Origin::Stored { storage, index } => {
                 let (storage, index) = (storage.clone(), *index);
-                self.handed_up.remove(&(storage.clone(), index));
-                self.select_memory(link, &storage).await?;
-                if receipt.connection != self.connection {
+                let known = self
+                    .handed_up
+                    .remove(&(storage.clone(), index))
+                    .is_some_and(|(hex, _)| hex == receipt.hex);
+                if !self.select_memory(link, &storage).await? {
+                    return Ok(()); // kept; the next sweep hands it up again
+                }
+                if !known || receipt.connection != self.connection {
                     // The modem may have rebooted and reused the index: delete only what
                     // was handed up.
                     match storage::read(&link.handle, index).await {
@@ -1058,7 +1098,9 @@ impl Driver {
         }
         let mut found = 0;
         for memory in memories {
-            self.select_memory(link, &memory).await?;
+            if !self.select_memory(link, &memory).await? {
+                continue;
+            }
             let listed = match storage::list(&link.handle).await {
                 Ok(listed) => listed,
                 Err(StorageError::Session(error)) => {
