@@ -178,10 +178,16 @@ fn nothing_is_lost_across_50_kills() {
         let born = Instant::now();
         while born.elapsed() < life {
             if random.below(4) == 0 {
-                let text = format!("in-{}", injected.len());
-                modem
-                    .inject_sms(&InboundSms::new("+447700900555", &text))
-                    .expect("injects");
+                // Every third one is long: two parts, reassembled across kills.
+                let mut text = format!("in-{}", injected.len());
+                if injected.len() % 3 == 0 {
+                    text.push_str(&" and a tail long enough for a second part".repeat(5));
+                }
+                let sms = InboundSms {
+                    reference: (injected.len() % 256) as u8,
+                    ..InboundSms::new("+447700900555", &text)
+                };
+                modem.inject_sms(&sms).expect("injects");
                 injected.push(text);
             }
             std::thread::sleep(Duration::from_millis(20 + random.below(60)));

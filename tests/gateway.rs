@@ -572,3 +572,36 @@ async fn queued_messages_resume_after_a_restart() {
     wait_for("sms.delivered", h.gateway.store(), &id).await;
     assert_eq!(h.modem.submitted().len(), 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reused_concatenation_reference_does_not_mix_two_messages() {
+    let h = harness(fast(), settings()).await;
+    wait_ready(&h).await;
+    let first = format!("first {}", "a".repeat(200));
+    let second = format!("second {}", "b".repeat(200));
+    let pdus = |text: &str| {
+        InboundSms {
+            reference: 9,
+            ..InboundSms::new("+447700900555", text)
+        }
+        .pdus(None)
+        .expect("encodes")
+    };
+    let (a, b) = (pdus(&first), pdus(&second));
+    // Part 1 of the first, then the second message whole: its part 1 clashes.
+    for pdu in [a[0].clone(), b[0].clone(), b[1].clone()] {
+        h.modem
+            .with_engine(move |engine, now| engine.deliver_pdu(pdu, now));
+    }
+    let store = h.gateway.store();
+    let received = wait_events(store, "sms.received", 2, |_| true).await;
+    assert_eq!(received[0].data["incomplete"], true);
+    assert_eq!(received[0].data["missing_parts"], json!([2]));
+    assert!(
+        received[0].data["text"]
+            .as_str()
+            .is_some_and(|t| t.starts_with("first"))
+    );
+    assert_eq!(received[1].data["text"], second.as_str());
+    assert_eq!(received[1].data["incomplete"], false);
+}

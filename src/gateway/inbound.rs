@@ -114,19 +114,31 @@ impl Gateway {
                     sent_at: None,
                     first_received_at: now,
                 });
-                if group.parts.contains_key(&sequence) {
+                let mut emitted = Vec::new();
+                match group.parts.get(&sequence) {
                     // The same part again with another timestamp: the SC repeated it.
-                    return (Some(group), Vec::new());
+                    Some(kept) if kept.text == part.text => return (Some(group), emitted),
+                    // Another message reusing the reference (it wraps at 256): the one being
+                    // assembled will not complete, so it goes out now as incomplete.
+                    Some(_) => {
+                        let id = uuid::Uuid::now_v7().to_string();
+                        emitted.push(events::received(&id, &group, now));
+                        group.parts.clear();
+                        group.sent_at = None;
+                        group.first_received_at = now;
+                    }
+                    None => {}
                 }
                 if sequence == 1 || group.sent_at.is_none() {
                     group.sent_at = sent_at.clone().or(group.sent_at);
                 }
                 group.parts.insert(sequence, part.clone());
                 if group.parts.len() < usize::from(group.total) {
-                    return (Some(group), Vec::new());
+                    return (Some(group), emitted);
                 }
                 let id = uuid::Uuid::now_v7().to_string();
-                (None, vec![events::received(&id, &group, now)])
+                emitted.push(events::received(&id, &group, now));
+                (None, emitted)
             })
         })
         .await?;

@@ -814,3 +814,36 @@ mod transaction_tests {
         assert!(store.outbox().expect("outbox").is_empty());
     }
 }
+
+#[cfg(test)]
+mod retention_tests {
+    use super::*;
+
+    #[test]
+    fn prune_keeps_recent_events_and_those_a_webhook_still_waits_for() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let subscriptions = vec![Subscription {
+            endpoint: "crm".into(),
+            events: vec!["sms.sent".into()],
+        }];
+        let store =
+            Store::open(dir.path(), &StoreSettings::default(), subscriptions).expect("opens");
+        let event = |name: &str| NewEvent {
+            name: name.into(),
+            data: serde_json::json!({}),
+        };
+        // One with a waiting job, one without.
+        store
+            .record_events(&[event("sms.sent"), event("sms.received")])
+            .expect("written");
+        // Nothing is older than "now minus a day".
+        let day_ago = now_ms() - 86_400_000;
+        assert_eq!(store.prune(day_ago, day_ago, 100).expect("prunes"), 0);
+        // Everything is older than "a second from now": only the unsubscribed event goes.
+        let later = now_ms() + 1000;
+        assert_eq!(store.prune(later, later, 100).expect("prunes"), 1);
+        let left = store.events_after(0, 10).expect("reads");
+        assert_eq!(left.len(), 1);
+        assert_eq!(left[0].name, "sms.sent");
+    }
+}
