@@ -10,3 +10,4 @@ pub mod mock;
 pub mod modem;
 pub mod pdu;
 pub mod store;
+pub mod webhook;

@@ -14,3 +14,4 @@ mod pdu_cli;
 mod pdu_properties;
 mod pdu_vectors;
 mod support;
+mod webhook_signatures;
