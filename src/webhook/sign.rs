@@ -112,7 +112,7 @@ mod tests {
     fn verify_accepts_any_matching_entry_and_nothing_else() {
         let secret = Secret::parse(A).expect("valid");
         let body = br#"{"test": 2432232314}"#;
-        let header = signature_header(&[secret.clone()], "msg_1", 1_614_265_330, body);
+        let header = signature_header(std::slice::from_ref(&secret), "msg_1", 1_614_265_330, body);
         assert!(secret.verify("msg_1", 1_614_265_330, body, &header));
         assert!(secret.verify("msg_1", 1_614_265_330, body, &format!("v1,AAAA {header}")));
         assert!(!secret.verify("msg_1", 1_614_265_331, body, &header));
