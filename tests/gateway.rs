@@ -181,6 +181,13 @@ async fn a_message_is_sent_then_delivered_with_events_field_by_field() {
     let jobs = store.jobs(100).expect("jobs");
     assert_eq!(jobs.len(), events(store).len());
     assert!(jobs.iter().all(|(_, job)| job.endpoint == "crm"));
+    let mut sequences: Vec<u64> = jobs.iter().map(|(_, job)| job.sequence).collect();
+    sequences.sort_unstable();
+    assert_eq!(
+        sequences,
+        (1..=jobs.len() as u64).collect::<Vec<_>>(),
+        "dense per endpoint"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

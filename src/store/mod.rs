@@ -304,8 +304,17 @@ impl Store {
                 if !subscription.wants(&event.name) {
                     continue;
                 }
+                // Dense per endpoint, assigned with the job: receivers see gaps and reordering.
+                let counter = format!("endpoint_sequence/{}", subscription.endpoint);
+                let endpoint_sequence = meta
+                    .get(counter.as_bytes())?
+                    .and_then(|bytes| <[u8; 8]>::try_from(bytes.as_ref()).ok())
+                    .map_or(0, u64::from_be_bytes)
+                    + 1;
+                meta.insert(counter.as_bytes(), &endpoint_sequence.to_be_bytes())?;
                 let job = Job {
                     event_sequence: sequence,
+                    sequence: endpoint_sequence,
                     endpoint: subscription.endpoint.clone(),
                     task_id: uuid::Uuid::now_v7().to_string(),
                     attempts: 0,

@@ -157,6 +157,9 @@ pub struct Event {
 pub struct Job {
     /// The event.
     pub event_sequence: u64,
+    /// This endpoint's delivery number: 1, 2, 3… (the body's `sequence`).
+    #[serde(default)]
+    pub sequence: u64,
     /// The endpoint's name.
     pub endpoint: String,
     /// Identifies this event's delivery to this endpoint (`notification_task_id`).
