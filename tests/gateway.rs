@@ -612,3 +612,96 @@ async fn a_reused_concatenation_reference_does_not_mix_two_messages() {
     assert_eq!(received[1].data["text"], second.as_str());
     assert_eq!(received[1].data["incomplete"], false);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_multipart_message_failed_by_an_early_report_sends_no_more_parts() {
+    // Each part's report (a failure) comes before the next part's +CMGS.
+    let h = harness(
+        MockConfig {
+            submit_delay: Duration::from_millis(300),
+            report_delay: Duration::ZERO,
+            report: ReportBehaviour::PermanentFailure,
+            ..fast()
+        },
+        settings(),
+    )
+    .await;
+    let text = "Three parts of GSM text, each one filled to the brim. ".repeat(8);
+    let accepted = h.gateway.enqueue(send(&text)).await.expect("accepted");
+    assert_eq!(accepted.parts, 3);
+    let store = h.gateway.store();
+    wait_for("sms.failed", store, &accepted.id).await;
+    // The part in flight when the report came is still answered; wait for that answer.
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let message = store.message(&accepted.id).expect("reads").expect("exists");
+        let settled = !message
+            .parts
+            .iter()
+            .any(|part| matches!(part.state, PartState::Submitting { .. }));
+        if settled {
+            assert_eq!(message.state, MessageState::Failed);
+            break;
+        }
+        assert!(Instant::now() < deadline, "a part stays in flight");
+        sleep(Duration::from_millis(20)).await;
+    }
+    let names: Vec<String> = events(store)
+        .iter()
+        .filter(|e| e.data["message_id"] == accepted.id.as_str())
+        .map(|e| e.name.clone())
+        .collect();
+    assert_eq!(names, ["sms.failed"]);
+    assert!(
+        h.modem.submitted().len() < 3,
+        "parts went out after the failure"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_old_unmatched_report_is_not_applied_to_a_new_message_with_its_reference() {
+    let h = harness(
+        MockConfig {
+            report: ReportBehaviour::None,
+            ..fast()
+        },
+        settings(),
+    )
+    .await;
+    // A report for TP-MR 0 to our recipient that nothing matches (its part's +CMGS was lost).
+    let stamp = Timestamp::from_datetime(OffsetDateTime::now_utc());
+    let report = Pdu {
+        smsc: None,
+        tpdu: Tpdu::StatusReport(StatusReport {
+            no_more_messages: true,
+            loop_prevention: false,
+            reports_command: false,
+            message_reference: 0,
+            recipient: Address::from_number(TO).expect("valid"),
+            timestamp: stamp,
+            discharge_time: stamp,
+            status: Status(0),
+            pid: None,
+            dcs: None,
+            user_data: None,
+        }),
+    };
+    let bytes = report.encode().expect("encodes");
+    let urc = format!("+CDS: {}\r\n{}", bytes.len() - 1, hex::encode_upper(&bytes));
+    wait_ready(&h).await;
+    h.modem
+        .with_engine(|engine, _| engine.inject_urc(smsrelay::mock::UrcPoint::Now, &urc));
+    let store = h.gateway.store();
+    let deadline = Instant::now() + WAIT;
+    while store.unmatched().expect("reads").is_empty() {
+        assert!(Instant::now() < deadline, "the report was not kept");
+        sleep(Duration::from_millis(20)).await;
+    }
+    // A new message to the same number gets TP-MR 0 (the modem's counter starts there).
+    let accepted = h.gateway.enqueue(send("new")).await.expect("accepted");
+    wait_for("sms.sent", store, &accepted.id).await;
+    assert_eq!(h.modem.submitted()[0].reference, 0);
+    let message = store.message(&accepted.id).expect("reads").expect("exists");
+    assert_eq!(message.state, MessageState::Sent, "{:?}", events(store));
+    assert_eq!(store.unmatched().expect("reads").len(), 1);
+}

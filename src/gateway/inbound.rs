@@ -10,7 +10,7 @@ use super::events::{self, rfc3339};
 use super::{Gateway, blocking};
 use crate::modem::Inbound;
 use crate::pdu::{Body, Concat, ConcatReference, Deliver, Tpdu};
-use crate::store::{InboundGroup, InboundPart, NewEvent, StoreError, now_ms};
+use crate::store::{InboundGroup, InboundPart, StoreError, now_ms};
 
 /// What identifies a part whatever route or read brought it (padding and the SMSC field
 /// vary between `+CMT`, `+CMGR` and `+CMGL`): sender, SC timestamp, concatenation, content.
@@ -55,7 +55,9 @@ impl Gateway {
                 let store = self.inner.store.clone();
                 let hex = inbound.hex;
                 let record = serde_json::json!({ "undecodable": true, "error": error.to_string() });
-                return blocking(move || store.record_unmatched(&hex, &record)).await;
+                return blocking(move || store.record_unmatched(&hex, &record))
+                    .await
+                    .map(|_| ());
             }
         };
         let smsc = pdu.smsc.as_ref().map(ToString::to_string);
@@ -159,8 +161,6 @@ impl Gateway {
                 if group.first_received_at.saturating_add(timeout) > now {
                     continue;
                 }
-                let id = uuid::Uuid::now_v7().to_string();
-                let event: NewEvent = events::received(&id, &group, now);
                 info!(
                     "gateway: message from {} still incomplete after {}; emitted with {} of {} parts ({})",
                     group.from,
@@ -169,7 +169,13 @@ impl Gateway {
                     group.total,
                     key
                 );
-                store.close_group(&key, &[event])?;
+                store.close_group(&key, |current| {
+                    // Judged again inside the transaction: a part may have come meanwhile.
+                    (current.first_received_at.saturating_add(timeout) <= now).then(|| {
+                        let id = uuid::Uuid::now_v7().to_string();
+                        events::received(&id, current, now)
+                    })
+                })?;
             }
             Ok(())
         })

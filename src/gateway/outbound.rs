@@ -111,6 +111,13 @@ impl Gateway {
         if request.text.is_empty() {
             return Err(invalid("text", "must not be empty"));
         }
+        // Cheap bound before encoding: no part holds more than 160 characters.
+        if request.text.chars().count() > 160 * settings.max_parts {
+            return Err(invalid(
+                "text",
+                format!("is longer than {} SMS parts can carry", settings.max_parts),
+            ));
+        }
         if let Some(data) = &request.callback_data {
             if data.len() > 1024 {
                 return Err(invalid("callback_data", "must be at most 1024 bytes"));
@@ -169,6 +176,7 @@ impl Gateway {
             updated_at: now,
             sent_at: None,
             delivered_at: None,
+            queue_key: None,
         };
         let accepted = Accepted {
             id: message.id.clone(),
@@ -295,6 +303,10 @@ impl Gateway {
             .iter()
             .position(|part| part.state == PartState::Pending)
         {
+            if message.state.is_final() {
+                // Failed by a delivery report of an earlier part: send no more parts.
+                return Ok(());
+            }
             let since = now_ms();
             self.update(id, move |message| {
                 if let Some(part) = message.parts.get_mut(index) {
@@ -319,6 +331,10 @@ impl Gateway {
                                 references: vec![(reference, index)],
                                 ..Effects::default()
                             };
+                            // Failed meanwhile (a report on an earlier part): record, no more.
+                            if message.state.is_final() {
+                                return effects;
+                            }
                             if message.parts.iter().all(|part| {
                                 !matches!(
                                     part.state,
@@ -333,7 +349,7 @@ impl Gateway {
                             effects
                         })
                         .await?;
-                    self.rematch(reference).await;
+                    self.rematch(reference, since).await;
                     written
                 }
                 Err(failure) => {
@@ -363,17 +379,39 @@ impl Gateway {
                 }
             };
         }
+        // A part still marked Submitting here means its outcome was never recorded (a store
+        // error after the send): settle it as a crash would be, rather than pick it again.
+        let cut = message
+            .parts
+            .iter()
+            .any(|part| matches!(part.state, PartState::Submitting { .. }));
+        if cut && !message.state.is_final() && message.state != MessageState::Sent {
+            self.update(id, |message| {
+                fail(
+                    message,
+                    "interrupted",
+                    None,
+                    "the outcome of a part could not be recorded; it may have been sent",
+                )
+            })
+            .await?;
+        }
         Ok(())
     }
 
     /// Matches status reports kept as unmatched against a TP-MR just recorded (a fast report
     /// can overtake the recording of its `+CMGS`).
-    async fn rematch(&self, reference: u8) {
+    async fn rematch(&self, reference: u8, since: u64) {
         let store = self.inner.store.clone();
         let Ok(unmatched) = blocking(move || store.unmatched()).await else {
             return;
         };
-        for (key, hex, _) in unmatched {
+        for (key, hex, at) in unmatched {
+            // Only a report that came after this part went to the modem can be its report
+            // (an older one with the same TP-MR belongs to a message before the wrap).
+            if at < since {
+                continue;
+            }
             let Ok(pdu) = pdu::Pdu::from_hex(&hex) else {
                 continue;
             };
@@ -406,8 +444,15 @@ impl Gateway {
         super::Gateway::count(&self.inner.counters.unmatched_reports);
         let store = self.inner.store.clone();
         let hex = hex.to_string();
-        let json = pdu::tpdu_json(&pdu::Tpdu::StatusReport(report));
-        blocking(move || store.record_unmatched(&hex, &json)).await
+        let json = pdu::tpdu_json(&pdu::Tpdu::StatusReport(report.clone()));
+        let key = blocking(move || store.record_unmatched(&hex, &json)).await?;
+        // The sender may have recorded the TP-MR (and re-matched) between our lookup and the
+        // write above: one more try closes that window.
+        if self.apply_report(&report).await? {
+            let store = self.inner.store.clone();
+            blocking(move || store.remove_unmatched(&key)).await?;
+        }
+        Ok(())
     }
 
     /// Applies a report to the most recent unmatched part with its TP-MR and recipient.

@@ -334,7 +334,12 @@ impl Store {
 
     /// Stores a new message and queues it; durable when this returns.
     pub fn enqueue(&self, message: &OutboundMessage) -> Result<(), StoreError> {
-        let queue_key = self.db.generate_id()?.to_be_bytes();
+        let id = self.db.generate_id()?;
+        let queue_key = id.to_be_bytes();
+        let message = &OutboundMessage {
+            queue_key: Some(id),
+            ..message.clone()
+        };
         unwrap_tx(
             (&self.messages, &self.outbox).transaction(|(messages, outbox)| {
                 messages.insert(message.id.as_bytes(), encode(message))?;
@@ -393,7 +398,6 @@ impl Store {
     where
         F: Fn(&mut OutboundMessage) -> Effects,
     {
-        let queued = self.outbox_key(id)?;
         let result = (
             &self.messages,
             &self.outbox,
@@ -411,8 +415,8 @@ impl Store {
                 message.updated_at = now_ms();
                 messages.insert(id.as_bytes(), encode(&message))?;
                 if effects.dequeue {
-                    if let Some(key) = &queued {
-                        outbox.remove(key.as_slice())?;
+                    if let Some(key) = message.queue_key {
+                        outbox.remove(&key.to_be_bytes())?;
                     }
                 }
                 for &(reference, part) in &effects.references {
@@ -428,16 +432,6 @@ impl Store {
         let result = unwrap_tx(result)?;
         self.flush()?;
         Ok(result)
-    }
-
-    fn outbox_key(&self, id: &str) -> Result<Option<Vec<u8>>, StoreError> {
-        for entry in self.outbox.iter() {
-            let (key, value) = entry?;
-            if value.as_ref() == id.as_bytes() {
-                return Ok(Some(key.to_vec()));
-            }
-        }
-        Ok(None)
     }
 
     /// Submitted parts waiting for a report with this TP-MR, most recent first.
@@ -469,11 +463,12 @@ impl Store {
         &self,
         hex: &str,
         report: &serde_json::Value,
-    ) -> Result<(), StoreError> {
+    ) -> Result<Vec<u8>, StoreError> {
         let key = self.db.generate_id()?.to_be_bytes();
         let record = serde_json::json!({ "hex": hex, "report": report, "at": now_ms() });
         self.unmatched.insert(key, encode(&record))?;
-        self.flush()
+        self.flush()?;
+        Ok(key.to_vec())
     }
 
     /// Unmatched status reports: (key, PDU hex, received Unix ms).
@@ -492,7 +487,8 @@ impl Store {
     /// Forgets an unmatched report (matched later, or too old).
     pub fn remove_unmatched(&self, key: &[u8]) -> Result<(), StoreError> {
         self.unmatched.remove(key)?;
-        Ok(())
+        // Flushed: a report applied must not come back as unmatched after a crash.
+        self.flush()
     }
 
     // ---- inbound -------------------------------------------------------------------------
@@ -557,14 +553,23 @@ impl Store {
             .collect()
     }
 
-    /// Closes a group (emitted as incomplete) with its events, if it is still there.
-    pub fn close_group(&self, key: &str, events: &[NewEvent]) -> Result<Vec<Event>, StoreError> {
+    /// Closes a group with the event `build` makes from it as it is now (a part may have
+    /// arrived since the caller looked); `build` returning `None` keeps the group.
+    pub fn close_group<F>(&self, key: &str, build: F) -> Result<Vec<Event>, StoreError>
+    where
+        F: Fn(&InboundGroup) -> Option<NewEvent>,
+    {
         let result = (&self.inbound_parts, &self.events, &self.jobs, &self.meta).transaction(
             |(parts, events_tree, jobs, meta)| {
-                if parts.remove(key.as_bytes())?.is_none() {
+                let Some(bytes) = parts.get(key.as_bytes())? else {
                     return Ok(Vec::new());
-                }
-                self.write_events(meta, events_tree, jobs, events)
+                };
+                let group: InboundGroup = tx_decode("inbound_parts", key.as_bytes(), &bytes)?;
+                let Some(event) = build(&group) else {
+                    return Ok(Vec::new());
+                };
+                parts.remove(key.as_bytes())?;
+                self.write_events(meta, events_tree, jobs, &[event])
             },
         );
         let result = unwrap_tx(result)?;
@@ -660,7 +665,9 @@ impl Store {
         for entry in self.messages.iter() {
             let (key, bytes) = entry?;
             let message: OutboundMessage = decode("messages", &key, &bytes)?;
-            if message.state.is_final() && message.updated_at < messages_before {
+            // Sent counts as finished here: without status reports it stays Sent for good.
+            let finished = message.state.is_final() || message.state == MessageState::Sent;
+            if finished && message.updated_at < messages_before {
                 old_messages.push(key);
                 if old_messages.len() >= batch {
                     break;
@@ -702,6 +709,24 @@ impl Store {
         }
         for key in old_refs {
             self.refs.remove(key)?;
+            removed += 1;
+        }
+        let mut old_unmatched = Vec::new();
+        for entry in self.unmatched.iter() {
+            let (key, bytes) = entry?;
+            let at = serde_json::from_slice::<serde_json::Value>(&bytes)
+                .ok()
+                .and_then(|record| record["at"].as_u64())
+                .unwrap_or(0);
+            if at < messages_before {
+                old_unmatched.push(key);
+                if old_unmatched.len() >= batch {
+                    break;
+                }
+            }
+        }
+        for key in old_unmatched {
+            self.unmatched.remove(key)?;
             removed += 1;
         }
         if removed > 0 {
@@ -802,6 +827,7 @@ mod transaction_tests {
             updated_at: 0,
             sent_at: None,
             delivered_at: None,
+            queue_key: None,
         };
         store.enqueue(&message).expect("enqueues");
         let (written, events) = store
@@ -854,5 +880,89 @@ mod retention_tests {
         let left = store.events_after(0, 10).expect("reads");
         assert_eq!(left.len(), 1);
         assert_eq!(left[0].name, "sms.sent");
+    }
+}
+
+#[cfg(test)]
+mod review_tests {
+    use super::*;
+
+    fn store(dir: &tempfile::TempDir) -> Store {
+        Store::open(dir.path(), &StoreSettings::default(), Vec::new()).expect("opens")
+    }
+
+    #[test]
+    fn sent_messages_without_reports_are_pruned_too() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let store = store(&dir);
+        let message: OutboundMessage = serde_json::from_value(serde_json::json!({
+            "id": "m1", "to": "+447700900123", "text": "hi", "encoding": "gsm7", "parts": [],
+            "callback_data": null, "state": "queued", "attempts": 0, "next_attempt_at": null,
+            "last_error": null, "status_report": false, "created_at": 0, "updated_at": 0,
+            "sent_at": null, "delivered_at": null
+        }))
+        .expect("an older record without queue_key reads");
+        store.enqueue(&message).expect("enqueues");
+        store
+            .update_message("m1", |message| {
+                message.state = MessageState::Sent;
+                Effects {
+                    dequeue: true,
+                    ..Effects::default()
+                }
+            })
+            .expect("updates");
+        assert!(store.outbox().expect("reads").is_empty());
+        let later = now_ms() + 1000;
+        store.prune(later, later, 100).expect("prunes");
+        assert!(store.message("m1").expect("reads").is_none());
+    }
+
+    #[test]
+    fn closing_a_group_uses_the_parts_it_has_at_that_moment() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let store = store(&dir);
+        let add = |fingerprint: &[u8], sequence: u8, text: &str| {
+            let part = InboundPart {
+                text: text.into(),
+                hex: String::new(),
+            };
+            store
+                .record_inbound(fingerprint, Some("g"), |group| {
+                    let mut group = group.unwrap_or(InboundGroup {
+                        from: "+1".into(),
+                        smsc: None,
+                        encoding: "gsm7".into(),
+                        total: 3,
+                        parts: Default::default(),
+                        sent_at: None,
+                        first_received_at: 0,
+                    });
+                    group.parts.insert(sequence, part.clone());
+                    (Some(group), Vec::new())
+                })
+                .expect("records");
+        };
+        add(b"p1", 1, "one ");
+        let snapshot = store.inbound_groups().expect("reads");
+        // Part 2 lands between the look and the close.
+        add(b"p2", 2, "two ");
+        let text = |group: &InboundGroup| -> String {
+            group
+                .parts
+                .values()
+                .map(|part| part.text.as_str())
+                .collect()
+        };
+        let events = store
+            .close_group(&snapshot[0].0, |group| {
+                Some(NewEvent {
+                    name: "sms.received".into(),
+                    data: serde_json::json!({ "text": text(group) }),
+                })
+            })
+            .expect("closes");
+        assert_eq!(events[0].data["text"], "one two ");
+        assert!(store.inbound_groups().expect("reads").is_empty());
     }
 }

@@ -133,6 +133,9 @@ pub struct OutboundMessage {
     pub sent_at: Option<u64>,
     /// When the last part was delivered (RFC 3339 discharge time).
     pub delivered_at: Option<String>,
+    /// Its key in the outbox, set by the store.
+    #[serde(default)]
+    pub queue_key: Option<u64>,
 }
 
 /// An event, as stored: the envelope without the per-delivery fields.
