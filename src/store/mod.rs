@@ -9,6 +9,9 @@
 //! All calls block (sled flushes to disk): call them from blocking threads.
 
 pub mod model;
+mod webhooks;
+
+pub use webhooks::{AttemptRecord, EndpointHealth, EndpointState, JobOutcome, due_of};
 
 use std::path::Path;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -147,7 +150,12 @@ pub struct Store {
     jobs: Tree,
     unmatched: Tree,
     meta: Tree,
+    attempts: Tree,
+    dead_letters: Tree,
+    endpoints: Tree,
     subscriptions: Vec<Subscription>,
+    /// Bumped after every commit that wrote jobs: the dispatcher waits on it.
+    jobs_written: std::sync::Arc<(std::sync::Mutex<u64>, std::sync::Condvar)>,
 }
 
 impl std::fmt::Debug for Store {
@@ -193,11 +201,13 @@ fn unwrap_tx<T>(result: Result<T, TransactionError<StoreError>>) -> Result<T, St
     })
 }
 
-/// `jobs` keys start with the due time then the event sequence, so a scan yields the earliest
-/// due first (an endpoint index follows).
-pub fn job_key(due_ms: u64, id: u64) -> Vec<u8> {
-    let mut key = due_ms.to_be_bytes().to_vec();
-    key.extend_from_slice(&id.to_be_bytes());
+/// `jobs` keys: the endpoint name, a 0 byte, the due time and the event sequence, so each
+/// endpoint scans its own queue earliest due first.
+pub fn job_key(endpoint: &str, due_ms: u64, event_sequence: u64) -> Vec<u8> {
+    let mut key = endpoint.as_bytes().to_vec();
+    key.push(0);
+    key.extend_from_slice(&due_ms.to_be_bytes());
+    key.extend_from_slice(&event_sequence.to_be_bytes());
     key
 }
 
@@ -231,8 +241,12 @@ impl Store {
             jobs: db.open_tree("jobs")?,
             unmatched: db.open_tree("unmatched_reports")?,
             meta: db.open_tree("meta")?,
+            attempts: db.open_tree("attempts")?,
+            dead_letters: db.open_tree("dead_letters")?,
+            endpoints: db.open_tree("endpoints")?,
             db,
             subscriptions,
+            jobs_written: std::sync::Arc::default(),
         };
         match store.meta.get("schema_version")? {
             Some(bytes) => {
@@ -255,6 +269,33 @@ impl Store {
     pub fn flush(&self) -> Result<(), StoreError> {
         self.db.flush()?;
         Ok(())
+    }
+
+    fn announce_jobs(&self) {
+        let (count, changed) = &*self.jobs_written;
+        let mut count = count
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        *count = count.wrapping_add(1);
+        changed.notify_all();
+    }
+
+    /// The current value of the job counter, for [`Store::wait_for_jobs`].
+    pub fn jobs_counter(&self) -> u64 {
+        let (count, _) = &*self.jobs_written;
+        *count
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Blocks until jobs were written after `seen` (a value of [`Store::jobs_counter`]) or
+    /// `timeout` passes.
+    pub fn wait_for_jobs(&self, seen: u64, timeout: std::time::Duration) {
+        let (count, changed) = &*self.jobs_written;
+        let guard = count
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let _ = changed.wait_timeout_while(guard, timeout, |count| *count == seen);
     }
 
     /// The next number of a persistent counter (`meta`), e.g. the concatenation reference.
@@ -280,6 +321,18 @@ impl Store {
         jobs_tree: &TransactionalTree,
         events: &[NewEvent],
     ) -> TxResult<Vec<Event>> {
+        self.write_events_for(meta, events_tree, jobs_tree, events, true)
+    }
+
+    /// As [`Store::write_events`]; `subscribed` false writes the events without jobs.
+    fn write_events_for(
+        &self,
+        meta: &TransactionalTree,
+        events_tree: &TransactionalTree,
+        jobs_tree: &TransactionalTree,
+        events: &[NewEvent],
+        subscribed: bool,
+    ) -> TxResult<Vec<Event>> {
         if events.is_empty() {
             return Ok(Vec::new());
         }
@@ -300,8 +353,8 @@ impl Store {
             };
             events_tree.insert(&sequence.to_be_bytes(), encode(&event))?;
             let due = now_ms();
-            for (index, subscription) in self.subscriptions.iter().enumerate() {
-                if !subscription.wants(&event.name) {
+            for subscription in &self.subscriptions {
+                if !subscribed || !subscription.wants(&event.name) {
                     continue;
                 }
                 // Dense per endpoint, assigned with the job: receivers see gaps and reordering.
@@ -320,9 +373,7 @@ impl Store {
                     attempts: 0,
                     created_at: due,
                 };
-                let mut key = job_key(due, sequence);
-                key.extend_from_slice(&(index as u32).to_be_bytes());
-                jobs_tree.insert(key, encode(&job))?;
+                jobs_tree.insert(job_key(&subscription.endpoint, due, sequence), encode(&job))?;
             }
             written.push(event);
         }
@@ -431,6 +482,7 @@ impl Store {
             });
         let result = unwrap_tx(result)?;
         self.flush()?;
+        self.announce_jobs();
         Ok(result)
     }
 
@@ -536,6 +588,7 @@ impl Store {
             });
         let result = unwrap_tx(result)?;
         self.flush()?;
+        self.announce_jobs();
         Ok(result)
     }
 
@@ -574,6 +627,7 @@ impl Store {
         );
         let result = unwrap_tx(result)?;
         self.flush()?;
+        self.announce_jobs();
         Ok(result)
     }
 
@@ -585,6 +639,7 @@ impl Store {
             });
         let result = unwrap_tx(result)?;
         self.flush()?;
+        self.announce_jobs();
         Ok(result)
     }
 

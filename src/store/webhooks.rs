@@ -1,0 +1,269 @@
+//! The webhook side of the store: each endpoint's queue of jobs (keyed so that it scans
+//! earliest due first), the record of every attempt, dead letters, and endpoint health.
+
+use serde::{Deserialize, Serialize};
+use sled::Transactional;
+
+use super::{Event, Job, NewEvent, Store, StoreError, decode, encode, job_key, now_ms, unwrap_tx};
+
+/// One delivery attempt, as recorded.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AttemptRecord {
+    /// The endpoint.
+    pub endpoint: String,
+    /// The event sequence.
+    pub event_sequence: u64,
+    /// 1 for the first attempt.
+    pub attempt: u32,
+    /// Wall time of the start (Unix ms).
+    pub at: u64,
+    /// How long it took (monotonic).
+    pub duration_ms: u64,
+    /// The HTTP status, when one came.
+    pub status: Option<u16>,
+    /// `dns`, `connect`, `tls`, `timeout`, `redirect`, `status`, `io`, `protocol`; none on
+    /// success.
+    pub error: Option<String>,
+    /// The error text, or the `Location` of a redirect.
+    pub detail: String,
+    /// The first 2 KB of the response body.
+    pub response: String,
+}
+
+/// Where an endpoint is.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EndpointState {
+    /// Delivering.
+    #[default]
+    Active,
+    /// Too many failures in a row: one probe per backoff step.
+    CircuitOpen,
+    /// Disabled (410 Gone, or failing for ≥ 72 h): events are held until re-enabled.
+    Disabled,
+}
+
+/// An endpoint's health, persisted so a restart keeps the circuit and the disable clock.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EndpointHealth {
+    /// Where it is.
+    pub state: EndpointState,
+    /// Failures since the last success.
+    pub consecutive_failures: u32,
+    /// The first failure since the last success (Unix ms).
+    pub first_failure_at: Option<u64>,
+    /// No attempt before this (Unix ms) while the circuit is open.
+    pub circuit_until: Option<u64>,
+    /// The last success (Unix ms).
+    pub last_success_at: Option<u64>,
+    /// The last failure, readable.
+    pub last_error: Option<String>,
+    /// Why it is disabled.
+    pub disabled_reason: Option<String>,
+}
+
+fn endpoint_prefix(endpoint: &str) -> Vec<u8> {
+    let mut prefix = endpoint.as_bytes().to_vec();
+    prefix.push(0);
+    prefix
+}
+
+fn attempt_key(endpoint: &str, event_sequence: u64, attempt: u32) -> Vec<u8> {
+    let mut key = endpoint_prefix(endpoint);
+    key.extend_from_slice(&event_sequence.to_be_bytes());
+    key.extend_from_slice(&attempt.to_be_bytes());
+    key
+}
+
+/// The due time in a job key.
+pub fn due_of(key: &[u8]) -> u64 {
+    let Some(zero) = key.iter().position(|&b| b == 0) else {
+        return 0;
+    };
+    key.get(zero + 1..zero + 9)
+        .and_then(|bytes| <[u8; 8]>::try_from(bytes).ok())
+        .map_or(0, u64::from_be_bytes)
+}
+
+impl Store {
+    /// The endpoint's earliest due job: (key, due Unix ms, job).
+    pub fn next_job(&self, endpoint: &str) -> Result<Option<(Vec<u8>, u64, Job)>, StoreError> {
+        match self.jobs.scan_prefix(endpoint_prefix(endpoint)).next() {
+            Some(entry) => {
+                let (key, bytes) = entry?;
+                let job: Job = decode("jobs", &key, &bytes)?;
+                Ok(Some((key.to_vec(), due_of(&key), job)))
+            }
+            None => Ok(None),
+        }
+    }
+
+    /// Jobs waiting for an endpoint.
+    pub fn queue_depth(&self, endpoint: &str) -> usize {
+        self.jobs.scan_prefix(endpoint_prefix(endpoint)).count()
+    }
+
+    /// An endpoint's health (the default when never recorded).
+    pub fn endpoint_health(&self, endpoint: &str) -> Result<EndpointHealth, StoreError> {
+        match self.endpoints.get(endpoint.as_bytes())? {
+            Some(bytes) => decode("endpoints", endpoint.as_bytes(), &bytes),
+            None => Ok(EndpointHealth::default()),
+        }
+    }
+
+    /// Sets an endpoint's health.
+    pub fn set_endpoint_health(
+        &self,
+        endpoint: &str,
+        health: &EndpointHealth,
+    ) -> Result<(), StoreError> {
+        self.endpoints.insert(endpoint.as_bytes(), encode(health))?;
+        self.flush()
+    }
+
+    /// After an attempt: the job done (`next_due` None and not dead), moved to a later due
+    /// time, or into the dead letters; the attempt and the endpoint's health recorded. One
+    /// transaction, flushed, so the schedule survives a kill.
+    pub fn settle_job(
+        &self,
+        key: &[u8],
+        job: &Job,
+        record: &AttemptRecord,
+        health: &EndpointHealth,
+        outcome: JobOutcome,
+    ) -> Result<(), StoreError> {
+        let trees = (
+            &self.jobs,
+            &self.attempts,
+            &self.dead_letters,
+            &self.endpoints,
+        );
+        unwrap_tx(trees.transaction(|(jobs, attempts, dead, endpoints)| {
+            jobs.remove(key)?;
+            match outcome {
+                JobOutcome::Delivered => {}
+                JobOutcome::Retry { due } => {
+                    jobs.insert(job_key(&job.endpoint, due, job.event_sequence), encode(job))?;
+                }
+                JobOutcome::DeadLetter => {
+                    dead.insert(
+                        attempt_key(&job.endpoint, job.event_sequence, 0),
+                        encode(job),
+                    )?;
+                }
+            }
+            attempts.insert(
+                attempt_key(&job.endpoint, job.event_sequence, record.attempt),
+                encode(record),
+            )?;
+            endpoints.insert(job.endpoint.as_bytes(), encode(health))?;
+            Ok(())
+        }))?;
+        // A success may ride on the background flush: losing it only repeats a delivery.
+        if !matches!(outcome, JobOutcome::Delivered) {
+            self.flush()?;
+        }
+        Ok(())
+    }
+
+    /// Every attempt at delivering an event to an endpoint, in order.
+    pub fn attempts(
+        &self,
+        endpoint: &str,
+        event_sequence: u64,
+    ) -> Result<Vec<AttemptRecord>, StoreError> {
+        let mut prefix = endpoint_prefix(endpoint);
+        prefix.extend_from_slice(&event_sequence.to_be_bytes());
+        self.attempts
+            .scan_prefix(prefix)
+            .map(|entry| {
+                let (key, bytes) = entry?;
+                decode("attempts", &key, &bytes)
+            })
+            .collect()
+    }
+
+    /// Dead letters: jobs that ran out of attempts.
+    pub fn dead_letters(&self) -> Result<Vec<Job>, StoreError> {
+        self.dead_letters
+            .iter()
+            .map(|entry| {
+                let (key, bytes) = entry?;
+                decode("dead_letters", &key, &bytes)
+            })
+            .collect()
+    }
+
+    /// Puts a dead letter back in its endpoint's queue with a fresh schedule, due now.
+    pub fn replay_dead_letter(
+        &self,
+        endpoint: &str,
+        event_sequence: u64,
+    ) -> Result<bool, StoreError> {
+        let key = attempt_key(endpoint, event_sequence, 0);
+        let replayed = unwrap_tx(
+            (&self.dead_letters, &self.jobs).transaction(|(dead, jobs)| {
+                let Some(bytes) = dead.remove(key.as_slice())? else {
+                    return Ok(false);
+                };
+                let mut job: Job = super::tx_decode("dead_letters", &key, &bytes)?;
+                job.attempts = 0;
+                jobs.insert(job_key(endpoint, now_ms(), event_sequence), encode(&job))?;
+                Ok(true)
+            }),
+        )?;
+        if replayed {
+            self.flush()?;
+            self.announce_jobs();
+        }
+        Ok(replayed)
+    }
+
+    /// Records a `webhook.test` event for one endpoint only, due before anything it holds.
+    pub fn enqueue_test_event(&self, endpoint: &str) -> Result<Event, StoreError> {
+        let new = NewEvent {
+            name: "webhook.test".into(),
+            data: serde_json::json!({ "endpoint": endpoint, "message": "a test from smsrelay" }),
+        };
+        let trees = (&self.events, &self.jobs, &self.meta);
+        let event = unwrap_tx(trees.transaction(|(events, jobs, meta)| {
+            // Written as for no subscriber, then one job added by hand at due time 0.
+            let written =
+                self.write_events_for(meta, events, jobs, std::slice::from_ref(&new), false)?;
+            let event = written.into_iter().next().ok_or_else(|| {
+                sled::transaction::ConflictableTransactionError::Abort(StoreError::Corrupt {
+                    tree: "events",
+                    key: "-".into(),
+                    error: "no event written".into(),
+                })
+            })?;
+            let job = Job {
+                event_sequence: event.sequence,
+                sequence: 0,
+                endpoint: endpoint.to_string(),
+                task_id: uuid::Uuid::now_v7().to_string(),
+                attempts: 0,
+                created_at: now_ms(),
+            };
+            jobs.insert(job_key(endpoint, 0, event.sequence), encode(&job))?;
+            Ok(event)
+        }))?;
+        self.flush()?;
+        self.announce_jobs();
+        Ok(event)
+    }
+}
+
+/// What happens to a job after an attempt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JobOutcome {
+    /// Delivered: the job goes.
+    Delivered,
+    /// Try again at this time (Unix ms).
+    Retry {
+        /// The new due time.
+        due: u64,
+    },
+    /// Out of attempts.
+    DeadLetter,
+}

@@ -1,0 +1,572 @@
+//! The dispatcher: one thread per endpoint (a slow or dead endpoint never delays another;
+//! one request in flight per endpoint keeps order while it is healthy), one shared ureq
+//! agent, every schedule persisted in the store.
+
+use std::io::Read;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant, SystemTime};
+
+use log::{debug, error, info, warn};
+use serde_json::json;
+
+use super::schedule::{DEFAULT_SCHEDULE, delay_before, honour_retry_after, parse_retry_after};
+use super::sign::{Secret, signature_header};
+use crate::store::{
+    AttemptRecord, EndpointHealth, EndpointState, Event, Job, JobOutcome, Store, StoreError,
+};
+
+/// One `[[webhook]]` endpoint.
+#[derive(Debug, Clone)]
+pub struct EndpointConfig {
+    /// Its name (the store's job queue and the API use it).
+    pub name: String,
+    /// `http://` or `https://` URL.
+    pub url: String,
+    /// Signing secrets, newest first (two during a rotation); none sends unsigned.
+    pub secrets: Vec<Secret>,
+    /// The whole request's deadline.
+    pub timeout: Duration,
+    /// The pause before each attempt; its length is the number of attempts.
+    pub schedule: Vec<Duration>,
+    /// A disabled endpoint holds its events.
+    pub enabled: bool,
+}
+
+impl EndpointConfig {
+    /// An endpoint with the default timeout and schedule.
+    pub fn new(name: &str, url: &str) -> EndpointConfig {
+        EndpointConfig {
+            name: name.into(),
+            url: url.into(),
+            secrets: Vec::new(),
+            timeout: Duration::from_secs(15),
+            schedule: DEFAULT_SCHEDULE.to_vec(),
+            enabled: true,
+        }
+    }
+}
+
+/// The wall clock, injectable so tests can run a three-day schedule in milliseconds.
+pub trait Clock: Send + Sync {
+    /// Now, Unix ms.
+    fn now_ms(&self) -> u64;
+    /// Whether the kernel says the clock is synchronised (NTP). A Pi without an RTC boots
+    /// with a clock that may be days off; receivers reject such `webhook-timestamp`s.
+    fn synchronised(&self) -> bool;
+}
+
+/// The system clock.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now_ms(&self) -> u64 {
+        crate::store::now_ms()
+    }
+
+    fn synchronised(&self) -> bool {
+        // SAFETY: adjtimex with modes = 0 only reads the kernel's clock state into `timex`,
+        // a plain struct we own.
+        let mut timex: libc::timex = unsafe { std::mem::zeroed() };
+        let state = unsafe { libc::adjtimex(&mut timex) };
+        state != libc::TIME_ERROR && state >= 0 && timex.status & libc::STA_UNSYNC == 0
+    }
+}
+
+/// A clock that moves only when told (tests).
+#[derive(Debug, Default)]
+pub struct ManualClock {
+    now: AtomicU64,
+    unsynchronised: AtomicBool,
+}
+
+impl ManualClock {
+    /// A clock at `now_ms`.
+    pub fn at(now_ms: u64) -> ManualClock {
+        ManualClock {
+            now: AtomicU64::new(now_ms),
+            unsynchronised: AtomicBool::new(false),
+        }
+    }
+
+    /// Moves the clock forward.
+    pub fn advance(&self, by: Duration) {
+        self.now.fetch_add(by.as_millis() as u64, Ordering::SeqCst);
+    }
+
+    /// Says whether the clock is synchronised.
+    pub fn set_synchronised(&self, synchronised: bool) {
+        self.unsynchronised.store(!synchronised, Ordering::SeqCst);
+    }
+}
+
+impl Clock for ManualClock {
+    fn now_ms(&self) -> u64 {
+        self.now.load(Ordering::SeqCst)
+    }
+
+    fn synchronised(&self) -> bool {
+        !self.unsynchronised.load(Ordering::SeqCst)
+    }
+}
+
+/// Dispatcher-wide settings.
+#[derive(Debug, Clone)]
+pub struct DispatcherSettings {
+    /// Hold deliveries while the clock is not synchronised.
+    pub hold_until_clock_synchronised: bool,
+    /// TCP connect plus TLS handshake.
+    pub connect_timeout: Duration,
+    /// The most of a response body read (the first 2 KB are kept).
+    pub max_response: u64,
+    /// Failures in a row that open the circuit.
+    pub circuit_after: u32,
+    /// An endpoint failing with no success for this long (and over at least
+    /// `disable_span`) is disabled.
+    pub disable_after: Duration,
+    /// See `disable_after`.
+    pub disable_span: Duration,
+    /// The longest a thread sleeps before looking again (a manual clock moves without
+    /// waking anyone).
+    pub poll: Duration,
+}
+
+impl Default for DispatcherSettings {
+    fn default() -> DispatcherSettings {
+        DispatcherSettings {
+            hold_until_clock_synchronised: true,
+            connect_timeout: Duration::from_secs(5),
+            max_response: 64 * 1024,
+            circuit_after: 5,
+            disable_after: Duration::from_secs(72 * 3600),
+            disable_span: Duration::from_secs(12 * 3600),
+            poll: Duration::from_secs(1),
+        }
+    }
+}
+
+/// What an endpoint thread is doing, for the status API.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EndpointStatus {
+    /// The endpoint.
+    pub name: String,
+    /// Its health.
+    pub health: EndpointHealth,
+    /// Jobs waiting.
+    pub queue_depth: usize,
+    /// Whether deliveries are held for the clock.
+    pub held_for_clock: bool,
+}
+
+/// The running dispatcher.
+pub struct Dispatcher {
+    stop: Arc<AtomicBool>,
+    store: Store,
+    endpoints: Vec<EndpointConfig>,
+    held_for_clock: Arc<AtomicBool>,
+    threads: Vec<JoinHandle<()>>,
+}
+
+impl std::fmt::Debug for Dispatcher {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Dispatcher")
+            .field("endpoints", &self.endpoints.len())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Why a request failed before a status came back, as a class users can act on.
+fn classify(error: &ureq::Error) -> &'static str {
+    match error {
+        ureq::Error::Timeout(_) => "timeout",
+        ureq::Error::HostNotFound => "dns",
+        ureq::Error::ConnectionFailed => "connect",
+        ureq::Error::Tls(_) => "tls",
+        ureq::Error::TooManyRedirects | ureq::Error::RedirectFailed => "redirect",
+        ureq::Error::Io(io) => match io.kind() {
+            std::io::ErrorKind::TimedOut | std::io::ErrorKind::WouldBlock => "timeout",
+            std::io::ErrorKind::ConnectionRefused | std::io::ErrorKind::ConnectionReset => {
+                "connect"
+            }
+            _ => "io",
+        },
+        _ => "protocol",
+    }
+}
+
+struct Attempt {
+    status: Option<u16>,
+    error: Option<&'static str>,
+    detail: String,
+    response: String,
+    retry_after: Option<Duration>,
+}
+
+impl Dispatcher {
+    /// Starts one thread per endpoint.
+    pub fn start(
+        store: Store,
+        endpoints: Vec<EndpointConfig>,
+        settings: DispatcherSettings,
+        clock: Arc<dyn Clock>,
+    ) -> Dispatcher {
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .timeout_connect(Some(settings.connect_timeout))
+            .max_redirects(0)
+            .http_status_as_error(false)
+            .proxy(None)
+            .user_agent(concat!("smsrelay/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .into();
+        let stop = Arc::new(AtomicBool::new(false));
+        let held_for_clock = Arc::new(AtomicBool::new(false));
+        let threads = endpoints
+            .iter()
+            .cloned()
+            .map(|endpoint| {
+                let worker = Worker {
+                    store: store.clone(),
+                    agent: agent.clone(),
+                    endpoint,
+                    settings: settings.clone(),
+                    clock: Arc::clone(&clock),
+                    stop: Arc::clone(&stop),
+                    held_for_clock: Arc::clone(&held_for_clock),
+                };
+                std::thread::Builder::new()
+                    .name(format!("webhook-{}", worker.endpoint.name))
+                    .spawn(move || worker.run())
+                    .unwrap_or_else(|error| panic!("cannot start a webhook thread: {error}"))
+            })
+            .collect();
+        Dispatcher {
+            stop,
+            store,
+            endpoints,
+            held_for_clock,
+            threads,
+        }
+    }
+
+    /// Each endpoint's state.
+    pub fn status(&self) -> Result<Vec<EndpointStatus>, StoreError> {
+        self.endpoints
+            .iter()
+            .map(|endpoint| {
+                Ok(EndpointStatus {
+                    name: endpoint.name.clone(),
+                    health: self.store.endpoint_health(&endpoint.name)?,
+                    queue_depth: self.store.queue_depth(&endpoint.name),
+                    held_for_clock: self.held_for_clock.load(Ordering::Relaxed),
+                })
+            })
+            .collect()
+    }
+
+    /// Re-enables an endpoint: a `webhook.test` goes first, then what it held, in order.
+    pub fn enable(&self, name: &str) -> Result<Event, StoreError> {
+        let mut health = self.store.endpoint_health(name)?;
+        health.state = EndpointState::Active;
+        health.consecutive_failures = 0;
+        health.first_failure_at = None;
+        health.circuit_until = None;
+        health.disabled_reason = None;
+        self.store.set_endpoint_health(name, &health)?;
+        info!("webhook {name}: enabled; sending a test event, then what was held");
+        self.store.enqueue_test_event(name)
+    }
+
+    /// Stops the threads after their request in flight.
+    pub fn stop(mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        for thread in self.threads.drain(..) {
+            let _ = thread.join();
+        }
+    }
+}
+
+struct Worker {
+    store: Store,
+    agent: ureq::Agent,
+    endpoint: EndpointConfig,
+    settings: DispatcherSettings,
+    clock: Arc<dyn Clock>,
+    stop: Arc<AtomicBool>,
+    held_for_clock: Arc<AtomicBool>,
+}
+
+impl Worker {
+    fn run(self) {
+        let name = self.endpoint.name.clone();
+        while !self.stop.load(Ordering::SeqCst) {
+            let seen = self.store.jobs_counter();
+            match self.step() {
+                Ok(Some(wait)) => self.store.wait_for_jobs(seen, wait.min(self.settings.poll)),
+                Ok(None) => {}
+                Err(error) => {
+                    error!("webhook {name}: {error}");
+                    self.store.wait_for_jobs(seen, self.settings.poll);
+                }
+            }
+        }
+    }
+
+    /// Delivers the next due job, or says how long to wait.
+    fn step(&self) -> Result<Option<Duration>, StoreError> {
+        let name = &self.endpoint.name;
+        if !self.endpoint.enabled {
+            return Ok(Some(self.settings.poll));
+        }
+        if self.settings.hold_until_clock_synchronised && !self.clock.synchronised() {
+            if !self.held_for_clock.swap(true, Ordering::Relaxed) {
+                warn!("webhooks held: the system clock is not synchronised (NTP)");
+            }
+            return Ok(Some(self.settings.poll));
+        }
+        self.held_for_clock.store(false, Ordering::Relaxed);
+        let health = self.store.endpoint_health(name)?;
+        if health.state == EndpointState::Disabled {
+            return Ok(Some(self.settings.poll));
+        }
+        let now = self.clock.now_ms();
+        if let Some(until) = health.circuit_until.filter(|until| *until > now) {
+            return Ok(Some(Duration::from_millis(until - now)));
+        }
+        let Some((key, due, job)) = self.store.next_job(name)? else {
+            return Ok(Some(self.settings.poll));
+        };
+        if due > now {
+            return Ok(Some(Duration::from_millis(due - now)));
+        }
+        let Some(event) = self.store.event(job.event_sequence)? else {
+            // Pruned, or written by a bug: nothing to send; keep the record of it.
+            warn!(
+                "webhook {name}: event {} is gone; job dropped",
+                job.event_sequence
+            );
+            let record = self.record(
+                &job,
+                now,
+                Duration::ZERO,
+                &Attempt {
+                    status: None,
+                    error: Some("missing_event"),
+                    detail: "the event is no longer stored".into(),
+                    response: String::new(),
+                    retry_after: None,
+                },
+            );
+            self.store
+                .settle_job(&key, &job, &record, &health, JobOutcome::Delivered)?;
+            return Ok(None);
+        };
+        self.deliver(key, job, event, health, now)?;
+        Ok(None)
+    }
+
+    fn body(&self, event: &Event, job: &Job, attempt: u32) -> Vec<u8> {
+        let body = json!({
+            "id": event.id,
+            "name": event.name,
+            "api_version": event.api_version,
+            "created_at": event.created_at,
+            "attempt_number": attempt,
+            "attempts_total": self.endpoint.schedule.len(),
+            "notification_task_id": job.task_id,
+            "sequence": job.sequence,
+            "data": event.data,
+        });
+        serde_json::to_vec(&body).unwrap_or_default()
+    }
+
+    fn post(&self, event: &Event, body: &[u8]) -> Attempt {
+        let timestamp = (self.clock.now_ms() / 1000) as i64;
+        let mut request = self
+            .agent
+            .post(&self.endpoint.url)
+            .header("content-type", "application/json")
+            .header("webhook-id", &event.id)
+            .header("webhook-timestamp", timestamp.to_string());
+        if !self.endpoint.secrets.is_empty() {
+            let signature = signature_header(&self.endpoint.secrets, &event.id, timestamp, body);
+            request = request.header("webhook-signature", signature);
+        }
+        let response = request
+            .config()
+            .timeout_global(Some(self.endpoint.timeout))
+            .build()
+            .send(body);
+        match response {
+            Ok(mut response) => {
+                let status = response.status().as_u16();
+                let header = |name: &str| {
+                    response
+                        .headers()
+                        .get(name)
+                        .and_then(|value| value.to_str().ok())
+                        .map(str::to_string)
+                };
+                let retry_after = header("retry-after")
+                    .and_then(|value| parse_retry_after(&value, SystemTime::now()));
+                let location = header("location");
+                let mut bytes = Vec::new();
+                let _ = response
+                    .body_mut()
+                    .as_reader()
+                    .take(self.settings.max_response)
+                    .read_to_end(&mut bytes);
+                bytes.truncate(2048);
+                let (error, detail) = match status {
+                    200..=299 => (None, String::new()),
+                    300..=399 => (
+                        Some("redirect"),
+                        format!("not followed: Location {}", location.unwrap_or_default()),
+                    ),
+                    _ => (Some("status"), format!("HTTP {status}")),
+                };
+                Attempt {
+                    status: Some(status),
+                    error,
+                    detail,
+                    response: String::from_utf8_lossy(&bytes).into_owned(),
+                    retry_after,
+                }
+            }
+            Err(error) => Attempt {
+                status: None,
+                error: Some(classify(&error)),
+                detail: error.to_string(),
+                response: String::new(),
+                retry_after: None,
+            },
+        }
+    }
+
+    fn record(&self, job: &Job, at: u64, took: Duration, attempt: &Attempt) -> AttemptRecord {
+        AttemptRecord {
+            endpoint: job.endpoint.clone(),
+            event_sequence: job.event_sequence,
+            attempt: job.attempts + 1,
+            at,
+            duration_ms: took.as_millis() as u64,
+            status: attempt.status,
+            error: attempt.error.map(str::to_string),
+            detail: attempt.detail.clone(),
+            response: attempt.response.clone(),
+        }
+    }
+
+    fn deliver(
+        &self,
+        key: Vec<u8>,
+        mut job: Job,
+        event: Event,
+        mut health: EndpointHealth,
+        now: u64,
+    ) -> Result<(), StoreError> {
+        let name = &self.endpoint.name;
+        let number = job.attempts + 1;
+        let body = self.body(&event, &job, number);
+        let started = Instant::now();
+        let attempt = self.post(&event, &body);
+        let took = started.elapsed();
+        let record = self.record(&job, now, took, &attempt);
+        job.attempts = number;
+        if attempt.error.is_none() {
+            debug!(
+                "webhook {name}: {} #{} delivered ({took:?})",
+                event.name, event.sequence
+            );
+            if health.state != EndpointState::Active {
+                info!("webhook {name}: delivering again; circuit closed");
+            }
+            health = EndpointHealth {
+                last_success_at: Some(now),
+                ..EndpointHealth::default()
+            };
+            return self
+                .store
+                .settle_job(&key, &job, &record, &health, JobOutcome::Delivered);
+        }
+        let what = match attempt.status {
+            Some(status) => format!("HTTP {status}"),
+            None => format!("{} ({})", attempt.error.unwrap_or("error"), attempt.detail),
+        };
+        warn!(
+            "webhook {name}: {} #{} attempt {number} failed: {what}",
+            event.name, event.sequence
+        );
+        health.consecutive_failures += 1;
+        let first = *health.first_failure_at.get_or_insert(now);
+        health.last_error = Some(what);
+        if attempt.status == Some(410) {
+            health.state = EndpointState::Disabled;
+            health.disabled_reason = Some("the endpoint answered 410 Gone".into());
+            warn!("webhook {name}: disabled (410 Gone); events are held until it is re-enabled");
+            // The job stays, due now: it is held, not spent.
+            return self.store.settle_job(
+                &key,
+                &job,
+                &record,
+                &health,
+                JobOutcome::Retry { due: now },
+            );
+        }
+        let failing_for = Duration::from_millis(now.saturating_sub(first));
+        if failing_for >= self.settings.disable_after && failing_for >= self.settings.disable_span {
+            health.state = EndpointState::Disabled;
+            health.disabled_reason =
+                Some(format!("no success for {} h", failing_for.as_secs() / 3600));
+            warn!("webhook {name}: disabled after {failing_for:?} of failures; events are held");
+            return self.store.settle_job(
+                &key,
+                &job,
+                &record,
+                &health,
+                JobOutcome::Retry { due: now },
+            );
+        }
+        let unit = (now % 1000) as f64 / 1000.0;
+        let Some(mut delay) = delay_before(number + 1, &self.endpoint.schedule, unit) else {
+            warn!(
+                "webhook {name}: {} #{} is out of attempts; dead letter",
+                event.name, event.sequence
+            );
+            return self
+                .store
+                .settle_job(&key, &job, &record, &health, JobOutcome::DeadLetter);
+        };
+        let throttled = matches!(attempt.status, Some(429 | 502 | 503 | 504))
+            || attempt.error == Some("timeout");
+        if matches!(attempt.status, Some(429 | 503)) {
+            delay = honour_retry_after(delay, attempt.retry_after);
+        }
+        if throttled {
+            delay = delay.max(Duration::from_secs(60));
+        }
+        if health.consecutive_failures >= self.settings.circuit_after {
+            // Waiting jobs burn no attempts while open: only this one probes, per step.
+            let step = health.consecutive_failures - self.settings.circuit_after + 2;
+            let pause = delay_before(
+                step.min(self.endpoint.schedule.len() as u32),
+                &self.endpoint.schedule,
+                unit,
+            )
+            .unwrap_or(delay);
+            if health.state != EndpointState::CircuitOpen {
+                warn!(
+                    "webhook {name}: {} failures in a row; circuit open",
+                    health.consecutive_failures
+                );
+            }
+            health.state = EndpointState::CircuitOpen;
+            health.circuit_until = Some(now + pause.as_millis() as u64);
+            delay = delay.max(pause);
+        }
+        let due = now + delay.as_millis() as u64;
+        self.store
+            .settle_job(&key, &job, &record, &health, JobOutcome::Retry { due })
+    }
+}
