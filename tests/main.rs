@@ -14,4 +14,5 @@ mod pdu_cli;
 mod pdu_properties;
 mod pdu_vectors;
 mod support;
+mod webhook_delivery;
 mod webhook_signatures;

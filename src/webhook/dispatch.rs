@@ -75,25 +75,27 @@ impl Clock for SystemClock {
     }
 }
 
-/// A clock that moves only when told (tests).
+/// The system clock plus an offset moved forward by hand (tests): a schedule of hours runs
+/// in milliseconds, while jobs the store stamps with the real time stay comparable.
 #[derive(Debug, Default)]
 pub struct ManualClock {
-    now: AtomicU64,
+    offset: AtomicU64,
     unsynchronised: AtomicBool,
 }
 
 impl ManualClock {
-    /// A clock at `now_ms`.
-    pub fn at(now_ms: u64) -> ManualClock {
+    /// The system clock, `ahead` in the future.
+    pub fn ahead(ahead: Duration) -> ManualClock {
         ManualClock {
-            now: AtomicU64::new(now_ms),
+            offset: AtomicU64::new(ahead.as_millis() as u64),
             unsynchronised: AtomicBool::new(false),
         }
     }
 
     /// Moves the clock forward.
     pub fn advance(&self, by: Duration) {
-        self.now.fetch_add(by.as_millis() as u64, Ordering::SeqCst);
+        self.offset
+            .fetch_add(by.as_millis() as u64, Ordering::SeqCst);
     }
 
     /// Says whether the clock is synchronised.
@@ -104,7 +106,7 @@ impl ManualClock {
 
 impl Clock for ManualClock {
     fn now_ms(&self) -> u64 {
-        self.now.load(Ordering::SeqCst)
+        crate::store::now_ms() + self.offset.load(Ordering::SeqCst)
     }
 
     fn synchronised(&self) -> bool {

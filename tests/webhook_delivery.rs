@@ -1,0 +1,515 @@
+//! The dispatcher against real HTTP receivers on 127.0.0.1 (port 0), with events written
+//! through the store. Schedules spanning hours run on a manual clock.
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use smsrelay::store::{EndpointState, NewEvent, Store, StoreSettings, Subscription};
+use smsrelay::webhook::{
+    Clock, Dispatcher, DispatcherSettings, EndpointConfig, ManualClock, Secret,
+};
+use tempfile::TempDir;
+
+const WAIT: Duration = Duration::from_secs(15);
+const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+
+/// One request the receiver got.
+#[derive(Debug, Clone)]
+struct Received {
+    headers: Vec<(String, String)>,
+    body: Vec<u8>,
+    at: Instant,
+}
+
+impl Received {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(key, _)| key.eq_ignore_ascii_case(name))
+            .map(|(_, value)| value.as_str())
+    }
+
+    fn json(&self) -> Value {
+        serde_json::from_slice(&self.body).expect("a JSON body")
+    }
+}
+
+/// What the receiver answers: status, extra headers, and a pause before answering.
+type Behaviour = dyn Fn(usize) -> (u16, Vec<(&'static str, String)>, Duration) + Send + Sync;
+
+struct Receiver {
+    url: String,
+    got: Arc<Mutex<Vec<Received>>>,
+}
+
+impl Receiver {
+    fn start(
+        behaviour: impl Fn(usize) -> (u16, Vec<(&'static str, String)>, Duration)
+        + Send
+        + Sync
+        + 'static,
+    ) -> Receiver {
+        let server = tiny_http::Server::http("127.0.0.1:0").expect("binds");
+        let port = server.server_addr().to_ip().expect("an IP address").port();
+        let got = Arc::new(Mutex::new(Vec::new()));
+        let sink = Arc::clone(&got);
+        let behaviour: Arc<Behaviour> = Arc::new(behaviour);
+        std::thread::spawn(move || {
+            for mut request in server.incoming_requests() {
+                let mut body = Vec::new();
+                let _ = request.as_reader().read_to_end(&mut body);
+                let headers = request
+                    .headers()
+                    .iter()
+                    .map(|h| (h.field.to_string(), h.value.to_string()))
+                    .collect();
+                let index = {
+                    let mut got = sink.lock().expect("not poisoned");
+                    got.push(Received {
+                        headers,
+                        body,
+                        at: Instant::now(),
+                    });
+                    got.len() - 1
+                };
+                let behaviour = Arc::clone(&behaviour);
+                // Answer on a thread of its own: a slow answer must not hold the next request.
+                std::thread::spawn(move || {
+                    let (status, headers, pause) = behaviour(index);
+                    std::thread::sleep(pause);
+                    let mut response =
+                        tiny_http::Response::from_string("ok").with_status_code(status);
+                    for (name, value) in headers {
+                        if let Ok(header) =
+                            tiny_http::Header::from_bytes(name.as_bytes(), value.as_bytes())
+                        {
+                            response = response.with_header(header);
+                        }
+                    }
+                    let _ = request.respond(response);
+                });
+            }
+        });
+        Receiver {
+            url: format!("http://127.0.0.1:{port}/hook"),
+            got,
+        }
+    }
+
+    fn got(&self) -> Vec<Received> {
+        self.got.lock().expect("not poisoned").clone()
+    }
+
+    fn wait_for(&self, count: usize) -> Vec<Received> {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let got = self.got();
+            if got.len() >= count {
+                return got;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{} of {count} requests arrived",
+                got.len()
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+}
+
+fn ok(_: usize) -> (u16, Vec<(&'static str, String)>, Duration) {
+    (200, Vec::new(), Duration::ZERO)
+}
+
+fn store(dir: &TempDir, endpoints: &[(&str, &[&str])]) -> Store {
+    let subscriptions = endpoints
+        .iter()
+        .map(|(name, events)| Subscription {
+            endpoint: name.to_string(),
+            events: events.iter().map(|e| e.to_string()).collect(),
+        })
+        .collect();
+    Store::open(dir.path(), &StoreSettings::default(), subscriptions).expect("opens")
+}
+
+fn event(name: &str, n: u64) -> NewEvent {
+    NewEvent {
+        name: name.into(),
+        data: serde_json::json!({ "message_id": format!("m-{n}"), "text": "Grüße 👋" }),
+    }
+}
+
+fn settings() -> DispatcherSettings {
+    DispatcherSettings {
+        hold_until_clock_synchronised: false,
+        poll: Duration::from_millis(20),
+        ..DispatcherSettings::default()
+    }
+}
+
+fn endpoint(name: &str, receiver: &Receiver) -> EndpointConfig {
+    EndpointConfig {
+        secrets: vec![Secret::parse(SECRET).expect("valid")],
+        timeout: Duration::from_secs(5),
+        ..EndpointConfig::new(name, &receiver.url)
+    }
+}
+
+fn until(what: &str, check: impl Fn() -> bool) {
+    let deadline = Instant::now() + WAIT;
+    while !check() {
+        assert!(Instant::now() < deadline, "{what}: not within {WAIT:?}");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+#[test]
+fn a_delivery_is_signed_and_carries_the_envelope() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store = store(&dir, &[("crm", &["sms.*"])]);
+    let receiver = Receiver::start(ok);
+    let written = store
+        .record_events(&[event("sms.received", 1)])
+        .expect("written");
+    let clock = Arc::new(ManualClock::default());
+    let dispatcher = Dispatcher::start(
+        store.clone(),
+        vec![endpoint("crm", &receiver)],
+        settings(),
+        clock,
+    );
+    let got = receiver.wait_for(1).remove(0);
+    let event = &written[0];
+    assert_eq!(got.header("webhook-id"), Some(event.id.as_str()));
+    assert_eq!(got.header("content-type"), Some("application/json"));
+    assert!(
+        got.header("user-agent")
+            .is_some_and(|ua| ua.starts_with("smsrelay/"))
+    );
+    let body = got.json();
+    assert_eq!(body["id"], event.id.as_str());
+    assert_eq!(body["name"], "sms.received");
+    assert_eq!(body["api_version"], "2026-11-22");
+    assert_eq!(body["attempt_number"], 1);
+    assert_eq!(body["attempts_total"], 10);
+    assert_eq!(body["sequence"], 1);
+    assert!(
+        body["notification_task_id"]
+            .as_str()
+            .is_some_and(|id| !id.is_empty())
+    );
+    assert_eq!(body["data"]["text"], "Grüße 👋");
+    // Verified by an implementation we did not write.
+    let mut headers = http::HeaderMap::new();
+    for name in ["webhook-id", "webhook-timestamp", "webhook-signature"] {
+        headers.insert(
+            name,
+            got.header(name).expect("present").parse().expect("valid"),
+        );
+    }
+    standardwebhooks::Webhook::new(SECRET)
+        .expect("secret")
+        .verify(&got.body, &headers)
+        .expect("their verifier accepts our signature");
+    until("the job is done", || store.queue_depth("crm") == 0);
+    dispatcher.stop();
+}
+
+#[test]
+fn a_500_is_retried_on_the_schedule_with_the_same_id() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store = store(&dir, &[("crm", &["sms.*"])]);
+    let receiver = Receiver::start(|index| {
+        let status = if index == 0 { 500 } else { 200 };
+        (status, Vec::new(), Duration::ZERO)
+    });
+    store
+        .record_events(&[event("sms.sent", 1)])
+        .expect("written");
+    let clock = Arc::new(ManualClock::default());
+    let dispatcher = Dispatcher::start(
+        store.clone(),
+        vec![endpoint("crm", &receiver)],
+        settings(),
+        Arc::clone(&clock) as Arc<_>,
+    );
+    receiver.wait_for(1);
+    until("rescheduled", || {
+        store
+            .next_job("crm")
+            .ok()
+            .flatten()
+            .is_some_and(|(_, due, _)| due > clock.now_ms())
+    });
+    let (_, due, job) = store.next_job("crm").expect("reads").expect("still queued");
+    // Attempt 2 comes 5 s (plus at most 1 s of jitter) after the first.
+    let wait = due.saturating_sub(clock.now_ms());
+    assert!((4000..=6000).contains(&wait), "{wait} ms");
+    assert_eq!(job.attempts, 1);
+    std::thread::sleep(Duration::from_millis(100));
+    assert_eq!(receiver.got().len(), 1, "no retry before the due time");
+    clock.advance(Duration::from_millis(wait));
+    let got = receiver.wait_for(2);
+    assert_eq!(got[0].header("webhook-id"), got[1].header("webhook-id"));
+    assert_ne!(got[0].header("webhook-signature"), None);
+    assert_eq!(got[1].json()["attempt_number"], 2);
+    until("done", || store.queue_depth("crm") == 0);
+    let attempts = store.attempts("crm", job.event_sequence).expect("reads");
+    assert_eq!(attempts.len(), 2);
+    assert_eq!(attempts[0].status, Some(500));
+    assert_eq!(attempts[0].error.as_deref(), Some("status"));
+    assert_eq!(attempts[1].status, Some(200));
+    dispatcher.stop();
+}
+
+fn first_attempt_error(
+    receiver_url: &str,
+    timeout: Duration,
+    behaviour: Option<Receiver>,
+) -> (String, Option<u16>, String) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store = store(&dir, &[("crm", &["sms.*"])]);
+    let written = store
+        .record_events(&[event("sms.sent", 1)])
+        .expect("written");
+    let endpoint = EndpointConfig {
+        timeout,
+        ..EndpointConfig::new("crm", receiver_url)
+    };
+    let clock = Arc::new(ManualClock::default());
+    let dispatcher = Dispatcher::start(store.clone(), vec![endpoint], settings(), clock);
+    let sequence = written[0].sequence;
+    until("an attempt is recorded", || {
+        !store.attempts("crm", sequence).expect("reads").is_empty()
+    });
+    dispatcher.stop();
+    drop(behaviour);
+    let attempt = store.attempts("crm", sequence).expect("reads").remove(0);
+    (
+        attempt.error.unwrap_or_default(),
+        attempt.status,
+        attempt.detail,
+    )
+}
+
+#[test]
+fn a_receiver_slower_than_the_timeout_is_a_timeout() {
+    let receiver = Receiver::start(|_| (200, Vec::new(), Duration::from_secs(3)));
+    let url = receiver.url.clone();
+    let (error, status, _) = first_attempt_error(&url, Duration::from_millis(500), Some(receiver));
+    assert_eq!((error.as_str(), status), ("timeout", None));
+}
+
+#[test]
+fn a_refused_connection_is_a_connect_error() {
+    // A port that was just free.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("binds")
+        .local_addr()
+        .expect("address")
+        .port();
+    let (error, status, _) = first_attempt_error(
+        &format!("http://127.0.0.1:{port}/"),
+        Duration::from_secs(2),
+        None,
+    );
+    assert_eq!((error.as_str(), status), ("connect", None));
+}
+
+#[test]
+fn a_redirect_is_not_followed() {
+    let target = Receiver::start(ok);
+    let location = target.url.clone();
+    let receiver =
+        Receiver::start(move |_| (302, vec![("Location", location.clone())], Duration::ZERO));
+    let url = receiver.url.clone();
+    let (error, status, detail) = first_attempt_error(&url, Duration::from_secs(2), Some(receiver));
+    assert_eq!((error.as_str(), status), ("redirect", Some(302)));
+    assert!(detail.contains(&target.url), "{detail}");
+    assert!(target.got().is_empty(), "the redirect was followed");
+}
+
+#[test]
+fn a_410_disables_the_endpoint_and_holds_events_until_it_is_enabled() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store = store(&dir, &[("crm", &["sms.*"])]);
+    let receiver = Receiver::start(|index| {
+        let status = if index == 0 { 410 } else { 200 };
+        (status, Vec::new(), Duration::ZERO)
+    });
+    store
+        .record_events(&[event("sms.sent", 1)])
+        .expect("written");
+    let clock = Arc::new(ManualClock::default());
+    let dispatcher = Dispatcher::start(
+        store.clone(),
+        vec![endpoint("crm", &receiver)],
+        settings(),
+        clock,
+    );
+    receiver.wait_for(1);
+    until("disabled", || {
+        store.endpoint_health("crm").expect("reads").state == EndpointState::Disabled
+    });
+    store
+        .record_events(&[event("sms.delivered", 2)])
+        .expect("written");
+    std::thread::sleep(Duration::from_millis(200));
+    assert_eq!(receiver.got().len(), 1, "a disabled endpoint got a request");
+    assert_eq!(store.queue_depth("crm"), 2, "held, not dropped");
+    dispatcher.enable("crm").expect("enabled");
+    let got = receiver.wait_for(4);
+    let names: Vec<Value> = got[1..].iter().map(|r| r.json()["name"].clone()).collect();
+    assert_eq!(names, ["webhook.test", "sms.sent", "sms.delivered"]);
+    dispatcher.stop();
+}
+
+#[test]
+fn retry_after_on_429_pushes_the_retry_later() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store = store(&dir, &[("crm", &["sms.*"])]);
+    let receiver = Receiver::start(|_| (429, vec![("Retry-After", "600".into())], Duration::ZERO));
+    store
+        .record_events(&[event("sms.sent", 1)])
+        .expect("written");
+    let clock = Arc::new(ManualClock::default());
+    let dispatcher = Dispatcher::start(
+        store.clone(),
+        vec![endpoint("crm", &receiver)],
+        settings(),
+        Arc::clone(&clock) as Arc<_>,
+    );
+    receiver.wait_for(1);
+    until("rescheduled", || {
+        store
+            .next_job("crm")
+            .ok()
+            .flatten()
+            .is_some_and(|(_, _, job)| job.attempts == 1)
+    });
+    let (_, due, _) = store.next_job("crm").expect("reads").expect("queued");
+    // Measured from a clock that kept running since the attempt: allow a second.
+    let wait = due.saturating_sub(clock.now_ms());
+    assert!(
+        (599_000..=660_000).contains(&wait),
+        "{wait} ms, not the server's 600 s"
+    );
+    dispatcher.stop();
+}
+
+#[test]
+fn a_slow_endpoint_does_not_delay_another_and_order_holds() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store = store(&dir, &[("slow", &["sms.*"]), ("fast", &["sms.*"])]);
+    let slow = Receiver::start(|_| (200, Vec::new(), Duration::from_secs(2)));
+    let fast = Receiver::start(ok);
+    let clock = Arc::new(ManualClock::default());
+    let dispatcher = Dispatcher::start(
+        store.clone(),
+        vec![endpoint("slow", &slow), endpoint("fast", &fast)],
+        settings(),
+        clock,
+    );
+    let started = Instant::now();
+    for n in 0..20 {
+        store
+            .record_events(&[event("sms.sent", n)])
+            .expect("written");
+    }
+    let got = fast.wait_for(20);
+    let took = got[19].at - started;
+    assert!(
+        took < Duration::from_secs(2),
+        "the fast endpoint took {took:?}"
+    );
+    let sequences: Vec<u64> = got
+        .iter()
+        .map(|r| r.json()["sequence"].as_u64().unwrap_or(0))
+        .collect();
+    assert_eq!(sequences, (1..=20).collect::<Vec<_>>(), "in order");
+    assert!(
+        slow.got().len() <= 2,
+        "the slow one has one request in flight at a time"
+    );
+    dispatcher.stop();
+}
+
+#[test]
+fn a_restart_mid_backlog_loses_nothing_and_repeats_the_same_ids() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let failing = Receiver::start(|_| (503, Vec::new(), Duration::ZERO));
+    let ids: Vec<String> = {
+        let store = store(&dir, &[("crm", &["sms.*"])]);
+        let written = store
+            .record_events(&(0..5).map(|n| event("sms.sent", n)).collect::<Vec<_>>())
+            .expect("written");
+        let clock = Arc::new(ManualClock::default());
+        let dispatcher = Dispatcher::start(
+            store.clone(),
+            vec![endpoint("crm", &failing)],
+            settings(),
+            clock,
+        );
+        failing.wait_for(5);
+        dispatcher.stop();
+        written.iter().map(|e| e.id.clone()).collect()
+    };
+    // A new process: the same store, a healthy receiver, and time has passed.
+    let store = store(&dir, &[("crm", &["sms.*"])]);
+    let receiver = Receiver::start(ok);
+    let clock = Arc::new(ManualClock::ahead(Duration::from_secs(3600)));
+    let dispatcher = Dispatcher::start(
+        store.clone(),
+        vec![endpoint("crm", &receiver)],
+        settings(),
+        clock,
+    );
+    let got = receiver.wait_for(5);
+    let mut seen: Vec<String> = got
+        .iter()
+        .filter_map(|r| r.header("webhook-id").map(str::to_string))
+        .collect();
+    seen.sort();
+    let mut expected = ids.clone();
+    expected.sort();
+    assert_eq!(seen, expected);
+    assert!(got.iter().all(|r| r.json()["attempt_number"] == 2));
+    until("done", || store.queue_depth("crm") == 0);
+    dispatcher.stop();
+}
+
+#[test]
+fn filters_send_each_endpoint_only_what_it_asked_for() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store = store(
+        &dir,
+        &[
+            ("reports", &["sms.delivered", "sms.failed"]),
+            ("all", &["sms.*"]),
+        ],
+    );
+    let reports = Receiver::start(ok);
+    let all = Receiver::start(ok);
+    let clock = Arc::new(ManualClock::default());
+    let dispatcher = Dispatcher::start(
+        store.clone(),
+        vec![endpoint("reports", &reports), endpoint("all", &all)],
+        settings(),
+        clock,
+    );
+    for name in ["sms.sent", "sms.delivered", "sms.received", "sms.failed"] {
+        store.record_events(&[event(name, 1)]).expect("written");
+    }
+    all.wait_for(4);
+    let got = reports.wait_for(2);
+    std::thread::sleep(Duration::from_millis(100));
+    let names: Vec<Value> = reports
+        .got()
+        .iter()
+        .map(|r| r.json()["name"].clone())
+        .collect();
+    assert_eq!(names, ["sms.delivered", "sms.failed"]);
+    assert_eq!(got[0].json()["sequence"], 1);
+    dispatcher.stop();
+}
