@@ -513,3 +513,170 @@ fn filters_send_each_endpoint_only_what_it_asked_for() {
     assert_eq!(got[0].json()["sequence"], 1);
     dispatcher.stop();
 }
+
+/// Moves the clock in steps; after each, waits (up to 2 s) for `settle`, then a little more
+/// so the dispatcher can act.
+fn run_clock(clock: &ManualClock, step: Duration, steps: usize, settle: impl Fn() -> bool) {
+    for _ in 0..steps {
+        clock.advance(step);
+        let deadline = Instant::now() + Duration::from_secs(2);
+        while !settle() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        std::thread::sleep(Duration::from_millis(30));
+    }
+}
+
+#[test]
+fn out_of_attempts_is_a_dead_letter_that_can_be_replayed() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store = store(&dir, &[("crm", &["sms.*"])]);
+    let receiver = Receiver::start(|index| {
+        let status = if index < 3 { 500 } else { 200 };
+        (status, Vec::new(), Duration::ZERO)
+    });
+    let written = store
+        .record_events(&[event("sms.sent", 1)])
+        .expect("written");
+    let clock = Arc::new(ManualClock::default());
+    let endpoint = EndpointConfig {
+        schedule: vec![
+            Duration::ZERO,
+            Duration::from_secs(10),
+            Duration::from_secs(10),
+        ],
+        ..endpoint("crm", &receiver)
+    };
+    let dispatcher = Dispatcher::start(
+        store.clone(),
+        vec![endpoint],
+        settings(),
+        Arc::clone(&clock) as Arc<_>,
+    );
+    receiver.wait_for(1);
+    clock.advance(Duration::from_secs(12));
+    receiver.wait_for(2);
+    clock.advance(Duration::from_secs(12));
+    until("dead letter", || {
+        store.dead_letters().map(|d| d.len()).unwrap_or(0) == 1
+    });
+    assert_eq!(receiver.got().len(), 3);
+    assert_eq!(store.queue_depth("crm"), 0);
+    let sequence = written[0].sequence;
+    assert!(store.replay_dead_letter("crm", sequence).expect("replays"));
+    let got = receiver.wait_for(4);
+    assert_eq!(
+        got[3].json()["attempt_number"],
+        1,
+        "a replay starts a fresh schedule"
+    );
+    until("delivered", || store.queue_depth("crm") == 0);
+    assert!(store.dead_letters().expect("reads").is_empty());
+    dispatcher.stop();
+}
+
+#[test]
+fn an_open_circuit_spends_no_attempts_of_waiting_jobs() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store = store(&dir, &[("crm", &["sms.*"])]);
+    let receiver = Receiver::start(|_| (500, Vec::new(), Duration::ZERO));
+    store
+        .record_events(&(0..3).map(|n| event("sms.sent", n)).collect::<Vec<_>>())
+        .expect("written");
+    let clock = Arc::new(ManualClock::default());
+    let dispatcher = Dispatcher::start(
+        store.clone(),
+        vec![endpoint("crm", &receiver)],
+        settings(),
+        Arc::clone(&clock) as Arc<_>,
+    );
+    // Three immediate attempts, then two retries after 5 s: five failures in a row.
+    receiver.wait_for(3);
+    run_clock(&clock, Duration::from_secs(7), 1, || {
+        receiver.got().len() >= 5
+    });
+    until("circuit open", || {
+        store.endpoint_health("crm").expect("reads").state == EndpointState::CircuitOpen
+    });
+    let at_open = receiver.got().len();
+    // An hour passes in 10-minute steps: one probe per step at most, the rest wait.
+    run_clock(&clock, Duration::from_secs(600), 6, || true);
+    let probes = receiver.got().len() - at_open;
+    assert!(probes <= 6, "{probes} requests while the circuit was open");
+    // Once it answers, the circuit closes and everything goes.
+    dispatcher.stop();
+    let healthy = Receiver::start(ok);
+    let dispatcher = Dispatcher::start(
+        store.clone(),
+        vec![endpoint("crm", &healthy)],
+        settings(),
+        Arc::clone(&clock) as Arc<_>,
+    );
+    run_clock(&clock, Duration::from_secs(6 * 3600), 1, || true);
+    until("all delivered", || store.queue_depth("crm") == 0);
+    assert_eq!(
+        store.endpoint_health("crm").expect("reads").state,
+        EndpointState::Active
+    );
+    assert_eq!(healthy.got().len(), 3);
+    dispatcher.stop();
+}
+
+#[test]
+fn three_days_of_failures_disable_the_endpoint_and_hold_the_event() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store = store(&dir, &[("crm", &["sms.*"])]);
+    let receiver = Receiver::start(|_| (500, Vec::new(), Duration::ZERO));
+    store
+        .record_events(&[event("sms.sent", 1)])
+        .expect("written");
+    let clock = Arc::new(ManualClock::default());
+    let dispatcher = Dispatcher::start(
+        store.clone(),
+        vec![endpoint("crm", &receiver)],
+        settings(),
+        Arc::clone(&clock) as Arc<_>,
+    );
+    receiver.wait_for(1);
+    // 80 hours in 30-minute steps.
+    run_clock(&clock, Duration::from_secs(1800), 160, || true);
+    let health = store.endpoint_health("crm").expect("reads");
+    assert_eq!(health.state, EndpointState::Disabled, "{health:?}");
+    assert!(
+        store.dead_letters().expect("reads").is_empty(),
+        "held, not dead"
+    );
+    assert_eq!(store.queue_depth("crm"), 1);
+    dispatcher.stop();
+}
+
+#[test]
+fn deliveries_wait_for_a_synchronised_clock() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store = store(&dir, &[("crm", &["sms.*"])]);
+    let receiver = Receiver::start(ok);
+    store
+        .record_events(&[event("sms.sent", 1)])
+        .expect("written");
+    let clock = Arc::new(ManualClock::default());
+    clock.set_synchronised(false);
+    let dispatcher = Dispatcher::start(
+        store.clone(),
+        vec![endpoint("crm", &receiver)],
+        DispatcherSettings {
+            hold_until_clock_synchronised: true,
+            ..settings()
+        },
+        Arc::clone(&clock) as Arc<_>,
+    );
+    until("held", || {
+        dispatcher
+            .status()
+            .map(|status| status[0].held_for_clock)
+            .unwrap_or(false)
+    });
+    assert!(receiver.got().is_empty());
+    clock.set_synchronised(true);
+    receiver.wait_for(1);
+    dispatcher.stop();
+}

@@ -697,6 +697,15 @@ impl Store {
             .filter_map(|bytes| bytes.ok())
             .filter_map(|bytes| serde_json::from_slice::<Job>(&bytes).ok())
             .map(|job| job.event_sequence)
+            .chain(
+                // Dead letters are replayable: their events stay.
+                self.dead_letters
+                    .iter()
+                    .values()
+                    .filter_map(|bytes| bytes.ok())
+                    .filter_map(|bytes| serde_json::from_slice::<Job>(&bytes).ok())
+                    .map(|job| job.event_sequence),
+            )
             .collect();
         let mut old_events = Vec::new();
         for entry in self.events.iter() {
