@@ -680,7 +680,8 @@ impl Store {
 
     // ---- retention -----------------------------------------------------------------------
 
-    /// Removes events older than `events_before` (Unix ms) that no job waits for, finished
+    /// Removes events older than `events_before` (Unix ms) that no job or dead letter needs,
+    /// and delivery attempts as old; finished
     /// messages last changed before `messages_before`, and dedupe fingerprints and references
     /// older than `messages_before`; at most `batch` of each per call. Returns how many went.
     pub fn prune(
@@ -773,6 +774,21 @@ impl Store {
         }
         for key in old_refs {
             self.refs.remove(key)?;
+            removed += 1;
+        }
+        let mut old_attempts = Vec::new();
+        for entry in self.attempts.iter() {
+            let (key, bytes) = entry?;
+            let at = serde_json::from_slice::<AttemptRecord>(&bytes).map_or(0, |record| record.at);
+            if at < events_before {
+                old_attempts.push(key);
+                if old_attempts.len() >= batch {
+                    break;
+                }
+            }
+        }
+        for key in old_attempts {
+            self.attempts.remove(key)?;
             removed += 1;
         }
         let mut old_unmatched = Vec::new();
