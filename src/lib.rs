@@ -5,6 +5,7 @@
 #![deny(missing_docs)]
 
 pub mod at;
+pub mod config;
 pub mod gateway;
 pub mod mock;
 pub mod modem;

@@ -1,0 +1,614 @@
+//! The config file (TOML, the contract in DESIGN.md): parsed, checked, and turned into the
+//! settings of each layer. Every key but `modem.device` has a default that works; unknown
+//! keys and bad values are errors naming the key and its line.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+use toml::Spanned;
+
+use crate::gateway::GatewaySettings;
+use crate::modem::{InitSettings, ModemSettings};
+use crate::store::Subscription;
+use crate::webhook::{EndpointConfig, WebhookSection, resolve_all};
+
+/// A config problem: the key, its line (when known), and what is wrong.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{}{key}: {message}", line.map(|l| format!("line {l}: ")).unwrap_or_default())]
+pub struct ConfigError {
+    /// The key, dotted (`modem.sweep_interval`).
+    pub key: String,
+    /// 1-based line.
+    pub line: Option<usize>,
+    /// What is wrong.
+    pub message: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Raw {
+    data_dir: Option<Spanned<String>>,
+    log_level: Option<Spanned<String>>,
+    modem: Option<RawModem>,
+    api: Option<RawApi>,
+    sms: Option<RawSms>,
+    #[serde(default)]
+    webhook: Vec<Spanned<WebhookSection>>,
+    retention: Option<RawRetention>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawModem {
+    device: Option<Spanned<String>>,
+    baud: Option<Spanned<u32>>,
+    pin: Option<Spanned<String>>,
+    storage: Option<Spanned<String>>,
+    command_timeout: Option<Spanned<String>>,
+    send_timeout: Option<Spanned<String>>,
+    sweep_interval: Option<Spanned<String>>,
+    reset_command: Option<Spanned<String>>,
+    cnmi: Option<Spanned<String>>,
+    smsc: Option<Spanned<String>>,
+    registration_timeout: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawApi {
+    listen: Option<Spanned<String>>,
+    token: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSms {
+    max_parts: Option<Spanned<i64>>,
+    status_reports: Option<bool>,
+    validity: Option<Spanned<String>>,
+    resend_interrupted: Option<bool>,
+    incomplete_timeout: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRetention {
+    events: Option<Spanned<String>>,
+    messages: Option<Spanned<String>>,
+}
+
+/// The `[modem]` section.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ModemConfig {
+    /// The serial device.
+    pub device: String,
+    /// Baud rate.
+    pub baud: u32,
+    /// The SIM PIN.
+    pub pin: Option<String>,
+    /// The message storage.
+    pub storage: String,
+    /// Ordinary commands' deadline.
+    pub command_timeout: Duration,
+    /// `AT+CMGS` deadline.
+    pub send_timeout: Duration,
+    /// The `AT+CMGL` sweep interval.
+    pub sweep_interval: Duration,
+    /// Sent after repeated failed start-ups.
+    pub reset_command: Option<String>,
+    /// An `AT+CNMI` override.
+    pub cnmi: Option<String>,
+    /// An SMSC to set when the modem has none.
+    pub smsc: Option<String>,
+    /// How long to wait for the network at start-up.
+    pub registration_timeout: Duration,
+}
+
+/// The resolved config.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Where the database and generated files live.
+    pub data_dir: PathBuf,
+    /// The log level.
+    pub log_level: log::LevelFilter,
+    /// `[modem]`
+    pub modem: ModemConfig,
+    /// `[api] listen`
+    pub listen: SocketAddr,
+    /// `[api] token`; generated into the data dir when absent.
+    pub token: Option<String>,
+    /// `[sms]` and retention, as the gateway takes them.
+    pub gateway: GatewaySettings,
+    /// `[[webhook]]` endpoints.
+    pub webhooks: Vec<EndpointConfig>,
+    /// What each endpoint subscribed to.
+    pub subscriptions: Vec<Subscription>,
+}
+
+fn line_of(text: &str, offset: usize) -> usize {
+    text.get(..offset)
+        .map_or(0, |before| before.matches('\n').count())
+        + 1
+}
+
+struct Checker<'a> {
+    text: &'a str,
+}
+
+impl Checker<'_> {
+    fn error<T>(&self, key: &str, spanned: &Spanned<T>, message: impl Into<String>) -> ConfigError {
+        ConfigError {
+            key: key.into(),
+            line: Some(line_of(self.text, spanned.span().start)),
+            message: message.into(),
+        }
+    }
+
+    fn duration(
+        &self,
+        key: &str,
+        value: &Option<Spanned<String>>,
+        default: Duration,
+        range: std::ops::RangeInclusive<Duration>,
+    ) -> Result<Duration, ConfigError> {
+        let Some(value) = value else {
+            return Ok(default);
+        };
+        let parsed = humantime::parse_duration(value.get_ref().trim()).map_err(|error| {
+            self.error(
+                key,
+                value,
+                format!(
+                    "{:?} is not a duration like \"500ms\", \"15s\", \"5m\", \"1d\" ({error})",
+                    value.get_ref()
+                ),
+            )
+        })?;
+        if !range.contains(&parsed) {
+            return Err(self.error(
+                key,
+                value,
+                format!(
+                    "must be between {} and {}",
+                    humantime::format_duration(*range.start()),
+                    humantime::format_duration(*range.end())
+                ),
+            ));
+        }
+        Ok(parsed)
+    }
+}
+
+impl Config {
+    /// Reads and checks a config file.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|error| ConfigError {
+            key: path.display().to_string(),
+            line: None,
+            message: format!("cannot read the config file: {error}"),
+        })?;
+        Config::parse(&text)
+    }
+
+    /// Checks config text.
+    pub fn parse(text: &str) -> Result<Config, ConfigError> {
+        let raw: Raw = toml::from_str(text).map_err(|error| ConfigError {
+            key: "config".into(),
+            line: error.span().map(|span| line_of(text, span.start)),
+            message: error.message().to_string(),
+        })?;
+        let check = Checker { text };
+        let day = Duration::from_secs(86_400);
+        let data_dir = raw.data_dir.as_ref().map_or_else(
+            || PathBuf::from("/var/lib/smsrelay"),
+            |d| PathBuf::from(d.get_ref()),
+        );
+        let log_level = match &raw.log_level {
+            Some(level) => level.get_ref().parse().map_err(|_| {
+                check.error(
+                    "log_level",
+                    level,
+                    "use one of off, error, warn, info, debug, trace",
+                )
+            })?,
+            None => log::LevelFilter::Info,
+        };
+
+        let modem = raw.modem.unwrap_or_default();
+        let device = match &modem.device {
+            Some(device) if !device.get_ref().trim().is_empty() => {
+                device.get_ref().trim().to_string()
+            }
+            Some(device) => return Err(check.error("modem.device", device, "must not be empty")),
+            None => {
+                return Err(ConfigError {
+                    key: "modem.device".into(),
+                    line: None,
+                    message:
+                        "is required: the modem's AT port, e.g. /dev/serial/by-id/usb-…-if00-port0"
+                            .into(),
+                });
+            }
+        };
+        let baud = match &modem.baud {
+            Some(baud) if (300..=4_000_000).contains(baud.get_ref()) => *baud.get_ref(),
+            Some(baud) => {
+                return Err(check.error("modem.baud", baud, "must be between 300 and 4000000"));
+            }
+            None => 115_200,
+        };
+        let pin = match &modem.pin {
+            Some(pin) => {
+                let value = pin.get_ref().trim();
+                if !(4..=8).contains(&value.len()) || !value.bytes().all(|b| b.is_ascii_digit()) {
+                    return Err(check.error("modem.pin", pin, "a SIM PIN is 4 to 8 digits"));
+                }
+                Some(value.to_string())
+            }
+            None => None,
+        };
+        let storage = match &modem.storage {
+            Some(storage) => {
+                let value = storage.get_ref().trim().to_ascii_uppercase();
+                if !["SM", "ME", "MT"].contains(&value.as_str()) {
+                    return Err(check.error(
+                        "modem.storage",
+                        storage,
+                        "use SM (SIM), ME (modem) or MT (both)",
+                    ));
+                }
+                value
+            }
+            None => "SM".into(),
+        };
+        let cnmi = match &modem.cnmi {
+            Some(cnmi) => {
+                let fields: Vec<&str> = cnmi.get_ref().split(',').collect();
+                let valid = fields.len() == 5
+                    && fields
+                        .iter()
+                        .all(|f| matches!(f.trim().parse::<u8>(), Ok(0..=3)));
+                if !valid {
+                    return Err(check.error(
+                        "modem.cnmi",
+                        cnmi,
+                        "five numbers 0–3, e.g. \"2,1,0,2,0\"",
+                    ));
+                }
+                Some(cnmi.get_ref().replace(' ', ""))
+            }
+            None => None,
+        };
+        let text_of = |value: &Option<Spanned<String>>| {
+            value
+                .as_ref()
+                .map(|v| v.get_ref().trim().to_string())
+                .filter(|v| !v.is_empty())
+        };
+        let modem = ModemConfig {
+            device,
+            baud,
+            pin,
+            storage,
+            command_timeout: check.duration(
+                "modem.command_timeout",
+                &modem.command_timeout,
+                Duration::from_secs(10),
+                Duration::from_secs(1)..=Duration::from_secs(300),
+            )?,
+            send_timeout: check.duration(
+                "modem.send_timeout",
+                &modem.send_timeout,
+                Duration::from_secs(60),
+                Duration::from_secs(5)..=Duration::from_secs(600),
+            )?,
+            sweep_interval: check.duration(
+                "modem.sweep_interval",
+                &modem.sweep_interval,
+                Duration::from_secs(300),
+                Duration::from_secs(5)..=day,
+            )?,
+            reset_command: text_of(&modem.reset_command),
+            cnmi,
+            smsc: text_of(&modem.smsc),
+            registration_timeout: check.duration(
+                "modem.registration_timeout",
+                &modem.registration_timeout,
+                Duration::from_secs(60),
+                Duration::from_secs(5)..=Duration::from_secs(3600),
+            )?,
+        };
+
+        let api = raw.api.unwrap_or_default();
+        let listen = match &api.listen {
+            Some(listen) => listen.get_ref().trim().parse().map_err(|_| {
+                check.error(
+                    "api.listen",
+                    listen,
+                    "an address and port, e.g. \"127.0.0.1:8640\"",
+                )
+            })?,
+            None => SocketAddr::from(([127, 0, 0, 1], 8640)),
+        };
+        let token = match &api.token {
+            Some(token) if token.get_ref().trim().len() < 16 => {
+                return Err(check.error(
+                    "api.token",
+                    token,
+                    "use at least 16 characters (or leave it out to have one generated)",
+                ));
+            }
+            Some(token) => Some(token.get_ref().trim().to_string()),
+            None => None,
+        };
+
+        let sms = raw.sms.unwrap_or_default();
+        let retention = raw.retention.unwrap_or_default();
+        let max_parts = match &sms.max_parts {
+            Some(parts) if (1..=255).contains(parts.get_ref()) => *parts.get_ref() as usize,
+            Some(parts) => {
+                return Err(check.error("sms.max_parts", parts, "must be between 1 and 255"));
+            }
+            None => 10,
+        };
+        let gateway = GatewaySettings {
+            max_parts,
+            status_reports: sms.status_reports.unwrap_or(true),
+            validity: Some(check.duration(
+                "sms.validity",
+                &sms.validity,
+                day,
+                Duration::from_secs(300)..=Duration::from_secs(63 * 7 * 86_400),
+            )?),
+            resend_interrupted: sms.resend_interrupted.unwrap_or(false),
+            incomplete_timeout: check.duration(
+                "sms.incomplete_timeout",
+                &sms.incomplete_timeout,
+                Duration::from_secs(3600),
+                Duration::from_secs(10)..=7 * day,
+            )?,
+            retention_events: check.duration(
+                "retention.events",
+                &retention.events,
+                30 * day,
+                Duration::from_secs(3600)..=3650 * day,
+            )?,
+            retention_messages: check.duration(
+                "retention.messages",
+                &retention.messages,
+                30 * day,
+                Duration::from_secs(3600)..=3650 * day,
+            )?,
+            ..GatewaySettings::default()
+        };
+
+        let sections: Vec<WebhookSection> =
+            raw.webhook.iter().map(|s| s.get_ref().clone()).collect();
+        let (webhooks, subscriptions) = resolve_all(&sections).map_err(|error| {
+            let line = raw
+                .webhook
+                .iter()
+                .find(|section| section.get_ref().name == error.name)
+                .map(|section| line_of(text, section.span().start));
+            ConfigError {
+                key: format!("webhook[{}].{}", error.name, error.key),
+                line,
+                message: error.message,
+            }
+        })?;
+
+        Ok(Config {
+            data_dir,
+            log_level,
+            modem,
+            listen,
+            token,
+            gateway,
+            webhooks,
+            subscriptions,
+        })
+    }
+
+    /// The modem driver's settings.
+    pub fn modem_settings(&self) -> ModemSettings {
+        let mut settings = ModemSettings::new(&self.modem.device);
+        settings.baud = self.modem.baud;
+        settings.init = InitSettings {
+            pin: self.modem.pin.clone(),
+            storage: self.modem.storage.clone(),
+            smsc: self.modem.smsc.clone(),
+            registration_timeout: self.modem.registration_timeout,
+            command_timeout: self.modem.command_timeout,
+            cnmi: self.modem.cnmi.clone(),
+            ..InitSettings::default()
+        };
+        settings.send_timeout = self.modem.send_timeout;
+        settings.sweep_interval = self.modem.sweep_interval;
+        settings.reset_command = self.modem.reset_command.clone();
+        settings
+    }
+
+    /// The resolved settings as TOML-like text, secrets masked (`smsrelay check-config`).
+    pub fn describe(&self) -> String {
+        let mask = |present: bool| if present { "\"********\"" } else { "(none)" };
+        let seconds = |d: Duration| format!("\"{}\"", humantime::format_duration(d));
+        let mut out = format!(
+            "data_dir = {:?}\nlog_level = \"{}\"\n\n[modem]\ndevice = {:?}\nbaud = {}\npin = {}\nstorage = {:?}\ncommand_timeout = {}\nsend_timeout = {}\nsweep_interval = {}\nreset_command = {}\ncnmi = {}\n\n[api]\nlisten = \"{}\"\ntoken = {}\n\n[sms]\nmax_parts = {}\nstatus_reports = {}\nvalidity = {}\nresend_interrupted = {}\nincomplete_timeout = {}\n\n[retention]\nevents = {}\nmessages = {}\n",
+            self.data_dir.display().to_string(),
+            self.log_level.to_string().to_ascii_lowercase(),
+            self.modem.device,
+            self.modem.baud,
+            mask(self.modem.pin.is_some()),
+            self.modem.storage,
+            seconds(self.modem.command_timeout),
+            seconds(self.modem.send_timeout),
+            seconds(self.modem.sweep_interval),
+            self.modem
+                .reset_command
+                .as_deref()
+                .map_or("(none)".into(), |c| format!("{c:?}")),
+            self.modem
+                .cnmi
+                .as_deref()
+                .map_or("(automatic)".into(), |c| format!("{c:?}")),
+            self.listen,
+            if self.token.is_some() {
+                "\"********\""
+            } else {
+                "(generated in data_dir)"
+            },
+            self.gateway.max_parts,
+            self.gateway.status_reports,
+            self.gateway
+                .validity
+                .map_or("(network default)".into(), seconds),
+            self.gateway.resend_interrupted,
+            seconds(self.gateway.incomplete_timeout),
+            seconds(self.gateway.retention_events),
+            seconds(self.gateway.retention_messages),
+        );
+        for (endpoint, subscription) in self.webhooks.iter().zip(&self.subscriptions) {
+            out.push_str(&format!(
+                "\n[[webhook]]\nname = {:?}\nurl = {:?}\nevents = {:?}\nsecrets = {}\ntimeout = {}\nattempts = {}\nenabled = {}\n",
+                endpoint.name,
+                endpoint.url,
+                subscription.events,
+                if endpoint.secrets.is_empty() { "(unsigned)".to_string() } else { format!("{} × \"whsec_********\"", endpoint.secrets.len()) },
+                seconds(endpoint.timeout),
+                endpoint.schedule.len(),
+                endpoint.enabled,
+            ));
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const EXAMPLE: &str = include_str!("../config/smsrelay.toml");
+
+    #[test]
+    fn the_shipped_example_is_valid() {
+        let config = Config::parse(EXAMPLE).expect("the example config is valid");
+        assert_eq!(config.modem.storage, "SM");
+        assert_eq!(config.listen.port(), 8640);
+    }
+
+    #[test]
+    fn the_design_example_is_valid_and_secrets_are_masked() {
+        let text = r#"
+data_dir = "/var/lib/smsrelay"
+log_level = "info"
+
+[modem]
+device = "/dev/serial/by-id/usb-HUAWEI_Mobile-if00-port0"
+baud = 115200
+pin = "1234"
+storage = "SM"
+command_timeout = "10s"
+send_timeout = "60s"
+sweep_interval = "5m"
+reset_command = "AT+CFUN=1,1"
+
+[api]
+listen = "127.0.0.1:8640"
+token = "change-me-to-something-long"
+
+[sms]
+max_parts = 10
+status_reports = true
+validity = "1d"
+resend_interrupted = false
+incomplete_timeout = "1h"
+
+[[webhook]]
+name = "crm"
+url = "https://example.com/sms-events"
+events = ["sms.*"]
+secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+timeout = "15s"
+
+[retention]
+events = "30d"
+messages = "30d"
+"#;
+        let config = Config::parse(text).expect("valid");
+        assert_eq!(config.modem.pin.as_deref(), Some("1234"));
+        assert_eq!(config.modem.sweep_interval, Duration::from_secs(300));
+        assert_eq!(config.webhooks.len(), 1);
+        let shown = config.describe();
+        assert!(!shown.contains("1234"), "{shown}");
+        assert!(!shown.contains("MfKQ9r8"), "{shown}");
+        assert!(!shown.contains("change-me-to-something-long"), "{shown}");
+        assert!(shown.contains("sweep_interval = \"5m\""), "{shown}");
+    }
+
+    #[test]
+    fn only_the_device_is_required() {
+        let config = Config::parse("[modem]\ndevice = \"/dev/ttyUSB2\"\n").expect("valid");
+        assert_eq!(config.modem.baud, 115_200);
+        assert_eq!(config.gateway.max_parts, 10);
+        assert!(config.webhooks.is_empty());
+        let error = Config::parse("").expect_err("no device");
+        assert_eq!(error.key, "modem.device");
+    }
+
+    #[test]
+    fn errors_name_the_key_and_the_line() {
+        let cases = [
+            (
+                "[modem]\ndevice = \"/dev/x\"\nsweep_interval = \"often\"\n",
+                "modem.sweep_interval",
+                3,
+            ),
+            (
+                "[modem]\ndevice = \"/dev/x\"\npin = \"12ab\"\n",
+                "modem.pin",
+                3,
+            ),
+            (
+                "[modem]\ndevice = \"/dev/x\"\n\n[api]\nlisten = \"localhost\"\n",
+                "api.listen",
+                5,
+            ),
+            (
+                "[modem]\ndevice = \"/dev/x\"\n[sms]\nmax_parts = 0\n",
+                "sms.max_parts",
+                4,
+            ),
+            (
+                "[modem]\ndevice = \"/dev/x\"\n[sms]\nvalidity = \"1s\"\n",
+                "sms.validity",
+                4,
+            ),
+            (
+                "log_level = \"loud\"\n[modem]\ndevice = \"/dev/x\"\n",
+                "log_level",
+                1,
+            ),
+            (
+                "[modem]\ndevice = \"/dev/x\"\n\n[[webhook]]\nname = \"crm\"\nurl = \"ftp://x\"\n",
+                "webhook[crm].url",
+                4,
+            ),
+        ];
+        for (text, key, line) in cases {
+            let error = Config::parse(text).expect_err(text);
+            assert_eq!(
+                (error.key.as_str(), error.line),
+                (key, Some(line)),
+                "{error}"
+            );
+        }
+        let unknown =
+            Config::parse("[modem]\ndevice = \"/dev/x\"\nbaudrate = 9600\n").expect_err("typo");
+        assert_eq!(unknown.line, Some(3), "{unknown}");
+        assert!(unknown.message.contains("baudrate"), "{unknown}");
+        let syntax = Config::parse("[modem\ndevice = 1").expect_err("broken");
+        assert_eq!(syntax.line, Some(1), "{syntax}");
+    }
+}
