@@ -438,7 +438,7 @@ fn a_slow_endpoint_does_not_delay_another_and_order_holds() {
 #[test]
 fn a_restart_mid_backlog_loses_nothing_and_repeats_the_same_ids() {
     let dir = tempfile::tempdir().expect("temp dir");
-    let failing = Receiver::start(|_| (503, Vec::new(), Duration::ZERO));
+    let failing = Receiver::start(|_| (500, Vec::new(), Duration::ZERO));
     let ids: Vec<String> = {
         let store = store(&dir, &[("crm", &["sms.*"])]);
         let written = store
@@ -679,4 +679,183 @@ fn deliveries_wait_for_a_synchronised_clock() {
     clock.set_synchronised(true);
     receiver.wait_for(1);
     dispatcher.stop();
+}
+
+#[test]
+fn held_events_are_replayed_in_event_order() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store = store(&dir, &[("crm", &["sms.*"])]);
+    let receiver = Receiver::start(|index| {
+        let status = if index == 0 { 410 } else { 200 };
+        (status, Vec::new(), Duration::ZERO)
+    });
+    // Both queued before the 410 re-keys the first to a later time.
+    store
+        .record_events(&[event("sms.sent", 1), event("sms.delivered", 2)])
+        .expect("written");
+    let clock = Arc::new(ManualClock::default());
+    let dispatcher = Dispatcher::start(
+        store.clone(),
+        vec![endpoint("crm", &receiver)],
+        settings(),
+        clock,
+    );
+    until("disabled", || {
+        store.endpoint_health("crm").expect("reads").state == EndpointState::Disabled
+    });
+    dispatcher.enable("crm").expect("enabled");
+    let got = receiver.wait_for(4);
+    let names: Vec<Value> = got[1..].iter().map(|r| r.json()["name"].clone()).collect();
+    assert_eq!(names, ["webhook.test", "sms.sent", "sms.delivered"]);
+    dispatcher.stop();
+}
+
+#[test]
+fn retry_after_pauses_the_whole_endpoint() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store = store(&dir, &[("crm", &["sms.*"])]);
+    let receiver = Receiver::start(|_| (429, vec![("Retry-After", "600".into())], Duration::ZERO));
+    store
+        .record_events(&(0..6).map(|n| event("sms.sent", n)).collect::<Vec<_>>())
+        .expect("written");
+    let clock = Arc::new(ManualClock::default());
+    let dispatcher = Dispatcher::start(
+        store.clone(),
+        vec![endpoint("crm", &receiver)],
+        settings(),
+        Arc::clone(&clock) as Arc<_>,
+    );
+    receiver.wait_for(1);
+    until("paused", || {
+        store
+            .endpoint_health("crm")
+            .expect("reads")
+            .circuit_until
+            .is_some()
+    });
+    // Well inside the 600 s the server asked for: nothing more.
+    run_clock(&clock, Duration::from_secs(60), 5, || true);
+    assert_eq!(receiver.got().len(), 1, "requests despite Retry-After: 600");
+    // After it: the next one goes.
+    run_clock(&clock, Duration::from_secs(400), 1, || {
+        receiver.got().len() > 1
+    });
+    assert!(receiver.got().len() > 1);
+    dispatcher.stop();
+}
+
+#[test]
+fn a_replayed_dead_letter_keeps_its_attempt_history() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store = store(&dir, &[("crm", &["sms.*"])]);
+    let receiver = Receiver::start(|index| {
+        let status = if index < 2 { 500 } else { 200 };
+        (status, Vec::new(), Duration::ZERO)
+    });
+    let written = store
+        .record_events(&[event("sms.sent", 1)])
+        .expect("written");
+    let clock = Arc::new(ManualClock::default());
+    let endpoint = EndpointConfig {
+        schedule: vec![Duration::ZERO, Duration::from_secs(10)],
+        ..endpoint("crm", &receiver)
+    };
+    let dispatcher = Dispatcher::start(
+        store.clone(),
+        vec![endpoint],
+        settings(),
+        Arc::clone(&clock) as Arc<_>,
+    );
+    receiver.wait_for(1);
+    clock.advance(Duration::from_secs(12));
+    until("dead letter", || {
+        store.dead_letters().map(|d| d.len()).unwrap_or(0) == 1
+    });
+    let sequence = written[0].sequence;
+    assert!(store.replay_dead_letter("crm", sequence).expect("replays"));
+    receiver.wait_for(3);
+    until("delivered", || store.queue_depth("crm") == 0);
+    dispatcher.stop();
+    let statuses: Vec<Option<u16>> = store
+        .attempts("crm", sequence)
+        .expect("reads")
+        .iter()
+        .map(|a| a.status)
+        .collect();
+    assert_eq!(statuses, [Some(500), Some(500), Some(200)]);
+}
+
+#[test]
+fn held_events_stay_held_when_the_test_after_enabling_fails() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store = store(&dir, &[("crm", &["sms.*"])]);
+    let receiver = Receiver::start(|index| {
+        let status = match index {
+            0 => 410,
+            1 => 500,
+            _ => 200,
+        };
+        (status, Vec::new(), Duration::ZERO)
+    });
+    store
+        .record_events(&[event("sms.sent", 1)])
+        .expect("written");
+    let clock = Arc::new(ManualClock::default());
+    let dispatcher = Dispatcher::start(
+        store.clone(),
+        vec![endpoint("crm", &receiver)],
+        settings(),
+        clock,
+    );
+    until("disabled", || {
+        store.endpoint_health("crm").expect("reads").state == EndpointState::Disabled
+    });
+    dispatcher.enable("crm").expect("enabled");
+    receiver.wait_for(2);
+    until("disabled again", || {
+        store.endpoint_health("crm").expect("reads").state == EndpointState::Disabled
+    });
+    assert_eq!(store.queue_depth("crm"), 1, "still held");
+    // A second enable, now answered: the test, then the held event.
+    dispatcher.enable("crm").expect("enabled");
+    let got = receiver.wait_for(4);
+    let names: Vec<Value> = got.iter().map(|r| r.json()["name"].clone()).collect();
+    assert_eq!(
+        names,
+        ["sms.sent", "webhook.test", "webhook.test", "sms.sent"]
+    );
+    dispatcher.stop();
+}
+
+#[test]
+fn dropping_the_dispatcher_stops_its_threads() {
+    let threads = |name: &str| {
+        std::fs::read_dir("/proc/self/task")
+            .map(|tasks| {
+                tasks
+                    .filter_map(Result::ok)
+                    .filter(|task| {
+                        std::fs::read_to_string(task.path().join("comm"))
+                            .is_ok_and(|comm| comm.trim() == name)
+                    })
+                    .count()
+            })
+            .unwrap_or(0)
+    };
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store = store(&dir, &[("leakcheck", &["sms.*"])]);
+    let receiver = Receiver::start(ok);
+    let dispatcher = Dispatcher::start(
+        store,
+        vec![endpoint("leakcheck", &receiver)],
+        settings(),
+        Arc::new(ManualClock::default()),
+    );
+    assert_eq!(
+        threads("webhook-leakche"),
+        1,
+        "thread names are cut at 15 bytes"
+    );
+    drop(dispatcher);
+    assert_eq!(threads("webhook-leakche"), 0);
 }

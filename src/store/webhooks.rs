@@ -132,6 +132,21 @@ impl Store {
         health: &EndpointHealth,
         outcome: JobOutcome,
     ) -> Result<(), StoreError> {
+        // Records are numbered per (endpoint, event) across replays: a replayed dead letter
+        // restarts its attempt count but keeps its history.
+        let mut prefix = endpoint_prefix(&job.endpoint);
+        prefix.extend_from_slice(&job.event_sequence.to_be_bytes());
+        let index = self
+            .attempts
+            .scan_prefix(&prefix)
+            .keys()
+            .next_back()
+            .transpose()?
+            .and_then(|key| {
+                key.get(prefix.len()..)
+                    .and_then(|bytes| <[u8; 4]>::try_from(bytes).ok())
+            })
+            .map_or(1, |bytes| u32::from_be_bytes(bytes) + 1);
         let trees = (
             &self.jobs,
             &self.attempts,
@@ -153,7 +168,7 @@ impl Store {
                 }
             }
             attempts.insert(
-                attempt_key(&job.endpoint, job.event_sequence, record.attempt),
+                attempt_key(&job.endpoint, job.event_sequence, index),
                 encode(record),
             )?;
             endpoints.insert(job.endpoint.as_bytes(), encode(health))?;
@@ -217,6 +232,20 @@ impl Store {
             self.announce_jobs();
         }
         Ok(replayed)
+    }
+
+    /// Re-keys every job of an endpoint to one due time, so what it held goes out in event
+    /// order (a 410 or a disable re-keyed the failing job to a later time).
+    pub fn release_held(&self, endpoint: &str, due: u64) -> Result<(), StoreError> {
+        let mut batch = sled::Batch::default();
+        for entry in self.jobs.scan_prefix(endpoint_prefix(endpoint)) {
+            let (key, bytes) = entry?;
+            let job: Job = decode("jobs", &key, &bytes)?;
+            batch.remove(key);
+            batch.insert(job_key(endpoint, due, job.event_sequence), bytes);
+        }
+        self.jobs.apply_batch(batch)?;
+        self.flush()
     }
 
     /// Records a `webhook.test` event for one endpoint only, due before anything it holds.

@@ -127,6 +127,12 @@ impl WebhookSection {
                 .map_err(|message| fail("retry_schedule", message))?,
             None => DEFAULT_SCHEDULE.to_vec(),
         };
+        if schedule
+            .iter()
+            .any(|pause| *pause > Duration::from_secs(7 * 86_400))
+        {
+            return Err(fail("retry_schedule", "no pause may exceed 7 days".into()));
+        }
         if schedule.is_empty() || schedule.len() > 50 {
             return Err(fail("retry_schedule", "give 1 to 50 pauses".into()));
         }

@@ -276,12 +276,17 @@ impl Dispatcher {
         health.circuit_until = None;
         health.disabled_reason = None;
         self.store.set_endpoint_health(name, &health)?;
+        self.store.release_held(name, 1)?;
         info!("webhook {name}: enabled; sending a test event, then what was held");
         self.store.enqueue_test_event(name)
     }
 
-    /// Stops the threads after their request in flight.
-    pub fn stop(mut self) {
+    /// Stops the threads after their request in flight (dropping does the same).
+    pub fn stop(self) {}
+}
+
+impl Drop for Dispatcher {
+    fn drop(&mut self) {
         self.stop.store(true, Ordering::SeqCst);
         for thread in self.threads.drain(..) {
             let _ = thread.join();
@@ -345,7 +350,7 @@ impl Worker {
         let Some(event) = self.store.event(job.event_sequence)? else {
             // Pruned, or written by a bug: nothing to send; keep the record of it.
             warn!(
-                "webhook {name}: event {} is gone; job dropped",
+                "webhook {name}: event {} is gone; job moved to the dead letters",
                 job.event_sequence
             );
             let record = self.record(
@@ -361,7 +366,7 @@ impl Worker {
                 },
             );
             self.store
-                .settle_job(&key, &job, &record, &health, JobOutcome::Delivered)?;
+                .settle_job(&key, &job, &record, &health, JobOutcome::DeadLetter)?;
             return Ok(None);
         };
         self.deliver(key, job, event, health, now)?;
@@ -420,6 +425,11 @@ impl Worker {
                     .take(self.settings.max_response)
                     .read_to_end(&mut bytes);
                 bytes.truncate(2048);
+                // Keep at most 2 KB of text: invalid bytes would triple in size as U+FFFD.
+                let mut text = String::from_utf8_lossy(&bytes).into_owned();
+                while text.len() > 2048 {
+                    text.pop();
+                }
                 let (error, detail) = match status {
                     200..=299 => (None, String::new()),
                     300..=399 => (
@@ -432,7 +442,7 @@ impl Worker {
                     status: Some(status),
                     error,
                     detail,
-                    response: String::from_utf8_lossy(&bytes).into_owned(),
+                    response: text,
                     retry_after,
                 }
             }
@@ -500,9 +510,25 @@ impl Worker {
             "webhook {name}: {} #{} attempt {number} failed: {what}",
             event.name, event.sequence
         );
-        health.consecutive_failures += 1;
+        // Only transport errors, 5xx and 429 say the endpoint is unwell (a 4xx is about one
+        // request): they alone count towards the circuit.
+        if attempt
+            .status
+            .is_none_or(|status| status >= 500 || status == 429)
+        {
+            health.consecutive_failures += 1;
+        }
         let first = *health.first_failure_at.get_or_insert(now);
-        health.last_error = Some(what);
+        health.last_error = Some(what.clone());
+        if event.name == "webhook.test" && job.sequence == 0 {
+            // The test after an enable failed: what is held stays held.
+            health.state = EndpointState::Disabled;
+            health.disabled_reason = Some(format!("the test event after enabling failed: {what}"));
+            warn!("webhook {name}: the test event failed; still disabled, events held");
+            return self
+                .store
+                .settle_job(&key, &job, &record, &health, JobOutcome::DeadLetter);
+        }
         if attempt.status == Some(410) {
             health.state = EndpointState::Disabled;
             health.disabled_reason = Some("the endpoint answered 410 Gone".into());
@@ -567,7 +593,12 @@ impl Worker {
             health.circuit_until = Some(now + pause.as_millis() as u64);
             delay = delay.max(pause);
         }
-        let due = now + delay.as_millis() as u64;
+        let due = now.saturating_add(delay.as_millis() as u64);
+        if throttled {
+            // The server asked for room (429/503 Retry-After, 502/504, a timeout): the whole
+            // endpoint waits, not just this job.
+            health.circuit_until = Some(health.circuit_until.unwrap_or(0).max(due));
+        }
         self.store
             .settle_job(&key, &job, &record, &health, JobOutcome::Retry { due })
     }
