@@ -269,6 +269,10 @@ impl Dispatcher {
 
     /// Re-enables an endpoint: a `webhook.test` goes first, then what it held, in order.
     pub fn enable(&self, name: &str) -> Result<Event, StoreError> {
+        // Queue first, open last: the worker must find the test event ahead of the held ones
+        // the moment it sees the endpoint active.
+        let event = self.store.enqueue_test_event(name)?;
+        self.store.release_held(name, 1)?;
         let mut health = self.store.endpoint_health(name)?;
         health.state = EndpointState::Active;
         health.consecutive_failures = 0;
@@ -276,9 +280,8 @@ impl Dispatcher {
         health.circuit_until = None;
         health.disabled_reason = None;
         self.store.set_endpoint_health(name, &health)?;
-        self.store.release_held(name, 1)?;
         info!("webhook {name}: enabled; sending a test event, then what was held");
-        self.store.enqueue_test_event(name)
+        Ok(event)
     }
 
     /// Stops the threads after their request in flight (dropping does the same).
