@@ -38,6 +38,13 @@ enum Commands {
         #[command(subcommand)]
         action: PduAction,
     },
+    /// Checks a config file: prints the resolved settings with secrets masked, or the errors
+    /// (exit 2).
+    CheckConfig {
+        /// The config file.
+        #[arg(default_value = "/etc/smsrelay/smsrelay.toml")]
+        path: PathBuf,
+    },
 }
 
 #[derive(clap::Args)]
@@ -129,6 +136,7 @@ fn main() -> ExitCode {
     match cli.command {
         Commands::AtDecode { capture, pending } => at_decode(&capture, pending.as_deref()),
         Commands::MockModem(args) => mock_modem(args),
+        Commands::CheckConfig { path } => check_config(&path),
         Commands::Pdu { action } => match action {
             PduAction::Decode { hex, no_smsc } => pdu_decode(&hex, no_smsc),
             PduAction::Encode {
@@ -285,4 +293,18 @@ fn at_decode(capture: &PathBuf, pending: Option<&str>) -> ExitCode {
         }
     }
     ExitCode::SUCCESS
+}
+
+fn check_config(path: &std::path::Path) -> ExitCode {
+    match smsrelay::config::Config::load(path) {
+        Ok(config) => {
+            println!("# {}: valid", path.display());
+            print!("{}", config.describe());
+            ExitCode::SUCCESS
+        }
+        Err(error) => {
+            eprintln!("smsrelay: {}: {error}", path.display());
+            ExitCode::from(2)
+        }
+    }
 }

@@ -4,6 +4,7 @@ mod at_against_mock;
 mod at_properties;
 mod at_session;
 mod at_transcripts;
+mod config_cli;
 mod crash;
 mod gateway;
 mod mock_gammu;
