@@ -31,6 +31,7 @@ pub struct ConfigError {
 struct Raw {
     data_dir: Option<Spanned<String>>,
     log_level: Option<Spanned<String>>,
+    webhook_clock_check: Option<bool>,
     modem: Option<RawModem>,
     api: Option<RawApi>,
     sms: Option<RawSms>,
@@ -125,6 +126,8 @@ pub struct Config {
     pub webhooks: Vec<EndpointConfig>,
     /// What each endpoint subscribed to.
     pub subscriptions: Vec<Subscription>,
+    /// Hold webhooks while the system clock is not synchronised (a Pi has no RTC).
+    pub webhook_clock_check: bool,
 }
 
 fn line_of(text: &str, offset: usize) -> usize {
@@ -408,6 +411,7 @@ impl Config {
             gateway,
             webhooks,
             subscriptions,
+            webhook_clock_check: raw.webhook_clock_check.unwrap_or(true),
         })
     }
 
@@ -435,9 +439,10 @@ impl Config {
         let mask = |present: bool| if present { "\"********\"" } else { "(none)" };
         let seconds = |d: Duration| format!("\"{}\"", humantime::format_duration(d));
         let mut out = format!(
-            "data_dir = {:?}\nlog_level = \"{}\"\n\n[modem]\ndevice = {:?}\nbaud = {}\npin = {}\nstorage = {:?}\ncommand_timeout = {}\nsend_timeout = {}\nsweep_interval = {}\nreset_command = {}\ncnmi = {}\n\n[api]\nlisten = \"{}\"\ntoken = {}\n\n[sms]\nmax_parts = {}\nstatus_reports = {}\nvalidity = {}\nresend_interrupted = {}\nincomplete_timeout = {}\n\n[retention]\nevents = {}\nmessages = {}\n",
+            "data_dir = {:?}\nlog_level = \"{}\"\nwebhook_clock_check = {}\n\n[modem]\ndevice = {:?}\nbaud = {}\npin = {}\nstorage = {:?}\ncommand_timeout = {}\nsend_timeout = {}\nsweep_interval = {}\nreset_command = {}\ncnmi = {}\n\n[api]\nlisten = \"{}\"\ntoken = {}\n\n[sms]\nmax_parts = {}\nstatus_reports = {}\nvalidity = {}\nresend_interrupted = {}\nincomplete_timeout = {}\n\n[retention]\nevents = {}\nmessages = {}\n",
             self.data_dir.display().to_string(),
             self.log_level.to_string().to_ascii_lowercase(),
+            self.webhook_clock_check,
             self.modem.device,
             self.modem.baud,
             mask(self.modem.pin.is_some()),

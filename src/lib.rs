@@ -6,6 +6,7 @@
 
 pub mod at;
 pub mod config;
+pub mod daemon;
 pub mod gateway;
 pub mod mock;
 pub mod modem;

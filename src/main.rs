@@ -14,9 +14,9 @@ use smsrelay::pdu::{self, Address, ConcatReference, MessageClass, SubmitOptions,
 #[derive(Parser)]
 #[command(version, about)]
 struct Cli {
-    /// Log level: error, warn, info, debug, trace.
-    #[arg(long, global = true, default_value = "info")]
-    log_level: LevelFilter,
+    /// Log level: error, warn, info, debug, trace (default: info, or the config's for run).
+    #[arg(long, global = true)]
+    log_level: Option<LevelFilter>,
     #[command(subcommand)]
     command: Commands,
 }
@@ -37,6 +37,12 @@ enum Commands {
     Pdu {
         #[command(subcommand)]
         action: PduAction,
+    },
+    /// Runs the gateway: modem, store, webhooks (the systemd service runs this).
+    Run {
+        /// The config file.
+        #[arg(long, default_value = "/etc/smsrelay/smsrelay.toml")]
+        config: PathBuf,
     },
     /// Checks a config file: prints the resolved settings with secrets masked, or the errors
     /// (exit 2).
@@ -123,17 +129,29 @@ enum PduAction {
     },
 }
 
-fn main() -> ExitCode {
-    let cli = Cli::parse();
-    let config = ConfigBuilder::new().build();
+fn init_logging(level: LevelFilter) {
+    let mut config = ConfigBuilder::new();
+    // journald stamps every line itself.
+    if std::env::var_os("JOURNAL_STREAM").is_some() {
+        config.set_time_level(LevelFilter::Off);
+    }
     // Logging is a nicety here: without a terminal we simply run without it.
     let _ = TermLogger::init(
-        cli.log_level,
-        config,
+        level,
+        config.build(),
         TerminalMode::Stderr,
         ColorChoice::Auto,
     );
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    if let Commands::Run { config } = &cli.command {
+        return run(config, cli.log_level);
+    }
+    init_logging(cli.log_level.unwrap_or(LevelFilter::Info));
     match cli.command {
+        Commands::Run { .. } => ExitCode::SUCCESS,
         Commands::AtDecode { capture, pending } => at_decode(&capture, pending.as_deref()),
         Commands::MockModem(args) => mock_modem(args),
         Commands::CheckConfig { path } => check_config(&path),
@@ -305,6 +323,36 @@ fn check_config(path: &std::path::Path) -> ExitCode {
         Err(error) => {
             eprintln!("smsrelay: {}: {error}", path.display());
             ExitCode::from(2)
+        }
+    }
+}
+
+fn run(path: &std::path::Path, level: Option<LevelFilter>) -> ExitCode {
+    let config = match smsrelay::config::Config::load(path) {
+        Ok(config) => config,
+        Err(error) => {
+            eprintln!("smsrelay: {}: {error}", path.display());
+            return ExitCode::from(2);
+        }
+    };
+    init_logging(level.unwrap_or(config.log_level));
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("smsrelay: cannot start the runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(smsrelay::daemon::run(config)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            log::error!("{error}");
+            eprintln!("smsrelay: {error}");
+            ExitCode::FAILURE
         }
     }
 }

@@ -6,6 +6,7 @@ mod at_session;
 mod at_transcripts;
 mod config_cli;
 mod crash;
+mod daemon;
 mod gateway;
 mod mock_gammu;
 mod mock_modem;

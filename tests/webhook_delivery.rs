@@ -16,21 +16,21 @@ const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
 
 /// One request the receiver got.
 #[derive(Debug, Clone)]
-struct Received {
+pub(crate) struct Received {
     headers: Vec<(String, String)>,
-    body: Vec<u8>,
+    pub(crate) body: Vec<u8>,
     at: Instant,
 }
 
 impl Received {
-    fn header(&self, name: &str) -> Option<&str> {
+    pub(crate) fn header(&self, name: &str) -> Option<&str> {
         self.headers
             .iter()
             .find(|(key, _)| key.eq_ignore_ascii_case(name))
             .map(|(_, value)| value.as_str())
     }
 
-    fn json(&self) -> Value {
+    pub(crate) fn json(&self) -> Value {
         serde_json::from_slice(&self.body).expect("a JSON body")
     }
 }
@@ -38,13 +38,13 @@ impl Received {
 /// What the receiver answers: status, extra headers, and a pause before answering.
 type Behaviour = dyn Fn(usize) -> (u16, Vec<(&'static str, String)>, Duration) + Send + Sync;
 
-struct Receiver {
-    url: String,
+pub(crate) struct Receiver {
+    pub(crate) url: String,
     got: Arc<Mutex<Vec<Received>>>,
 }
 
 impl Receiver {
-    fn start(
+    pub(crate) fn start(
         behaviour: impl Fn(usize) -> (u16, Vec<(&'static str, String)>, Duration)
         + Send
         + Sync
@@ -97,11 +97,11 @@ impl Receiver {
         }
     }
 
-    fn got(&self) -> Vec<Received> {
+    pub(crate) fn got(&self) -> Vec<Received> {
         self.got.lock().expect("not poisoned").clone()
     }
 
-    fn wait_for(&self, count: usize) -> Vec<Received> {
+    pub(crate) fn wait_for(&self, count: usize) -> Vec<Received> {
         let deadline = Instant::now() + WAIT;
         loop {
             let got = self.got();
@@ -118,7 +118,7 @@ impl Receiver {
     }
 }
 
-fn ok(_: usize) -> (u16, Vec<(&'static str, String)>, Duration) {
+pub(crate) fn ok(_: usize) -> (u16, Vec<(&'static str, String)>, Duration) {
     (200, Vec::new(), Duration::ZERO)
 }
 

@@ -88,6 +88,7 @@ struct Inner {
     modem: ModemHandle,
     settings: GatewaySettings,
     wake_sender: Notify,
+    stopping: std::sync::atomic::AtomicBool,
     counters: GatewayCounters,
 }
 
@@ -126,6 +127,7 @@ impl Gateway {
                 modem,
                 settings,
                 wake_sender: Notify::new(),
+                stopping: std::sync::atomic::AtomicBool::new(false),
                 counters: GatewayCounters::default(),
             }),
         }
@@ -136,13 +138,25 @@ impl Gateway {
         &self.inner.store
     }
 
+    /// Asks the sender to stop after the part in flight (shutdown); the task it runs in
+    /// ([`Gateway::start`]'s first handle) then ends.
+    pub fn stop_sending(&self) {
+        self.inner.stopping.store(true, Ordering::SeqCst);
+        self.inner.wake_sender.notify_one();
+    }
+
+    fn stopping(&self) -> bool {
+        self.inner.stopping.load(Ordering::SeqCst)
+    }
+
     /// Counters since start.
     pub fn counters(&self) -> &GatewayCounters {
         &self.inner.counters
     }
 
     /// Settles what a crash left behind, then runs the sender, the receiver (fed by the
-    /// modem's events) and the maintenance timers. The tasks end when the event stream does.
+    /// modem's events) and the maintenance timers, returned in that order. The sender ends
+    /// after [`Gateway::stop_sending`]; the others when the event stream does.
     pub async fn start(
         &self,
         events: mpsc::Receiver<ModemEvent>,

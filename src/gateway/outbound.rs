@@ -234,13 +234,17 @@ impl Gateway {
     pub(super) async fn send_loop(self) {
         let mut status = self.inner.modem.watch_status();
         loop {
-            // Sending only while the modem is ready keeps a dead modem from burning attempts.
-            if status
-                .wait_for(|status| status.state == LinkState::Ready)
-                .await
-                .is_err()
-            {
+            if self.stopping() {
                 return;
+            }
+            // Sending only while the modem is ready keeps a dead modem from burning attempts.
+            tokio::select! {
+                ready = status.wait_for(|status| status.state == LinkState::Ready) => {
+                    if ready.is_err() {
+                        return;
+                    }
+                }
+                () = self.inner.wake_sender.notified() => continue,
             }
             let store = self.inner.store.clone();
             let next = blocking(move || next_due(&store)).await;
@@ -305,6 +309,10 @@ impl Gateway {
         {
             if message.state.is_final() {
                 // Failed by a delivery report of an earlier part: send no more parts.
+                return Ok(());
+            }
+            if self.stopping() {
+                // Shutting down between parts: the rest go after the restart.
                 return Ok(());
             }
             let since = now_ms();

@@ -1,0 +1,148 @@
+//! `smsrelay run`: wires the store, the modem driver, the gateway and the webhook dispatcher,
+//! talks to systemd (READY, STATUS, WATCHDOG), and shuts down in order on SIGTERM or SIGINT:
+//! stop taking work, let the AT command in flight finish, flush, exit.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use log::{error, info, warn};
+use sd_notify::NotifyState;
+use tokio::signal::unix::{SignalKind, signal};
+
+use crate::config::Config;
+use crate::gateway::Gateway;
+use crate::modem::{LinkState, Modem};
+use crate::store::{Store, StoreError, StoreSettings};
+use crate::webhook::{Dispatcher, DispatcherSettings, SystemClock};
+
+/// Why the daemon could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum DaemonError {
+    /// The data directory cannot be created.
+    #[error("data_dir {path}: {error}")]
+    DataDir {
+        /// The directory.
+        path: String,
+        /// Why.
+        error: std::io::Error,
+    },
+    /// The store cannot be opened.
+    #[error("store: {0}")]
+    Store(#[from] StoreError),
+    /// Signals cannot be watched.
+    #[error("signals: {0}")]
+    Signals(std::io::Error),
+}
+
+fn notify(states: &[NotifyState]) {
+    // Outside systemd there is no socket and nothing to tell: not an error.
+    let _ = sd_notify::notify(false, states);
+}
+
+/// Runs until SIGTERM or SIGINT.
+pub async fn run(config: Config) -> Result<(), DaemonError> {
+    std::fs::create_dir_all(&config.data_dir).map_err(|error| DaemonError::DataDir {
+        path: config.data_dir.display().to_string(),
+        error,
+    })?;
+    let store = {
+        let path = config.data_dir.join("db");
+        let subscriptions = config.subscriptions.clone();
+        tokio::task::spawn_blocking(move || {
+            Store::open(&path, &StoreSettings::default(), subscriptions)
+        })
+        .await
+        .map_err(|error| {
+            DaemonError::Store(StoreError::Corrupt {
+                tree: "-",
+                key: "-".into(),
+                error: error.to_string(),
+            })
+        })??
+    };
+    let mut terminate = signal(SignalKind::terminate()).map_err(DaemonError::Signals)?;
+    let mut interrupt = signal(SignalKind::interrupt()).map_err(DaemonError::Signals)?;
+
+    let mut modem = Modem::start(config.modem_settings());
+    let events = std::mem::replace(&mut modem.events, tokio::sync::mpsc::channel(1).1);
+    let gateway = Gateway::new(store.clone(), modem.handle.clone(), config.gateway.clone());
+    let tasks = gateway.start(events).await?;
+    let dispatcher = {
+        let store = store.clone();
+        let endpoints = config.webhooks.clone();
+        let settings = DispatcherSettings {
+            hold_until_clock_synchronised: config.webhook_clock_check,
+            ..DispatcherSettings::default()
+        };
+        Dispatcher::start(store, endpoints, settings, Arc::new(SystemClock))
+    };
+    info!(
+        "smsrelay {} running: modem {}, {} webhook(s), data in {}",
+        env!("CARGO_PKG_VERSION"),
+        config.modem.device,
+        config.webhooks.len(),
+        config.data_dir.display()
+    );
+    notify(&[NotifyState::Ready]);
+
+    let mut watchdog_usec = 0;
+    let watchdog = sd_notify::watchdog_enabled(false, &mut watchdog_usec)
+        .then(|| Duration::from_micros(watchdog_usec / 2));
+    let mut tick = tokio::time::interval(watchdog.unwrap_or(Duration::from_secs(30)));
+    let reason = loop {
+        tokio::select! {
+            _ = terminate.recv() => break "SIGTERM",
+            _ = interrupt.recv() => break "SIGINT",
+            _ = tick.tick() => {
+                let status = modem.handle.status();
+                let queued = store.outbox().map(|ids| ids.len()).unwrap_or(0);
+                let state = match &status.state {
+                    LinkState::Ready => "modem ready".to_string(),
+                    other => format!("modem {other:?}"),
+                };
+                let line = format!("{state}; {queued} message(s) queued");
+                let mut states = vec![NotifyState::Status(&line)];
+                if watchdog.is_some() {
+                    states.push(NotifyState::Watchdog);
+                }
+                notify(&states);
+            }
+        }
+    };
+    info!("{reason}: shutting down");
+    notify(&[NotifyState::Stopping]);
+    // Stop submitting first: the part in flight gets its answer recorded (if it comes
+    // within the budget systemd gives us; if not, the next start reports it interrupted).
+    gateway.stop_sending();
+    let mut tasks = tasks.into_iter();
+    if let Some(sender) = tasks.next() {
+        let abort = sender.abort_handle();
+        if tokio::time::timeout(Duration::from_secs(6), sender)
+            .await
+            .is_err()
+        {
+            warn!("a send is still in flight after 6 s; stopping anyway");
+            abort.abort();
+        }
+    }
+    for task in tasks {
+        task.abort();
+    }
+    if tokio::time::timeout(Duration::from_secs(8), modem.handle.shutdown())
+        .await
+        .is_err()
+    {
+        warn!("the modem did not stop within 8 s");
+    }
+    let flushed = tokio::task::spawn_blocking(move || {
+        dispatcher.stop();
+        store.flush()
+    })
+    .await;
+    match flushed {
+        Ok(Ok(())) => info!("stopped cleanly"),
+        Ok(Err(error)) => error!("final flush failed: {error}"),
+        Err(error) => error!("shutdown task failed: {error}"),
+    }
+    Ok(())
+}
