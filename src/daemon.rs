@@ -32,6 +32,17 @@ pub enum DaemonError {
     /// Signals cannot be watched.
     #[error("signals: {0}")]
     Signals(std::io::Error),
+    /// The API token cannot be read or generated.
+    #[error("api token in the data dir: {0}")]
+    Token(std::io::Error),
+    /// The API address cannot be bound.
+    #[error("api.listen {address}: {error}")]
+    Listen {
+        /// The address.
+        address: std::net::SocketAddr,
+        /// Why.
+        error: std::io::Error,
+    },
 }
 
 fn notify(states: &[NotifyState]) {
@@ -60,6 +71,15 @@ pub async fn run(config: Config) -> Result<(), DaemonError> {
             })
         })??
     };
+    let token =
+        crate::api::token(config.token.as_deref(), &config.data_dir).map_err(DaemonError::Token)?;
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .map_err(|error| DaemonError::Listen {
+            address: config.listen,
+            error,
+        })?;
+    let bound = listener.local_addr().unwrap_or(config.listen);
     let mut terminate = signal(SignalKind::terminate()).map_err(DaemonError::Signals)?;
     let mut interrupt = signal(SignalKind::interrupt()).map_err(DaemonError::Signals)?;
 
@@ -74,11 +94,37 @@ pub async fn run(config: Config) -> Result<(), DaemonError> {
             hold_until_clock_synchronised: config.webhook_clock_check,
             ..DispatcherSettings::default()
         };
-        Dispatcher::start(store, endpoints, settings, Arc::new(SystemClock))
+        Arc::new(Dispatcher::start(
+            store,
+            endpoints,
+            settings,
+            Arc::new(SystemClock),
+        ))
     };
+    let api_state = Arc::new(crate::api::AppState {
+        gateway: gateway.clone(),
+        modem: modem.handle.clone(),
+        dispatcher: Arc::clone(&dispatcher),
+        token,
+        started: std::time::Instant::now(),
+    });
+    let (stop_api, api_stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(async move {
+        let app = crate::api::router(api_state);
+        let shutdown = async move {
+            let _ = api_stopped.await;
+        };
+        if let Err(error) = axum::serve(listener, app)
+            .with_graceful_shutdown(shutdown)
+            .await
+        {
+            error!("api: {error}");
+        }
+    });
     info!(
-        "smsrelay {} running: modem {}, {} webhook(s), data in {}",
+        "smsrelay {} running: API on http://{}, modem {}, {} webhook(s), data in {}",
         env!("CARGO_PKG_VERSION"),
+        bound,
         config.modem.device,
         config.webhooks.len(),
         config.data_dir.display()
@@ -111,6 +157,17 @@ pub async fn run(config: Config) -> Result<(), DaemonError> {
     };
     info!("{reason}: shutting down");
     notify(&[NotifyState::Stopping]);
+    // No new requests; the ones in flight get a moment to finish.
+    let _ = stop_api.send(());
+    if tokio::time::timeout(crate::api::SHUTDOWN_GRACE, server)
+        .await
+        .is_err()
+    {
+        warn!(
+            "api requests still running after {:?}",
+            crate::api::SHUTDOWN_GRACE
+        );
+    }
     // Stop submitting first: the part in flight gets its answer recorded (if it comes
     // within the budget systemd gives us; if not, the next start reports it interrupted).
     gateway.stop_sending();
@@ -135,7 +192,8 @@ pub async fn run(config: Config) -> Result<(), DaemonError> {
         warn!("the modem did not stop within 8 s");
     }
     let flushed = tokio::task::spawn_blocking(move || {
-        dispatcher.stop();
+        // The last handle: dropping it stops and joins the webhook threads.
+        drop(dispatcher);
         store.flush()
     })
     .await;

@@ -4,6 +4,7 @@
 //! [`pdu`], the SMS PDU codec.
 #![deny(missing_docs)]
 
+pub mod api;
 pub mod at;
 pub mod config;
 pub mod daemon;

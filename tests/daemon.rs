@@ -50,7 +50,26 @@ impl Drop for Daemon {
     }
 }
 
+const TOKEN: &str = "a-test-token-long-enough";
+
+/// A port that was free a moment ago (the daemon binds it itself).
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .map(|address| address.port())
+        .expect("a free port")
+}
+
 fn write_config(dir: &std::path::Path, device: &std::path::Path, url: &str) -> std::path::PathBuf {
+    write_config_on(dir, device, url, free_port())
+}
+
+fn write_config_on(
+    dir: &std::path::Path,
+    device: &std::path::Path,
+    url: &str,
+    port: u16,
+) -> std::path::PathBuf {
     let path = dir.join("smsrelay.toml");
     let text = format!(
         r#"
@@ -59,6 +78,10 @@ webhook_clock_check = false
 
 [modem]
 device = "{device}"
+
+[api]
+listen = "127.0.0.1:{port}"
+token = "{TOKEN}"
 
 [[webhook]]
 name = "test"
@@ -150,4 +173,260 @@ fn a_bad_config_stops_run_with_exit_2() {
         .expect("runs");
     assert_eq!(output.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&output.stderr).contains("speed"));
+}
+
+struct Api {
+    base: String,
+    agent: ureq::Agent,
+}
+
+impl Api {
+    fn new(port: u16) -> Api {
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .timeout_global(Some(Duration::from_secs(10)))
+            .build()
+            .into();
+        Api {
+            base: format!("http://127.0.0.1:{port}"),
+            agent,
+        }
+    }
+
+    fn wait_up(&self) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Ok(response) = self.agent.get(format!("{}/healthz", self.base)).call() {
+                if response.status() == 200 {
+                    return;
+                }
+            }
+            assert!(Instant::now() < deadline, "the API did not come up");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn post(
+        &self,
+        path: &str,
+        token: Option<&str>,
+        body: &str,
+        extra: &[(&str, &str)],
+    ) -> (u16, serde_json::Value) {
+        let mut request = self
+            .agent
+            .post(format!("{}{path}", self.base))
+            .header("content-type", "application/json");
+        if let Some(token) = token {
+            request = request.header("authorization", format!("Bearer {token}"));
+        }
+        for (name, value) in extra {
+            request = request.header(*name, *value);
+        }
+        let mut response = request.send(body.as_bytes()).expect("a response");
+        let status = response.status().as_u16();
+        let text = response.body_mut().read_to_string().unwrap_or_default();
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or(serde_json::Value::Null),
+        )
+    }
+
+    fn get(&self, path: &str) -> (u16, serde_json::Value) {
+        let mut response = self
+            .agent
+            .get(format!("{}{path}", self.base))
+            .header("authorization", format!("Bearer {TOKEN}"))
+            .call()
+            .expect("a response");
+        let status = response.status().as_u16();
+        let text = response.body_mut().read_to_string().unwrap_or_default();
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or(serde_json::Value::Null),
+        )
+    }
+}
+
+#[test]
+fn a_message_sent_through_the_api_is_sent_and_delivered_at_the_webhook() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let link = dir.path().join("modem");
+    let modem = MockModem::start(
+        MockConfig {
+            submit_delay: Duration::from_millis(50),
+            report_delay: Duration::from_millis(50),
+            ..MockConfig::default()
+        },
+        Some(link.clone()),
+    )
+    .expect("mock starts");
+    let receiver = Receiver::start(ok);
+    let port = free_port();
+    let config = write_config_on(dir.path(), &link, &receiver.url, port);
+    let daemon = Daemon::start(&config);
+    let api = Api::new(port);
+    api.wait_up();
+    let body =
+        r#"{"to": "+447700900123", "text": "Hello via the API", "callback_data": "order-7"}"#;
+    let (status, accepted) = api.post(
+        "/v1/messages",
+        Some(TOKEN),
+        body,
+        &[("idempotency-key", "k-1")],
+    );
+    assert_eq!(status, 202, "{accepted}");
+    assert_eq!(accepted["parts"], 1);
+    assert_eq!(accepted["encoding"], "gsm7");
+    let id = accepted["id"].as_str().expect("an id").to_string();
+    // The same key again: the first answer, not a second SMS.
+    let (status, again) = api.post(
+        "/v1/messages",
+        Some(TOKEN),
+        body,
+        &[("idempotency-key", "k-1")],
+    );
+    assert_eq!((status, &again), (202, &accepted));
+    let got = receiver.wait_for(2);
+    let names: Vec<_> = got.iter().map(|r| r.json()["name"].clone()).collect();
+    assert_eq!(names, ["sms.sent", "sms.delivered"]);
+    assert!(
+        got.iter()
+            .all(|r| r.json()["data"]["message_id"] == id.as_str())
+    );
+    assert_eq!(got[1].json()["data"]["callback_data"], "order-7");
+    assert_eq!(
+        modem.submitted().len(),
+        1,
+        "one SMS for two identical requests"
+    );
+    let (status, message) = api.get(&format!("/v1/messages/{id}"));
+    assert_eq!(status, 200);
+    assert_eq!(message["state"], "delivered");
+    let (status, events) = api.get("/v1/events?after=0&limit=10");
+    assert_eq!(status, 200);
+    assert_eq!(events["events"].as_array().map(Vec::len), Some(2));
+    let (status, state) = api.get("/v1/status");
+    assert_eq!(status, 200);
+    assert_eq!(state["modem"]["state"], "Ready");
+    assert_eq!(daemon.terminate(Duration::from_secs(10)), Some(0));
+}
+
+#[test]
+fn bad_requests_get_a_clear_json_error_and_store_nothing() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let link = dir.path().join("modem");
+    let modem = MockModem::start(MockConfig::default(), Some(link.clone())).expect("mock starts");
+    let receiver = Receiver::start(ok);
+    let port = free_port();
+    let config = write_config_on(dir.path(), &link, &receiver.url, port);
+    let daemon = Daemon::start(&config);
+    let api = Api::new(port);
+    api.wait_up();
+    let long = format!(
+        r#"{{"to": "+447700900123", "text": "{}"}}"#,
+        "x".repeat(2000)
+    );
+    let huge = format!(
+        r#"{{"to": "+447700900123", "text": "{}"}}"#,
+        "x".repeat(100_000)
+    );
+    // What, token, body, then the status, error code and field expected.
+    type Case<'a> = (
+        &'a str,
+        Option<&'a str>,
+        String,
+        u16,
+        &'a str,
+        Option<&'a str>,
+    );
+    let cases: Vec<Case> = vec![
+        (
+            "missing field",
+            Some(TOKEN),
+            r#"{"text": "hi"}"#.into(),
+            400,
+            "invalid_request",
+            Some("to"),
+        ),
+        (
+            "bad number",
+            Some(TOKEN),
+            r#"{"to": "call me", "text": "hi"}"#.into(),
+            422,
+            "invalid_field",
+            Some("to"),
+        ),
+        (
+            "too long",
+            Some(TOKEN),
+            long,
+            422,
+            "invalid_field",
+            Some("text"),
+        ),
+        (
+            "wrong token",
+            Some("nope"),
+            r#"{"to": "+447700900123", "text": "hi"}"#.into(),
+            401,
+            "unauthorized",
+            None,
+        ),
+        (
+            "no token",
+            None,
+            r#"{"to": "+447700900123", "text": "hi"}"#.into(),
+            401,
+            "unauthorized",
+            None,
+        ),
+        (
+            "invalid JSON",
+            Some(TOKEN),
+            "{not json".into(),
+            400,
+            "invalid_json",
+            None,
+        ),
+        (
+            "unknown field",
+            Some(TOKEN),
+            r#"{"to": "+447700900123", "text": "hi", "priority": 1}"#.into(),
+            400,
+            "invalid_request",
+            Some("priority"),
+        ),
+    ];
+    for (what, token, body, status, code, field) in cases {
+        let (got, error) = api.post("/v1/messages", token, &body, &[]);
+        assert_eq!(got, status, "{what}: {error}");
+        assert_eq!(error["error"]["code"], code, "{what}: {error}");
+        assert!(
+            error["error"]["message"]
+                .as_str()
+                .is_some_and(|m| !m.is_empty()),
+            "{what}"
+        );
+        if let Some(field) = field {
+            assert_eq!(error["error"]["field"], field, "{what}: {error}");
+        }
+    }
+    let (status, error) = api.post("/v1/messages", Some(TOKEN), &huge, &[]);
+    assert_eq!(status, 413, "oversized body");
+    assert_eq!(error["error"]["code"], "body_too_large");
+    let (status, error) = api.get("/v1/nothing-here");
+    assert_eq!(
+        (status, error["error"]["code"].as_str()),
+        (404, Some("not_found"))
+    );
+    let (status, listed) = api.get("/v1/messages");
+    assert_eq!(status, 200);
+    assert_eq!(
+        listed["messages"].as_array().map(Vec::len),
+        Some(0),
+        "nothing stored"
+    );
+    assert!(modem.submitted().is_empty());
+    assert_eq!(daemon.terminate(Duration::from_secs(10)), Some(0));
 }

@@ -24,6 +24,7 @@ use tokio::task::JoinHandle;
 use crate::modem::{ModemEvent, ModemHandle};
 use crate::store::{Store, StoreError};
 
+pub use events::rfc3339;
 pub use outbound::{Accepted, EnqueueError, NewMessage};
 
 /// The `[sms]` settings.

@@ -31,10 +31,13 @@ pub struct NewMessage {
     pub validity: Option<Duration>,
     /// A class 0 (flash) message.
     pub flash: bool,
+    /// A repeat with the same key within 24 h returns the first answer instead of a
+    /// second SMS.
+    pub idempotency_key: Option<String>,
 }
 
 /// What enqueue answers: the message is on disk.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct Accepted {
     /// The message id.
     pub id: String,
@@ -184,7 +187,19 @@ impl Gateway {
             encoding: message.encoding.clone(),
         };
         let store = self.inner.store.clone();
-        blocking(move || store.enqueue(&message)).await?;
+        match request.idempotency_key {
+            Some(key) => {
+                let answer = serde_json::to_value(&accepted).unwrap_or_default();
+                let earlier = blocking(move || {
+                    store.enqueue_once(&message, &key, &answer, Duration::from_secs(86_400))
+                })
+                .await?;
+                if let Some(earlier) = earlier.and_then(|e| serde_json::from_value(e).ok()) {
+                    return Ok(earlier);
+                }
+            }
+            None => blocking(move || store.enqueue(&message)).await?,
+        }
         self.inner.wake_sender.notify_one();
         Ok(accepted)
     }

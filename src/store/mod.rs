@@ -153,6 +153,7 @@ pub struct Store {
     attempts: Tree,
     dead_letters: Tree,
     endpoints: Tree,
+    idempotency: Tree,
     subscriptions: Vec<Subscription>,
     /// Bumped after every commit that wrote jobs: the dispatcher waits on it.
     jobs_written: std::sync::Arc<(std::sync::Mutex<u64>, std::sync::Condvar)>,
@@ -244,6 +245,7 @@ impl Store {
             attempts: db.open_tree("attempts")?,
             dead_letters: db.open_tree("dead_letters")?,
             endpoints: db.open_tree("endpoints")?,
+            idempotency: db.open_tree("idempotency")?,
             db,
             subscriptions,
             jobs_written: std::sync::Arc::default(),
@@ -399,6 +401,42 @@ impl Store {
             }),
         )?;
         self.flush()
+    }
+
+    /// As [`Store::enqueue`], once per `key` within `window`: a repeat returns the answer
+    /// recorded the first time and stores nothing.
+    pub fn enqueue_once(
+        &self,
+        message: &OutboundMessage,
+        key: &str,
+        answer: &serde_json::Value,
+        window: std::time::Duration,
+    ) -> Result<Option<serde_json::Value>, StoreError> {
+        let id = self.db.generate_id()?;
+        let message = &OutboundMessage {
+            queue_key: Some(id),
+            ..message.clone()
+        };
+        let now = now_ms();
+        let oldest = now.saturating_sub(window.as_millis() as u64);
+        let trees = (&self.messages, &self.outbox, &self.idempotency);
+        let earlier = unwrap_tx(trees.transaction(|(messages, outbox, keys)| {
+            if let Some(bytes) = keys.get(key.as_bytes())? {
+                let record: serde_json::Value = tx_decode("idempotency", key.as_bytes(), &bytes)?;
+                if record["at"].as_u64().unwrap_or(0) >= oldest {
+                    return Ok(Some(record["answer"].clone()));
+                }
+            }
+            messages.insert(message.id.as_bytes(), encode(message))?;
+            outbox.insert(&id.to_be_bytes(), message.id.as_bytes())?;
+            let record = serde_json::json!({ "at": now, "answer": answer });
+            keys.insert(key.as_bytes(), encode(&record))?;
+            Ok(None)
+        }))?;
+        if earlier.is_none() {
+            self.flush()?;
+        }
+        Ok(earlier)
     }
 
     /// One message.
@@ -789,6 +827,26 @@ impl Store {
         }
         for key in old_attempts {
             self.attempts.remove(key)?;
+            removed += 1;
+        }
+        // Idempotency keys live 24 h.
+        let day_ago = now_ms().saturating_sub(86_400_000);
+        let mut old_keys = Vec::new();
+        for entry in self.idempotency.iter() {
+            let (key, bytes) = entry?;
+            let at = serde_json::from_slice::<serde_json::Value>(&bytes)
+                .ok()
+                .and_then(|record| record["at"].as_u64())
+                .unwrap_or(0);
+            if at < day_ago {
+                old_keys.push(key);
+                if old_keys.len() >= batch {
+                    break;
+                }
+            }
+        }
+        for key in old_keys {
+            self.idempotency.remove(key)?;
             removed += 1;
         }
         let mut old_unmatched = Vec::new();

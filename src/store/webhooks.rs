@@ -252,6 +252,33 @@ impl Store {
         self.flush()
     }
 
+    /// Queues an event again for every endpoint that subscribes to it (a replay by hand):
+    /// the endpoints, or `None` when the event is not stored.
+    pub fn redeliver(&self, event_sequence: u64) -> Result<Option<Vec<String>>, StoreError> {
+        let Some(event) = self.event(event_sequence)? else {
+            return Ok(None);
+        };
+        let mut endpoints = Vec::new();
+        for subscription in self.subscriptions.iter().filter(|s| s.wants(&event.name)) {
+            let job = Job {
+                event_sequence,
+                sequence: 0,
+                endpoint: subscription.endpoint.clone(),
+                task_id: uuid::Uuid::now_v7().to_string(),
+                attempts: 0,
+                created_at: now_ms(),
+            };
+            self.jobs.insert(
+                job_key(&subscription.endpoint, now_ms(), event_sequence),
+                encode(&job),
+            )?;
+            endpoints.push(subscription.endpoint.clone());
+        }
+        self.flush()?;
+        self.announce_jobs();
+        Ok(Some(endpoints))
+    }
+
     /// Records a `webhook.test` event for one endpoint only, due before anything it holds.
     pub fn enqueue_test_event(&self, endpoint: &str) -> Result<Event, StoreError> {
         let new = NewEvent {

@@ -1,0 +1,666 @@
+//! The local HTTP API (axum): send, look up, list events, status, health, metrics, webhooks.
+//! A bearer token guards every route but `/healthz`; errors are JSON
+//! `{"error": {"code", "message", "field"}}`.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, Path, Query, Request, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use crate::gateway::{EnqueueError, Gateway, NewMessage};
+use crate::modem::ModemHandle;
+use crate::store::{MessageState, OutboundMessage, PartState, Store, StoreError};
+use crate::webhook::Dispatcher;
+
+/// The largest request body accepted.
+pub const BODY_LIMIT: usize = 64 * 1024;
+
+/// What the handlers share.
+pub struct AppState {
+    /// The gateway (enqueue) and its store (reads).
+    pub gateway: Gateway,
+    /// The modem, for status.
+    pub modem: ModemHandle,
+    /// The webhook dispatcher, for its status and controls.
+    pub dispatcher: Arc<Dispatcher>,
+    /// The bearer token.
+    pub token: String,
+    /// When the daemon started.
+    pub started: Instant,
+}
+
+/// An API error: status, code, message, and the field at fault.
+#[derive(Debug)]
+pub struct ApiError {
+    status: StatusCode,
+    code: &'static str,
+    message: String,
+    field: Option<String>,
+}
+
+impl ApiError {
+    fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> ApiError {
+        ApiError {
+            status,
+            code,
+            message: message.into(),
+            field: None,
+        }
+    }
+
+    fn field(mut self, field: impl Into<String>) -> ApiError {
+        self.field = Some(field.into());
+        self
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = json!({ "error": {
+            "code": self.code,
+            "message": self.message,
+            "field": self.field,
+        }});
+        (self.status, axum::Json(body)).into_response()
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(error: StoreError) -> ApiError {
+        log::error!("api: store: {error}");
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "store_error",
+            error.to_string(),
+        )
+    }
+}
+
+type Shared = Arc<AppState>;
+
+/// The router.
+pub fn router(state: Shared) -> Router {
+    let guarded = Router::new()
+        .route("/v1/messages", post(send).get(list_messages))
+        .route("/v1/messages/{id}", get(message))
+        .route("/v1/events", get(events))
+        .route("/v1/events/{sequence}/redeliver", post(redeliver))
+        .route("/v1/status", get(status))
+        .route("/v1/webhooks", get(webhooks))
+        .route("/v1/webhooks/{name}/test", post(webhook_test))
+        .route("/v1/webhooks/{name}/enable", post(webhook_enable))
+        .route("/metrics", get(metrics))
+        .route_layer(middleware::from_fn_with_state(
+            Arc::clone(&state),
+            authorise,
+        ));
+    Router::new()
+        .route("/healthz", get(healthz))
+        .merge(guarded)
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(DefaultBodyLimit::max(BODY_LIMIT))
+        .with_state(state)
+}
+
+async fn not_found() -> ApiError {
+    ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such route")
+}
+
+async fn method_not_allowed() -> ApiError {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        "this route does not take that method",
+    )
+}
+
+/// Constant-time comparison: the token must not leak through timing.
+fn same(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+async fn authorise(State(state): State<Shared>, request: Request, next: Next) -> Response {
+    let presented = request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.strip_prefix("Bearer "))
+        .map(str::trim);
+    match presented {
+        Some(token) if same(token.as_bytes(), state.token.as_bytes()) => next.run(request).await,
+        Some(_) => {
+            ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", "wrong token").into_response()
+        }
+        None => ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "send Authorization: Bearer <token> (see `smsrelay token`)",
+        )
+        .into_response(),
+    }
+}
+
+async fn healthz(State(state): State<Shared>) -> Response {
+    let status = state.modem.status();
+    axum::Json(json!({ "status": "ok", "modem": format!("{:?}", status.state) })).into_response()
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SendRequest {
+    to: String,
+    text: String,
+    #[serde(default)]
+    callback_data: Option<String>,
+    #[serde(default)]
+    validity: Option<String>,
+    #[serde(default)]
+    flash: bool,
+}
+
+/// `missing field `to`` → `to`: serde names the field in backticks.
+fn field_of(message: &str) -> Option<String> {
+    let start = message.find('`')? + 1;
+    let end = start + message[start..].find('`')?;
+    Some(message[start..end].to_string())
+}
+
+async fn send(
+    State(state): State<Shared>,
+    headers: HeaderMap,
+    body: Result<Bytes, axum::extract::rejection::BytesRejection>,
+) -> Result<Response, ApiError> {
+    let body = body.map_err(|rejection| {
+        let status = rejection.status();
+        let code = if status == StatusCode::PAYLOAD_TOO_LARGE {
+            "body_too_large"
+        } else {
+            "invalid_body"
+        };
+        ApiError::new(
+            status,
+            code,
+            format!("{rejection} (the limit is {BODY_LIMIT} bytes)"),
+        )
+    })?;
+    let is_json = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|value| value.to_str().ok())
+        .is_some_and(|value| value.starts_with("application/json"));
+    if !is_json {
+        return Err(ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            "send Content-Type: application/json",
+        ));
+    }
+    let request: SendRequest = serde_json::from_slice(&body).map_err(|error| {
+        let message = error.to_string();
+        let invalid = ApiError::new(StatusCode::BAD_REQUEST, "invalid_request", message.clone());
+        match field_of(&message) {
+            Some(field) => invalid.field(field),
+            None => ApiError::new(StatusCode::BAD_REQUEST, "invalid_json", message),
+        }
+    })?;
+    let validity = match &request.validity {
+        Some(text) => Some(humantime::parse_duration(text).map_err(|error| {
+            ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid_field",
+                format!("{text:?}: {error}"),
+            )
+            .field("validity")
+        })?),
+        None => None,
+    };
+    let idempotency_key = headers
+        .get("idempotency-key")
+        .and_then(|value| value.to_str().ok())
+        .map(str::to_string);
+    if idempotency_key
+        .as_ref()
+        .is_some_and(|key| key.is_empty() || key.len() > 255)
+    {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_header",
+            "Idempotency-Key must be 1–255 characters",
+        )
+        .field("Idempotency-Key"));
+    }
+    let accepted = state
+        .gateway
+        .enqueue(NewMessage {
+            to: request.to,
+            text: request.text,
+            callback_data: request.callback_data,
+            validity,
+            flash: request.flash,
+            idempotency_key,
+        })
+        .await
+        .map_err(|error| match error {
+            EnqueueError::Invalid { field, message } => {
+                ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_field", message)
+                    .field(field)
+            }
+            EnqueueError::Store(error) => error.into(),
+        })?;
+    Ok((StatusCode::ACCEPTED, axum::Json(accepted)).into_response())
+}
+
+fn message_json(message: &OutboundMessage) -> Value {
+    let parts: Vec<Value> = message
+        .parts
+        .iter()
+        .map(|part| match &part.state {
+            PartState::Pending => json!({ "state": "pending" }),
+            PartState::Submitting { .. } => json!({ "state": "submitting" }),
+            PartState::Submitted { reference, .. } => {
+                json!({ "state": "submitted", "message_reference": reference })
+            }
+            PartState::Delivered {
+                reference,
+                status,
+                at,
+            } => json!({
+                "state": "delivered", "message_reference": reference,
+                "status_code": status, "delivered_at": at,
+            }),
+            PartState::Failed { reference, status } => json!({
+                "state": "failed", "message_reference": reference, "status_code": status,
+            }),
+        })
+        .collect();
+    let time = |ms: Option<u64>| ms.map(crate::gateway::rfc3339);
+    json!({
+        "id": message.id,
+        "to": message.to,
+        "text": message.text,
+        "encoding": message.encoding,
+        "state": message.state.name(),
+        "parts": parts,
+        "attempts": message.attempts,
+        "last_error": message.last_error,
+        "callback_data": message.callback_data,
+        "created_at": time(Some(message.created_at)),
+        "updated_at": time(Some(message.updated_at)),
+        "sent_at": time(message.sent_at),
+        "delivered_at": message.delivered_at,
+    })
+}
+
+async fn message(
+    State(state): State<Shared>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let store = state.gateway.store().clone();
+    let found = tokio::task::spawn_blocking(move || store.message(&id))
+        .await
+        .map_err(|error| {
+            ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal",
+                error.to_string(),
+            )
+        })??;
+    match found {
+        Some(message) => Ok(axum::Json(message_json(&message)).into_response()),
+        None => Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            "no such message",
+        )),
+    }
+}
+
+#[derive(Debug, Deserialize)]
+struct ListQuery {
+    state: Option<String>,
+    limit: Option<usize>,
+}
+
+async fn list_messages(
+    State(state): State<Shared>,
+    Query(query): Query<ListQuery>,
+) -> Result<Response, ApiError> {
+    let wanted = match query.state.as_deref() {
+        None => None,
+        Some(name) => Some(
+            [
+                MessageState::Queued,
+                MessageState::Sending,
+                MessageState::Sent,
+                MessageState::Delivered,
+                MessageState::Failed,
+            ]
+            .into_iter()
+            .find(|state| state.name() == name)
+            .ok_or_else(|| {
+                ApiError::new(
+                    StatusCode::BAD_REQUEST,
+                    "invalid_query",
+                    "state is one of queued, sending, sent, delivered, failed",
+                )
+                .field("state")
+            })?,
+        ),
+    };
+    let limit = query.limit.unwrap_or(50).clamp(1, 1000);
+    let store = state.gateway.store().clone();
+    let messages = tokio::task::spawn_blocking(move || store.messages(wanted, limit))
+        .await
+        .map_err(|error| {
+            ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal",
+                error.to_string(),
+            )
+        })??;
+    let list: Vec<Value> = messages.iter().map(message_json).collect();
+    Ok(axum::Json(json!({ "messages": list })).into_response())
+}
+
+#[derive(Debug, Deserialize)]
+struct EventsQuery {
+    after: Option<u64>,
+    limit: Option<usize>,
+}
+
+async fn events(
+    State(state): State<Shared>,
+    Query(query): Query<EventsQuery>,
+) -> Result<Response, ApiError> {
+    let store = state.gateway.store().clone();
+    let after = query.after.unwrap_or(0);
+    let limit = query.limit.unwrap_or(100).clamp(1, 1000);
+    let events = tokio::task::spawn_blocking(move || store.events_after(after, limit))
+        .await
+        .map_err(|error| {
+            ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal",
+                error.to_string(),
+            )
+        })??;
+    Ok(axum::Json(json!({ "events": events })).into_response())
+}
+
+async fn redeliver(
+    State(state): State<Shared>,
+    Path(sequence): Path<u64>,
+) -> Result<Response, ApiError> {
+    let store = state.gateway.store().clone();
+    let jobs = tokio::task::spawn_blocking(move || store.redeliver(sequence))
+        .await
+        .map_err(|error| {
+            ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal",
+                error.to_string(),
+            )
+        })??;
+    match jobs {
+        Some(endpoints) => Ok((
+            StatusCode::ACCEPTED,
+            axum::Json(json!({ "endpoints": endpoints })),
+        )
+            .into_response()),
+        None => Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            "no such event",
+        )),
+    }
+}
+
+fn store_of(state: &Shared) -> &Store {
+    state.gateway.store()
+}
+
+async fn status(State(state): State<Shared>) -> Result<Response, ApiError> {
+    let modem = state.modem.status();
+    let store = store_of(&state);
+    let queued = store.outbox()?.len();
+    let webhooks = state.dispatcher.status()?;
+    let identity = modem.identity.as_ref().map(|identity| {
+        json!({
+            "manufacturer": identity.manufacturer, "model": identity.model,
+            "revision": identity.revision, "imei": identity.imei, "imsi": identity.imsi,
+            "iccid": identity.iccid,
+        })
+    });
+    Ok(axum::Json(json!({
+        "version": env!("CARGO_PKG_VERSION"),
+        "uptime_seconds": state.started.elapsed().as_secs(),
+        "modem": {
+            "device": modem.device,
+            "state": format!("{:?}", modem.state),
+            "identity": identity,
+            "registration": modem.registration.map(|r| format!("{r:?}")),
+            "operator": modem.operator,
+            "signal": modem.signal.map(|s| json!({ "rssi": s.rssi, "dbm": s.dbm() })),
+            "storage": modem.storage.map(|s| json!({ "name": s.name, "used": s.used, "total": s.total })),
+            "last_error": modem.last_error,
+        },
+        "queue": { "outbox": queued },
+        "webhooks": webhooks.iter().map(|w| json!({
+            "name": w.name, "state": w.health.state, "queue_depth": w.queue_depth,
+            "held_for_clock": w.held_for_clock, "last_error": w.health.last_error,
+        })).collect::<Vec<_>>(),
+    }))
+    .into_response())
+}
+
+async fn webhooks(State(state): State<Shared>) -> Result<Response, ApiError> {
+    let list = state.dispatcher.status()?;
+    Ok(axum::Json(json!({ "webhooks": list.iter().map(|w| json!({
+        "name": w.name,
+        "state": w.health.state,
+        "queue_depth": w.queue_depth,
+        "consecutive_failures": w.health.consecutive_failures,
+        "last_error": w.health.last_error,
+        "disabled_reason": w.health.disabled_reason,
+        "held_for_clock": w.held_for_clock,
+    })).collect::<Vec<_>>() }))
+    .into_response())
+}
+
+fn known_webhook(state: &Shared, name: &str) -> Result<(), ApiError> {
+    let known = state
+        .dispatcher
+        .status()?
+        .iter()
+        .any(|status| status.name == name);
+    if known {
+        Ok(())
+    } else {
+        Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            "no such webhook",
+        ))
+    }
+}
+
+async fn webhook_test(
+    State(state): State<Shared>,
+    Path(name): Path<String>,
+) -> Result<Response, ApiError> {
+    known_webhook(&state, &name)?;
+    let event = store_of(&state).enqueue_test_event(&name)?;
+    Ok((
+        StatusCode::ACCEPTED,
+        axum::Json(json!({ "event_id": event.id })),
+    )
+        .into_response())
+}
+
+async fn webhook_enable(
+    State(state): State<Shared>,
+    Path(name): Path<String>,
+) -> Result<Response, ApiError> {
+    known_webhook(&state, &name)?;
+    let event = state.dispatcher.enable(&name)?;
+    Ok((
+        StatusCode::ACCEPTED,
+        axum::Json(json!({ "test_event_id": event.id })),
+    )
+        .into_response())
+}
+
+async fn metrics(State(state): State<Shared>) -> Result<Response, ApiError> {
+    let modem = state.modem.status();
+    let counters = modem.counters;
+    let gateway = state.gateway.counters();
+    let load =
+        |value: &std::sync::atomic::AtomicU64| value.load(std::sync::atomic::Ordering::Relaxed);
+    let mut text = String::new();
+    let mut metric = |name: &str, help: &str, kind: &str, value: String| {
+        text.push_str(&format!(
+            "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}\n"
+        ));
+    };
+    metric(
+        "smsrelay_up",
+        "1 while the daemon runs.",
+        "gauge",
+        "1".into(),
+    );
+    metric(
+        "smsrelay_uptime_seconds",
+        "Seconds since start.",
+        "gauge",
+        state.started.elapsed().as_secs().to_string(),
+    );
+    metric(
+        "smsrelay_modem_ready",
+        "1 when the modem is ready.",
+        "gauge",
+        u8::from(modem.state == crate::modem::LinkState::Ready).to_string(),
+    );
+    metric(
+        "smsrelay_modem_signal_dbm",
+        "Received signal strength.",
+        "gauge",
+        modem
+            .signal
+            .and_then(|s| s.dbm())
+            .map_or("NaN".into(), |d| d.to_string()),
+    );
+    metric(
+        "smsrelay_parts_sent_total",
+        "Parts accepted by the network.",
+        "counter",
+        counters.sent.to_string(),
+    );
+    metric(
+        "smsrelay_send_failures_total",
+        "Sends that failed.",
+        "counter",
+        counters.send_failures.to_string(),
+    );
+    metric(
+        "smsrelay_inbound_total",
+        "Inbound PDUs handed up.",
+        "counter",
+        counters.received.to_string(),
+    );
+    metric(
+        "smsrelay_modem_timeouts_total",
+        "AT commands without an answer.",
+        "counter",
+        counters.timeouts.to_string(),
+    );
+    metric(
+        "smsrelay_modem_reconnects_total",
+        "Port reopenings.",
+        "counter",
+        counters.reconnects.to_string(),
+    );
+    metric(
+        "smsrelay_unmatched_reports_total",
+        "Status reports that matched no message.",
+        "counter",
+        load(&gateway.unmatched_reports).to_string(),
+    );
+    metric(
+        "smsrelay_outbox_depth",
+        "Messages waiting to be sent.",
+        "gauge",
+        store_of(&state).outbox()?.len().to_string(),
+    );
+    for webhook in state.dispatcher.status()? {
+        text.push_str(&format!(
+            "smsrelay_webhook_queue_depth{{endpoint=\"{}\"}} {}\n",
+            webhook.name, webhook.queue_depth
+        ));
+    }
+    Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response())
+}
+
+/// The API token: the configured one, else the one generated into `data_dir/api-token` at
+/// first start (mode 0600).
+pub fn token(configured: Option<&str>, data_dir: &std::path::Path) -> std::io::Result<String> {
+    if let Some(token) = configured {
+        return Ok(token.to_string());
+    }
+    let path = data_dir.join("api-token");
+    match std::fs::read_to_string(&path) {
+        Ok(token) if !token.trim().is_empty() => return Ok(token.trim().to_string()),
+        Ok(_) => {}
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
+        Err(error) => return Err(error),
+    }
+    let mut bytes = [0u8; 24];
+    std::io::Read::read_exact(&mut std::fs::File::open("/dev/urandom")?, &mut bytes)?;
+    let token = hex::encode(bytes);
+    std::fs::create_dir_all(data_dir)?;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&path)?;
+    std::io::Write::write_all(&mut file, token.as_bytes())?;
+    file.sync_all()?;
+    Ok(token)
+}
+
+/// How long a shutdown waits for requests in flight.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
+
+#[cfg(test)]
+mod tests {
+    use super::{field_of, same};
+
+    #[test]
+    fn serde_messages_name_their_field() {
+        assert_eq!(
+            field_of("missing field `to` at line 1 column 2").as_deref(),
+            Some("to")
+        );
+        assert_eq!(
+            field_of("unknown field `txt`, expected one of").as_deref(),
+            Some("txt")
+        );
+        assert_eq!(field_of("EOF while parsing"), None);
+    }
+
+    #[test]
+    fn tokens_compare_whole() {
+        assert!(same(b"abc", b"abc"));
+        assert!(!same(b"abc", b"abd"));
+        assert!(!same(b"abc", b"abcd"));
+    }
+}
