@@ -44,6 +44,68 @@ enum Commands {
         #[arg(long, default_value = "/etc/smsrelay/smsrelay.toml")]
         config: PathBuf,
     },
+    /// Sends an SMS through the running daemon.
+    Send {
+        /// The recipient: +<country code><number>, or national digits.
+        #[arg(long)]
+        to: String,
+        /// The text.
+        #[arg(long)]
+        text: String,
+        /// Data returned in every event of this message.
+        #[arg(long)]
+        callback_data: Option<String>,
+        /// Makes a repeat within 24 h return the first answer instead of a second SMS.
+        #[arg(long)]
+        idempotency_key: Option<String>,
+        /// Follow the message to sent, delivered or failed, showing each step.
+        #[arg(long)]
+        wait: bool,
+        /// The config file the daemon runs with (for its address and token).
+        #[arg(long, default_value = "/etc/smsrelay/smsrelay.toml")]
+        config: PathBuf,
+    },
+    /// Shows the modem, the queues and the webhooks.
+    Status {
+        /// The config file the daemon runs with.
+        #[arg(long, default_value = "/etc/smsrelay/smsrelay.toml")]
+        config: PathBuf,
+    },
+    /// Lists recent messages.
+    Messages {
+        /// Only this state: queued, sending, sent, delivered, failed.
+        #[arg(long)]
+        state: Option<String>,
+        /// How many.
+        #[arg(long, default_value_t = 20)]
+        limit: usize,
+        /// The config file the daemon runs with.
+        #[arg(long, default_value = "/etc/smsrelay/smsrelay.toml")]
+        config: PathBuf,
+    },
+    /// Prints events, oldest first; --follow keeps printing new ones.
+    Events {
+        /// Start after this sequence number.
+        #[arg(long, default_value_t = 0)]
+        after: u64,
+        /// Keep waiting for new events.
+        #[arg(long)]
+        follow: bool,
+        /// The config file the daemon runs with.
+        #[arg(long, default_value = "/etc/smsrelay/smsrelay.toml")]
+        config: PathBuf,
+    },
+    /// Sends a test event to a webhook.
+    Webhook {
+        #[command(subcommand)]
+        action: WebhookAction,
+    },
+    /// Prints the API token (from the config, or the one generated into the data dir).
+    Token {
+        /// The config file the daemon runs with.
+        #[arg(long, default_value = "/etc/smsrelay/smsrelay.toml")]
+        config: PathBuf,
+    },
     /// Checks a config file: prints the resolved settings with secrets masked, or the errors
     /// (exit 2).
     CheckConfig {
@@ -85,6 +147,26 @@ struct MockModemArgs {
     /// Periodic vendor noise (^RSSI for huawei), e.g. 10s.
     #[arg(long, value_parser = humantime::parse_duration)]
     noise: Option<std::time::Duration>,
+}
+
+#[derive(Subcommand)]
+enum WebhookAction {
+    /// Queues a `webhook.test` event for one endpoint.
+    Test {
+        /// The endpoint's name.
+        name: String,
+        /// The config file the daemon runs with.
+        #[arg(long, default_value = "/etc/smsrelay/smsrelay.toml")]
+        config: PathBuf,
+    },
+    /// Re-enables a disabled endpoint: a test event first, then what it held.
+    Enable {
+        /// The endpoint's name.
+        name: String,
+        /// The config file the daemon runs with.
+        #[arg(long, default_value = "/etc/smsrelay/smsrelay.toml")]
+        config: PathBuf,
+    },
 }
 
 #[derive(Subcommand)]
@@ -155,6 +237,99 @@ fn main() -> ExitCode {
         Commands::AtDecode { capture, pending } => at_decode(&capture, pending.as_deref()),
         Commands::MockModem(args) => mock_modem(args),
         Commands::CheckConfig { path } => check_config(&path),
+        Commands::Send {
+            to,
+            text,
+            callback_data,
+            idempotency_key,
+            wait,
+            config,
+        } => with_client(&config, |client| {
+            let request =
+                serde_json::json!({ "to": to, "text": text, "callback_data": callback_data });
+            let wait = wait.then_some(std::time::Duration::from_secs(600));
+            client
+                .send(&request, idempotency_key.as_deref(), wait, |line| {
+                    println!("{line}")
+                })
+                .map(|_| ())
+        }),
+        Commands::Status { config } => with_client(&config, |client| {
+            print_json(&client.get("/v1/status")?);
+            Ok(())
+        }),
+        Commands::Messages {
+            state,
+            limit,
+            config,
+        } => with_client(&config, |client| {
+            let mut path = format!("/v1/messages?limit={limit}");
+            if let Some(state) = state {
+                path.push_str(&format!("&state={state}"));
+            }
+            let listed = client.get(&path)?;
+            for message in listed["messages"].as_array().into_iter().flatten() {
+                println!(
+                    "{}  {:<9}  {:<16}  {}",
+                    message["id"].as_str().unwrap_or(""),
+                    message["state"].as_str().unwrap_or(""),
+                    message["to"].as_str().unwrap_or(""),
+                    message["text"]
+                        .as_str()
+                        .unwrap_or("")
+                        .chars()
+                        .take(40)
+                        .collect::<String>()
+                );
+            }
+            Ok(())
+        }),
+        Commands::Events {
+            after,
+            follow,
+            config,
+        } => with_client(&config, |client| {
+            let mut after = after;
+            loop {
+                let page = client.get(&format!("/v1/events?after={after}&limit=100"))?;
+                let events = page["events"].as_array().cloned().unwrap_or_default();
+                for event in &events {
+                    println!("{event}");
+                    after = event["sequence"].as_u64().unwrap_or(after);
+                }
+                if !follow {
+                    return Ok(());
+                }
+                if events.is_empty() {
+                    std::thread::sleep(std::time::Duration::from_secs(1));
+                }
+            }
+        }),
+        Commands::Webhook { action } => match action {
+            WebhookAction::Test { name, config } => with_client(&config, |client| {
+                print_json(
+                    &client.post(&format!("/v1/webhooks/{name}/test"), &serde_json::json!({}))?,
+                );
+                Ok(())
+            }),
+            WebhookAction::Enable { name, config } => with_client(&config, |client| {
+                print_json(&client.post(
+                    &format!("/v1/webhooks/{name}/enable"),
+                    &serde_json::json!({}),
+                )?);
+                Ok(())
+            }),
+        },
+        Commands::Token { config } => match smsrelay::config::Config::load(&config) {
+            Ok(loaded) => match smsrelay::client::read_token(&loaded) {
+                Ok(token) => {
+                    println!("{token}");
+                    ExitCode::SUCCESS
+                }
+                Err(error) => usage_error(&error.to_string()),
+            },
+            Err(error) => usage_error(&format!("{}: {error}", config.display())),
+        },
         Commands::Pdu { action } => match action {
             PduAction::Decode { hex, no_smsc } => pdu_decode(&hex, no_smsc),
             PduAction::Encode {
@@ -351,6 +526,33 @@ fn run(path: &std::path::Path, level: Option<LevelFilter>) -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             log::error!("{error}");
+            eprintln!("smsrelay: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn print_json(value: &serde_json::Value) {
+    match serde_json::to_string_pretty(value) {
+        Ok(text) => println!("{text}"),
+        Err(_) => println!("{value}"),
+    }
+}
+
+/// Runs a CLI call against the daemon the config describes; errors exit 1 (2 for a bad
+/// config).
+fn with_client(
+    config: &std::path::Path,
+    call: impl FnOnce(&smsrelay::client::Client) -> Result<(), smsrelay::client::ClientError>,
+) -> ExitCode {
+    let loaded = match smsrelay::config::Config::load(config) {
+        Ok(loaded) => loaded,
+        Err(error) => return usage_error(&format!("{}: {error}", config.display())),
+    };
+    let outcome = smsrelay::client::Client::from_config(&loaded).and_then(|client| call(&client));
+    match outcome {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
             eprintln!("smsrelay: {error}");
             ExitCode::FAILURE
         }

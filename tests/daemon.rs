@@ -430,3 +430,76 @@ fn bad_requests_get_a_clear_json_error_and_store_nothing() {
     assert!(modem.submitted().is_empty());
     assert_eq!(daemon.terminate(Duration::from_secs(10)), Some(0));
 }
+
+fn cli(config: &std::path::Path, args: &[&str]) -> (i32, String, String) {
+    let output = Command::new(env!("CARGO_BIN_EXE_smsrelay"))
+        .args(args)
+        .arg("--config")
+        .arg(config)
+        .output()
+        .expect("runs");
+    (
+        output.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn the_cli_sends_and_follows_a_message_and_reads_status_events_and_token() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let link = dir.path().join("modem");
+    let _modem = MockModem::start(
+        MockConfig {
+            submit_delay: Duration::from_millis(50),
+            report_delay: Duration::from_millis(50),
+            ..MockConfig::default()
+        },
+        Some(link.clone()),
+    )
+    .expect("mock starts");
+    let receiver = Receiver::start(ok);
+    let port = free_port();
+    let config = write_config_on(dir.path(), &link, &receiver.url, port);
+    let daemon = Daemon::start(&config);
+    Api::new(port).wait_up();
+    let (code, stdout, stderr) = cli(
+        &config,
+        &[
+            "send",
+            "--to",
+            "+447700900123",
+            "--text",
+            "from the CLI",
+            "--wait",
+        ],
+    );
+    assert_eq!(code, 0, "{stderr}");
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert!(lines[0].starts_with("accepted "), "{stdout}");
+    assert!(
+        lines.last().is_some_and(|l| l.starts_with("delivered at ")),
+        "{stdout}"
+    );
+    let (code, stdout, _) = cli(&config, &["events"]);
+    assert_eq!(code, 0);
+    assert!(
+        stdout.lines().any(|l| l.contains("\"sms.delivered\"")),
+        "{stdout}"
+    );
+    let (code, stdout, _) = cli(&config, &["status"]);
+    assert_eq!(code, 0);
+    assert!(stdout.contains("\"state\": \"Ready\""), "{stdout}");
+    let (code, stdout, _) = cli(&config, &["messages", "--state", "delivered"]);
+    assert_eq!(code, 0);
+    assert!(stdout.contains("from the CLI"), "{stdout}");
+    let (code, stdout, _) = cli(&config, &["token"]);
+    assert_eq!((code, stdout.trim()), (0, TOKEN));
+    let (code, _, stderr) = cli(&config, &["send", "--to", "nope", "--text", "x"]);
+    assert_eq!(code, 1);
+    assert!(stderr.contains("field to"), "{stderr}");
+    assert_eq!(daemon.terminate(Duration::from_secs(10)), Some(0));
+    let (code, _, stderr) = cli(&config, &["status"]);
+    assert_eq!(code, 1);
+    assert!(stderr.contains("cannot reach the daemon"), "{stderr}");
+}
