@@ -9,6 +9,7 @@ pub mod at;
 pub mod client;
 pub mod config;
 pub mod daemon;
+pub mod demo;
 pub mod gateway;
 pub mod mock;
 pub mod modem;

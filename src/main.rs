@@ -38,6 +38,9 @@ enum Commands {
         #[command(subcommand)]
         action: PduAction,
     },
+    /// Everything on one machine with no hardware: a simulated modem, the daemon and a
+    /// webhook receiver; an SMS in, one out, then the API to play with until Ctrl-C.
+    Demo,
     /// Runs the gateway: modem, store, webhooks (the systemd service runs this).
     Run {
         /// The config file.
@@ -231,9 +234,14 @@ fn main() -> ExitCode {
     if let Commands::Run { config } = &cli.command {
         return run(config, cli.log_level);
     }
+    if let Commands::Demo = &cli.command {
+        // Quiet by default: the demo narrates itself.
+        init_logging(cli.log_level.unwrap_or(LevelFilter::Warn));
+        return demo();
+    }
     init_logging(cli.log_level.unwrap_or(LevelFilter::Info));
     match cli.command {
-        Commands::Run { .. } => ExitCode::SUCCESS,
+        Commands::Run { .. } | Commands::Demo => ExitCode::SUCCESS,
         Commands::AtDecode { capture, pending } => at_decode(&capture, pending.as_deref()),
         Commands::MockModem(args) => mock_modem(args),
         Commands::CheckConfig { path } => check_config(&path),
@@ -554,6 +562,27 @@ fn with_client(
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("smsrelay: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn demo() -> ExitCode {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("smsrelay: cannot start the runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(smsrelay::demo::run()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("smsrelay demo: {error}");
             ExitCode::FAILURE
         }
     }

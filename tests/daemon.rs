@@ -503,3 +503,64 @@ fn the_cli_sends_and_follows_a_message_and_reads_status_events_and_token() {
     assert_eq!(code, 1);
     assert!(stderr.contains("cannot reach the daemon"), "{stderr}");
 }
+
+#[test]
+fn the_demo_shows_an_sms_in_and_one_out_then_cleans_up_on_ctrl_c() {
+    use std::io::{BufRead, BufReader};
+    let mut child = Command::new(env!("CARGO_BIN_EXE_smsrelay"))
+        .arg("demo")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("the demo starts");
+    let stdout = child.stdout.take().expect("piped");
+    let (lines_tx, lines) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if lines_tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let mut seen = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !seen
+        .iter()
+        .any(|l: &String| l.starts_with("The gateway stays up"))
+    {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match lines.recv_timeout(left) {
+            Ok(line) => seen.push(line),
+            Err(_) => panic!("the demo did not finish its tour: {seen:#?}"),
+        }
+    }
+    let text = seen.join("\n");
+    for expected in [
+        "webhook ← sms.received (signature valid)",
+        "webhook ← sms.sent (signature valid)",
+        "webhook ← sms.delivered (signature valid)",
+        "delivered at ",
+    ] {
+        assert!(
+            text.contains(expected),
+            "{expected:?} missing from:\n{text}"
+        );
+    }
+    assert!(!text.contains("INVALID"), "{text}");
+    let work = std::env::temp_dir().join(format!("smsrelay-demo-{}", child.id()));
+    assert!(work.exists(), "the demo's temp dir");
+    // SAFETY: kill(2) on our own child's pid with a valid signal number.
+    unsafe {
+        libc::kill(child.id() as libc::pid_t, libc::SIGINT);
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let status = loop {
+        if let Ok(Some(status)) = child.try_wait() {
+            break status;
+        }
+        assert!(Instant::now() < deadline, "Ctrl-C did not stop the demo");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(status.success(), "{status:?}");
+    assert!(!work.exists(), "the temp dir was left behind");
+}

@@ -345,6 +345,7 @@ impl Modem {
             handed_up: HashMap::new(),
             deferred_confirms: Vec::new(),
             connection: 0,
+            recently_deleted: VecDeque::new(),
         };
         Modem {
             handle: ModemHandle {
@@ -402,6 +403,9 @@ struct Driver {
     deferred_confirms: Vec<Receipt>,
     /// Increases with every connection, so a receipt from an older one is checked first.
     connection: u64,
+    /// Indexes we deleted lately: a `+CMTI` for one of them that raced the delete finds it
+    /// empty, which is expected, not a stale index.
+    recently_deleted: VecDeque<((String, u32), Instant)>,
 }
 
 /// Ready to stop serving a connection?
@@ -942,6 +946,11 @@ impl Driver {
         if !self.select_memory(link, memory).await? {
             return Ok(());
         }
+        // Handed up and not yet confirmed: only we delete, so the index still holds the same
+        // message (a `+CMTI` that raced the sweep). No need to read it again.
+        if self.handed_up.contains_key(&(link.mem1.clone(), index)) {
+            return Ok(());
+        }
         let outcome = storage::read(&link.handle, index).await;
         match outcome {
             Ok(message) => {
@@ -958,6 +967,15 @@ impl Driver {
                 Ok(())
             }
             Err(StorageError::StaleIndex(index)) => {
+                let key = (link.mem1.clone(), index);
+                let ours = self
+                    .recently_deleted
+                    .iter()
+                    .any(|(deleted, at)| *deleted == key && at.elapsed() < Duration::from_secs(60));
+                if ours {
+                    debug!("modem: {memory} {index} was ours and is deleted already");
+                    return Ok(());
+                }
                 // Never retried: a stale index read again is the loop gammu users hit.
                 warn!("modem: index {index} in {memory} is empty or stale; skipped");
                 self.update(|status| status.counters.stale_indexes += 1);
@@ -1065,6 +1083,11 @@ impl Driver {
                 }
                 match storage::delete(&link.handle, index).await {
                     Ok(()) | Err(StorageError::StaleIndex(_)) => {
+                        if self.recently_deleted.len() >= 64 {
+                            self.recently_deleted.pop_front();
+                        }
+                        self.recently_deleted
+                            .push_back(((storage.clone(), index), Instant::now()));
                         self.update(|status| status.counters.confirmed += 1);
                         Ok(())
                     }

@@ -1,0 +1,203 @@
+//! `smsrelay demo`: the whole gateway on one machine, no hardware, no config to write. A
+//! simulated modem on a PTY, the daemon on a temporary data dir with a generated config, and
+//! a built-in webhook receiver that prints each event and checks its signature. It injects an
+//! inbound SMS, sends one, shows the delivery report, then stays up for you to play with the
+//! API until Ctrl-C, which removes everything it made.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Bytes;
+use axum::http::{HeaderMap, StatusCode};
+use axum::routing::post;
+
+use crate::config::Config;
+use crate::mock::{InboundSms, MockConfig, MockModem};
+use crate::webhook::Secret;
+
+const SECRET: &str = "whsec_ZGVtby1zZWNyZXQtZm9yLXNtc3JlbGF5LWRlbW8=";
+
+/// Why the demo could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum DemoError {
+    /// The simulated modem, the temp dir or a socket failed.
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+    /// The generated config was refused (a bug).
+    #[error("{0}")]
+    Config(#[from] crate::config::ConfigError),
+    /// The daemon failed.
+    #[error("{0}")]
+    Daemon(#[from] crate::daemon::DaemonError),
+}
+
+/// Port 8640 when free, else any free port.
+fn api_address() -> SocketAddr {
+    let preferred = SocketAddr::from(([127, 0, 0, 1], 8640));
+    if std::net::TcpListener::bind(preferred).is_ok() {
+        return preferred;
+    }
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .unwrap_or(preferred)
+}
+
+async fn receive(secret: Arc<Secret>, headers: HeaderMap, body: Bytes) -> StatusCode {
+    let header = |name: &str| {
+        headers
+            .get(name)
+            .and_then(|value| value.to_str().ok())
+            .unwrap_or("")
+            .to_string()
+    };
+    let timestamp = header("webhook-timestamp").parse().unwrap_or(0);
+    let verified = secret.verify(
+        &header("webhook-id"),
+        timestamp,
+        &body,
+        &header("webhook-signature"),
+    );
+    let event: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
+    println!(
+        "\n  webhook ← {} (signature {})\n  {}",
+        event["name"].as_str().unwrap_or("?"),
+        if verified { "valid" } else { "INVALID" },
+        serde_json::to_string(&event["data"]).unwrap_or_default()
+    );
+    StatusCode::OK
+}
+
+/// Runs the demo until Ctrl-C.
+pub async fn run() -> Result<(), DemoError> {
+    let work = std::env::temp_dir().join(format!("smsrelay-demo-{}", std::process::id()));
+    std::fs::create_dir_all(&work)?;
+    let result = run_in(work.clone()).await;
+    let _ = std::fs::remove_dir_all(&work);
+    result
+}
+
+async fn run_in(work: PathBuf) -> Result<(), DemoError> {
+    let link = work.join("modem");
+    let modem = Arc::new(MockModem::start(
+        MockConfig {
+            submit_delay: Duration::from_millis(800),
+            report_delay: Duration::from_secs(2),
+            ..MockConfig::default()
+        },
+        Some(link.clone()),
+    )?);
+
+    let secret = Arc::new(
+        Secret::parse(SECRET)
+            .map_err(|error| std::io::Error::other(format!("demo secret: {error}")))?,
+    );
+    let receiver = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let receiver_url = format!("http://{}/events", receiver.local_addr()?);
+    let app = axum::Router::new().route(
+        "/events",
+        post(move |headers, body| receive(Arc::clone(&secret), headers, body)),
+    );
+    tokio::spawn(async move {
+        let _ = axum::serve(receiver, app).await;
+    });
+
+    let listen = api_address();
+    let token = "demo-token-for-smsrelay-demo";
+    let config_text = format!(
+        r#"data_dir = "{data}"
+webhook_clock_check = false
+
+[modem]
+device = "{device}"
+
+[api]
+listen = "{listen}"
+token = "{token}"
+
+[[webhook]]
+name = "demo"
+url = "{receiver_url}"
+secret = "{SECRET}"
+"#,
+        data = work.join("data").display(),
+        device = link.display(),
+    );
+    let config_path = work.join("smsrelay.toml");
+    std::fs::write(&config_path, &config_text)?;
+    let config = Config::parse(&config_text)?;
+
+    println!(
+        "smsrelay demo: a simulated modem on {}, the daemon, and a webhook receiver.",
+        link.display()
+    );
+    println!(
+        "Config: {} (a copy lives only while the demo runs)\n",
+        config_path.display()
+    );
+    let daemon = tokio::spawn(crate::daemon::run(config));
+
+    let client = crate::client::Client::from_config(&Config::parse(&config_text)?)
+        .map_err(|error| std::io::Error::other(error.to_string()))?;
+    // Wait for the API, then for the modem.
+    let ready = tokio::task::spawn_blocking(move || {
+        for _ in 0..300 {
+            if let Ok(status) = client.get("/v1/status") {
+                if status["modem"]["state"] == "Ready" {
+                    return Some(client);
+                }
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        None
+    })
+    .await
+    .ok()
+    .flatten();
+    let Some(client) = ready else {
+        eprintln!("the daemon did not become ready; see the log above");
+        return Ok(daemon
+            .await
+            .map_err(|e| std::io::Error::other(e.to_string()))??);
+    };
+
+    println!("1. An SMS arrives from +447700900555 …");
+    modem
+        .inject_sms(&InboundSms::new(
+            "+447700900555",
+            "Hi! Is the gateway up? 👋",
+        ))
+        .map_err(|error| std::io::Error::other(error.to_string()))?;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    println!("\n2. Sending a reply through the API, and waiting for its delivery report …");
+    let sent = tokio::task::spawn_blocking(move || {
+        let request = serde_json::json!({ "to": "+447700900555", "text": "Yes: smsrelay here." });
+        client.send(&request, None, Some(Duration::from_secs(30)), |line| {
+            println!("   {line}")
+        })
+    })
+    .await;
+    if let Ok(Err(error)) = sent {
+        eprintln!("   send failed: {error}");
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    println!(
+        r#"
+The gateway stays up. Try it (Ctrl-C stops everything and removes the temp files):
+
+  API      http://{listen}   token: {token}
+  curl -s -H 'Authorization: Bearer {token}' -H 'Content-Type: application/json' \
+       -d '{{"to": "+447700900123", "text": "Hello"}}' http://{listen}/v1/messages
+  curl -s -H 'Authorization: Bearer {token}' http://{listen}/v1/events
+  smsrelay send --config {config} --to +447700900123 --text "Hello" --wait
+  smsrelay events --config {config} --follow
+  smsrelay mock-modem is the simulated modem used here; {device} is its port.
+"#,
+        config = config_path.display(),
+        device = link.display(),
+    );
+    Ok(daemon
+        .await
+        .map_err(|error| std::io::Error::other(error.to_string()))??)
+}
