@@ -564,3 +564,78 @@ fn the_demo_shows_an_sms_in_and_one_out_then_cleans_up_on_ctrl_c() {
     assert!(status.success(), "{status:?}");
     assert!(!work.exists(), "the temp dir was left behind");
 }
+
+#[test]
+fn sigterm_mid_traffic_exits_cleanly_and_a_restart_finishes_the_work() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let link = dir.path().join("modem");
+    let modem = MockModem::start(
+        MockConfig {
+            submit_delay: Duration::from_millis(200),
+            report_delay: Duration::from_millis(100),
+            ..MockConfig::default()
+        },
+        Some(link.clone()),
+    )
+    .expect("mock starts");
+    let receiver = Receiver::start(ok);
+    let port = free_port();
+    let config = write_config_on(dir.path(), &link, &receiver.url, port);
+    let daemon = Daemon::start(&config);
+    let api = Api::new(port);
+    api.wait_up();
+    let mut ids = Vec::new();
+    for n in 0..12 {
+        let body = format!(r#"{{"to": "+447700900123", "text": "traffic {n}"}}"#);
+        let (status, accepted) = api.post("/v1/messages", Some(TOKEN), &body, &[]);
+        assert_eq!(status, 202, "{accepted}");
+        ids.push(accepted["id"].as_str().expect("id").to_string());
+    }
+    // Some, not all, have gone out.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while modem.submitted().len() < 3 {
+        assert!(Instant::now() < deadline, "nothing was sent");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let started = Instant::now();
+    assert_eq!(daemon.terminate(Duration::from_secs(10)), Some(0));
+    let took = started.elapsed();
+    assert!(
+        modem.submitted().len() < 12,
+        "the test was too slow to catch traffic"
+    );
+
+    let daemon = Daemon::start(&config);
+    api.wait_up();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut states = Vec::new();
+    while Instant::now() < deadline {
+        states = ids
+            .iter()
+            .map(|id| {
+                api.get(&format!("/v1/messages/{id}")).1["state"]
+                    .as_str()
+                    .unwrap_or("")
+                    .to_string()
+            })
+            .collect();
+        if states.iter().all(|s| s == "delivered" || s == "failed") {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(
+        states.iter().all(|s| s == "delivered" || s == "failed"),
+        "{states:?}"
+    );
+    // Nothing twice: each text reached the network at most once.
+    let mut texts: Vec<String> = modem.submitted().into_iter().map(|s| s.text).collect();
+    let all = texts.len();
+    texts.sort();
+    texts.dedup();
+    assert_eq!(texts.len(), all, "a message was submitted twice");
+    // At most the one part in flight at SIGTERM is reported interrupted; the rest went out.
+    let failed = states.iter().filter(|s| *s == "failed").count();
+    assert!(failed <= 1, "{states:?} (stopped in {took:?})");
+    assert_eq!(daemon.terminate(Duration::from_secs(10)), Some(0));
+}
