@@ -104,11 +104,19 @@ pub fn router(state: Shared) -> Router {
         ));
     Router::new()
         .route("/healthz", get(healthz))
+        .route("/v1/openapi.json", get(openapi))
         .merge(guarded)
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .with_state(state)
+}
+
+/// The OpenAPI 3 document (`docs/openapi.json` in the repository).
+pub const OPENAPI: &str = include_str!("../docs/openapi.json");
+
+async fn openapi() -> Response {
+    ([(header::CONTENT_TYPE, "application/json")], OPENAPI).into_response()
 }
 
 async fn not_found() -> ApiError {
@@ -655,6 +663,33 @@ mod tests {
             Some("txt")
         );
         assert_eq!(field_of("EOF while parsing"), None);
+    }
+
+    #[test]
+    fn the_openapi_document_lists_every_route() {
+        let document: serde_json::Value = serde_json::from_str(super::OPENAPI).expect("JSON");
+        assert!(
+            document["openapi"]
+                .as_str()
+                .is_some_and(|v| v.starts_with("3."))
+        );
+        let source = include_str!("api.rs");
+        let mut checked = 0;
+        // Every `.route("…"` in the router is documented (axum's {param} is OpenAPI's too).
+        for route in source
+            .split(".route(\"")
+            .skip(1)
+            .filter_map(|rest| rest.split('"').next())
+        {
+            if route.starts_with('/') {
+                assert!(
+                    document["paths"].get(route).is_some(),
+                    "{route} is not in openapi.json"
+                );
+                checked += 1;
+            }
+        }
+        assert!(checked >= 10, "only {checked} routes found");
     }
 
     #[test]

@@ -309,6 +309,9 @@ fn a_message_sent_through_the_api_is_sent_and_delivered_at_the_webhook() {
     let (status, state) = api.get("/v1/status");
     assert_eq!(status, 200);
     assert_eq!(state["modem"]["state"], "Ready");
+    let (status, document) = api.get("/v1/openapi.json");
+    assert_eq!(status, 200);
+    assert!(document["paths"]["/v1/messages"]["post"].is_object());
     assert_eq!(daemon.terminate(Duration::from_secs(10)), Some(0));
 }
 
