@@ -322,7 +322,22 @@ async fn message(
             )
         })??;
     match found {
-        Some(message) => Ok(axum::Json(message_json(&message)).into_response()),
+        Some(message) => {
+            let store = state.gateway.store().clone();
+            let id = message.id.clone();
+            let events = tokio::task::spawn_blocking(move || store.events_of_message(&id, 50_000))
+                .await
+                .map_err(|error| {
+                    ApiError::new(
+                        StatusCode::INTERNAL_SERVER_ERROR,
+                        "internal",
+                        error.to_string(),
+                    )
+                })??;
+            let mut body = message_json(&message);
+            body["events"] = json!(events);
+            Ok(axum::Json(body).into_response())
+        }
         None => Err(ApiError::new(
             StatusCode::NOT_FOUND,
             "not_found",

@@ -303,6 +303,11 @@ fn a_message_sent_through_the_api_is_sent_and_delivered_at_the_webhook() {
     let (status, message) = api.get(&format!("/v1/messages/{id}"));
     assert_eq!(status, 200);
     assert_eq!(message["state"], "delivered");
+    let names: Vec<_> = message["events"]
+        .as_array()
+        .map(|events| events.iter().map(|e| e["name"].clone()).collect())
+        .unwrap_or_default();
+    assert_eq!(names, ["sms.sent", "sms.delivered"]);
     let (status, events) = api.get("/v1/events?after=0&limit=10");
     assert_eq!(status, 200);
     assert_eq!(events["events"].as_array().map(Vec::len), Some(2));

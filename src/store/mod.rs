@@ -696,6 +696,21 @@ impl Store {
             .collect()
     }
 
+    /// The events of one message, oldest first, from the newest `window` events (a message's
+    /// events are close together; this keeps the lookup bounded on a big log).
+    pub fn events_of_message(&self, id: &str, window: usize) -> Result<Vec<Event>, StoreError> {
+        let mut found = Vec::new();
+        for entry in self.events.iter().rev().take(window) {
+            let (key, bytes) = entry?;
+            let event: Event = decode("events", &key, &bytes)?;
+            if event.data["message_id"] == id {
+                found.push(event);
+            }
+        }
+        found.reverse();
+        Ok(found)
+    }
+
     /// One event.
     pub fn event(&self, sequence: u64) -> Result<Option<Event>, StoreError> {
         self.events
