@@ -661,7 +661,7 @@ pub fn token(configured: Option<&str>, data_dir: &std::path::Path) -> std::io::R
 }
 
 /// How long a shutdown waits for requests in flight.
-pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(1);
 
 #[cfg(test)]
 mod tests {

@@ -1,6 +1,7 @@
 //! `smsrelay run`: wires the store, the modem driver, the gateway and the webhook dispatcher,
 //! talks to systemd (READY, STATUS, WATCHDOG), and shuts down in order on SIGTERM or SIGINT:
-//! stop taking work, let the AT command in flight finish, flush, exit.
+//! stop taking work, let the AT command in flight finish, flush, exit; each step has a budget
+//! (API 1 s, the part in flight 5 s, the driver 3 s) so the whole stays within systemd's 10 s.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -174,22 +175,22 @@ pub async fn run(config: Config) -> Result<(), DaemonError> {
     let mut tasks = tasks.into_iter();
     if let Some(sender) = tasks.next() {
         let abort = sender.abort_handle();
-        if tokio::time::timeout(Duration::from_secs(6), sender)
+        if tokio::time::timeout(Duration::from_secs(5), sender)
             .await
             .is_err()
         {
-            warn!("a send is still in flight after 6 s; stopping anyway");
+            warn!("a send is still in flight after 5 s; stopping anyway");
             abort.abort();
         }
     }
     for task in tasks {
         task.abort();
     }
-    if tokio::time::timeout(Duration::from_secs(8), modem.handle.shutdown())
+    if tokio::time::timeout(Duration::from_secs(3), modem.handle.shutdown())
         .await
         .is_err()
     {
-        warn!("the modem did not stop within 8 s");
+        warn!("the modem did not stop within 3 s");
     }
     let flushed = tokio::task::spawn_blocking(move || {
         // The last handle: dropping it stops and joins the webhook threads.
