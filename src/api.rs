@@ -17,8 +17,8 @@ use serde_json::{Value, json};
 
 use crate::gateway::{EnqueueError, Gateway, NewMessage};
 use crate::modem::ModemHandle;
-use crate::store::{MessageState, OutboundMessage, PartState, Store, StoreError};
-use crate::webhook::Dispatcher;
+use crate::store::{MessageState, OutboundMessage, PartState, Store, StoreError, blocking};
+use crate::webhook::{Dispatcher, EndpointStatus};
 
 /// The largest request body accepted.
 pub const BODY_LIMIT: usize = 64 * 1024;
@@ -311,29 +311,12 @@ async fn message(
     State(state): State<Shared>,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
-    let store = state.gateway.store().clone();
-    let found = tokio::task::spawn_blocking(move || store.message(&id))
-        .await
-        .map_err(|error| {
-            ApiError::new(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "internal",
-                error.to_string(),
-            )
-        })??;
+    let found = with_store(&state, move |store| store.message(&id)).await?;
     match found {
         Some(message) => {
-            let store = state.gateway.store().clone();
             let id = message.id.clone();
-            let events = tokio::task::spawn_blocking(move || store.events_of_message(&id, 50_000))
-                .await
-                .map_err(|error| {
-                    ApiError::new(
-                        StatusCode::INTERNAL_SERVER_ERROR,
-                        "internal",
-                        error.to_string(),
-                    )
-                })??;
+            let events =
+                with_store(&state, move |store| store.events_of_message(&id, 50_000)).await?;
             let mut body = message_json(&message);
             body["events"] = json!(events);
             Ok(axum::Json(body).into_response())
@@ -379,16 +362,7 @@ async fn list_messages(
         ),
     };
     let limit = query.limit.unwrap_or(50).clamp(1, 1000);
-    let store = state.gateway.store().clone();
-    let messages = tokio::task::spawn_blocking(move || store.messages(wanted, limit))
-        .await
-        .map_err(|error| {
-            ApiError::new(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "internal",
-                error.to_string(),
-            )
-        })??;
+    let messages = with_store(&state, move |store| store.messages(wanted, limit)).await?;
     let list: Vec<Value> = messages.iter().map(message_json).collect();
     Ok(axum::Json(json!({ "messages": list })).into_response())
 }
@@ -403,18 +377,9 @@ async fn events(
     State(state): State<Shared>,
     Query(query): Query<EventsQuery>,
 ) -> Result<Response, ApiError> {
-    let store = state.gateway.store().clone();
     let after = query.after.unwrap_or(0);
     let limit = query.limit.unwrap_or(100).clamp(1, 1000);
-    let events = tokio::task::spawn_blocking(move || store.events_after(after, limit))
-        .await
-        .map_err(|error| {
-            ApiError::new(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "internal",
-                error.to_string(),
-            )
-        })??;
+    let events = with_store(&state, move |store| store.events_after(after, limit)).await?;
     Ok(axum::Json(json!({ "events": events })).into_response())
 }
 
@@ -422,16 +387,7 @@ async fn redeliver(
     State(state): State<Shared>,
     Path(sequence): Path<u64>,
 ) -> Result<Response, ApiError> {
-    let store = state.gateway.store().clone();
-    let jobs = tokio::task::spawn_blocking(move || store.redeliver(sequence))
-        .await
-        .map_err(|error| {
-            ApiError::new(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "internal",
-                error.to_string(),
-            )
-        })??;
+    let jobs = with_store(&state, move |store| store.redeliver(sequence)).await?;
     match jobs {
         Some(endpoints) => Ok((
             StatusCode::ACCEPTED,
@@ -446,15 +402,25 @@ async fn redeliver(
     }
 }
 
-fn store_of(state: &Shared) -> &Store {
-    state.gateway.store()
+/// Runs store work off the async runtime (reads scan trees, writes flush).
+async fn with_store<T: Send + 'static>(
+    state: &Shared,
+    work: impl FnOnce(&Store) -> Result<T, StoreError> + Send + 'static,
+) -> Result<T, ApiError> {
+    let store = state.gateway.store().clone();
+    Ok(blocking(move || work(&store)).await?)
+}
+
+/// Each webhook's state, read off the async runtime.
+async fn webhook_status(state: &Shared) -> Result<Vec<EndpointStatus>, ApiError> {
+    let dispatcher = Arc::clone(&state.dispatcher);
+    Ok(blocking(move || dispatcher.status()).await?)
 }
 
 async fn status(State(state): State<Shared>) -> Result<Response, ApiError> {
     let modem = state.modem.status();
-    let store = store_of(&state);
-    let queued = store.outbox()?.len();
-    let webhooks = state.dispatcher.status()?;
+    let queued = with_store(&state, |store| Ok(store.outbox_len())).await?;
+    let webhooks = webhook_status(&state).await?;
     let identity = modem.identity.as_ref().map(|identity| {
         json!({
             "manufacturer": identity.manufacturer, "model": identity.model,
@@ -485,7 +451,7 @@ async fn status(State(state): State<Shared>) -> Result<Response, ApiError> {
 }
 
 async fn webhooks(State(state): State<Shared>) -> Result<Response, ApiError> {
-    let list = state.dispatcher.status()?;
+    let list = webhook_status(&state).await?;
     Ok(axum::Json(json!({ "webhooks": list.iter().map(|w| json!({
         "name": w.name,
         "state": w.health.state,
@@ -498,10 +464,9 @@ async fn webhooks(State(state): State<Shared>) -> Result<Response, ApiError> {
     .into_response())
 }
 
-fn known_webhook(state: &Shared, name: &str) -> Result<(), ApiError> {
-    let known = state
-        .dispatcher
-        .status()?
+async fn known_webhook(state: &Shared, name: &str) -> Result<(), ApiError> {
+    let known = webhook_status(state)
+        .await?
         .iter()
         .any(|status| status.name == name);
     if known {
@@ -519,8 +484,8 @@ async fn webhook_test(
     State(state): State<Shared>,
     Path(name): Path<String>,
 ) -> Result<Response, ApiError> {
-    known_webhook(&state, &name)?;
-    let event = store_of(&state).enqueue_test_event(&name)?;
+    known_webhook(&state, &name).await?;
+    let event = with_store(&state, move |store| store.enqueue_test_event(&name)).await?;
     Ok((
         StatusCode::ACCEPTED,
         axum::Json(json!({ "event_id": event.id })),
@@ -532,8 +497,9 @@ async fn webhook_enable(
     State(state): State<Shared>,
     Path(name): Path<String>,
 ) -> Result<Response, ApiError> {
-    known_webhook(&state, &name)?;
-    let event = state.dispatcher.enable(&name)?;
+    known_webhook(&state, &name).await?;
+    let dispatcher = Arc::clone(&state.dispatcher);
+    let event = blocking(move || dispatcher.enable(&name)).await?;
     Ok((
         StatusCode::ACCEPTED,
         axum::Json(json!({ "test_event_id": event.id })),
@@ -542,6 +508,8 @@ async fn webhook_enable(
 }
 
 async fn metrics(State(state): State<Shared>) -> Result<Response, ApiError> {
+    let outbox = with_store(&state, |store| Ok(store.outbox_len())).await?;
+    let webhooks = webhook_status(&state).await?;
     let modem = state.modem.status();
     let counters = modem.counters;
     let gateway = state.gateway.counters();
@@ -620,9 +588,9 @@ async fn metrics(State(state): State<Shared>) -> Result<Response, ApiError> {
         "smsrelay_outbox_depth",
         "Messages waiting to be sent.",
         "gauge",
-        store_of(&state).outbox()?.len().to_string(),
+        outbox.to_string(),
     );
-    for webhook in state.dispatcher.status()? {
+    for webhook in webhooks {
         text.push_str(&format!(
             "smsrelay_webhook_queue_depth{{endpoint=\"{}\"}} {}\n",
             webhook.name, webhook.queue_depth

@@ -13,7 +13,7 @@ use tokio::signal::unix::{SignalKind, signal};
 use crate::config::Config;
 use crate::gateway::Gateway;
 use crate::modem::{LinkState, Modem};
-use crate::store::{Store, StoreError, StoreSettings};
+use crate::store::{Store, StoreError, StoreSettings, blocking};
 use crate::webhook::{Dispatcher, DispatcherSettings, SystemClock};
 
 /// Why the daemon could not start.
@@ -60,17 +60,7 @@ pub async fn run(config: Config) -> Result<(), DaemonError> {
     let store = {
         let path = config.data_dir.join("db");
         let subscriptions = config.subscriptions.clone();
-        tokio::task::spawn_blocking(move || {
-            Store::open(&path, &StoreSettings::default(), subscriptions)
-        })
-        .await
-        .map_err(|error| {
-            DaemonError::Store(StoreError::Corrupt {
-                tree: "-",
-                key: "-".into(),
-                error: error.to_string(),
-            })
-        })??
+        blocking(move || Store::open(&path, &StoreSettings::default(), subscriptions)).await?
     };
     let token =
         crate::api::token(config.token.as_deref(), &config.data_dir).map_err(DaemonError::Token)?;
@@ -142,7 +132,8 @@ pub async fn run(config: Config) -> Result<(), DaemonError> {
             _ = interrupt.recv() => break "SIGINT",
             _ = tick.tick() => {
                 let status = modem.handle.status();
-                let queued = store.outbox().map(|ids| ids.len()).unwrap_or(0);
+                let counted = store.clone();
+                let queued = blocking(move || Ok(counted.outbox_len())).await.unwrap_or(0);
                 let state = match &status.state {
                     LinkState::Ready => "modem ready".to_string(),
                     other => format!("modem {other:?}"),

@@ -519,16 +519,9 @@ fn run(path: &std::path::Path, level: Option<LevelFilter>) -> ExitCode {
         }
     };
     init_logging(level.unwrap_or(config.log_level));
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-    {
+    let runtime = match runtime() {
         Ok(runtime) => runtime,
-        Err(error) => {
-            eprintln!("smsrelay: cannot start the runtime: {error}");
-            return ExitCode::FAILURE;
-        }
+        Err(code) => return code,
     };
     match runtime.block_on(smsrelay::daemon::run(config)) {
         Ok(()) => ExitCode::SUCCESS,
@@ -568,16 +561,9 @@ fn with_client(
 }
 
 fn demo() -> ExitCode {
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-    {
+    let runtime = match runtime() {
         Ok(runtime) => runtime,
-        Err(error) => {
-            eprintln!("smsrelay: cannot start the runtime: {error}");
-            return ExitCode::FAILURE;
-        }
+        Err(code) => return code,
     };
     match runtime.block_on(smsrelay::demo::run()) {
         Ok(()) => ExitCode::SUCCESS,
@@ -586,4 +572,16 @@ fn demo() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// Two worker threads: a Pi has four cores at most, and the work is mostly waiting.
+fn runtime() -> Result<tokio::runtime::Runtime, ExitCode> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(|error| {
+            eprintln!("smsrelay: cannot start the runtime: {error}");
+            ExitCode::FAILURE
+        })
 }

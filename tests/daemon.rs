@@ -250,23 +250,17 @@ impl Api {
 
 #[test]
 fn a_message_sent_through_the_api_is_sent_and_delivered_at_the_webhook() {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let link = dir.path().join("modem");
-    let modem = MockModem::start(
-        MockConfig {
-            submit_delay: Duration::from_millis(50),
-            report_delay: Duration::from_millis(50),
-            ..MockConfig::default()
-        },
-        Some(link.clone()),
-    )
-    .expect("mock starts");
-    let receiver = Receiver::start(ok);
-    let port = free_port();
-    let config = write_config_on(dir.path(), &link, &receiver.url, port);
-    let daemon = Daemon::start(&config);
-    let api = Api::new(port);
-    api.wait_up();
+    let (stack, daemon) = Stack::start(MockConfig {
+        submit_delay: Duration::from_millis(50),
+        report_delay: Duration::from_millis(50),
+        ..MockConfig::default()
+    });
+    let Stack {
+        modem,
+        receiver,
+        api,
+        ..
+    } = &stack;
     let body =
         r#"{"to": "+447700900123", "text": "Hello via the API", "callback_data": "order-7"}"#;
     let (status, accepted) = api.post(
@@ -322,15 +316,8 @@ fn a_message_sent_through_the_api_is_sent_and_delivered_at_the_webhook() {
 
 #[test]
 fn bad_requests_get_a_clear_json_error_and_store_nothing() {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let link = dir.path().join("modem");
-    let modem = MockModem::start(MockConfig::default(), Some(link.clone())).expect("mock starts");
-    let receiver = Receiver::start(ok);
-    let port = free_port();
-    let config = write_config_on(dir.path(), &link, &receiver.url, port);
-    let daemon = Daemon::start(&config);
-    let api = Api::new(port);
-    api.wait_up();
+    let (stack, daemon) = Stack::start(MockConfig::default());
+    let Stack { modem, api, .. } = &stack;
     let long = format!(
         r#"{{"to": "+447700900123", "text": "{}"}}"#,
         "x".repeat(2000)
@@ -439,6 +426,39 @@ fn bad_requests_get_a_clear_json_error_and_store_nothing() {
     assert_eq!(daemon.terminate(Duration::from_secs(10)), Some(0));
 }
 
+/// The simulated modem, a webhook receiver, the config of a daemon using both, and its API.
+struct Stack {
+    _dir: tempfile::TempDir,
+    modem: MockModem,
+    receiver: Receiver,
+    config: std::path::PathBuf,
+    api: Api,
+}
+
+impl Stack {
+    /// Starts the modem and the receiver, writes the config, starts the daemon and waits for
+    /// its API.
+    fn start(mock: MockConfig) -> (Stack, Daemon) {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let link = dir.path().join("modem");
+        let modem = MockModem::start(mock, Some(link.clone())).expect("mock starts");
+        let receiver = Receiver::start(ok);
+        let port = free_port();
+        let config = write_config_on(dir.path(), &link, &receiver.url, port);
+        let daemon = Daemon::start(&config);
+        let api = Api::new(port);
+        api.wait_up();
+        let stack = Stack {
+            _dir: dir,
+            modem,
+            receiver,
+            config,
+            api,
+        };
+        (stack, daemon)
+    }
+}
+
 fn cli(config: &std::path::Path, args: &[&str]) -> (i32, String, String) {
     let output = Command::new(env!("CARGO_BIN_EXE_smsrelay"))
         .args(args)
@@ -455,24 +475,14 @@ fn cli(config: &std::path::Path, args: &[&str]) -> (i32, String, String) {
 
 #[test]
 fn the_cli_sends_and_follows_a_message_and_reads_status_events_and_token() {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let link = dir.path().join("modem");
-    let _modem = MockModem::start(
-        MockConfig {
-            submit_delay: Duration::from_millis(50),
-            report_delay: Duration::from_millis(50),
-            ..MockConfig::default()
-        },
-        Some(link.clone()),
-    )
-    .expect("mock starts");
-    let receiver = Receiver::start(ok);
-    let port = free_port();
-    let config = write_config_on(dir.path(), &link, &receiver.url, port);
-    let daemon = Daemon::start(&config);
-    Api::new(port).wait_up();
+    let (stack, daemon) = Stack::start(MockConfig {
+        submit_delay: Duration::from_millis(50),
+        report_delay: Duration::from_millis(50),
+        ..MockConfig::default()
+    });
+    let Stack { config, .. } = &stack;
     let (code, stdout, stderr) = cli(
-        &config,
+        config,
         &[
             "send",
             "--to",
@@ -489,25 +499,25 @@ fn the_cli_sends_and_follows_a_message_and_reads_status_events_and_token() {
         lines.last().is_some_and(|l| l.starts_with("delivered at ")),
         "{stdout}"
     );
-    let (code, stdout, _) = cli(&config, &["events"]);
+    let (code, stdout, _) = cli(config, &["events"]);
     assert_eq!(code, 0);
     assert!(
         stdout.lines().any(|l| l.contains("\"sms.delivered\"")),
         "{stdout}"
     );
-    let (code, stdout, _) = cli(&config, &["status"]);
+    let (code, stdout, _) = cli(config, &["status"]);
     assert_eq!(code, 0);
     assert!(stdout.contains("\"state\": \"Ready\""), "{stdout}");
-    let (code, stdout, _) = cli(&config, &["messages", "--state", "delivered"]);
+    let (code, stdout, _) = cli(config, &["messages", "--state", "delivered"]);
     assert_eq!(code, 0);
     assert!(stdout.contains("from the CLI"), "{stdout}");
-    let (code, stdout, _) = cli(&config, &["token"]);
+    let (code, stdout, _) = cli(config, &["token"]);
     assert_eq!((code, stdout.trim()), (0, TOKEN));
-    let (code, _, stderr) = cli(&config, &["send", "--to", "nope", "--text", "x"]);
+    let (code, _, stderr) = cli(config, &["send", "--to", "nope", "--text", "x"]);
     assert_eq!(code, 1);
     assert!(stderr.contains("field to"), "{stderr}");
     assert_eq!(daemon.terminate(Duration::from_secs(10)), Some(0));
-    let (code, _, stderr) = cli(&config, &["status"]);
+    let (code, _, stderr) = cli(config, &["status"]);
     assert_eq!(code, 1);
     assert!(stderr.contains("cannot reach the daemon"), "{stderr}");
 }
@@ -575,23 +585,14 @@ fn the_demo_shows_an_sms_in_and_one_out_then_cleans_up_on_ctrl_c() {
 
 #[test]
 fn sigterm_mid_traffic_exits_cleanly_and_a_restart_finishes_the_work() {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let link = dir.path().join("modem");
-    let modem = MockModem::start(
-        MockConfig {
-            submit_delay: Duration::from_millis(200),
-            report_delay: Duration::from_millis(100),
-            ..MockConfig::default()
-        },
-        Some(link.clone()),
-    )
-    .expect("mock starts");
-    let receiver = Receiver::start(ok);
-    let port = free_port();
-    let config = write_config_on(dir.path(), &link, &receiver.url, port);
-    let daemon = Daemon::start(&config);
-    let api = Api::new(port);
-    api.wait_up();
+    let (stack, daemon) = Stack::start(MockConfig {
+        submit_delay: Duration::from_millis(200),
+        report_delay: Duration::from_millis(100),
+        ..MockConfig::default()
+    });
+    let Stack {
+        modem, config, api, ..
+    } = &stack;
     let mut ids = Vec::new();
     for n in 0..12 {
         let body = format!(r#"{{"to": "+447700900123", "text": "traffic {n}"}}"#);
@@ -613,7 +614,7 @@ fn sigterm_mid_traffic_exits_cleanly_and_a_restart_finishes_the_work() {
         "the test was too slow to catch traffic"
     );
 
-    let daemon = Daemon::start(&config);
+    let daemon = Daemon::start(config);
     api.wait_up();
     let deadline = Instant::now() + Duration::from_secs(60);
     let mut states = Vec::new();

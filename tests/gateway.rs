@@ -307,25 +307,7 @@ async fn a_failed_delivery_report_fails_the_message() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unmatched_report_is_kept_and_counted() {
     let h = harness(fast(), settings()).await;
-    let stamp = Timestamp::from_datetime(OffsetDateTime::now_utc());
-    let report = Pdu {
-        smsc: None,
-        tpdu: Tpdu::StatusReport(StatusReport {
-            no_more_messages: true,
-            loop_prevention: false,
-            reports_command: false,
-            message_reference: 200,
-            recipient: Address::from_number("+447700900999").expect("valid"),
-            timestamp: stamp,
-            discharge_time: stamp,
-            status: Status(0),
-            pid: None,
-            dcs: None,
-            user_data: None,
-        }),
-    };
-    let bytes = report.encode().expect("encodes");
-    let urc = format!("+CDS: {}\r\n{}", bytes.len() - 1, hex::encode_upper(&bytes));
+    let urc = routed_report(200, "+447700900999");
     // Let the driver finish its start-up so the URC is not taken for an answer.
     wait_ready(&h).await;
     h.modem
@@ -344,6 +326,29 @@ async fn an_unmatched_report_is_kept_and_counted() {
         1
     );
     assert!(!events(store).iter().any(|e| e.name.starts_with("sms.")));
+}
+
+/// A `+CDS` URC (a routed status report, delivered) for `reference` to `recipient`.
+fn routed_report(reference: u8, recipient: &str) -> String {
+    let stamp = Timestamp::from_datetime(OffsetDateTime::now_utc());
+    let report = Pdu {
+        smsc: None,
+        tpdu: Tpdu::StatusReport(StatusReport {
+            no_more_messages: true,
+            loop_prevention: false,
+            reports_command: false,
+            message_reference: reference,
+            recipient: Address::from_number(recipient).expect("valid"),
+            timestamp: stamp,
+            discharge_time: stamp,
+            status: Status(0),
+            pid: None,
+            dcs: None,
+            user_data: None,
+        }),
+    };
+    let bytes = report.encode().expect("encodes");
+    format!("+CDS: {}\r\n{}", bytes.len() - 1, hex::encode_upper(&bytes))
 }
 
 async fn wait_ready(h: &Harness) {
@@ -669,25 +674,7 @@ async fn an_old_unmatched_report_is_not_applied_to_a_new_message_with_its_refere
     )
     .await;
     // A report for TP-MR 0 to our recipient that nothing matches (its part's +CMGS was lost).
-    let stamp = Timestamp::from_datetime(OffsetDateTime::now_utc());
-    let report = Pdu {
-        smsc: None,
-        tpdu: Tpdu::StatusReport(StatusReport {
-            no_more_messages: true,
-            loop_prevention: false,
-            reports_command: false,
-            message_reference: 0,
-            recipient: Address::from_number(TO).expect("valid"),
-            timestamp: stamp,
-            discharge_time: stamp,
-            status: Status(0),
-            pid: None,
-            dcs: None,
-            user_data: None,
-        }),
-    };
-    let bytes = report.encode().expect("encodes");
-    let urc = format!("+CDS: {}\r\n{}", bytes.len() - 1, hex::encode_upper(&bytes));
+    let urc = routed_report(0, TO);
     wait_ready(&h).await;
     h.modem
         .with_engine(|engine, _| engine.inject_urc(smsrelay::mock::UrcPoint::Now, &urc));

@@ -6,10 +6,11 @@ use std::collections::BTreeMap;
 use log::{error, info};
 use sha2::{Digest, Sha256};
 
+use super::Gateway;
 use super::events::{self, rfc3339};
-use super::{Gateway, blocking};
 use crate::modem::Inbound;
 use crate::pdu::{Body, Concat, ConcatReference, Deliver, Tpdu};
+use crate::store::blocking;
 use crate::store::{InboundGroup, InboundPart, StoreError, now_ms};
 
 /// What identifies a part whatever route or read brought it (padding and the SMSC field

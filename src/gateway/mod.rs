@@ -22,7 +22,7 @@ use tokio::sync::{Notify, mpsc};
 use tokio::task::JoinHandle;
 
 use crate::modem::{ModemEvent, ModemHandle};
-use crate::store::{Store, StoreError};
+use crate::store::{Store, StoreError, blocking};
 
 pub use events::rfc3339;
 pub use outbound::{Accepted, EnqueueError, NewMessage};
@@ -102,20 +102,6 @@ pub struct Gateway {
 impl std::fmt::Debug for Gateway {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Gateway").finish_non_exhaustive()
-    }
-}
-
-/// Runs a store call on a blocking thread.
-async fn blocking<T: Send + 'static>(
-    call: impl FnOnce() -> Result<T, StoreError> + Send + 'static,
-) -> Result<T, StoreError> {
-    match tokio::task::spawn_blocking(call).await {
-        Ok(result) => result,
-        Err(error) => Err(StoreError::Corrupt {
-            tree: "-",
-            key: "-".into(),
-            error: format!("store task failed: {error}"),
-        }),
     }
 }
 

@@ -6,13 +6,14 @@ use std::time::Duration;
 use log::{info, warn};
 use serde::Serialize;
 
+use super::Gateway;
 use super::events::{self, rfc3339};
-use super::{Gateway, blocking};
 use crate::modem::{LinkState, Verdict};
 use crate::pdu::{
     self, Address, ConcatReference, MessageClass, StatusClass, StatusReport, SubmitOptions,
     Validity,
 };
+use crate::store::blocking;
 use crate::store::{
     Effects, FailureInfo, MessageState, OutPart, OutboundMessage, PartState, StoreError, now_ms,
 };

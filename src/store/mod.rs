@@ -167,6 +167,20 @@ impl std::fmt::Debug for Store {
 
 type TxResult<T> = Result<T, ConflictableTransactionError<StoreError>>;
 
+/// Runs a store call on a blocking thread, so the async runtime never waits on a flush.
+pub async fn blocking<T: Send + 'static>(
+    call: impl FnOnce() -> Result<T, StoreError> + Send + 'static,
+) -> Result<T, StoreError> {
+    match tokio::task::spawn_blocking(call).await {
+        Ok(result) => result,
+        Err(error) => Err(StoreError::Corrupt {
+            tree: "-",
+            key: "-".into(),
+            error: format!("store task failed: {error}"),
+        }),
+    }
+}
+
 /// Milliseconds since the Unix epoch.
 pub fn now_ms() -> u64 {
     SystemTime::now()
@@ -475,6 +489,11 @@ impl Store {
             .values()
             .map(|value| Ok(String::from_utf8_lossy(&value?).into_owned()))
             .collect()
+    }
+
+    /// How many messages wait in the outbox.
+    pub fn outbox_len(&self) -> usize {
+        self.outbox.len()
     }
 
     /// Changes a message in one transaction with its effects, then flushes. `change` may run
