@@ -16,5 +16,6 @@ mod pdu_cli;
 mod pdu_properties;
 mod pdu_vectors;
 mod support;
+mod systemd_unit;
 mod webhook_delivery;
 mod webhook_signatures;

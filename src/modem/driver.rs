@@ -492,8 +492,9 @@ impl Driver {
                 Err(error) => {
                     if open_attempt == 1 || open_attempt % 60 == 0 {
                         warn!(
-                            "modem: cannot open {}: {error}; retrying",
-                            self.settings.device.display()
+                            "modem: cannot open {}: {error}{}; retrying",
+                            self.settings.device.display(),
+                            open_hint(&error)
                         );
                     }
                     let pause = backoff(
@@ -1256,6 +1257,29 @@ async fn resync(link: &mut Link) -> bool {
     false
 }
 
+/// What an operator can do about a device that will not open, for the log line.
+fn open_hint(error: &tokio_serial::Error) -> &'static str {
+    use tokio_serial::ErrorKind;
+    // serialport reports EACCES as PermissionDenied, a port held by another program (EBUSY
+    // from TIOCEXCL, or its flock) as NoDevice, and EPERM (a device cgroup's refusal) as
+    // Unknown with the errno's text.
+    match error.kind() {
+        ErrorKind::Io(std::io::ErrorKind::PermissionDenied) => {
+            " (the daemon's user needs read-write access: group dialout, or a udev rule's GROUP)"
+        }
+        ErrorKind::NoDevice => {
+            " (another program holds the port: ModemManager? stop it, or tag the modem \
+             ID_MM_DEVICE_IGNORE=1 in a udev rule)"
+        }
+        ErrorKind::Unknown if error.description.contains("not permitted") => {
+            " (refused by the device policy: systemd resolves DeviceAllow=char-ttyUSB and \
+             friends when the service starts, so restart smsrelay after the modem's driver \
+             first loads)"
+        }
+        _ => "",
+    }
+}
+
 /// `min`, doubling per attempt, capped at `max`.
 fn backoff(min: Duration, max: Duration, attempt: u32) -> Duration {
     let factor = 1u32 << attempt.saturating_sub(1).min(16);
@@ -1264,8 +1288,27 @@ fn backoff(min: Duration, max: Duration, attempt: u32) -> Duration {
 
 #[cfg(test)]
 mod tests {
-    use super::backoff;
+    use super::{backoff, open_hint};
     use std::time::Duration;
+    use tokio_serial::{Error, ErrorKind};
+
+    #[test]
+    fn refusals_to_open_the_port_come_with_what_to_do() {
+        let denied = Error::new(
+            ErrorKind::Io(std::io::ErrorKind::PermissionDenied),
+            "Permission denied",
+        );
+        assert!(open_hint(&denied).contains("dialout"));
+        let busy = Error::new(ErrorKind::NoDevice, "Device or resource busy");
+        assert!(open_hint(&busy).contains("ModemManager"));
+        let cgroup = Error::new(ErrorKind::Unknown, "Operation not permitted");
+        assert!(open_hint(&cgroup).contains("restart smsrelay"));
+        let missing = Error::new(
+            ErrorKind::Io(std::io::ErrorKind::NotFound),
+            "No such file or directory",
+        );
+        assert_eq!(open_hint(&missing), "");
+    }
 
     #[test]
     fn backoff_doubles_up_to_its_cap() {
