@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use log::{error, info, warn};
 use sd_notify::NotifyState;
+use tokio::net::TcpListener;
 use tokio::signal::unix::{SignalKind, signal};
 
 use crate::config::Config;
@@ -53,6 +54,17 @@ fn notify(states: &[NotifyState]) {
 
 /// Runs until SIGTERM or SIGINT.
 pub async fn run(config: Config) -> Result<(), DaemonError> {
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .map_err(|error| DaemonError::Listen {
+            address: config.listen,
+            error,
+        })?;
+    run_on(config, listener).await
+}
+
+/// Runs until SIGTERM or SIGINT, serving the API on `listener` instead of `config.listen`.
+pub async fn run_on(config: Config, listener: TcpListener) -> Result<(), DaemonError> {
     std::fs::create_dir_all(&config.data_dir).map_err(|error| DaemonError::DataDir {
         path: config.data_dir.display().to_string(),
         error,
@@ -64,12 +76,6 @@ pub async fn run(config: Config) -> Result<(), DaemonError> {
     };
     let token =
         crate::api::token(config.token.as_deref(), &config.data_dir).map_err(DaemonError::Token)?;
-    let listener = tokio::net::TcpListener::bind(config.listen)
-        .await
-        .map_err(|error| DaemonError::Listen {
-            address: config.listen,
-            error,
-        })?;
     let bound = listener.local_addr().unwrap_or(config.listen);
     let mut terminate = signal(SignalKind::terminate()).map_err(DaemonError::Signals)?;
     let mut interrupt = signal(SignalKind::interrupt()).map_err(DaemonError::Signals)?;

@@ -33,15 +33,13 @@ pub enum DemoError {
     Daemon(#[from] crate::daemon::DaemonError),
 }
 
-/// Port 8640 when free, else any free port.
-fn api_address() -> SocketAddr {
-    let preferred = SocketAddr::from(([127, 0, 0, 1], 8640));
-    if std::net::TcpListener::bind(preferred).is_ok() {
-        return preferred;
+/// The API's socket: port 8640 when free, else any free port. Bound here and handed to the
+/// daemon, so that two demos started at once cannot both pick 8640.
+async fn api_listener() -> std::io::Result<tokio::net::TcpListener> {
+    match tokio::net::TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], 8640))).await {
+        Ok(listener) => Ok(listener),
+        Err(_) => tokio::net::TcpListener::bind("127.0.0.1:0").await,
     }
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|listener| listener.local_addr())
-        .unwrap_or(preferred)
 }
 
 async fn receive(secret: Arc<Secret>, headers: HeaderMap, body: Bytes) -> StatusCode {
@@ -103,7 +101,8 @@ async fn run_in(work: PathBuf) -> Result<(), DemoError> {
         let _ = axum::serve(receiver, app).await;
     });
 
-    let listen = api_address();
+    let api = api_listener().await?;
+    let listen = api.local_addr()?;
     let token = "demo-token-for-smsrelay-demo";
     let config_text = format!(
         r#"data_dir = "{data}"
@@ -136,7 +135,7 @@ secret = "{SECRET}"
         "Config: {} (a copy lives only while the demo runs)\n",
         config_path.display()
     );
-    let daemon = tokio::spawn(crate::daemon::run(config));
+    let daemon = tokio::spawn(crate::daemon::run_on(config, api));
 
     let client = crate::client::Client::from_config(&Config::parse(&config_text)?)
         .map_err(|error| std::io::Error::other(error.to_string()))?;

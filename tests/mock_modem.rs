@@ -471,7 +471,8 @@ fn long_inbound_messages_arrive_as_concatenated_parts() {
 #[test]
 fn routed_messages_need_cnma_when_csms_is_1() {
     let config = MockConfig {
-        cnma_timeout: Duration::from_millis(300),
+        // Long enough to ack on a busy machine; the no-ack half below waits it out once.
+        cnma_timeout: Duration::from_secs(2),
         ..fast()
     };
     let (modem, mut port) = start(config);

@@ -8,7 +8,7 @@ use std::collections::BTreeSet;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 const UNIT: &str = "smsrelay.service";
 /// The bar for `systemd-analyze security`.
@@ -210,26 +210,32 @@ fn the_daemon_makes_only_system_calls_the_unit_allows() {
         .spawn()
         .expect("strace starts");
     let stdout = child.stdout.take().expect("piped");
-    let tour = std::thread::spawn(move || {
+    let (toured, tour) = std::sync::mpsc::channel();
+    // Reads to the end: a closed pipe would make the demo's next line fail, and it would then
+    // exit without cleaning up.
+    let reader = std::thread::spawn(move || {
         use std::io::{BufRead, BufReader};
-        BufReader::new(stdout)
-            .lines()
-            .map_while(Result::ok)
-            .find(|line| line.starts_with("The gateway stays up"))
-            .is_some()
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if line.starts_with("The gateway stays up") {
+                let _ = toured.send(());
+            }
+        }
     });
-    let deadline = Instant::now() + Duration::from_secs(120);
-    while !tour.is_finished() {
-        assert!(Instant::now() < deadline, "the traced demo did not finish");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let finished = tour.join().expect("the reader thread");
+    let finished = tour.recv_timeout(Duration::from_secs(120));
     // SAFETY: kill(2) on the process group we created for strace and the demo.
     unsafe {
         libc::kill(-(child.id() as libc::pid_t), libc::SIGINT);
     }
     let status = child.wait().expect("strace exits");
-    assert!(finished, "the traced demo ended early: {status:?}");
+    reader.join().expect("the reader thread");
+    assert!(
+        finished.is_ok(),
+        "the traced demo did not finish its tour: {status:?}"
+    );
+    assert!(
+        status.success(),
+        "the traced demo did not exit cleanly: {status:?}"
+    );
 
     let log = std::fs::read_to_string(&trace).expect("read the trace");
     assert!(
