@@ -19,12 +19,25 @@ if ! cargo deb --version 2>/dev/null | grep -q "$CARGO_DEB_VERSION"; then
 fi
 
 target_dir=${CARGO_TARGET_DIR:-target}
+# The packages declare `libc6 (>= $GLIBC_FLOOR)` (Cargo.toml); a binary that needs a newer glibc
+# would install on a system where it cannot start.
+GLIBC_FLOOR=2.34
+check_glibc() { # binary
+    local needed
+    needed=$(readelf --dyn-syms -W "$1" | grep -o 'GLIBC_[0-9.]*' | sed 's/GLIBC_//' | sort -uV | tail -n1)
+    if [ "$(printf '%s\n%s\n' "$needed" "$GLIBC_FLOOR" | sort -V | tail -n1)" != "$GLIBC_FLOOR" ]; then
+        echo "error: $1 needs glibc $needed, newer than the $GLIBC_FLOOR that Cargo.toml's" \
+            "depends declares; raise both" >&2
+        exit 1
+    fi
+}
 built=()
 for arch in "${arches[@]}"; do
     case "$arch" in
         amd64)
             echo "==> amd64: release build and package"
             cargo deb --locked
+            check_glibc "$target_dir/release/smsrelay"
             ;;
         armhf | arm64)
             if [ "$arch" = armhf ]; then triple=armv7-unknown-linux-gnueabihf; else triple=aarch64-unknown-linux-gnu; fi
@@ -34,6 +47,7 @@ for arch in "${arches[@]}"; do
                 exit 1
             fi
             echo "==> $arch: packaging $binary"
+            check_glibc "$binary"
             # --no-strip: the release profile already stripped it, and the host's strip
             # cannot read ARM binaries.
             cargo deb --target "$triple" --no-build --no-strip
@@ -49,7 +63,7 @@ done
 echo
 echo "==> packages"
 for arch in "${built[@]}"; do
-    for deb in "$target_dir"/debian/smsrelay_*_"$arch".deb "$target_dir"/*/debian/smsrelay_*_"$arch".deb; do
+    for deb in "$target_dir"/debian/smsrelay_*_"$arch".deb; do
         [ -f "$deb" ] || continue
         printf '%s  %s bytes  %s\n' "$deb" "$(stat -c %s "$deb")" \
             "$(dpkg-deb -f "$deb" Depends)"
