@@ -13,14 +13,16 @@ if dpkg -s smsrelay >/dev/null 2>&1; then
 fi
 
 failures=0
+output=$(mktemp)
+trap 'rm -f "$output"' EXIT
 check() {
     local what=$1
     shift
-    if "$@" >/tmp/smsrelay-roundtrip.out 2>&1; then
+    if "$@" >"$output" 2>&1; then
         echo "  ok    $what"
     else
         echo "  FAIL  $what"
-        sed 's/^/        /' /tmp/smsrelay-roundtrip.out
+        sed 's/^/        /' "$output"
         failures=$((failures + 1))
     fi
 }

@@ -162,6 +162,39 @@ fn an_inbound_sms_reaches_the_webhook_signed_and_sigterm_stops_cleanly() {
 }
 
 #[test]
+fn a_webhook_request_hanging_at_sigterm_does_not_hold_the_exit_and_is_sent_again() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let link = dir.path().join("modem");
+    let modem = MockModem::start(MockConfig::default(), Some(link.clone())).expect("mock starts");
+    // Answers a minute late: far beyond the daemon's 10 s to exit (and the 15 s timeout).
+    let receiver = Receiver::start(|_| (200, Vec::new(), Duration::from_secs(60)));
+    let config = write_config(dir.path(), &link, &receiver.url);
+    let daemon = Daemon::start(&config);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !modem.commands().iter().any(|c| c == "AT+CPMS?") {
+        assert!(Instant::now() < deadline, "the daemon did not initialise");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    modem
+        .inject_sms(&InboundSms::new("+447700900555", "caught mid-delivery"))
+        .expect("injects");
+    let first = receiver.wait_for(1);
+    let started = Instant::now();
+    assert_eq!(daemon.terminate(Duration::from_secs(10)), Some(0));
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "took {:?}",
+        started.elapsed()
+    );
+    // The abandoned request's job stayed due: the next start sends the same event again.
+    let daemon = Daemon::start(&config);
+    let again = receiver.wait_for(2);
+    assert_eq!(again[1].json()["name"], "sms.received");
+    assert_eq!(again[1].header("webhook-id"), first[0].header("webhook-id"));
+    drop(daemon);
+}
+
+#[test]
 fn a_bad_config_stops_run_with_exit_2() {
     let dir = tempfile::tempdir().expect("temp dir");
     let path = dir.path().join("bad.toml");

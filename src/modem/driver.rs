@@ -1272,9 +1272,8 @@ fn open_hint(error: &tokio_serial::Error) -> &'static str {
              ID_MM_DEVICE_IGNORE=1 in a udev rule)"
         }
         ErrorKind::Unknown if error.description.contains("not permitted") => {
-            " (refused by the device policy: systemd resolves DeviceAllow=char-ttyUSB and \
-             friends when the service starts, so restart smsrelay after the modem's driver \
-             first loads)"
+            " (refused by the device policy: the unit's DeviceAllow= lines do not cover this \
+             device; add one for its major number with `systemctl edit smsrelay`)"
         }
         _ => "",
     }
@@ -1302,7 +1301,7 @@ mod tests {
         let busy = Error::new(ErrorKind::NoDevice, "Device or resource busy");
         assert!(open_hint(&busy).contains("ModemManager"));
         let cgroup = Error::new(ErrorKind::Unknown, "Operation not permitted");
-        assert!(open_hint(&cgroup).contains("restart smsrelay"));
+        assert!(open_hint(&cgroup).contains("DeviceAllow="));
         let missing = Error::new(
             ErrorKind::Io(std::io::ErrorKind::NotFound),
             "No such file or directory",

@@ -181,7 +181,7 @@ pub struct Dispatcher {
     store: Store,
     endpoints: Vec<EndpointConfig>,
     held_for_clock: Arc<AtomicBool>,
-    threads: Vec<JoinHandle<()>>,
+    threads: std::sync::Mutex<Vec<JoinHandle<()>>>,
 }
 
 impl std::fmt::Debug for Dispatcher {
@@ -261,7 +261,7 @@ impl Dispatcher {
             store,
             endpoints,
             held_for_clock,
-            threads,
+            threads: std::sync::Mutex::new(threads),
         }
     }
 
@@ -299,12 +299,45 @@ impl Dispatcher {
 
     /// Stops the threads after their request in flight (dropping does the same).
     pub fn stop(self) {}
+
+    /// Tells the threads to start no new request, without waiting for the ones in flight.
+    pub fn begin_stop(&self) {
+        self.stop.store(true, Ordering::SeqCst);
+    }
+
+    /// Stops the threads and waits up to `budget` for them; false if some were still in a
+    /// request. That request dies with the process and its job stays due, so the next start
+    /// sends it again with the same `webhook-id`: a shutdown never waits out an endpoint's
+    /// timeout (up to 60 s) while systemd's stop timeout runs.
+    pub fn stop_within(&self, budget: Duration) -> bool {
+        self.begin_stop();
+        let deadline = Instant::now() + budget;
+        let mut threads = self
+            .threads
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        while threads.iter().any(|thread| !thread.is_finished()) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let all_stopped = threads.iter().all(JoinHandle::is_finished);
+        for thread in threads.drain(..) {
+            // An unfinished thread is left to the process's exit.
+            if thread.is_finished() {
+                let _ = thread.join();
+            }
+        }
+        all_stopped
+    }
 }
 
 impl Drop for Dispatcher {
     fn drop(&mut self) {
-        self.stop.store(true, Ordering::SeqCst);
-        for thread in self.threads.drain(..) {
+        self.begin_stop();
+        let threads = self
+            .threads
+            .get_mut()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        for thread in threads.drain(..) {
             let _ = thread.join();
         }
     }
