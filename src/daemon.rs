@@ -199,8 +199,8 @@ pub async fn run_on(config: Config, listener: TcpListener) -> Result<(), DaemonE
     let flushed = tokio::task::spawn_blocking(move || {
         if !dispatcher.stop_within(WEBHOOK_STOP_BUDGET) {
             warn!(
-                "a webhook request is still in flight after {WEBHOOK_STOP_BUDGET:?}; \
-                 it is sent again at the next start"
+                "a webhook thread did not stop within {WEBHOOK_STOP_BUDGET:?}; a request it \
+                 had in flight is sent again at the next start"
             );
         }
         store.flush()
