@@ -1,21 +1,17 @@
 //! `smsrelay check-config`, run as users run it.
 
-use std::process::Command;
+use std::ffi::OsStr;
+
+use crate::support::{outcome, run_smsrelay};
 
 fn check(text: &str) -> (i32, String, String) {
     let dir = tempfile::tempdir().expect("temp dir");
     let path = dir.path().join("smsrelay.toml");
     std::fs::write(&path, text).expect("written");
-    let output = Command::new(env!("CARGO_BIN_EXE_smsrelay"))
-        .arg("check-config")
-        .arg(&path)
-        .output()
-        .expect("runs");
-    (
-        output.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&output.stdout).into_owned(),
-        String::from_utf8_lossy(&output.stderr).into_owned(),
-    )
+    outcome(&run_smsrelay([
+        OsStr::new("check-config"),
+        path.as_os_str(),
+    ]))
 }
 
 #[test]
@@ -47,10 +43,10 @@ fn a_bad_config_names_the_key_and_line_and_exits_2() {
 
 #[test]
 fn a_missing_file_is_a_clear_error() {
-    let output = Command::new(env!("CARGO_BIN_EXE_smsrelay"))
-        .args(["check-config", "/nonexistent/smsrelay.toml"])
-        .output()
-        .expect("runs");
-    assert_eq!(output.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&output.stderr).contains("cannot read the config file"));
+    let (code, _, stderr) = outcome(&run_smsrelay([
+        "check-config",
+        "/nonexistent/smsrelay.toml",
+    ]));
+    assert_eq!(code, 2);
+    assert!(stderr.contains("cannot read the config file"), "{stderr}");
 }

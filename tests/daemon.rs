@@ -1,11 +1,13 @@
 //! `smsrelay run`, the real binary as a child process, against the simulated modem on a PTY
 //! and a webhook receiver on 127.0.0.1.
 
+use std::ffi::OsStr;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use smsrelay::mock::{InboundSms, MockConfig, MockModem};
 
+use crate::support::{outcome, run_smsrelay};
 use crate::webhook_delivery::{Receiver, ok};
 
 const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
@@ -199,13 +201,13 @@ fn a_bad_config_stops_run_with_exit_2() {
     let dir = tempfile::tempdir().expect("temp dir");
     let path = dir.path().join("bad.toml");
     std::fs::write(&path, "[modem]\ndevice = \"/dev/x\"\nspeed = 1\n").expect("written");
-    let output = Command::new(env!("CARGO_BIN_EXE_smsrelay"))
-        .args(["run", "--config"])
-        .arg(&path)
-        .output()
-        .expect("runs");
-    assert_eq!(output.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&output.stderr).contains("speed"));
+    let (code, _, stderr) = outcome(&run_smsrelay([
+        OsStr::new("run"),
+        OsStr::new("--config"),
+        path.as_os_str(),
+    ]));
+    assert_eq!(code, 2);
+    assert!(stderr.contains("speed"), "{stderr}");
 }
 
 struct Api {
@@ -493,17 +495,10 @@ impl Stack {
 }
 
 fn cli(config: &std::path::Path, args: &[&str]) -> (i32, String, String) {
-    let output = Command::new(env!("CARGO_BIN_EXE_smsrelay"))
-        .args(args)
-        .arg("--config")
-        .arg(config)
-        .output()
-        .expect("runs");
-    (
-        output.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&output.stdout).into_owned(),
-        String::from_utf8_lossy(&output.stderr).into_owned(),
-    )
+    let args = args.iter().map(OsStr::new);
+    outcome(&run_smsrelay(
+        args.chain([OsStr::new("--config"), config.as_os_str()]),
+    ))
 }
 
 #[test]

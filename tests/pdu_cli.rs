@@ -1,15 +1,12 @@
 //! `smsrelay pdu decode|encode`, run as a user runs it.
 
-use std::process::{Command, Output};
+use std::process::Output;
 
 use serde_json::Value;
 use smsrelay::pdu::{Pdu, Tpdu};
 
 fn smsrelay(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_smsrelay"))
-        .args(args)
-        .output()
-        .expect("the binary runs")
+    crate::support::run_smsrelay(args)
 }
 
 fn stdout(output: &Output) -> String {

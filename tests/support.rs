@@ -1,11 +1,34 @@
 //! Shared by the test modules: our AT session on a simulated modem's PTY.
 
+use std::ffi::OsStr;
+use std::process::{Command, Output};
 use std::time::Duration;
 
 use smsrelay::at::{Session, SessionConfig, SessionHandle, Urc};
 use smsrelay::mock::MockModem;
 use tokio::sync::mpsc::Receiver;
 use tokio_serial::SerialPortBuilderExt;
+
+/// Runs the smsrelay binary, as a user would, to its end.
+pub fn run_smsrelay<I, S>(args: I) -> Output
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<OsStr>,
+{
+    Command::new(env!("CARGO_BIN_EXE_smsrelay"))
+        .args(args)
+        .output()
+        .expect("the binary runs")
+}
+
+/// A finished run's exit code (-1 when a signal ended it), stdout and stderr.
+pub fn outcome(output: &Output) -> (i32, String, String) {
+    (
+        output.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
 
 /// Opens the mock's device with tokio-serial, as the driver does, and runs a session on it.
 /// The mock needs no quiet time between commands, so tests pass a short `command_gap`.

@@ -578,25 +578,21 @@ impl Worker {
                 .store
                 .settle_job(&key, &job, &record, &health, JobOutcome::DeadLetter);
         }
-        if attempt.status == Some(410) {
-            health.state = EndpointState::Disabled;
-            health.disabled_reason = Some("the endpoint answered 410 Gone".into());
-            warn!("webhook {name}: disabled (410 Gone); events are held until it is re-enabled");
-            // The job stays, due now: it is held, not spent.
-            return self.store.settle_job(
-                &key,
-                &job,
-                &record,
-                &health,
-                JobOutcome::Retry { due: now },
-            );
-        }
         let failing_for = Duration::from_millis(now.saturating_sub(first));
-        if failing_for >= self.settings.disable_after && failing_for >= self.settings.disable_span {
+        let disabled_because = if attempt.status == Some(410) {
+            Some("the endpoint answered 410 Gone".to_string())
+        } else if failing_for >= self.settings.disable_after
+            && failing_for >= self.settings.disable_span
+        {
+            Some(format!("no success for {} h", failing_for.as_secs() / 3600))
+        } else {
+            None
+        };
+        if let Some(reason) = disabled_because {
+            warn!("webhook {name}: disabled ({reason}); events are held until it is re-enabled");
             health.state = EndpointState::Disabled;
-            health.disabled_reason =
-                Some(format!("no success for {} h", failing_for.as_secs() / 3600));
-            warn!("webhook {name}: disabled after {failing_for:?} of failures; events are held");
+            health.disabled_reason = Some(reason);
+            // The job stays, due now: it is held, not spent.
             return self.store.settle_job(
                 &key,
                 &job,
