@@ -65,6 +65,44 @@ async fn no_prompt_writes_esc() {
     );
 }
 
+/// Sends one PDU to a modem that answers `AT+CMGS` with `prompt`, written in one piece.
+async fn send_with_prompt(prompt: &'static [u8]) -> Result<Vec<String>, SessionError> {
+    let (host, mut modem) = tokio::io::duplex(4096);
+    let (session, handle, _urcs) = Session::new(host, SessionConfig::default());
+    tokio::spawn(session.run());
+    tokio::spawn(async move {
+        assert_eq!(read_some(&mut modem).await, b"AT+CMGS=1\r");
+        modem.write_all(prompt).await.expect("write");
+        if read_some(&mut modem).await == b"00AA\x1a" {
+            modem
+                .write_all(b"\r\n+CMGS: 7\r\n\r\nOK\r\n")
+                .await
+                .expect("write");
+        }
+        let _ = read_some(&mut modem).await;
+    });
+    handle
+        .execute(Command::send_pdu(1, "00AA"))
+        .await
+        .map(|response| response.info)
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_prompt_ended_by_crlf_or_followed_by_a_urc_in_the_same_read_is_still_the_prompt() {
+    for prompt in [
+        &b"\r\n> \r\n"[..],
+        b"\r\n> \r\n+CMTI: \"SM\",1\r\n",
+        b"\r\n>\r\n",
+    ] {
+        assert_eq!(
+            send_with_prompt(prompt).await,
+            Ok(vec!["+CMGS: 7".to_string()]),
+            "prompt {:?}",
+            String::from_utf8_lossy(prompt)
+        );
+    }
+}
+
 #[tokio::test(start_paused = true)]
 async fn a_send_that_times_out_after_the_pdu_reports_an_unknown_outcome() {
     let (host, mut modem) = tokio::io::duplex(4096);
@@ -134,4 +172,26 @@ async fn garbage_and_an_endless_line_do_not_stop_the_session() {
         result.expect("answered").result,
         smsrelay::at::FinalResult::Ok
     );
+}
+
+#[tokio::test]
+async fn a_cmgl_listing_with_a_pdu_glued_to_the_next_header_lists_both_messages() {
+    const FIRST: &str = "0791447700090010040C914477000910320000423051410354401BCD72990E0AD34131986E06FB81A465383B0FCA16A72FE713";
+    const SECOND: &str = "0791447700090010040DD049B7F93D6D4E0100004221133295950013D9775D0E1ABFC965507A0EA2E164B9D80C";
+    let (host, mut modem) = tokio::io::duplex(4096);
+    let (session, handle, _urcs) = Session::new(host, SessionConfig::default());
+    tokio::spawn(session.run());
+    tokio::spawn(async move {
+        assert_eq!(read_some(&mut modem).await, b"AT+CMGL=4\r");
+        let listing =
+            format!("\r\n+CMGL: 1,0,,51\r\n{FIRST}+CMGL: 2,0,,37\r\n{SECOND}\r\n\r\nOK\r\n");
+        modem.write_all(listing.as_bytes()).await.expect("write");
+        let _ = read_some(&mut modem).await;
+    });
+    let listed = smsrelay::modem::list(&handle).await.expect("listed");
+    let summary: Vec<_> = listed
+        .iter()
+        .map(|message| (message.index, message.hex.as_str(), message.pdu.is_ok()))
+        .collect();
+    assert_eq!(summary, vec![(1, FIRST, true), (2, SECOND, true)]);
 }

@@ -70,7 +70,7 @@ impl Framer {
                 Some(len) => {
                     self.pending_pos = start + len + 1;
                     self.append(start, start + len);
-                    if let Some(frame) = self.finish_line() {
+                    if let Some(frame) = self.finish_line(prompt_expected) {
                         return Some(frame);
                     }
                 }
@@ -101,12 +101,19 @@ impl Framer {
     }
 
     /// Ends the current line at a terminator: a frame, or nothing for an empty line.
-    fn finish_line(&mut self) -> Option<Frame> {
+    ///
+    /// Some modems end the prompt with CRLF, and a URC may follow it in the same read; either way
+    /// the prompt arrives here as a whole line, and it is still the prompt.
+    fn finish_line(&mut self, prompt_expected: bool) -> Option<Frame> {
         if let Some(discarded) = self.overflowing.take() {
             return Some(Frame::Overflow { discarded });
         }
         if self.line.is_empty() {
             return None;
+        }
+        if prompt_expected && is_prompt(&self.line) {
+            self.line.clear();
+            return Some(Frame::Prompt);
         }
         let text = String::from_utf8_lossy(&self.line).into_owned();
         self.line.clear();
@@ -173,6 +180,13 @@ mod tests {
         assert_eq!(frames(&[b"\r\n> "], false), vec![]);
         // A line that merely starts with `>` is not a prompt.
         assert_eq!(frames(&[b"\r\n> x"], true), vec![]);
+        // A prompt ended by CRLF, or followed by a URC in the same read, is still the prompt.
+        assert_eq!(frames(&[b"\r\n> \r\n"], true), vec![Frame::Prompt]);
+        assert_eq!(
+            frames(&[b"\r\n> \r\n+CMTI: \"SM\",1\r\n"], true),
+            vec![Frame::Prompt, line("+CMTI: \"SM\",1")]
+        );
+        assert_eq!(frames(&[b"\r\n> \r\n"], false), vec![line("> ")]);
     }
 
     #[test]

@@ -77,7 +77,7 @@ pub async fn list(handle: &SessionHandle) -> Result<Vec<StoredMessage>, StorageE
         });
     }
     let mut messages = Vec::new();
-    let mut lines = response.info.iter().peekable();
+    let mut lines = split_glued_headers(&response.info).into_iter().peekable();
     while let Some(line) = lines.next() {
         let Ok(header) = parse::cmgl(line) else {
             warn!("modem: unexpected line in the AT+CMGL answer: {line:?}");
@@ -85,12 +85,32 @@ pub async fn list(handle: &SessionHandle) -> Result<Vec<StoredMessage>, StorageE
         };
         // The PDU line, unless the modem lost the newline and the next header follows.
         let hex = match lines.peek() {
-            Some(next) if !next.starts_with("+CMGL:") => lines.next().cloned().unwrap_or_default(),
-            _ => String::new(),
+            Some(next) if !next.starts_with("+CMGL:") => lines.next().unwrap_or_default(),
+            _ => "",
         };
-        messages.push(stored(header.index.unwrap_or_default(), header.stat, hex));
+        messages.push(stored(
+            header.index.unwrap_or_default(),
+            header.stat,
+            hex.to_string(),
+        ));
     }
     Ok(messages)
+}
+
+/// Splits lines where a modem lost the newline between a PDU and the next `+CMGL:` header
+/// (`<pdu>+CMGL: 2,0,,37`), as gammu does: otherwise that PDU would not decode and the next
+/// message would not be listed at all.
+fn split_glued_headers(lines: &[String]) -> Vec<&str> {
+    let mut out = Vec::with_capacity(lines.len());
+    for line in lines {
+        let mut rest = line.as_str();
+        while let Some(at) = rest.get(1..).and_then(|tail| tail.find("+CMGL:")) {
+            out.push(&rest[..=at]);
+            rest = &rest[at + 1..];
+        }
+        out.push(rest);
+    }
+    out
 }
 
 /// Deletes one index (`AT+CMGD=<index>`). Call it only after the message is stored durably.
