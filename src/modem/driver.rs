@@ -367,6 +367,9 @@ enum End {
 }
 
 /// An open port with its session.
+/// How soon a sweep follows a failed read of an indicated message.
+const EARLY_SWEEP: Duration = Duration::from_secs(2);
+
 struct Link {
     handle: SessionHandle,
     urcs: mpsc::Receiver<Urc>,
@@ -378,6 +381,9 @@ struct Link {
     storage_warned: bool,
     /// URCs taken off the channel during a re-init, handled next.
     backlog: VecDeque<Urc>,
+    /// A read after `+CMTI`/`+CDSI` failed (a flaky `+CMS ERROR: 500`, a timeout): the message is
+    /// still on the modem, so the next sweep comes soon instead of after `sweep_interval`.
+    early_sweep: bool,
 }
 
 impl Link {
@@ -518,6 +524,7 @@ impl Driver {
                 consecutive_timeouts: 0,
                 storage_warned: false,
                 backlog: VecDeque::new(),
+                early_sweep: false,
             };
             match self.initialise(&mut link).await? {
                 Ok(()) => return Ok(link),
@@ -714,6 +721,9 @@ impl Driver {
                     return self.end(link, end).await;
                 }
                 continue;
+            }
+            if std::mem::take(&mut link.early_sweep) {
+                next_sweep = next_sweep.min(Instant::now() + EARLY_SWEEP);
             }
             self.flush_events();
             let waiting = !self.queued_events.is_empty();
@@ -984,10 +994,17 @@ impl Driver {
                 Ok(())
             }
             Err(StorageError::Refused { command, result }) => {
-                warn!("modem: {command} refused: {result}");
+                warn!(
+                    "modem: {command} refused: {result}; sweeping again in {} s",
+                    EARLY_SWEEP.as_secs()
+                );
+                link.early_sweep = true;
                 Ok(())
             }
-            Err(StorageError::Session(error)) => self.check(link, Err(error)).await.map(|_| ()),
+            Err(StorageError::Session(error)) => {
+                link.early_sweep = true;
+                self.check(link, Err(error)).await.map(|_| ())
+            }
         }
     }
 
@@ -1178,6 +1195,9 @@ impl Driver {
                 self.emit(ModemEvent::Signal(signal));
             }
         }
+        // The best of CREG and CEREG counts: LTE-only sticks register in CEREG only, and 2G/3G
+        // modems refuse CEREG, so a CREG that says "searching" is then the only word on a loss.
+        let mut best = None;
         for command in ["AT+CREG?", "AT+CEREG?"] {
             let response = self.execute(link, Command::new(command)).await?;
             if let Some(registration) = response
@@ -1185,12 +1205,15 @@ impl Driver {
                 .iter()
                 .find_map(|line| parse::registration(line).ok())
             {
-                // LTE-only sticks register in CEREG only: one registered answer is enough.
-                if registration.status.is_registered() || command == "AT+CEREG?" {
-                    self.on_registration(&registration);
+                let registered = registration.status.is_registered();
+                best = Some(registration);
+                if registered {
                     break;
                 }
             }
+        }
+        if let Some(registration) = best {
+            self.on_registration(&registration);
         }
         let response = self.execute(link, Command::new("AT+COPS?")).await?;
         let operator = response
