@@ -485,7 +485,7 @@ async fn webhook_test(
     Path(name): Path<String>,
 ) -> Result<Response, ApiError> {
     known_webhook(&state, &name).await?;
-    let event = with_store(&state, move |store| store.enqueue_test_event(&name)).await?;
+    let event = with_store(&state, move |store| store.enqueue_test_event(&name, false)).await?;
     Ok((
         StatusCode::ACCEPTED,
         axum::Json(json!({ "event_id": event.id })),

@@ -4,7 +4,7 @@
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use serde_json::Value;
+use serde_json::{Value, json};
 use smsrelay::store::{EndpointState, NewEvent, Store, StoreSettings, Subscription};
 use smsrelay::webhook::{
     Clock, Dispatcher, DispatcherSettings, EndpointConfig, ManualClock, Secret,
@@ -866,6 +866,103 @@ fn held_events_stay_held_when_the_test_after_enabling_fails() {
         names,
         ["sms.sent", "webhook.test", "webhook.test", "sms.sent"]
     );
+    dispatcher.stop();
+}
+
+#[test]
+fn a_failed_test_on_an_active_endpoint_leaves_it_active() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store = store(&dir, &[("crm", &["sms.*"])]);
+    let receiver = Receiver::start(|index| {
+        let status = if index == 0 { 500 } else { 200 };
+        (status, Vec::new(), Duration::ZERO)
+    });
+    let clock = Arc::new(ManualClock::default());
+    let dispatcher = Dispatcher::start(
+        store.clone(),
+        vec![endpoint("crm", &receiver)],
+        settings(),
+        Arc::clone(&clock) as Arc<_>,
+    );
+    // What `POST /v1/webhooks/crm/test` does.
+    store.enqueue_test_event("crm", false).expect("queued");
+    receiver.wait_for(1);
+    until("attempt recorded", || {
+        store
+            .endpoint_health("crm")
+            .expect("reads")
+            .consecutive_failures
+            == 1
+    });
+    assert_eq!(
+        store.endpoint_health("crm").expect("reads").state,
+        EndpointState::Active
+    );
+    // Events keep flowing, and the test is retried on the schedule like any delivery.
+    store
+        .record_events(&[event("sms.sent", 1)])
+        .expect("written");
+    clock.advance(Duration::from_secs(60));
+    let got = receiver.wait_for(3);
+    let names: Vec<Value> = got.iter().map(|r| r.json()["name"].clone()).collect();
+    assert_eq!(names, ["webhook.test", "sms.sent", "webhook.test"]);
+    until("test delivered", || store.queue_depth("crm") == 0);
+    assert_eq!(
+        store.endpoint_health("crm").expect("reads").state,
+        EndpointState::Active
+    );
+    dispatcher.stop();
+}
+
+#[test]
+fn redelivering_a_held_event_neither_loses_nor_doubles_it() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store = store(&dir, &[("crm", &["sms.*"])]);
+    let receiver = Receiver::start(|index| {
+        let status = if index == 0 { 410 } else { 200 };
+        (status, Vec::new(), Duration::ZERO)
+    });
+    let written = store
+        .record_events(&[event("sms.sent", 1), event("sms.delivered", 2)])
+        .expect("written");
+    let clock = Arc::new(ManualClock::default());
+    let dispatcher = Dispatcher::start(
+        store.clone(),
+        vec![endpoint("crm", &receiver)],
+        settings(),
+        Arc::clone(&clock) as Arc<_>,
+    );
+    until("disabled", || {
+        store.endpoint_health("crm").expect("reads").state == EndpointState::Disabled
+    });
+    // Held events are already queued: a redelivery keeps their one job each.
+    let endpoints = store.redeliver(written[0].sequence).expect("redelivers");
+    assert_eq!(endpoints, Some(vec!["crm".to_string()]));
+    assert_eq!(store.queue_depth("crm"), 2);
+    dispatcher.enable("crm").expect("enabled");
+    let got = receiver.wait_for(4);
+    until("delivered", || store.queue_depth("crm") == 0);
+    let delivered: Vec<(Value, Value)> = got[1..]
+        .iter()
+        .map(|r| (r.json()["name"].clone(), r.json()["sequence"].clone()))
+        .collect();
+    assert_eq!(
+        delivered,
+        [
+            (json!("webhook.test"), json!(3)),
+            (json!("sms.sent"), json!(1)),
+            (json!("sms.delivered"), json!(2)),
+        ]
+    );
+    // Once delivered, a redelivery is a new delivery with the next number.
+    store.redeliver(written[0].sequence).expect("redelivers");
+    clock.advance(Duration::from_secs(1));
+    let again = receiver.wait_for(5).remove(4).json();
+    assert_eq!(
+        (again["name"].clone(), again["sequence"].clone()),
+        (json!("sms.sent"), json!(4))
+    );
+    assert_eq!(again["id"], written[0].id);
     dispatcher.stop();
 }
 

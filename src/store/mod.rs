@@ -216,6 +216,20 @@ fn unwrap_tx<T>(result: Result<T, TransactionError<StoreError>>) -> Result<T, St
     })
 }
 
+/// The endpoint's next delivery number (the body's `sequence`). Dense per endpoint and
+/// assigned with the job, so receivers see gaps and reordering; redeliveries and test events
+/// get one too.
+fn next_endpoint_sequence(meta: &TransactionalTree, endpoint: &str) -> TxResult<u64> {
+    let counter = format!("endpoint_sequence/{endpoint}");
+    let next = meta
+        .get(counter.as_bytes())?
+        .and_then(|bytes| <[u8; 8]>::try_from(bytes.as_ref()).ok())
+        .map_or(0, u64::from_be_bytes)
+        + 1;
+    meta.insert(counter.as_bytes(), &next.to_be_bytes())?;
+    Ok(next)
+}
+
 /// `jobs` keys: the endpoint name, a 0 byte, the due time and the event sequence, so each
 /// endpoint scans its own queue earliest due first.
 pub fn job_key(endpoint: &str, due_ms: u64, event_sequence: u64) -> Vec<u8> {
@@ -373,21 +387,14 @@ impl Store {
                 if !subscribed || !subscription.wants(&event.name) {
                     continue;
                 }
-                // Dense per endpoint, assigned with the job: receivers see gaps and reordering.
-                let counter = format!("endpoint_sequence/{}", subscription.endpoint);
-                let endpoint_sequence = meta
-                    .get(counter.as_bytes())?
-                    .and_then(|bytes| <[u8; 8]>::try_from(bytes.as_ref()).ok())
-                    .map_or(0, u64::from_be_bytes)
-                    + 1;
-                meta.insert(counter.as_bytes(), &endpoint_sequence.to_be_bytes())?;
                 let job = Job {
                     event_sequence: sequence,
-                    sequence: endpoint_sequence,
+                    sequence: next_endpoint_sequence(meta, &subscription.endpoint)?,
                     endpoint: subscription.endpoint.clone(),
                     task_id: uuid::Uuid::now_v7().to_string(),
                     attempts: 0,
                     created_at: due,
+                    enable_probe: false,
                 };
                 jobs_tree.insert(job_key(&subscription.endpoint, due, sequence), encode(&job))?;
             }

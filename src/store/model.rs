@@ -171,6 +171,10 @@ pub struct Job {
     pub attempts: u32,
     /// Unix ms when created.
     pub created_at: u64,
+    /// The `webhook.test` that re-enabling an endpoint sends first: if it fails, the endpoint
+    /// stays disabled. A test asked for on an active endpoint is an ordinary delivery.
+    #[serde(default)]
+    pub enable_probe: bool,
 }
 
 /// One part of an inbound message kept until its message is complete.

@@ -254,33 +254,62 @@ impl Store {
 
     /// Queues an event again for every endpoint that subscribes to it (a replay by hand):
     /// the endpoints, or `None` when the event is not stored.
+    ///
+    /// An endpoint keeps at most one job per event: a job still queued (or held) stays as it
+    /// is, and a dead letter is replayed. A second job would share the first one's keys, and
+    /// re-keying held jobs on enable would overwrite one with the other.
     pub fn redeliver(&self, event_sequence: u64) -> Result<Option<Vec<String>>, StoreError> {
         let Some(event) = self.event(event_sequence)? else {
             return Ok(None);
         };
         let mut endpoints = Vec::new();
         for subscription in self.subscriptions.iter().filter(|s| s.wants(&event.name)) {
-            let job = Job {
-                event_sequence,
-                sequence: 0,
-                endpoint: subscription.endpoint.clone(),
-                task_id: uuid::Uuid::now_v7().to_string(),
-                attempts: 0,
-                created_at: now_ms(),
-            };
-            self.jobs.insert(
-                job_key(&subscription.endpoint, now_ms(), event_sequence),
-                encode(&job),
-            )?;
-            endpoints.push(subscription.endpoint.clone());
+            let endpoint = subscription.endpoint.as_str();
+            endpoints.push(endpoint.to_string());
+            if self.has_job(endpoint, event_sequence)?
+                || self.replay_dead_letter(endpoint, event_sequence)?
+            {
+                continue;
+            }
+            unwrap_tx((&self.jobs, &self.meta).transaction(|(jobs, meta)| {
+                let job = Job {
+                    event_sequence,
+                    sequence: super::next_endpoint_sequence(meta, endpoint)?,
+                    endpoint: endpoint.to_string(),
+                    task_id: uuid::Uuid::now_v7().to_string(),
+                    attempts: 0,
+                    created_at: now_ms(),
+                    enable_probe: false,
+                };
+                jobs.insert(job_key(endpoint, now_ms(), event_sequence), encode(&job))?;
+                Ok(())
+            }))?;
         }
         self.flush()?;
         self.announce_jobs();
         Ok(Some(endpoints))
     }
 
-    /// Records a `webhook.test` event for one endpoint only, due before anything it holds.
-    pub fn enqueue_test_event(&self, endpoint: &str) -> Result<Event, StoreError> {
+    /// Whether the endpoint has a job for this event waiting (due, retrying or held).
+    fn has_job(&self, endpoint: &str, event_sequence: u64) -> Result<bool, StoreError> {
+        let wanted = event_sequence.to_be_bytes();
+        for entry in self.jobs.scan_prefix(endpoint_prefix(endpoint)) {
+            let (key, _) = entry?;
+            // A job key ends with the event's sequence number.
+            if key.ends_with(&wanted) {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+
+    /// Records a `webhook.test` event for one endpoint only, due before anything it holds;
+    /// `enable_probe` marks the test that re-enabling sends (its failure keeps it disabled).
+    pub fn enqueue_test_event(
+        &self,
+        endpoint: &str,
+        enable_probe: bool,
+    ) -> Result<Event, StoreError> {
         let new = NewEvent {
             name: "webhook.test".into(),
             data: serde_json::json!({ "endpoint": endpoint, "message": "a test from smsrelay" }),
@@ -299,11 +328,12 @@ impl Store {
             })?;
             let job = Job {
                 event_sequence: event.sequence,
-                sequence: 0,
+                sequence: super::next_endpoint_sequence(meta, endpoint)?,
                 endpoint: endpoint.to_string(),
                 task_id: uuid::Uuid::now_v7().to_string(),
                 attempts: 0,
                 created_at: now_ms(),
+                enable_probe,
             };
             jobs.insert(job_key(endpoint, 0, event.sequence), encode(&job))?;
             Ok(event)

@@ -284,7 +284,7 @@ impl Dispatcher {
     pub fn enable(&self, name: &str) -> Result<Event, StoreError> {
         // Queue first, open last: the worker must find the test event ahead of the held ones
         // the moment it sees the endpoint active.
-        let event = self.store.enqueue_test_event(name)?;
+        let event = self.store.enqueue_test_event(name, true)?;
         self.store.release_held(name, 1)?;
         let mut health = self.store.endpoint_health(name)?;
         health.state = EndpointState::Active;
@@ -569,7 +569,7 @@ impl Worker {
         }
         let first = *health.first_failure_at.get_or_insert(now);
         health.last_error = Some(what.clone());
-        if event.name == "webhook.test" && job.sequence == 0 {
+        if job.enable_probe {
             // The test after an enable failed: what is held stays held.
             health.state = EndpointState::Disabled;
             health.disabled_reason = Some(format!("the test event after enabling failed: {what}"));
