@@ -136,6 +136,50 @@ fn line_of(text: &str, offset: usize) -> usize {
         + 1
 }
 
+/// The dotted key (`modem.baud`) whose line holds `offset`, for errors the TOML parser reports
+/// by position only (a wrong type).
+fn key_at(text: &str, offset: usize) -> Option<String> {
+    let before = text.get(..offset)?;
+    let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+    let line = text[line_start..].lines().next()?;
+    let (key, _) = line.split_once('=')?;
+    let key = key.trim().trim_matches('"');
+    if key.is_empty() || key.starts_with('[') || key.starts_with('#') {
+        return None;
+    }
+    let table = before[..line_start].lines().rev().find_map(|line| {
+        let line = line.trim();
+        line.starts_with('[').then(|| {
+            line.trim_matches(|c| c == '[' || c == ']')
+                .trim()
+                .to_string()
+        })
+    });
+    Some(match table {
+        Some(table) => format!("{table}.{key}"),
+        None => key.to_string(),
+    })
+}
+
+/// The line of `key = …` in the table that starts at `offset`, before the next table.
+fn key_line_after(text: &str, offset: usize, key: &str) -> Option<usize> {
+    let mut position = offset;
+    for (index, line) in text.get(offset..)?.split_inclusive('\n').enumerate() {
+        let trimmed = line.trim_start();
+        if index > 0 && trimmed.starts_with('[') {
+            return None;
+        }
+        let named = trimmed
+            .strip_prefix(key)
+            .is_some_and(|rest| rest.trim_start().starts_with('='));
+        if named {
+            return Some(line_of(text, position));
+        }
+        position += line.len();
+    }
+    None
+}
+
 struct Checker<'a> {
     text: &'a str,
 }
@@ -198,7 +242,10 @@ impl Config {
     /// Checks config text.
     pub fn parse(text: &str) -> Result<Config, ConfigError> {
         let raw: Raw = toml::from_str(text).map_err(|error| ConfigError {
-            key: "config".into(),
+            key: error
+                .span()
+                .and_then(|span| key_at(text, span.start))
+                .unwrap_or_else(|| "config".into()),
             line: error.span().map(|span| line_of(text, span.start)),
             message: error.message().to_string(),
         })?;
@@ -336,11 +383,12 @@ impl Config {
             None => SocketAddr::from(([127, 0, 0, 1], 8640)),
         };
         let token = match &api.token {
-            Some(token) if token.get_ref().trim().len() < 16 => {
+            // Short tokens load (DESIGN.md's own example is "change-me"); the daemon warns.
+            Some(token) if token.get_ref().trim().is_empty() => {
                 return Err(check.error(
                     "api.token",
                     token,
-                    "use at least 16 characters (or leave it out to have one generated)",
+                    "must not be empty (leave it out to have one generated)",
                 ));
             }
             Some(token) => Some(token.get_ref().trim().to_string()),
@@ -394,7 +442,10 @@ impl Config {
                 .webhook
                 .iter()
                 .find(|section| section.get_ref().name == error.name)
-                .map(|section| line_of(text, section.span().start));
+                .map(|section| {
+                    let start = section.span().start;
+                    key_line_after(text, start, error.key).unwrap_or_else(|| line_of(text, start))
+                });
             ConfigError {
                 key: format!("webhook[{}].{}", error.name, error.key),
                 line,
@@ -598,7 +649,17 @@ messages = "30d"
             (
                 "[modem]\ndevice = \"/dev/x\"\n\n[[webhook]]\nname = \"crm\"\nurl = \"ftp://x\"\n",
                 "webhook[crm].url",
-                4,
+                6,
+            ),
+            (
+                "[modem]\ndevice = \"/dev/x\"\nbaud = \"fast\"\n",
+                "modem.baud",
+                3,
+            ),
+            (
+                "[modem]\ndevice = \"/dev/x\"\n[[webhook]]\nname = \"crm\"\nurl = \"https://x\"\n\ntimeout = \"2h\"\n",
+                "webhook[crm].timeout",
+                7,
             ),
         ];
         for (text, key, line) in cases {

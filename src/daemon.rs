@@ -18,6 +18,9 @@ use crate::modem::{LinkState, Modem};
 use crate::store::{Store, StoreError, StoreSettings, blocking};
 use crate::webhook::{Dispatcher, DispatcherSettings, SystemClock};
 
+/// Tokens shorter than this load, with a warning at start-up.
+const WEAK_TOKEN: usize = 16;
+
 /// Why the daemon could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum DaemonError {
@@ -79,6 +82,16 @@ pub async fn run_on(config: Config, listener: TcpListener) -> Result<(), DaemonE
         let subscriptions = config.subscriptions.clone();
         blocking(move || Store::open(&path, &StoreSettings::default(), subscriptions)).await?
     };
+    if config
+        .token
+        .as_ref()
+        .is_some_and(|token| token.len() < WEAK_TOKEN)
+    {
+        warn!(
+            "api.token is shorter than {WEAK_TOKEN} characters: anyone who can reach the API \
+             could guess it; leave it out to have a strong one generated"
+        );
+    }
     let token =
         crate::api::token(config.token.as_deref(), &config.data_dir).map_err(DaemonError::Token)?;
     let bound = listener.local_addr().unwrap_or(config.listen);

@@ -50,3 +50,14 @@ fn a_missing_file_is_a_clear_error() {
     assert_eq!(code, 2);
     assert!(stderr.contains("cannot read the config file"), "{stderr}");
 }
+
+#[test]
+fn the_example_config_of_the_design_loads_as_written() {
+    // Copied verbatim from DESIGN.md's Config section: users start from it.
+    let (code, stdout, stderr) = check(include_str!("fixtures/config/design-example.toml"));
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stdout.contains("usb-HUAWEI_Mobile-if00-port0"), "{stdout}");
+    assert!(stdout.contains("name = \"crm\""), "{stdout}");
+    assert!(!stdout.contains("change-me"), "the token leaked: {stdout}");
+    assert!(!stdout.contains("1234"), "the PIN leaked: {stdout}");
+}
