@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::body::Bytes;
+use axum::extract::rejection::{PathRejection, QueryRejection};
 use axum::extract::{DefaultBodyLimit, Path, Query, Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::middleware::{self, Next};
@@ -69,7 +70,57 @@ impl IntoResponse for ApiError {
             "message": self.message,
             "field": self.field,
         }});
-        (self.status, axum::Json(body)).into_response()
+        let mut response = (self.status, axum::Json(body)).into_response();
+        // RFC 9110 §11.6.1: a 401 names the scheme it wants.
+        if self.status == StatusCode::UNAUTHORIZED {
+            response.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                header::HeaderValue::from_static("Bearer realm=\"smsrelay\""),
+            );
+        }
+        response
+    }
+}
+
+/// A query string that does not parse (`limit=abc`): the JSON error, naming the parameter.
+impl From<QueryRejection> for ApiError {
+    fn from(rejection: QueryRejection) -> ApiError {
+        let text = rejection.body_text();
+        // axum words it "Failed to deserialize query string: limit: invalid digit …".
+        let detail = text
+            .strip_prefix("Failed to deserialize query string: ")
+            .unwrap_or(&text);
+        let field = detail.split_once(": ").map(|(field, _)| field.to_string());
+        let error = ApiError::new(StatusCode::BAD_REQUEST, "invalid_query", text.clone());
+        match field {
+            Some(field) => error.field(field),
+            None => error,
+        }
+    }
+}
+
+/// A path segment of the wrong type (`/v1/events/abc/redeliver`): the JSON error.
+impl From<PathRejection> for ApiError {
+    fn from(rejection: PathRejection) -> ApiError {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_path",
+            rejection.body_text(),
+        )
+    }
+}
+
+/// `limit` as the OpenAPI document states it: 1 to 1000, `default` when absent.
+fn page_limit(limit: Option<usize>, default: usize) -> Result<usize, ApiError> {
+    match limit {
+        None => Ok(default),
+        Some(limit @ 1..=1000) => Ok(limit),
+        Some(limit) => Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_query",
+            format!("limit must be between 1 and 1000, not {limit}"),
+        )
+        .field("limit")),
     }
 }
 
@@ -141,8 +192,10 @@ async fn authorise(State(state): State<Shared>, request: Request, next: Next) ->
         .headers()
         .get(header::AUTHORIZATION)
         .and_then(|value| value.to_str().ok())
-        .and_then(|value| value.strip_prefix("Bearer "))
-        .map(str::trim);
+        .and_then(|value| value.trim().split_once(' '))
+        // The scheme is case-insensitive (RFC 9110 §11.1): `bearer` is as good as `Bearer`.
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .map(|(_, token)| token.trim());
     match presented {
         Some(token) if same(token.as_bytes(), state.token.as_bytes()) => next.run(request).await,
         Some(_) => {
@@ -182,6 +235,50 @@ fn field_of(message: &str) -> Option<String> {
     Some(message[start..end].to_string())
 }
 
+/// `application/json`, any case, with parameters, or a `+json` type (RFC 6839).
+fn is_json_media_type(value: &str) -> bool {
+    let essence = value
+        .split(';')
+        .next()
+        .unwrap_or_default()
+        .trim()
+        .to_ascii_lowercase();
+    essence == "application/json"
+        || essence
+            .strip_prefix("application/")
+            .is_some_and(|subtype| subtype.ends_with("+json"))
+}
+
+/// The send request, or a 400 naming the field at fault: serde's path for a wrong type, the
+/// backticked name for a missing or unknown one.
+fn parse_send_request(body: &[u8]) -> Result<SendRequest, ApiError> {
+    let invalid_json = |error: serde_json::Error| {
+        ApiError::new(StatusCode::BAD_REQUEST, "invalid_json", error.to_string())
+    };
+    let mut deserializer = serde_json::Deserializer::from_slice(body);
+    let request = serde_path_to_error::deserialize(&mut deserializer).map_err(|error| {
+        let path = error.path().to_string();
+        let inner = error.into_inner();
+        if inner.is_syntax() || inner.is_eof() {
+            return invalid_json(inner);
+        }
+        let message = inner.to_string();
+        let field = if path == "." {
+            field_of(&message)
+        } else {
+            Some(path)
+        };
+        let invalid = ApiError::new(StatusCode::BAD_REQUEST, "invalid_request", message);
+        match field {
+            Some(field) => invalid.field(field),
+            None => invalid,
+        }
+    })?;
+    // Trailing characters after the object make the body invalid JSON.
+    deserializer.end().map_err(invalid_json)?;
+    Ok(request)
+}
+
 async fn send(
     State(state): State<Shared>,
     headers: HeaderMap,
@@ -203,7 +300,7 @@ async fn send(
     let is_json = headers
         .get(header::CONTENT_TYPE)
         .and_then(|value| value.to_str().ok())
-        .is_some_and(|value| value.starts_with("application/json"));
+        .is_some_and(is_json_media_type);
     if !is_json {
         return Err(ApiError::new(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -211,14 +308,7 @@ async fn send(
             "send Content-Type: application/json",
         ));
     }
-    let request: SendRequest = serde_json::from_slice(&body).map_err(|error| {
-        let message = error.to_string();
-        let invalid = ApiError::new(StatusCode::BAD_REQUEST, "invalid_request", message.clone());
-        match field_of(&message) {
-            Some(field) => invalid.field(field),
-            None => ApiError::new(StatusCode::BAD_REQUEST, "invalid_json", message),
-        }
-    })?;
+    let request = parse_send_request(&body)?;
     let validity = match &request.validity {
         Some(text) => Some(humantime::parse_duration(text).map_err(|error| {
             ApiError::new(
@@ -261,6 +351,12 @@ async fn send(
                 ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_field", message)
                     .field(field)
             }
+            EnqueueError::KeyReused => ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "idempotency_key_reused",
+                "this Idempotency-Key was used in the last 24 h for a different request",
+            )
+            .field("Idempotency-Key"),
             EnqueueError::Store(error) => error.into(),
         })?;
     Ok((StatusCode::ACCEPTED, axum::Json(accepted)).into_response())
@@ -337,8 +433,9 @@ struct ListQuery {
 
 async fn list_messages(
     State(state): State<Shared>,
-    Query(query): Query<ListQuery>,
+    query: Result<Query<ListQuery>, QueryRejection>,
 ) -> Result<Response, ApiError> {
+    let Query(query) = query?;
     let wanted = match query.state.as_deref() {
         None => None,
         Some(name) => Some(
@@ -361,7 +458,7 @@ async fn list_messages(
             })?,
         ),
     };
-    let limit = query.limit.unwrap_or(50).clamp(1, 1000);
+    let limit = page_limit(query.limit, 50)?;
     let messages = with_store(&state, move |store| store.messages(wanted, limit)).await?;
     let list: Vec<Value> = messages.iter().map(message_json).collect();
     Ok(axum::Json(json!({ "messages": list })).into_response())
@@ -375,18 +472,20 @@ struct EventsQuery {
 
 async fn events(
     State(state): State<Shared>,
-    Query(query): Query<EventsQuery>,
+    query: Result<Query<EventsQuery>, QueryRejection>,
 ) -> Result<Response, ApiError> {
+    let Query(query) = query?;
     let after = query.after.unwrap_or(0);
-    let limit = query.limit.unwrap_or(100).clamp(1, 1000);
+    let limit = page_limit(query.limit, 100)?;
     let events = with_store(&state, move |store| store.events_after(after, limit)).await?;
     Ok(axum::Json(json!({ "events": events })).into_response())
 }
 
 async fn redeliver(
     State(state): State<Shared>,
-    Path(sequence): Path<u64>,
+    sequence: Result<Path<u64>, PathRejection>,
 ) -> Result<Response, ApiError> {
+    let Path(sequence) = sequence?;
     let jobs = with_store(&state, move |store| store.redeliver(sequence)).await?;
     match jobs {
         Some(endpoints) => Ok((

@@ -267,6 +267,47 @@ impl Api {
         )
     }
 
+    /// A request with exactly these headers: the status, the `www-authenticate` header and
+    /// the JSON body.
+    fn raw(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: Option<&str>,
+    ) -> (u16, Option<String>, serde_json::Value) {
+        let url = format!("{}{path}", self.base);
+        let outcome = match method {
+            "GET" => {
+                let mut request = self.agent.get(url);
+                for (name, value) in headers {
+                    request = request.header(*name, *value);
+                }
+                request.call()
+            }
+            _ => {
+                let mut request = self.agent.post(url);
+                for (name, value) in headers {
+                    request = request.header(*name, *value);
+                }
+                request.send(body.unwrap_or_default().as_bytes())
+            }
+        };
+        let mut response = outcome.expect("a response");
+        let status = response.status().as_u16();
+        let challenge = response
+            .headers()
+            .get("www-authenticate")
+            .and_then(|value| value.to_str().ok())
+            .map(str::to_string);
+        let text = response.body_mut().read_to_string().unwrap_or_default();
+        (
+            status,
+            challenge,
+            serde_json::from_str(&text).unwrap_or(serde_json::Value::Null),
+        )
+    }
+
     fn get(&self, path: &str) -> (u16, serde_json::Value) {
         let mut response = self
             .agent
@@ -316,6 +357,15 @@ fn a_message_sent_through_the_api_is_sent_and_delivered_at_the_webhook() {
         &[("idempotency-key", "k-1")],
     );
     assert_eq!((status, &again), (202, &accepted));
+    // The same key for a different request is refused, not answered with the first message.
+    let (status, error) = api.post(
+        "/v1/messages",
+        Some(TOKEN),
+        r#"{"to": "+447700900123", "text": "something else"}"#,
+        &[("idempotency-key", "k-1")],
+    );
+    assert_eq!(status, 422, "{error}");
+    assert_eq!(error["error"]["code"], "idempotency_key_reused");
     let got = receiver.wait_for(2);
     let names: Vec<_> = got.iter().map(|r| r.json()["name"].clone()).collect();
     assert_eq!(names, ["sms.sent", "sms.delivered"]);
@@ -427,6 +477,30 @@ fn bad_requests_get_a_clear_json_error_and_store_nothing() {
             "invalid_request",
             Some("priority"),
         ),
+        (
+            "a number where a string goes",
+            Some(TOKEN),
+            r#"{"to": 447700900123, "text": "hi"}"#.into(),
+            400,
+            "invalid_request",
+            Some("to"),
+        ),
+        (
+            "a string where a boolean goes",
+            Some(TOKEN),
+            r#"{"to": "+447700900123", "text": "hi", "flash": "yes"}"#.into(),
+            400,
+            "invalid_request",
+            Some("flash"),
+        ),
+        (
+            "trailing characters",
+            Some(TOKEN),
+            r#"{"to": "+447700900123", "text": "hi"} x"#.into(),
+            400,
+            "invalid_json",
+            None,
+        ),
     ];
     for (what, token, body, status, code, field) in cases {
         let (got, error) = api.post("/v1/messages", token, &body, &[]);
@@ -450,6 +524,40 @@ fn bad_requests_get_a_clear_json_error_and_store_nothing() {
         (status, error["error"]["code"].as_str()),
         (404, Some("not_found"))
     );
+    // Query strings and path segments of the wrong type get the same JSON errors.
+    for (path, code, field) in [
+        ("/v1/events?limit=abc", "invalid_query", Some("limit")),
+        ("/v1/events?after=-1", "invalid_query", Some("after")),
+        ("/v1/events?limit=0", "invalid_query", Some("limit")),
+        ("/v1/messages?limit=1001", "invalid_query", Some("limit")),
+    ] {
+        let (status, error) = api.get(path);
+        assert_eq!(
+            (status, error["error"]["code"].as_str()),
+            (400, Some(code)),
+            "{path}: {error}"
+        );
+        assert_eq!(error["error"]["field"].as_str(), field, "{path}: {error}");
+    }
+    let bearer = format!("Bearer {TOKEN}");
+    let (status, _, error) = api.raw(
+        "POST",
+        "/v1/events/abc/redeliver",
+        &[("authorization", bearer.as_str())],
+        None,
+    );
+    assert_eq!(
+        (status, error["error"]["code"].as_str()),
+        (400, Some("invalid_path")),
+        "{error}"
+    );
+    // A 401 says which scheme it wants.
+    let (status, challenge, _) = api.raw("GET", "/v1/status", &[], None);
+    assert_eq!(status, 401);
+    assert!(
+        challenge.is_some_and(|c| c.starts_with("Bearer")),
+        "no WWW-Authenticate: Bearer"
+    );
     let (status, listed) = api.get("/v1/messages");
     assert_eq!(status, 200);
     assert_eq!(
@@ -458,6 +566,18 @@ fn bad_requests_get_a_clear_json_error_and_store_nothing() {
         "nothing stored"
     );
     assert!(modem.submitted().is_empty());
+    // Header names, the auth scheme and the media type are case-insensitive (RFC 9110).
+    let bearer = format!("bearer {TOKEN}");
+    let (status, _, accepted) = api.raw(
+        "POST",
+        "/v1/messages",
+        &[
+            ("Authorization", bearer.as_str()),
+            ("Content-Type", "Application/JSON; charset=UTF-8"),
+        ],
+        Some(r#"{"to": "+447700900123", "text": "hi"}"#),
+    );
+    assert_eq!(status, 202, "{accepted}");
     assert_eq!(daemon.terminate(Duration::from_secs(10)), Some(0));
 }
 

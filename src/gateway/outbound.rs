@@ -59,6 +59,9 @@ pub enum EnqueueError {
         /// What is wrong.
         message: String,
     },
+    /// The idempotency key was used in the last 24 h for a different request.
+    #[error("this Idempotency-Key was used for a different request")]
+    KeyReused,
     /// The store failed; nothing was accepted.
     #[error("store: {0}")]
     Store(#[from] StoreError),
@@ -129,6 +132,14 @@ impl Gateway {
         }
         let recipient =
             Address::from_number(&to).map_err(|error| invalid("to", error.to_string()))?;
+        // What a repeat under the same idempotency key must match to be the same request.
+        let fingerprint = serde_json::json!({
+            "to": to,
+            "text": request.text,
+            "callback_data": request.callback_data,
+            "validity_ms": request.validity.map(|validity| validity.as_millis() as u64),
+            "flash": request.flash,
+        });
         let store = self.inner.store.clone();
         let counter = blocking(move || store.next_counter("concat_reference")).await?;
         let options = SubmitOptions {
@@ -191,12 +202,25 @@ impl Gateway {
         match request.idempotency_key {
             Some(key) => {
                 let answer = serde_json::to_value(&accepted).unwrap_or_default();
+                let ours = fingerprint.clone();
                 let earlier = blocking(move || {
-                    store.enqueue_once(&message, &key, &answer, Duration::from_secs(86_400))
+                    store.enqueue_once(
+                        &message,
+                        &key,
+                        &fingerprint,
+                        &answer,
+                        Duration::from_secs(86_400),
+                    )
                 })
                 .await?;
-                if let Some(earlier) = earlier.and_then(|e| serde_json::from_value(e).ok()) {
-                    return Ok(earlier);
+                if let Some(earlier) = earlier {
+                    // Records from before fingerprints were kept have none: taken as the same.
+                    if earlier.get("request").is_some_and(|then| *then != ours) {
+                        return Err(EnqueueError::KeyReused);
+                    }
+                    if let Ok(answer) = serde_json::from_value(earlier["answer"].clone()) {
+                        return Ok(answer);
+                    }
                 }
             }
             None => blocking(move || store.enqueue(&message)).await?,

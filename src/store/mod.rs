@@ -424,12 +424,14 @@ impl Store {
         self.flush()
     }
 
-    /// As [`Store::enqueue`], once per `key` within `window`: a repeat returns the answer
-    /// recorded the first time and stores nothing.
+    /// As [`Store::enqueue`], once per `key` within `window`: a repeat stores nothing and
+    /// returns the first time's record, `{"at", "answer", "request"}`, so the caller can tell
+    /// a retry from a different request that reuses the key.
     pub fn enqueue_once(
         &self,
         message: &OutboundMessage,
         key: &str,
+        request: &serde_json::Value,
         answer: &serde_json::Value,
         window: std::time::Duration,
     ) -> Result<Option<serde_json::Value>, StoreError> {
@@ -445,12 +447,12 @@ impl Store {
             if let Some(bytes) = keys.get(key.as_bytes())? {
                 let record: serde_json::Value = tx_decode("idempotency", key.as_bytes(), &bytes)?;
                 if record["at"].as_u64().unwrap_or(0) >= oldest {
-                    return Ok(Some(record["answer"].clone()));
+                    return Ok(Some(record));
                 }
             }
             messages.insert(message.id.as_bytes(), encode(message))?;
             outbox.insert(&id.to_be_bytes(), message.id.as_bytes())?;
-            let record = serde_json::json!({ "at": now, "answer": answer });
+            let record = serde_json::json!({ "at": now, "answer": answer, "request": request });
             keys.insert(key.as_bytes(), encode(&record))?;
             Ok(None)
         }))?;
