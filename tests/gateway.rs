@@ -471,6 +471,18 @@ async fn an_incomplete_message_is_emitted_after_the_timeout() {
     assert_eq!(data["missing_parts"], json!([2]));
     assert_eq!(data["parts"], 3);
     assert_eq!(data["text"], "x".repeat(153 + 94).as_str());
+    // Stamped with the arrival of its parts, not with the timeout that gave up on it.
+    let received_at = data["received_at"]
+        .as_str()
+        .and_then(|at| humantime::parse_rfc3339(at).ok())
+        .expect("an RFC 3339 received_at");
+    let emitted_at = std::time::UNIX_EPOCH + Duration::from_secs(received[0].created_at);
+    assert!(
+        emitted_at
+            .duration_since(received_at)
+            .is_ok_and(|waited| waited >= Duration::from_secs(2)),
+        "received_at {received_at:?} is the emission time {emitted_at:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -125,7 +125,8 @@ impl Gateway {
                     // assembled will not complete, so it goes out now as incomplete.
                     Some(_) => {
                         let id = uuid::Uuid::now_v7().to_string();
-                        emitted.push(events::received(&id, &group, now));
+                        // Stamped with when its parts came, not with this stranger's arrival.
+                        emitted.push(events::received(&id, &group, group.first_received_at));
                         group.parts.clear();
                         group.sent_at = None;
                         group.first_received_at = now;
@@ -174,7 +175,8 @@ impl Gateway {
                     // Judged again inside the transaction: a part may have come meanwhile.
                     (current.first_received_at.saturating_add(timeout) <= now).then(|| {
                         let id = uuid::Uuid::now_v7().to_string();
-                        events::received(&id, current, now)
+                        // When the SMS arrived, not when the timeout gave up on it.
+                        events::received(&id, current, current.first_received_at)
                     })
                 })?;
             }
