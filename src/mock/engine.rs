@@ -1415,8 +1415,12 @@ impl Engine {
             ReportBehaviour::PermanentFailure => &[0x46],
             ReportBehaviour::None => &[],
         };
-        let stamp = Timestamp::from_datetime(OffsetDateTime::now_utc());
+        // As an SC stamps them: the SUBMIT when it arrives (after the submit delay), each
+        // report when it is discharged, so a delivery never predates its send.
+        let wall = OffsetDateTime::now_utc();
+        let stamp_at = |at: Instant| Timestamp::from_datetime(wall + (at - now));
         let mut when = now + self.config.submit_delay;
+        let stamp = stamp_at(when);
         for &status in statuses {
             when += self.config.report_delay;
             let report = StatusReport {
@@ -1426,7 +1430,7 @@ impl Engine {
                 message_reference: reference,
                 recipient: recipient.clone(),
                 timestamp: stamp,
-                discharge_time: stamp,
+                discharge_time: stamp_at(when),
                 status: Status(status),
                 pid: None,
                 dcs: None,
