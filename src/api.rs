@@ -148,6 +148,11 @@ pub fn router(state: Shared) -> Router {
         .route("/v1/webhooks", get(webhooks))
         .route("/v1/webhooks/{name}/test", post(webhook_test))
         .route("/v1/webhooks/{name}/enable", post(webhook_enable))
+        .route("/v1/webhooks/{name}/dead-letters", get(dead_letters))
+        .route(
+            "/v1/webhooks/{name}/dead-letters/{sequence}/replay",
+            post(replay_dead_letter),
+        )
         .route("/metrics", get(metrics))
         .route_layer(middleware::from_fn_with_state(
             Arc::clone(&state),
@@ -555,6 +560,7 @@ async fn webhooks(State(state): State<Shared>) -> Result<Response, ApiError> {
         "name": w.name,
         "state": w.health.state,
         "queue_depth": w.queue_depth,
+        "dead_letters": w.dead_letters,
         "consecutive_failures": w.health.consecutive_failures,
         "last_error": w.health.last_error,
         "disabled_reason": w.health.disabled_reason,
@@ -588,6 +594,60 @@ async fn webhook_test(
     Ok((
         StatusCode::ACCEPTED,
         axum::Json(json!({ "event_id": event.id })),
+    )
+        .into_response())
+}
+
+/// Deliveries to one endpoint that ran out of attempts, with their last attempt.
+async fn dead_letters(
+    State(state): State<Shared>,
+    Path(name): Path<String>,
+) -> Result<Response, ApiError> {
+    known_webhook(&state, &name).await?;
+    let listed = with_store(&state, move |store| {
+        let mut listed = Vec::new();
+        for job in store.dead_letters_of(&name)? {
+            let event = store.event(job.event_sequence)?;
+            let last = store
+                .attempts(&name, job.event_sequence)?
+                .into_iter()
+                .next_back();
+            listed.push(json!({
+                "event_sequence": job.event_sequence,
+                "event_id": event.as_ref().map(|e| e.id.clone()),
+                "event_name": event.as_ref().map(|e| e.name.clone()),
+                "sequence": job.sequence,
+                "attempts": job.attempts,
+                "last_attempt": last,
+            }));
+        }
+        Ok(listed)
+    })
+    .await?;
+    Ok(axum::Json(json!({ "dead_letters": listed })).into_response())
+}
+
+/// Puts one dead letter back in its endpoint's queue, due now, with a fresh schedule.
+async fn replay_dead_letter(
+    State(state): State<Shared>,
+    path: Result<Path<(String, u64)>, PathRejection>,
+) -> Result<Response, ApiError> {
+    let Path((name, sequence)) = path?;
+    known_webhook(&state, &name).await?;
+    let replayed = with_store(&state, move |store| {
+        store.replay_dead_letter(&name, sequence)
+    })
+    .await?;
+    if !replayed {
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            "no dead letter for this event on this webhook",
+        ));
+    }
+    Ok((
+        StatusCode::ACCEPTED,
+        axum::Json(json!({ "replayed": sequence })),
     )
         .into_response())
 }
@@ -689,11 +749,29 @@ async fn metrics(State(state): State<Shared>) -> Result<Response, ApiError> {
         "gauge",
         outbox.to_string(),
     );
-    for webhook in webhooks {
-        text.push_str(&format!(
-            "smsrelay_webhook_queue_depth{{endpoint=\"{}\"}} {}\n",
-            webhook.name, webhook.queue_depth
-        ));
+    // One family per metric, HELP and TYPE first, then a sample per endpoint.
+    type Gauge = fn(&EndpointStatus) -> usize;
+    let per_endpoint: [(&str, &str, Gauge); 2] = [
+        (
+            "smsrelay_webhook_queue_depth",
+            "Deliveries waiting, per endpoint.",
+            |webhook| webhook.queue_depth,
+        ),
+        (
+            "smsrelay_webhook_dead_letters",
+            "Deliveries out of attempts, waiting to be replayed.",
+            |webhook| webhook.dead_letters,
+        ),
+    ];
+    for (name, help, value) in per_endpoint {
+        text.push_str(&format!("# HELP {name} {help}\n# TYPE {name} gauge\n"));
+        for webhook in &webhooks {
+            text.push_str(&format!(
+                "{name}{{endpoint=\"{}\"}} {}\n",
+                webhook.name,
+                value(webhook)
+            ));
+        }
     }
     Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response())
 }

@@ -581,6 +581,95 @@ fn bad_requests_get_a_clear_json_error_and_store_nothing() {
     assert_eq!(daemon.terminate(Duration::from_secs(10)), Some(0));
 }
 
+#[test]
+fn a_dead_letter_is_listed_counted_and_replayed_through_the_api() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    let dir = tempfile::tempdir().expect("temp dir");
+    let link = dir.path().join("modem");
+    let _modem = MockModem::start(MockConfig::default(), Some(link.clone())).expect("mock starts");
+    let healthy = Arc::new(AtomicBool::new(false));
+    let receiver = Receiver::start({
+        let healthy = Arc::clone(&healthy);
+        move |_| {
+            let status = if healthy.load(Ordering::SeqCst) {
+                200
+            } else {
+                500
+            };
+            (status, Vec::new(), Duration::ZERO)
+        }
+    });
+    let port = free_port();
+    let config = write_config_on(dir.path(), &link, &receiver.url, port);
+    // The [[webhook]] table comes last: two attempts, one second apart, then a dead letter.
+    let mut text = std::fs::read_to_string(&config).expect("config read");
+    text.push_str("retry_schedule = [\"0s\", \"1s\"]\n");
+    std::fs::write(&config, text).expect("config written");
+    let daemon = Daemon::start(&config);
+    let api = Api::new(port);
+    api.wait_up();
+
+    let (status, _) = api.post("/v1/webhooks/test/test", Some(TOKEN), "", &[]);
+    assert_eq!(status, 202);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let listed = loop {
+        let (status, listed) = api.get("/v1/webhooks/test/dead-letters");
+        assert_eq!(status, 200, "{listed}");
+        if listed["dead_letters"]
+            .as_array()
+            .is_some_and(|d| !d.is_empty())
+        {
+            break listed;
+        }
+        assert!(Instant::now() < deadline, "no dead letter: {listed}");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let dead = &listed["dead_letters"][0];
+    assert_eq!(dead["event_name"], "webhook.test");
+    assert_eq!(dead["attempts"], 2);
+    assert_eq!(dead["last_attempt"]["status"], 500);
+    let (_, webhooks) = api.get("/v1/webhooks");
+    assert_eq!(webhooks["webhooks"][0]["dead_letters"], 1, "{webhooks}");
+    let metrics = api
+        .agent
+        .get(format!("{}/metrics", api.base))
+        .header("authorization", format!("Bearer {TOKEN}"))
+        .call()
+        .expect("a response")
+        .body_mut()
+        .read_to_string()
+        .unwrap_or_default();
+    assert!(
+        metrics.contains(
+            "# TYPE smsrelay_webhook_dead_letters gauge\nsmsrelay_webhook_dead_letters{endpoint=\"test\"} 1\n"
+        ),
+        "{metrics}"
+    );
+
+    healthy.store(true, Ordering::SeqCst);
+    let sequence = dead["event_sequence"].as_u64().expect("a sequence");
+    let replay = format!("/v1/webhooks/test/dead-letters/{sequence}/replay");
+    let (status, _) = api.post(&replay, Some(TOKEN), "", &[]);
+    assert_eq!(status, 202);
+    let got = receiver.wait_for(3);
+    assert_eq!(
+        got[2].json()["id"],
+        dead["event_id"],
+        "the same event again"
+    );
+    assert_eq!(got[2].header("webhook-id"), got[0].header("webhook-id"));
+    let (_, listed) = api.get("/v1/webhooks/test/dead-letters");
+    assert_eq!(listed["dead_letters"], serde_json::json!([]));
+    let (status, error) = api.post(&replay, Some(TOKEN), "", &[]);
+    assert_eq!(
+        (status, &error["error"]["code"]),
+        (404, &serde_json::json!("not_found"))
+    );
+    assert_eq!(daemon.terminate(Duration::from_secs(10)), Some(0));
+}
+
 /// The simulated modem, a webhook receiver, the config of a daemon using both, and its API.
 struct Stack {
     _dir: tempfile::TempDir,

@@ -198,6 +198,24 @@ impl Store {
             .collect()
     }
 
+    /// An endpoint's dead letters, oldest event first.
+    pub fn dead_letters_of(&self, endpoint: &str) -> Result<Vec<Job>, StoreError> {
+        self.dead_letters
+            .scan_prefix(endpoint_prefix(endpoint))
+            .map(|entry| {
+                let (key, bytes) = entry?;
+                decode("dead_letters", &key, &bytes)
+            })
+            .collect()
+    }
+
+    /// How many dead letters an endpoint has.
+    pub fn dead_letter_count(&self, endpoint: &str) -> usize {
+        self.dead_letters
+            .scan_prefix(endpoint_prefix(endpoint))
+            .count()
+    }
+
     /// Dead letters: jobs that ran out of attempts.
     pub fn dead_letters(&self) -> Result<Vec<Job>, StoreError> {
         self.dead_letters

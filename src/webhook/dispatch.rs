@@ -171,6 +171,8 @@ pub struct EndpointStatus {
     pub health: EndpointHealth,
     /// Jobs waiting.
     pub queue_depth: usize,
+    /// Deliveries that ran out of attempts, waiting to be replayed by hand.
+    pub dead_letters: usize,
     /// Whether deliveries are held for the clock.
     pub held_for_clock: bool,
 }
@@ -274,6 +276,7 @@ impl Dispatcher {
                     name: endpoint.name.clone(),
                     health: self.store.endpoint_health(&endpoint.name)?,
                     queue_depth: self.store.queue_depth(&endpoint.name),
+                    dead_letters: self.store.dead_letter_count(&endpoint.name),
                     held_for_clock: self.held_for_clock.load(Ordering::Relaxed),
                 })
             })
