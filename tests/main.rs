@@ -15,6 +15,7 @@ mod modem_init;
 mod pdu_cli;
 mod pdu_properties;
 mod pdu_vectors;
+mod scripted_modem;
 mod support;
 mod systemd_unit;
 mod webhook_delivery;

@@ -366,10 +366,10 @@ enum End {
     Shutdown(Option<oneshot::Sender<()>>),
 }
 
-/// An open port with its session.
 /// How soon a sweep follows a failed read of an indicated message.
 const EARLY_SWEEP: Duration = Duration::from_secs(2);
 
+/// An open port with its session.
 struct Link {
     handle: SessionHandle,
     urcs: mpsc::Receiver<Urc>,
@@ -1196,8 +1196,21 @@ impl Driver {
             }
         }
         // The best of CREG and CEREG counts: LTE-only sticks register in CEREG only, and 2G/3G
-        // modems refuse CEREG, so a CREG that says "searching" is then the only word on a loss.
-        let mut best = None;
+        // modems refuse CEREG or answer it "unknown", so a CREG that says "searching" or
+        // "denied" is then the only word on a loss.
+        let informative = |status: RegistrationStatus| {
+            if status.is_registered() {
+                2
+            } else if matches!(
+                status,
+                RegistrationStatus::Unknown | RegistrationStatus::Other(_)
+            ) {
+                0
+            } else {
+                1
+            }
+        };
+        let mut best: Option<crate::at::Registration> = None;
         for command in ["AT+CREG?", "AT+CEREG?"] {
             let response = self.execute(link, Command::new(command)).await?;
             if let Some(registration) = response
@@ -1205,9 +1218,14 @@ impl Driver {
                 .iter()
                 .find_map(|line| parse::registration(line).ok())
             {
-                let registered = registration.status.is_registered();
-                best = Some(registration);
-                if registered {
+                let rank = informative(registration.status);
+                if best
+                    .as_ref()
+                    .is_none_or(|best| rank > informative(best.status))
+                {
+                    best = Some(registration);
+                }
+                if rank == 2 {
                     break;
                 }
             }
