@@ -2,39 +2,21 @@
 //! profile and with a PIN, sends, inbound messages and status reports through each route,
 //! stale indexes, a full store, and recovery from a deaf modem, a vanished device and a reboot.
 
-use std::path::PathBuf;
 use std::time::Duration;
 
-use smsrelay::at::{RegistrationStatus, SessionConfig};
+use smsrelay::at::RegistrationStatus;
 use smsrelay::mock::{InboundSms, MockConfig, MockModem, Profile, UrcPoint};
 use smsrelay::modem::{
-    Inbound, InitError, InitSettings, InitStage, LinkState, Modem, ModemEvent, ModemSettings,
-    Origin, Verdict,
+    Inbound, InitError, InitStage, LinkState, Modem, ModemEvent, Origin, Verdict,
 };
 use smsrelay::pdu::{self, Address, Body, StatusClass, SubmitOptions, Tpdu};
 use tokio::sync::mpsc::Receiver;
 use tokio::time::{Instant, sleep, timeout};
 
+use crate::support::quick_modem_settings as settings;
+
 /// Generous: the suite runs in parallel on a 2-core machine.
 const WAIT: Duration = Duration::from_secs(15);
-
-fn settings(device: impl Into<PathBuf>) -> ModemSettings {
-    let mut settings = ModemSettings::new(device);
-    settings.init = InitSettings {
-        poll_interval: Duration::from_millis(50),
-        registration_timeout: Duration::from_secs(5),
-        sim_ready_timeout: Duration::from_secs(5),
-        command_timeout: Duration::from_secs(2),
-        ..InitSettings::default()
-    };
-    settings.session = SessionConfig {
-        command_gap: Duration::from_millis(5),
-        settle: Duration::from_millis(100),
-        ..SessionConfig::default()
-    };
-    settings.send_timeout = Duration::from_secs(3);
-    settings
-}
 
 fn mock(config: MockConfig) -> MockModem {
     MockModem::start(config, None).expect("mock starts")

@@ -12,20 +12,20 @@
 
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
 use serialport::{SerialPort, TTYPort};
-use smsrelay::at::{RegistrationStatus, SessionConfig};
-use smsrelay::modem::{
-    Inbound, InitError, InitSettings, LinkState, Modem, ModemEvent, ModemSettings, Origin,
-};
+use smsrelay::at::RegistrationStatus;
+use smsrelay::modem::{Inbound, InitError, LinkState, Modem, ModemEvent, ModemSettings, Origin};
 use smsrelay::pdu::{Body, Tpdu};
 use tokio::sync::mpsc::Receiver;
 use tokio::time::{Instant, sleep, timeout};
+
+use crate::support::quick_modem_settings as settings;
 
 /// Generous: the suite runs in parallel on a busy 2-core machine (as in `modem_driver.rs`).
 const WAIT: Duration = Duration::from_secs(15);
@@ -448,26 +448,6 @@ fn write(master: &mut TTYPort, bytes: &[u8], byte_by_byte: bool) {
 }
 
 // ---- the driver side ------------------------------------------------------------------------
-
-/// Short init timings as in `modem_driver.rs`; the sweep and health intervals stay at their
-/// defaults (5 min, 1 min), far beyond any test, unless a test shortens them.
-fn settings(device: &Path) -> ModemSettings {
-    let mut settings = ModemSettings::new(device);
-    settings.init = InitSettings {
-        poll_interval: Duration::from_millis(50),
-        registration_timeout: Duration::from_secs(5),
-        sim_ready_timeout: Duration::from_secs(5),
-        command_timeout: Duration::from_secs(2),
-        ..InitSettings::default()
-    };
-    settings.session = SessionConfig {
-        command_gap: Duration::from_millis(5),
-        settle: Duration::from_millis(100),
-        ..SessionConfig::default()
-    };
-    settings.send_timeout = Duration::from_secs(3);
-    settings
-}
 
 /// The first event matching `wanted`, skipping others; fails with what was seen.
 async fn wait_for(

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use smsrelay::at::{Session, SessionConfig, SessionHandle, Urc};
 use smsrelay::mock::MockModem;
+use smsrelay::modem::{InitSettings, ModemSettings};
 use tokio::sync::mpsc::Receiver;
 use tokio_serial::SerialPortBuilderExt;
 
@@ -43,4 +44,25 @@ pub fn open_session(modem: &MockModem, command_gap: Duration) -> (SessionHandle,
     let (session, handle, urcs) = Session::new(port, config);
     tokio::spawn(session.run());
     (handle, urcs)
+}
+
+/// Driver settings for tests: short init timings so a start-up takes well under a second; the
+/// sweep and health intervals stay at their defaults (5 min, 1 min), far beyond any test,
+/// unless a test shortens them.
+pub fn quick_modem_settings(device: impl Into<std::path::PathBuf>) -> ModemSettings {
+    let mut settings = ModemSettings::new(device);
+    settings.init = InitSettings {
+        poll_interval: Duration::from_millis(50),
+        registration_timeout: Duration::from_secs(5),
+        sim_ready_timeout: Duration::from_secs(5),
+        command_timeout: Duration::from_secs(2),
+        ..InitSettings::default()
+    };
+    settings.session = SessionConfig {
+        command_gap: Duration::from_millis(5),
+        settle: Duration::from_millis(100),
+        ..SessionConfig::default()
+    };
+    settings.send_timeout = Duration::from_secs(3);
+    settings
 }
