@@ -421,6 +421,9 @@ impl Worker {
                 .settle_job(&key, &job, &record, &health, JobOutcome::DeadLetter)?;
             return Ok(None);
         };
+        // Writers flush right after their commit, and this thread can see a job in between: a
+        // flush first means no receiver hears of an event that a crash could still take back.
+        self.store.flush()?;
         self.deliver(key, job, event, health, now)?;
         Ok(None)
     }
