@@ -162,6 +162,24 @@ enum WebhookAction {
         #[arg(long, default_value = "/etc/smsrelay/smsrelay.toml")]
         config: PathBuf,
     },
+    /// Lists an endpoint's dead letters: deliveries that ran out of attempts.
+    DeadLetters {
+        /// The endpoint's name.
+        name: String,
+        /// The config file the daemon runs with.
+        #[arg(long, default_value = "/etc/smsrelay/smsrelay.toml")]
+        config: PathBuf,
+    },
+    /// Sends a dead letter again, with a fresh retry schedule and the same webhook-id.
+    Replay {
+        /// The endpoint's name.
+        name: String,
+        /// The event's sequence number (`event_sequence` in `dead-letters`).
+        sequence: u64,
+        /// The config file the daemon runs with.
+        #[arg(long, default_value = "/etc/smsrelay/smsrelay.toml")]
+        config: PathBuf,
+    },
     /// Re-enables a disabled endpoint: a test event first, then what it held.
     Enable {
         /// The endpoint's name.
@@ -318,6 +336,21 @@ fn main() -> ExitCode {
                 print_json(
                     &client.post(&format!("/v1/webhooks/{name}/test"), &serde_json::json!({}))?,
                 );
+                Ok(())
+            }),
+            WebhookAction::DeadLetters { name, config } => with_client(&config, |client| {
+                print_json(&client.get(&format!("/v1/webhooks/{name}/dead-letters"))?);
+                Ok(())
+            }),
+            WebhookAction::Replay {
+                name,
+                sequence,
+                config,
+            } => with_client(&config, |client| {
+                print_json(&client.post(
+                    &format!("/v1/webhooks/{name}/dead-letters/{sequence}/replay"),
+                    &serde_json::json!({}),
+                )?);
                 Ok(())
             }),
             WebhookAction::Enable { name, config } => with_client(&config, |client| {

@@ -648,11 +648,17 @@ fn a_dead_letter_is_listed_counted_and_replayed_through_the_api() {
         "{metrics}"
     );
 
+    let (code, stdout, stderr) = cli(&config, &["webhook", "dead-letters", "test"]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stdout.contains("webhook.test"), "{stdout}");
+
     healthy.store(true, Ordering::SeqCst);
     let sequence = dead["event_sequence"].as_u64().expect("a sequence");
-    let replay = format!("/v1/webhooks/test/dead-letters/{sequence}/replay");
-    let (status, _) = api.post(&replay, Some(TOKEN), "", &[]);
-    assert_eq!(status, 202);
+    let (code, stdout, stderr) = cli(
+        &config,
+        &["webhook", "replay", "test", &sequence.to_string()],
+    );
+    assert_eq!(code, 0, "{stdout}{stderr}");
     let got = receiver.wait_for(3);
     assert_eq!(
         got[2].json()["id"],
@@ -662,6 +668,7 @@ fn a_dead_letter_is_listed_counted_and_replayed_through_the_api() {
     assert_eq!(got[2].header("webhook-id"), got[0].header("webhook-id"));
     let (_, listed) = api.get("/v1/webhooks/test/dead-letters");
     assert_eq!(listed["dead_letters"], serde_json::json!([]));
+    let replay = format!("/v1/webhooks/test/dead-letters/{sequence}/replay");
     let (status, error) = api.post(&replay, Some(TOKEN), "", &[]);
     assert_eq!(
         (status, &error["error"]["code"]),
