@@ -149,8 +149,12 @@ fn key_at(text: &str, offset: usize) -> Option<String> {
     }
     let table = before[..line_start].lines().rev().find_map(|line| {
         let line = line.trim();
+        // `[modem]` or `[[webhook]]`, perhaps with a comment after it.
         line.starts_with('[').then(|| {
-            line.trim_matches(|c| c == '[' || c == ']')
+            line.trim_start_matches('[')
+                .split(']')
+                .next()
+                .unwrap_or_default()
                 .trim()
                 .to_string()
         })
@@ -652,7 +656,7 @@ messages = "30d"
                 6,
             ),
             (
-                "[modem]\ndevice = \"/dev/x\"\nbaud = \"fast\"\n",
+                "[modem] # the stick\ndevice = \"/dev/x\"\nbaud = \"fast\"\n",
                 "modem.baud",
                 3,
             ),

@@ -79,9 +79,9 @@ enum Commands {
         /// Only this state: queued, sending, sent, delivered, failed.
         #[arg(long)]
         state: Option<String>,
-        /// How many.
-        #[arg(long, default_value_t = 20)]
-        limit: usize,
+        /// How many, 1 to 1000.
+        #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u16).range(1..=1000))]
+        limit: u16,
         /// The config file the daemon runs with.
         #[arg(long, default_value = "/etc/smsrelay/smsrelay.toml")]
         config: PathBuf,

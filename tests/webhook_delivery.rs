@@ -834,7 +834,7 @@ fn held_events_stay_held_when_the_test_after_enabling_fails() {
     let receiver = Receiver::start(|index| {
         let status = match index {
             0 => 410,
-            1 => 500,
+            1 | 4 => 500,
             _ => 200,
         };
         (status, Vec::new(), Duration::ZERO)
@@ -865,6 +865,28 @@ fn held_events_stay_held_when_the_test_after_enabling_fails() {
     assert_eq!(
         names,
         ["sms.sent", "webhook.test", "webhook.test", "sms.sent"]
+    );
+    // The failed test is a dead letter; replayed by hand on a working endpoint it is an
+    // ordinary delivery, and its failure does not disable the endpoint again.
+    until("delivered", || store.queue_depth("crm") == 0);
+    let dead = store.dead_letters().expect("reads");
+    assert_eq!(dead.len(), 1);
+    assert!(
+        store
+            .replay_dead_letter("crm", dead[0].event_sequence)
+            .expect("replays")
+    );
+    receiver.wait_for(5);
+    until("attempt recorded", || {
+        store
+            .endpoint_health("crm")
+            .expect("reads")
+            .consecutive_failures
+            == 1
+    });
+    assert_eq!(
+        store.endpoint_health("crm").expect("reads").state,
+        EndpointState::Active
     );
     dispatcher.stop();
 }

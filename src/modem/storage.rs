@@ -104,9 +104,9 @@ fn split_glued_headers(lines: &[String]) -> Vec<&str> {
     let mut out = Vec::with_capacity(lines.len());
     for line in lines {
         let mut rest = line.as_str();
-        while let Some(at) = rest.get(1..).and_then(|tail| tail.find("+CMGL:")) {
-            out.push(&rest[..=at]);
-            rest = &rest[at + 1..];
+        while let Some((at, _)) = rest.match_indices("+CMGL:").find(|&(at, _)| at > 0) {
+            out.push(&rest[..at]);
+            rest = &rest[at..];
         }
         out.push(rest);
     }
@@ -135,5 +135,32 @@ fn stored(index: u32, stat: u8, hex: String) -> StoredMessage {
         stat,
         hex,
         pdu,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::split_glued_headers;
+
+    #[test]
+    fn glued_headers_are_split_whatever_comes_before_them() {
+        let lines = [
+            "0011AA+CMGL: 2,0,,37".to_string(),
+            "\u{FFFD}0011+CMGL: 3,0,,37".to_string(),
+            "+CMGL: 1,0,,23+CMGL: 2,0,,23".to_string(),
+            "+CMGL: 4,0,,23".to_string(),
+        ];
+        assert_eq!(
+            split_glued_headers(&lines),
+            [
+                "0011AA",
+                "+CMGL: 2,0,,37",
+                "\u{FFFD}0011",
+                "+CMGL: 3,0,,37",
+                "+CMGL: 1,0,,23",
+                "+CMGL: 2,0,,23",
+                "+CMGL: 4,0,,23",
+            ]
+        );
     }
 }

@@ -241,6 +241,9 @@ impl Store {
                 };
                 let mut job: Job = super::tx_decode("dead_letters", &key, &bytes)?;
                 job.attempts = 0;
+                // Replayed by hand, an enable's failed test is an ordinary delivery: its
+                // failure must not disable an endpoint that works again.
+                job.enable_probe = false;
                 jobs.insert(job_key(endpoint, now_ms(), event_sequence), encode(&job))?;
                 Ok(true)
             }),

@@ -575,7 +575,10 @@ impl Worker {
         }
         let first = *health.first_failure_at.get_or_insert(now);
         health.last_error = Some(what.clone());
-        if job.enable_probe {
+        // Before `enable_probe` existed, an enable's test was the only job with sequence 0
+        // (numbers start at 1): one queued by the previous version still counts.
+        let legacy_probe = event.name == "webhook.test" && job.sequence == 0;
+        if job.enable_probe || legacy_probe {
             // The test after an enable failed: what is held stays held.
             health.state = EndpointState::Disabled;
             health.disabled_reason = Some(format!("the test event after enabling failed: {what}"));
