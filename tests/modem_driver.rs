@@ -11,12 +11,10 @@ use smsrelay::modem::{
 };
 use smsrelay::pdu::{self, Address, Body, StatusClass, SubmitOptions, Tpdu};
 use tokio::sync::mpsc::Receiver;
-use tokio::time::{Instant, sleep, timeout};
+use tokio::time::{Instant, timeout};
 
 use crate::support::quick_modem_settings as settings;
-
-/// Generous: the suite runs in parallel on a 2-core machine.
-const WAIT: Duration = Duration::from_secs(15);
+use crate::support::{WAIT, until, wait_for};
 
 fn mock(config: MockConfig) -> MockModem {
     MockModem::start(config, None).expect("mock starts")
@@ -27,25 +25,6 @@ fn fast() -> MockConfig {
         submit_delay: Duration::from_millis(10),
         report_delay: Duration::from_millis(10),
         ..MockConfig::default()
-    }
-}
-
-/// The first event matching `wanted`, skipping others; fails with what was seen.
-async fn wait_for(
-    events: &mut Receiver<ModemEvent>,
-    what: &str,
-    wanted: impl Fn(&ModemEvent) -> bool,
-) -> ModemEvent {
-    let deadline = Instant::now() + WAIT;
-    let mut seen = Vec::new();
-    loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        match timeout(left, events.recv()).await {
-            Ok(Some(event)) if wanted(&event) => return event,
-            Ok(Some(event)) => seen.push(format!("{event:?}")),
-            Ok(None) => panic!("event stream ended waiting for {what}; saw {seen:#?}"),
-            Err(_) => panic!("no {what} within {WAIT:?}; saw {seen:#?}"),
-        }
     }
 }
 
@@ -70,15 +49,6 @@ fn text_of(inbound: &Inbound) -> String {
             Body::Data(data) => panic!("binary body {data:?}"),
         },
         other => panic!("not a DELIVER: {other:?}"),
-    }
-}
-
-/// Waits until `check` holds, polling; for state the driver changes without an event.
-async fn until(what: &str, check: impl Fn() -> bool) {
-    let deadline = Instant::now() + WAIT;
-    while !check() {
-        assert!(Instant::now() < deadline, "{what}: not within {WAIT:?}");
-        sleep(Duration::from_millis(10)).await;
     }
 }
 

@@ -23,12 +23,10 @@ use smsrelay::at::RegistrationStatus;
 use smsrelay::modem::{Inbound, InitError, LinkState, Modem, ModemEvent, ModemSettings, Origin};
 use smsrelay::pdu::{Body, Tpdu};
 use tokio::sync::mpsc::Receiver;
-use tokio::time::{Instant, sleep, timeout};
+use tokio::time::timeout;
 
 use crate::support::quick_modem_settings as settings;
-
-/// Generous: the suite runs in parallel on a busy 2-core machine (as in `modem_driver.rs`).
-const WAIT: Duration = Duration::from_secs(15);
+use crate::support::{WAIT, until, wait_for};
 
 /// Reference §5 E1: a SUBMIT without an SMSC field, as the gateway sends it.
 const E1_SUBMIT: &str = "0031000C914477000910320000A711C8329BFD0699E5EF36888E2E83A069";
@@ -449,25 +447,6 @@ fn write(master: &mut TTYPort, bytes: &[u8], byte_by_byte: bool) {
 
 // ---- the driver side ------------------------------------------------------------------------
 
-/// The first event matching `wanted`, skipping others; fails with what was seen.
-async fn wait_for(
-    events: &mut Receiver<ModemEvent>,
-    what: &str,
-    wanted: impl Fn(&ModemEvent) -> bool,
-) -> ModemEvent {
-    let deadline = Instant::now() + WAIT;
-    let mut seen = Vec::new();
-    loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        match timeout(left, events.recv()).await {
-            Ok(Some(event)) if wanted(&event) => return event,
-            Ok(Some(event)) => seen.push(format!("{event:?}")),
-            Ok(None) => panic!("event stream ended waiting for {what}; saw {seen:#?}"),
-            Err(_) => panic!("no {what} within {WAIT:?}; saw {seen:#?}"),
-        }
-    }
-}
-
 /// The next `count` inbound messages, in arrival order.
 async fn inbound(events: &mut Receiver<ModemEvent>, count: usize) -> Vec<Inbound> {
     let mut messages = Vec::new();
@@ -479,15 +458,6 @@ async fn inbound(events: &mut Receiver<ModemEvent>, count: usize) -> Vec<Inbound
         }
     }
     messages
-}
-
-/// Waits until `check` holds, polling; for what the driver does without an event.
-async fn until(what: &str, check: impl Fn() -> bool) {
-    let deadline = Instant::now() + WAIT;
-    while !check() {
-        assert!(Instant::now() < deadline, "{what}: not within {WAIT:?}");
-        sleep(Duration::from_millis(10)).await;
-    }
 }
 
 /// Starts the driver with `settings` and waits until it is connected and idle: the first

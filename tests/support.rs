@@ -6,8 +6,9 @@ use std::time::Duration;
 
 use smsrelay::at::{Session, SessionConfig, SessionHandle, Urc};
 use smsrelay::mock::MockModem;
-use smsrelay::modem::{InitSettings, ModemSettings};
+use smsrelay::modem::{InitSettings, ModemEvent, ModemSettings};
 use tokio::sync::mpsc::Receiver;
+use tokio::time::{Instant, sleep, timeout};
 use tokio_serial::SerialPortBuilderExt;
 
 /// Runs the smsrelay binary, as a user would, to its end.
@@ -65,4 +66,36 @@ pub fn quick_modem_settings(device: impl Into<std::path::PathBuf>) -> ModemSetti
     };
     settings.send_timeout = Duration::from_secs(3);
     settings
+}
+
+/// How long the driver tests wait for anything: generous, as the suite runs in parallel on a
+/// 2-core machine.
+pub const WAIT: Duration = Duration::from_secs(15);
+
+/// The first driver event matching `wanted`, skipping others; fails with what was seen.
+pub async fn wait_for(
+    events: &mut Receiver<ModemEvent>,
+    what: &str,
+    wanted: impl Fn(&ModemEvent) -> bool,
+) -> ModemEvent {
+    let deadline = Instant::now() + WAIT;
+    let mut seen = Vec::new();
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match timeout(left, events.recv()).await {
+            Ok(Some(event)) if wanted(&event) => return event,
+            Ok(Some(event)) => seen.push(format!("{event:?}")),
+            Ok(None) => panic!("event stream ended waiting for {what}; saw {seen:#?}"),
+            Err(_) => panic!("no {what} within {WAIT:?}; saw {seen:#?}"),
+        }
+    }
+}
+
+/// Waits until `check` holds, polling; for what the driver does without an event.
+pub async fn until(what: &str, check: impl Fn() -> bool) {
+    let deadline = Instant::now() + WAIT;
+    while !check() {
+        assert!(Instant::now() < deadline, "{what}: not within {WAIT:?}");
+        sleep(Duration::from_millis(10)).await;
+    }
 }
