@@ -19,7 +19,7 @@ use serde_json::{Value, json};
 use crate::gateway::{EnqueueError, Gateway, NewMessage};
 use crate::modem::ModemHandle;
 use crate::store::{MessageState, OutboundMessage, PartState, Store, StoreError, blocking};
-use crate::webhook::{Dispatcher, EndpointStatus};
+use crate::webhook::{ClockVerdict, Dispatcher, EndpointStatus};
 
 /// The largest request body accepted.
 pub const BODY_LIMIT: usize = 64 * 1024;
@@ -36,6 +36,49 @@ pub struct AppState {
     pub token: String,
     /// When the daemon started.
     pub started: Instant,
+    /// Since when no modem has been ready, for `/readyz`.
+    pub readiness: Arc<Readiness>,
+    /// `[api] ready_grace`.
+    pub ready_grace: Duration,
+}
+
+/// Since when the modem has not been ready: `/readyz` tolerates a modem that is starting or
+/// reconnecting for `ready_grace`, so a probe does not flap on every re-init.
+#[derive(Debug)]
+pub struct Readiness {
+    not_ready_since: std::sync::Mutex<Option<Instant>>,
+}
+
+impl Default for Readiness {
+    fn default() -> Readiness {
+        // The start is the moment it was last not ready.
+        Readiness {
+            not_ready_since: std::sync::Mutex::new(Some(Instant::now())),
+        }
+    }
+}
+
+impl Readiness {
+    /// Records whether the modem is ready now.
+    pub fn observe(&self, ready: bool) {
+        let mut since = self
+            .not_ready_since
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        match (ready, *since) {
+            (true, _) => *since = None,
+            (false, None) => *since = Some(Instant::now()),
+            (false, Some(_)) => {}
+        }
+    }
+
+    /// How long the modem has not been ready; `None` while it is.
+    pub fn not_ready_for(&self) -> Option<Duration> {
+        self.not_ready_since
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .map(|since| since.elapsed())
+    }
 }
 
 /// An API error: status, code, message, and the field at fault.
@@ -126,6 +169,14 @@ fn page_limit(limit: Option<usize>, default: usize) -> Result<usize, ApiError> {
 
 impl From<StoreError> for ApiError {
     fn from(error: StoreError) -> ApiError {
+        if error.is_storage_failure() {
+            // Logged by the store once a minute; the client may try again later.
+            return ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "store_unavailable",
+                format!("the gateway cannot write to its database: {error}"),
+            );
+        }
         log::error!("api: store: {error}");
         ApiError::new(
             StatusCode::INTERNAL_SERVER_ERROR,
@@ -160,6 +211,7 @@ pub fn router(state: Shared) -> Router {
         ));
     Router::new()
         .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
         .route("/v1/openapi.json", get(openapi))
         .merge(guarded)
         .fallback(not_found)
@@ -215,9 +267,74 @@ async fn authorise(State(state): State<Shared>, request: Request, next: Next) ->
     }
 }
 
+/// Why the daemon is not alive: the store cannot write (a full disk, an I/O error).
+fn liveness_problems(state: &AppState) -> Vec<String> {
+    state
+        .gateway
+        .store()
+        .failure()
+        .map(|failure| {
+            format!(
+                "store: cannot write since {}: {}",
+                crate::gateway::rfc3339(failure.since_ms),
+                failure.error
+            )
+        })
+        .into_iter()
+        .collect()
+}
+
+/// A probe's answer: 200 with `ok_word`, or 503 with `failing_word` and the reasons.
+fn probe_answer(ok_word: &str, failing_word: &str, reasons: Vec<String>, extra: Value) -> Response {
+    let (status, word) = if reasons.is_empty() {
+        (StatusCode::OK, ok_word)
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, failing_word)
+    };
+    let mut body = json!({ "status": word, "reasons": reasons });
+    if let (Some(body), Value::Object(extra)) = (body.as_object_mut(), extra) {
+        body.extend(extra);
+    }
+    (status, axum::Json(body)).into_response()
+}
+
+/// Liveness: the process serves and the store writes.
 async fn healthz(State(state): State<Shared>) -> Response {
     let status = state.modem.status();
-    axum::Json(json!({ "status": "ok", "modem": format!("{:?}", status.state) })).into_response()
+    let problems = liveness_problems(&state);
+    let store = if problems.is_empty() { "ok" } else { "failing" };
+    probe_answer(
+        "ok",
+        "failing",
+        problems,
+        json!({ "store": store, "modem": format!("{:?}", status.state) }),
+    )
+}
+
+/// Readiness: alive, and a modem ready (or not ready for less than `ready_grace`).
+async fn readyz(State(state): State<Shared>) -> Response {
+    let status = state.modem.status();
+    let mut problems = liveness_problems(&state);
+    let not_ready_for = state.readiness.not_ready_for();
+    if let Some(waited) = not_ready_for.filter(|waited| *waited >= state.ready_grace) {
+        let why = status
+            .last_error
+            .clone()
+            .unwrap_or_else(|| format!("{:?}", status.state));
+        problems.push(format!(
+            "modem: not ready for {} s ({why})",
+            waited.as_secs()
+        ));
+    }
+    probe_answer(
+        "ready",
+        "not_ready",
+        problems,
+        json!({
+            "modem": format!("{:?}", status.state),
+            "modem_not_ready_seconds": not_ready_for.map(|waited| waited.as_secs()),
+        }),
+    )
 }
 
 #[derive(Debug, Deserialize)]
@@ -546,12 +663,33 @@ async fn status(State(state): State<Shared>) -> Result<Response, ApiError> {
             "last_error": modem.last_error,
         },
         "queue": { "outbox": queued },
+        "store": store_json(&state),
+        "clock": clock_json(&state.dispatcher.clock_status()),
         "webhooks": webhooks.iter().map(|w| json!({
             "name": w.name, "state": w.health.state, "queue_depth": w.queue_depth,
             "held_for_clock": w.held_for_clock, "last_error": w.health.last_error,
         })).collect::<Vec<_>>(),
     }))
     .into_response())
+}
+
+fn store_json(state: &AppState) -> Value {
+    match state.gateway.store().failure() {
+        None => json!({ "ok": true }),
+        Some(failure) => json!({
+            "ok": false,
+            "error": failure.error,
+            "failing_since": crate::gateway::rfc3339(failure.since_ms),
+        }),
+    }
+}
+
+fn clock_json(verdict: &ClockVerdict) -> Value {
+    json!({
+        "state": verdict.name(),
+        "webhooks_held": verdict.holds(),
+        "message": verdict.describe(),
+    })
 }
 
 async fn webhooks(State(state): State<Shared>) -> Result<Response, ApiError> {
@@ -742,6 +880,25 @@ async fn metrics(State(state): State<Shared>) -> Result<Response, ApiError> {
         "Status reports that matched no message.",
         "counter",
         load(&gateway.unmatched_reports).to_string(),
+    );
+    metric(
+        "smsrelay_store_ok",
+        "1 while the database writes; 0 after a write failed (a full disk).",
+        "gauge",
+        u8::from(state.gateway.store().failure().is_none()).to_string(),
+    );
+    let clock = state.dispatcher.clock_status();
+    metric(
+        "smsrelay_clock_unsynchronised",
+        "1 when webhooks go out with a clock NTP has not synchronised.",
+        "gauge",
+        u8::from(clock == ClockVerdict::Unsynchronised).to_string(),
+    );
+    metric(
+        "smsrelay_webhooks_held_for_clock",
+        "1 while webhooks wait for a plausible or synchronised clock.",
+        "gauge",
+        u8::from(clock.holds()).to_string(),
     );
     metric(
         "smsrelay_outbox_depth",

@@ -32,6 +32,7 @@ struct Raw {
     data_dir: Option<Spanned<String>>,
     log_level: Option<Spanned<String>>,
     webhook_clock_check: Option<bool>,
+    webhook_clock_wait: Option<Spanned<String>>,
     modem: Option<RawModem>,
     api: Option<RawApi>,
     sms: Option<RawSms>,
@@ -61,6 +62,7 @@ struct RawModem {
 struct RawApi {
     listen: Option<Spanned<String>>,
     token: Option<Spanned<String>>,
+    ready_grace: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -120,14 +122,18 @@ pub struct Config {
     pub listen: SocketAddr,
     /// `[api] token`; generated into the data dir when absent.
     pub token: Option<String>,
+    /// `[api] ready_grace`: how long no modem may be ready before `/readyz` says not ready.
+    pub ready_grace: Duration,
     /// `[sms]` and retention, as the gateway takes them.
     pub gateway: GatewaySettings,
     /// `[[webhook]]` endpoints.
     pub webhooks: Vec<EndpointConfig>,
     /// What each endpoint subscribed to.
     pub subscriptions: Vec<Subscription>,
-    /// Hold webhooks while the system clock is not synchronised (a Pi has no RTC).
+    /// Hold webhooks while the system clock is implausible (a Pi has no RTC).
     pub webhook_clock_check: bool,
+    /// How long after boot an unsynchronised clock holds webhooks, waiting for NTP.
+    pub webhook_clock_wait: Duration,
 }
 
 fn line_of(text: &str, offset: usize) -> usize {
@@ -379,6 +385,13 @@ impl Config {
             None => None,
         };
 
+        let ready_grace = check.duration(
+            "api.ready_grace",
+            &api.ready_grace,
+            Duration::from_secs(120),
+            Duration::ZERO..=Duration::from_secs(86_400),
+        )?;
+
         let sms = raw.sms.unwrap_or_default();
         let retention = raw.retention.unwrap_or_default();
         let max_parts = match &sms.max_parts {
@@ -419,6 +432,13 @@ impl Config {
             ..GatewaySettings::default()
         };
 
+        let webhook_clock_wait = check.duration(
+            "webhook_clock_wait",
+            &raw.webhook_clock_wait,
+            Duration::from_secs(300),
+            Duration::ZERO..=Duration::from_secs(86_400),
+        )?;
+
         let sections: Vec<WebhookSection> =
             raw.webhook.iter().map(|s| s.get_ref().clone()).collect();
         let (webhooks, subscriptions) = resolve_all(&sections).map_err(|error| {
@@ -443,10 +463,12 @@ impl Config {
             modem,
             listen,
             token,
+            ready_grace,
             gateway,
             webhooks,
             subscriptions,
             webhook_clock_check: raw.webhook_clock_check.unwrap_or(true),
+            webhook_clock_wait,
         })
     }
 
@@ -474,10 +496,11 @@ impl Config {
         let mask = |present: bool| if present { "\"********\"" } else { "(none)" };
         let seconds = |d: Duration| format!("\"{}\"", humantime::format_duration(d));
         let mut out = format!(
-            "data_dir = {:?}\nlog_level = \"{}\"\nwebhook_clock_check = {}\n\n[modem]\ndevice = {:?}\nbaud = {}\npin = {}\nstorage = {:?}\ncommand_timeout = {}\nsend_timeout = {}\nsweep_interval = {}\nreset_command = {}\ncnmi = {}\n\n[api]\nlisten = \"{}\"\ntoken = {}\n\n[sms]\nmax_parts = {}\nstatus_reports = {}\nvalidity = {}\nresend_interrupted = {}\nincomplete_timeout = {}\n\n[retention]\nevents = {}\nmessages = {}\n",
+            "data_dir = {:?}\nlog_level = \"{}\"\nwebhook_clock_check = {}\nwebhook_clock_wait = {}\n\n[modem]\ndevice = {:?}\nbaud = {}\npin = {}\nstorage = {:?}\ncommand_timeout = {}\nsend_timeout = {}\nsweep_interval = {}\nreset_command = {}\ncnmi = {}\n\n[api]\nlisten = \"{}\"\ntoken = {}\nready_grace = {}\n\n[sms]\nmax_parts = {}\nstatus_reports = {}\nvalidity = {}\nresend_interrupted = {}\nincomplete_timeout = {}\n\n[retention]\nevents = {}\nmessages = {}\n",
             self.data_dir.display().to_string(),
             self.log_level.to_string().to_ascii_lowercase(),
             self.webhook_clock_check,
+            seconds(self.webhook_clock_wait),
             self.modem.device,
             self.modem.baud,
             mask(self.modem.pin.is_some()),
@@ -499,6 +522,7 @@ impl Config {
             } else {
                 "(generated in data_dir)"
             },
+            seconds(self.ready_grace),
             self.gateway.max_parts,
             self.gateway.status_reports,
             self.gateway

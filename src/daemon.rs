@@ -16,7 +16,7 @@ use crate::config::Config;
 use crate::gateway::Gateway;
 use crate::modem::{LinkState, Modem};
 use crate::store::{Store, StoreError, StoreSettings, blocking};
-use crate::webhook::{Dispatcher, DispatcherSettings, SystemClock};
+use crate::webhook::{ClockPolicy, Dispatcher, DispatcherSettings, SystemClock};
 
 /// Tokens shorter than this load, with a warning at start-up.
 const WEAK_TOKEN: usize = 16;
@@ -41,6 +41,10 @@ pub enum DaemonError {
     /// The API token cannot be read or generated.
     #[error("api token in the data dir: {0}")]
     Token(std::io::Error),
+    /// The store stopped writing (a full disk, an I/O error) and the daemon stopped so that
+    /// the service manager restarts it: sled keeps such an error until it is reopened.
+    #[error("the store cannot write ({0}); stopped so that a restart reopens it")]
+    StoreFailed(String),
     /// The API address cannot be bound.
     #[error("api.listen {address}: {error}")]
     Listen {
@@ -55,6 +59,13 @@ fn notify(states: &[NotifyState]) {
     // Outside systemd there is no socket and nothing to tell: not an error.
     let _ = sd_notify::notify(false, states);
 }
+
+/// The exit code after the store failed (EX_TEMPFAIL): a restart, once space is free, resumes.
+pub const EXIT_STORE_FAILED: u8 = 75;
+
+/// How long a failing store is reported (`/healthz` 503, the status) before the daemon stops
+/// to be restarted.
+const STORE_FAILURE_EXIT_AFTER: Duration = Duration::from_secs(30);
 
 /// How long the shutdown waits, after the modem has stopped, for webhook requests begun
 /// before it; they have run during the steps before, whose budgets add up to 9 s.
@@ -106,7 +117,11 @@ pub async fn run_on(config: Config, listener: TcpListener) -> Result<(), DaemonE
         let store = store.clone();
         let endpoints = config.webhooks.clone();
         let settings = DispatcherSettings {
-            hold_until_clock_synchronised: config.webhook_clock_check,
+            clock: ClockPolicy {
+                check: config.webhook_clock_check,
+                wait: config.webhook_clock_wait,
+                ..ClockPolicy::default()
+            },
             ..DispatcherSettings::default()
         };
         Arc::new(Dispatcher::start(
@@ -116,12 +131,27 @@ pub async fn run_on(config: Config, listener: TcpListener) -> Result<(), DaemonE
             Arc::new(SystemClock),
         ))
     };
+    let readiness = Arc::new(crate::api::Readiness::default());
+    tokio::spawn({
+        let readiness = Arc::clone(&readiness);
+        let mut watch = modem.handle.watch_status();
+        async move {
+            loop {
+                readiness.observe(watch.borrow_and_update().state == LinkState::Ready);
+                if watch.changed().await.is_err() {
+                    return;
+                }
+            }
+        }
+    });
     let api_state = Arc::new(crate::api::AppState {
         gateway: gateway.clone(),
         modem: modem.handle.clone(),
         dispatcher: Arc::clone(&dispatcher),
         token,
         started: std::time::Instant::now(),
+        readiness: Arc::clone(&readiness),
+        ready_grace: config.ready_grace,
     });
     let (stop_api, api_stopped) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(async move {
@@ -150,10 +180,36 @@ pub async fn run_on(config: Config, listener: TcpListener) -> Result<(), DaemonE
     let watchdog = sd_notify::watchdog_enabled(false, &mut watchdog_usec)
         .then(|| Duration::from_micros(watchdog_usec / 2));
     let mut tick = tokio::time::interval(watchdog.unwrap_or(Duration::from_secs(30)));
+    // Every second: events recorded while the clock is wrong are marked even when no webhook
+    // thread is looking; every minute the newest trusted time is stored.
+    let mut clock_tick = tokio::time::interval(Duration::from_secs(1));
+    let mut clock_ticks = 0u64;
     let reason = loop {
         tokio::select! {
-            _ = terminate.recv() => break "SIGTERM",
-            _ = interrupt.recv() => break "SIGINT",
+            _ = terminate.recv() => break Stop::Signal("SIGTERM"),
+            _ = interrupt.recv() => break Stop::Signal("SIGINT"),
+            _ = clock_tick.tick() => {
+                dispatcher.check_clock();
+                clock_ticks += 1;
+                if clock_ticks % 5 == 0 {
+                    // sled keeps a write error and returns it from every flush: this finds a
+                    // failed store even while nothing else writes.
+                    let probed = store.clone();
+                    let _ = blocking(move || probed.flush()).await;
+                }
+                if let Some(failure) = store.failure() {
+                    let failing_for = crate::store::now_ms().saturating_sub(failure.since_ms);
+                    if failing_for >= STORE_FAILURE_EXIT_AFTER.as_millis() as u64 {
+                        break Stop::StoreFailed(failure.error);
+                    }
+                }
+                if clock_ticks % 60 == 1 {
+                    let dispatcher = Arc::clone(&dispatcher);
+                    if let Err(error) = blocking(move || dispatcher.record_clock_floor()).await {
+                        warn!("cannot record the newest trusted time: {error}");
+                    }
+                }
+            }
             _ = tick.tick() => {
                 let status = modem.handle.status();
                 let counted = store.clone();
@@ -164,14 +220,28 @@ pub async fn run_on(config: Config, listener: TcpListener) -> Result<(), DaemonE
                 };
                 let line = format!("{state}; {queued} message(s) queued");
                 let mut states = vec![NotifyState::Status(&line)];
-                if watchdog.is_some() {
+                // A store that cannot write is not a healthy daemon: let the watchdog see it.
+                if watchdog.is_some() && store.failure().is_none() {
                     states.push(NotifyState::Watchdog);
                 }
                 notify(&states);
             }
         }
     };
-    info!("{reason}: shutting down");
+    let failed = match reason {
+        Stop::Signal(signal) => {
+            info!("{signal}: shutting down");
+            None
+        }
+        Stop::StoreFailed(error) => {
+            error!(
+                "the store has not written for {} s ({error}); stopping so that the service \
+                 manager restarts smsrelay (nothing accepted is lost; free disk space)",
+                STORE_FAILURE_EXIT_AFTER.as_secs()
+            );
+            Some(error)
+        }
+    };
     notify(&[NotifyState::Stopping]);
     // Webhook requests in flight finish while the steps below run; no new ones start.
     dispatcher.begin_stop();
@@ -224,5 +294,16 @@ pub async fn run_on(config: Config, listener: TcpListener) -> Result<(), DaemonE
         Ok(Err(error)) => error!("final flush failed: {error}"),
         Err(error) => error!("shutdown task failed: {error}"),
     }
-    Ok(())
+    match failed {
+        Some(error) => Err(DaemonError::StoreFailed(error)),
+        None => Ok(()),
+    }
+}
+
+/// Why the main loop ended.
+enum Stop {
+    /// SIGTERM or SIGINT.
+    Signal(&'static str),
+    /// The store failed for longer than [`STORE_FAILURE_EXIT_AFTER`].
+    StoreFailed(String),
 }

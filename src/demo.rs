@@ -124,7 +124,7 @@ secret = "{SECRET}"
         device = link.display(),
         // The daemon's check, as in production, where it cannot hold the tour: on a machine
         // whose clock is not synchronised (a container, say) the demo goes without it.
-        clock_check = crate::webhook::SystemClock.synchronised(),
+        clock_check = crate::webhook::SystemClock.synchronised() == Some(true),
     );
     let config_path = work.join("smsrelay.toml");
     std::fs::write(&config_path, &config_text)?;

@@ -558,6 +558,10 @@ fn run(path: &std::path::Path, level: Option<LevelFilter>) -> ExitCode {
     };
     match runtime.block_on(smsrelay::daemon::run(config)) {
         Ok(()) => ExitCode::SUCCESS,
+        Err(error @ smsrelay::daemon::DaemonError::StoreFailed(_)) => {
+            eprintln!("smsrelay: {error}");
+            ExitCode::from(smsrelay::daemon::EXIT_STORE_FAILED)
+        }
         Err(error) => {
             log::error!("{error}");
             eprintln!("smsrelay: {error}");

@@ -12,15 +12,21 @@ use crate::webhook_delivery::{Receiver, ok};
 
 const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
 
-struct Daemon {
-    child: Child,
+pub(crate) struct Daemon {
+    pub(crate) child: Child,
 }
 
 impl Daemon {
-    fn start(config: &std::path::Path) -> Daemon {
+    pub(crate) fn start(config: &std::path::Path) -> Daemon {
+        Daemon::start_with_env(config, &[])
+    }
+
+    /// Starts the daemon with extra environment variables.
+    pub(crate) fn start_with_env(config: &std::path::Path, env: &[(&str, &str)]) -> Daemon {
         let child = Command::new(env!("CARGO_BIN_EXE_smsrelay"))
             .args(["run", "--config"])
             .arg(config)
+            .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -29,7 +35,7 @@ impl Daemon {
     }
 
     /// SIGTERM, then the exit status within `limit`.
-    fn terminate(mut self, limit: Duration) -> Option<i32> {
+    pub(crate) fn terminate(mut self, limit: Duration) -> Option<i32> {
         // SAFETY: kill(2) on our own child's pid with a valid signal number.
         unsafe {
             libc::kill(self.child.id() as libc::pid_t, libc::SIGTERM);
@@ -52,10 +58,10 @@ impl Drop for Daemon {
     }
 }
 
-const TOKEN: &str = "a-test-token-long-enough";
+pub(crate) const TOKEN: &str = "a-test-token-long-enough";
 
 /// A port that was free a moment ago (the daemon binds it itself).
-fn free_port() -> u16 {
+pub(crate) fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|listener| listener.local_addr())
         .map(|address| address.port())
@@ -210,13 +216,13 @@ fn a_bad_config_stops_run_with_exit_2() {
     assert!(stderr.contains("speed"), "{stderr}");
 }
 
-struct Api {
+pub(crate) struct Api {
     base: String,
     agent: ureq::Agent,
 }
 
 impl Api {
-    fn new(port: u16) -> Api {
+    pub(crate) fn new(port: u16) -> Api {
         let agent: ureq::Agent = ureq::Agent::config_builder()
             .http_status_as_error(false)
             .timeout_global(Some(Duration::from_secs(10)))
@@ -228,7 +234,7 @@ impl Api {
         }
     }
 
-    fn wait_up(&self) {
+    pub(crate) fn wait_up(&self) {
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
             if let Ok(response) = self.agent.get(format!("{}/healthz", self.base)).call() {
@@ -241,7 +247,7 @@ impl Api {
         }
     }
 
-    fn post(
+    pub(crate) fn post(
         &self,
         path: &str,
         token: Option<&str>,
@@ -269,7 +275,7 @@ impl Api {
 
     /// A request with exactly these headers: the status, the `www-authenticate` header and
     /// the JSON body.
-    fn raw(
+    pub(crate) fn raw(
         &self,
         method: &str,
         path: &str,
@@ -308,7 +314,8 @@ impl Api {
         )
     }
 
-    fn get(&self, path: &str) -> (u16, serde_json::Value) {
+    /// A GET with the token: the status and the body as text.
+    pub(crate) fn text(&self, path: &str) -> (u16, String) {
         let mut response = self
             .agent
             .get(format!("{}{path}", self.base))
@@ -316,7 +323,14 @@ impl Api {
             .call()
             .expect("a response");
         let status = response.status().as_u16();
-        let text = response.body_mut().read_to_string().unwrap_or_default();
+        (
+            status,
+            response.body_mut().read_to_string().unwrap_or_default(),
+        )
+    }
+
+    pub(crate) fn get(&self, path: &str) -> (u16, serde_json::Value) {
+        let (status, text) = self.text(path);
         (
             status,
             serde_json::from_str(&text).unwrap_or(serde_json::Value::Null),

@@ -8,6 +8,7 @@ mod config_cli;
 mod crash;
 mod daemon;
 mod gateway;
+mod health;
 mod mock_gammu;
 mod mock_modem;
 mod modem_driver;

@@ -7,7 +7,8 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 use smsrelay::store::{EndpointState, NewEvent, Store, StoreSettings, Subscription};
 use smsrelay::webhook::{
-    Clock, Dispatcher, DispatcherSettings, EndpointConfig, ManualClock, Secret,
+    Clock, ClockPolicy, ClockVerdict, Dispatcher, DispatcherSettings, EndpointConfig, ManualClock,
+    Secret,
 };
 use tempfile::TempDir;
 
@@ -142,7 +143,10 @@ fn event(name: &str, n: u64) -> NewEvent {
 
 fn settings() -> DispatcherSettings {
     DispatcherSettings {
-        hold_until_clock_synchronised: false,
+        clock: ClockPolicy {
+            check: false,
+            ..ClockPolicy::default()
+        },
         poll: Duration::from_millis(20),
         ..DispatcherSettings::default()
     }
@@ -694,8 +698,25 @@ fn three_days_of_failures_disable_the_endpoint_and_hold_the_event() {
     dispatcher.stop();
 }
 
+fn clock_checked() -> DispatcherSettings {
+    DispatcherSettings {
+        clock: ClockPolicy {
+            wait: Duration::from_secs(300),
+            ..ClockPolicy::default()
+        },
+        ..settings()
+    }
+}
+
+fn held(dispatcher: &Dispatcher) -> bool {
+    dispatcher
+        .status()
+        .map(|status| status[0].held_for_clock)
+        .unwrap_or(false)
+}
+
 #[test]
-fn deliveries_wait_for_a_synchronised_clock() {
+fn deliveries_wait_for_a_synchronised_clock_while_the_boot_is_young() {
     let dir = tempfile::tempdir().expect("temp dir");
     let store = store(&dir, &[("crm", &["sms.*"])]);
     let receiver = Receiver::start(ok);
@@ -704,24 +725,84 @@ fn deliveries_wait_for_a_synchronised_clock() {
         .expect("written");
     let clock = Arc::new(ManualClock::default());
     clock.set_synchronised(false);
+    clock.set_uptime(Duration::from_secs(60));
     let dispatcher = Dispatcher::start(
         store.clone(),
         vec![endpoint("crm", &receiver)],
-        DispatcherSettings {
-            hold_until_clock_synchronised: true,
-            ..settings()
-        },
+        clock_checked(),
         Arc::clone(&clock) as Arc<_>,
     );
-    until("held", || {
-        dispatcher
-            .status()
-            .map(|status| status[0].held_for_clock)
-            .unwrap_or(false)
-    });
-    assert!(receiver.got().is_empty());
+    until("held", || held(&dispatcher));
+    assert!(matches!(
+        dispatcher.clock_status(),
+        ClockVerdict::Waiting { .. }
+    ));
+    // Held, not tried: no attempt is recorded while the clock is waited for.
+    assert_eq!(store.queue_depth("crm"), 1);
+    assert!(store.attempts("crm", 1).expect("reads").is_empty());
     clock.set_synchronised(true);
     receiver.wait_for(1);
+    dispatcher.stop();
+}
+
+#[test]
+fn a_clock_that_never_synchronises_delivers_after_the_wait() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store = store(&dir, &[("crm", &["sms.*"])]);
+    let receiver = Receiver::start(ok);
+    store
+        .record_events(&[event("sms.sent", 1)])
+        .expect("written");
+    let clock = Arc::new(ManualClock::default());
+    clock.set_synchronised(false);
+    clock.set_uptime(Duration::from_secs(60));
+    let dispatcher = Dispatcher::start(
+        store.clone(),
+        vec![endpoint("crm", &receiver)],
+        clock_checked(),
+        Arc::clone(&clock) as Arc<_>,
+    );
+    until("held", || held(&dispatcher));
+    // Five minutes after boot NTP has had its chance: the clock is used as it is.
+    clock.set_uptime(Duration::from_secs(301));
+    receiver.wait_for(1);
+    assert_eq!(dispatcher.clock_status(), ClockVerdict::Unsynchronised);
+    dispatcher.stop();
+}
+
+#[test]
+fn a_clock_in_1970_holds_deliveries_and_marks_new_events() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store = store(&dir, &[("crm", &["sms.*"])]);
+    let receiver = Receiver::start(ok);
+    // A Pi without a real-time clock boots on the epoch; the boot is long over.
+    let clock = Arc::new(ManualClock::at(3_600_000));
+    clock.set_synchronised(false);
+    let dispatcher = Dispatcher::start(
+        store.clone(),
+        vec![endpoint("crm", &receiver)],
+        clock_checked(),
+        Arc::clone(&clock) as Arc<_>,
+    );
+    assert!(matches!(
+        dispatcher.check_clock(),
+        ClockVerdict::Implausible { .. }
+    ));
+    let written = store
+        .record_events(&[event("sms.received", 1)])
+        .expect("written");
+    assert!(
+        written[0].clock_suspect,
+        "an event stamped in 1970 is marked"
+    );
+    until("held", || held(&dispatcher));
+    assert_eq!(store.queue_depth("crm"), 1);
+    assert!(store.attempts("crm", 1).expect("reads").is_empty());
+    // NTP sets the clock: the held event goes out, still marked.
+    clock.set_now(smsrelay::store::now_ms());
+    clock.set_synchronised(true);
+    let got = receiver.wait_for(1);
+    assert_eq!(got[0].json()["clock_suspect"], true);
     dispatcher.stop();
 }
 

@@ -169,6 +169,7 @@ impl Gateway {
                         }
                         // Not confirmed: it stays on the modem and a later sweep hands it
                         // up again.
+                        Err(error) if error.is_storage_failure() => {}
                         Err(error) => error!("gateway: cannot store an inbound PDU: {error}"),
                     }
                 }
@@ -187,13 +188,20 @@ impl Gateway {
             .clamp(Duration::from_millis(50), Duration::from_secs(60));
         let mut since_prune = Duration::MAX;
         loop {
-            if let Err(error) = self.close_incomplete().await {
-                error!("gateway: closing incomplete messages: {error}");
+            // A failing database is logged by the store, once a minute.
+            match self.close_incomplete().await {
+                Err(error) if !error.is_storage_failure() => {
+                    error!("gateway: closing incomplete messages: {error}")
+                }
+                _ => {}
             }
             if since_prune >= Duration::from_secs(3600) {
                 since_prune = Duration::ZERO;
-                if let Err(error) = self.prune().await {
-                    error!("gateway: retention: {error}");
+                match self.prune().await {
+                    Err(error) if !error.is_storage_failure() => {
+                        error!("gateway: retention: {error}")
+                    }
+                    _ => {}
                 }
             }
             tokio::time::sleep(tick).await;

@@ -291,7 +291,9 @@ impl Gateway {
             match next {
                 Ok(Due::Now(id)) => {
                     if let Err(error) = self.submit(&id).await {
-                        log::error!("gateway: message {id}: {error}");
+                        if !error.is_storage_failure() {
+                            log::error!("gateway: message {id}: {error}");
+                        }
                         tokio::time::sleep(Duration::from_secs(1)).await;
                     }
                 }
@@ -302,7 +304,9 @@ impl Gateway {
                     }
                 }
                 Err(error) => {
-                    log::error!("gateway: reading the outbox: {error}");
+                    if !error.is_storage_failure() {
+                        log::error!("gateway: reading the outbox: {error}");
+                    }
                     tokio::time::sleep(Duration::from_secs(1)).await;
                 }
             }

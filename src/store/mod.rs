@@ -32,6 +32,8 @@ pub const SCHEMA_VERSION: u64 = 1;
 pub const API_VERSION: &str = "2026-11-22";
 /// The `meta` key of the last event sequence number.
 const EVENT_SEQUENCE: &[u8] = b"event_sequence";
+/// The `meta` key of the newest time known to be right (Unix ms): the clock rule's floor.
+const CLOCK_FLOOR: &[u8] = b"clock_floor";
 
 /// Why a store call failed.
 #[derive(Debug, thiserror::Error)]
@@ -58,6 +60,32 @@ pub enum StoreError {
     /// The message does not exist.
     #[error("no message {0}")]
     NoSuchMessage(String),
+}
+
+impl StoreError {
+    /// Whether the database itself failed (a full disk, an I/O error), as opposed to one
+    /// record or request: the store logs those once a minute, callers need not.
+    pub fn is_storage_failure(&self) -> bool {
+        matches!(self, StoreError::Database(_))
+    }
+}
+
+/// Why the store cannot write, since when.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoreFailure {
+    /// When it was first seen (Unix ms).
+    pub since_ms: u64,
+    /// The latest error.
+    pub error: String,
+}
+
+/// How often a failing store says so in the log.
+const FAILURE_LOG_EVERY: std::time::Duration = std::time::Duration::from_secs(60);
+
+#[derive(Debug, Default)]
+struct Health {
+    failure: Option<StoreFailure>,
+    last_logged: Option<std::time::Instant>,
 }
 
 /// How sled runs on a small board.
@@ -157,6 +185,10 @@ pub struct Store {
     subscriptions: Vec<Subscription>,
     /// Bumped after every commit that wrote jobs: the dispatcher waits on it.
     jobs_written: std::sync::Arc<(std::sync::Mutex<u64>, std::sync::Condvar)>,
+    /// Set while the clock is implausible: events written meanwhile are marked.
+    clock_suspect: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    /// The last database failure, until a flush succeeds again.
+    health: std::sync::Arc<std::sync::Mutex<Health>>,
 }
 
 impl std::fmt::Debug for Store {
@@ -277,6 +309,8 @@ impl Store {
             db,
             subscriptions,
             jobs_written: std::sync::Arc::default(),
+            clock_suspect: std::sync::Arc::default(),
+            health: std::sync::Arc::default(),
         };
         match store.meta.get("schema_version")? {
             Some(bytes) => {
@@ -295,10 +329,68 @@ impl Store {
         Ok(store)
     }
 
-    /// Flushes everything written so far to disk.
+    /// Flushes everything written so far to disk. sled keeps an I/O error (a full disk) and
+    /// returns it from every later flush, so this also says whether the store still works.
     pub fn flush(&self) -> Result<(), StoreError> {
-        self.db.flush()?;
-        Ok(())
+        let flushed = self.db.flush().map(|_| ()).map_err(StoreError::from);
+        self.note(flushed)
+    }
+
+    /// Whether the store failed, and why; `None` while it writes.
+    pub fn failure(&self) -> Option<StoreFailure> {
+        self.health
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .failure
+            .clone()
+    }
+
+    /// Records the outcome of a write: a database failure is remembered (for `/healthz`, the
+    /// status and the metrics) and logged at most once a minute, not once per attempt; a
+    /// success clears it.
+    fn note<T>(&self, result: Result<T, StoreError>) -> Result<T, StoreError> {
+        let mut health = self
+            .health
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        match &result {
+            Ok(_) => {
+                if let Some(failure) = health.failure.take() {
+                    log::warn!(
+                        "store: writing again after failing since {} ({})",
+                        humantime::format_rfc3339_seconds(
+                            UNIX_EPOCH + std::time::Duration::from_millis(failure.since_ms)
+                        ),
+                        failure.error
+                    );
+                    health.last_logged = None;
+                }
+            }
+            Err(error) if error.is_storage_failure() => {
+                let since_ms = health.failure.as_ref().map_or_else(now_ms, |f| f.since_ms);
+                health.failure = Some(StoreFailure {
+                    since_ms,
+                    error: error.to_string(),
+                });
+                if health
+                    .last_logged
+                    .is_none_or(|at| at.elapsed() >= FAILURE_LOG_EVERY)
+                {
+                    health.last_logged = Some(std::time::Instant::now());
+                    log::error!(
+                        "store: cannot write ({error}); nothing new is accepted or deleted from \
+                         the modem until it writes again (a full disk? free space, then restart)"
+                    );
+                }
+            }
+            Err(_) => {}
+        }
+        result
+    }
+
+    /// As `unwrap_tx`, remembering a database failure.
+    fn commit<T>(&self, result: Result<T, TransactionError<StoreError>>) -> Result<T, StoreError> {
+        self.note(unwrap_tx(result))
     }
 
     fn announce_jobs(&self) {
@@ -326,6 +418,46 @@ impl Store {
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
         let _ = changed.wait_timeout_while(guard, timeout, |count| *count == seen);
+    }
+
+    /// Says whether the clock is implausible now (see `webhook::clock`): events written while
+    /// it is are marked `clock_suspect`.
+    pub fn set_clock_suspect(&self, suspect: bool) {
+        self.clock_suspect
+            .store(suspect, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// The newest time known to be right (Unix ms): the stored floor, or the newest event
+    /// recorded with a plausible clock.
+    pub fn clock_floor(&self) -> Result<u64, StoreError> {
+        let stored = self
+            .meta
+            .get(CLOCK_FLOOR)?
+            .and_then(|bytes| <[u8; 8]>::try_from(bytes.as_ref()).ok())
+            .map_or(0, u64::from_be_bytes);
+        let newest_event = match self.events.last()? {
+            Some((key, bytes)) => {
+                let event: Event = decode("events", &key, &bytes)?;
+                if event.clock_suspect {
+                    0
+                } else {
+                    event.created_at.saturating_mul(1000)
+                }
+            }
+            None => 0,
+        };
+        Ok(stored.max(newest_event))
+    }
+
+    /// Raises the stored clock floor to `at` (Unix ms); a lower value changes nothing.
+    pub fn raise_clock_floor(&self, at: u64) -> Result<(), StoreError> {
+        self.meta.fetch_and_update(CLOCK_FLOOR, |old| {
+            let current = old
+                .and_then(|bytes| <[u8; 8]>::try_from(bytes).ok())
+                .map_or(0, u64::from_be_bytes);
+            Some(current.max(at).to_be_bytes().to_vec())
+        })?;
+        self.flush()
     }
 
     /// The next number of a persistent counter (`meta`), e.g. the concatenation reference.
@@ -379,6 +511,9 @@ impl Store {
                 name: new.name.clone(),
                 api_version: API_VERSION.to_string(),
                 created_at: now_ms() / 1000,
+                clock_suspect: self
+                    .clock_suspect
+                    .load(std::sync::atomic::Ordering::Relaxed),
                 data: new.data.clone(),
             };
             events_tree.insert(&sequence.to_be_bytes(), encode(&event))?;
@@ -414,7 +549,7 @@ impl Store {
             queue_key: Some(id),
             ..message.clone()
         };
-        unwrap_tx(
+        self.commit(
             (&self.messages, &self.outbox).transaction(|(messages, outbox)| {
                 messages.insert(message.id.as_bytes(), encode(message))?;
                 outbox.insert(&queue_key, message.id.as_bytes())?;
@@ -443,7 +578,7 @@ impl Store {
         let now = now_ms();
         let oldest = now.saturating_sub(window.as_millis() as u64);
         let trees = (&self.messages, &self.outbox, &self.idempotency);
-        let earlier = unwrap_tx(trees.transaction(|(messages, outbox, keys)| {
+        let earlier = self.commit(trees.transaction(|(messages, outbox, keys)| {
             if let Some(bytes) = keys.get(key.as_bytes())? {
                 let record: serde_json::Value = tx_decode("idempotency", key.as_bytes(), &bytes)?;
                 if record["at"].as_u64().unwrap_or(0) >= oldest {
@@ -546,7 +681,7 @@ impl Store {
                 let written = self.write_events(meta, events, jobs, &effects.events)?;
                 Ok((message, written))
             });
-        let result = unwrap_tx(result)?;
+        let result = self.commit(result)?;
         self.flush()?;
         self.announce_jobs();
         Ok(result)
@@ -652,7 +787,7 @@ impl Store {
                 }
                 Ok(Some(self.write_events(meta, events, jobs, &new_events)?))
             });
-        let result = unwrap_tx(result)?;
+        let result = self.commit(result)?;
         self.flush()?;
         self.announce_jobs();
         Ok(result)
@@ -691,7 +826,7 @@ impl Store {
                 self.write_events(meta, events_tree, jobs, &[event])
             },
         );
-        let result = unwrap_tx(result)?;
+        let result = self.commit(result)?;
         self.flush()?;
         self.announce_jobs();
         Ok(result)
@@ -703,7 +838,7 @@ impl Store {
             (&self.events, &self.jobs, &self.meta).transaction(|(events_tree, jobs, meta)| {
                 self.write_events(meta, events_tree, jobs, events)
             });
-        let result = unwrap_tx(result)?;
+        let result = self.commit(result)?;
         self.flush()?;
         self.announce_jobs();
         Ok(result)

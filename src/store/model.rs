@@ -151,6 +151,10 @@ pub struct Event {
     pub api_version: String,
     /// Unix seconds.
     pub created_at: u64,
+    /// Recorded while the clock was implausible (before the build, or behind a time already
+    /// recorded): `created_at` and the times in `data` are wrong. Absent means false.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub clock_suspect: bool,
     /// The event's fields.
     pub data: serde_json::Value,
 }

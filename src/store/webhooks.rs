@@ -4,7 +4,7 @@
 use serde::{Deserialize, Serialize};
 use sled::Transactional;
 
-use super::{Event, Job, NewEvent, Store, StoreError, decode, encode, job_key, now_ms, unwrap_tx};
+use super::{Event, Job, NewEvent, Store, StoreError, decode, encode, job_key, now_ms};
 
 /// One delivery attempt, as recorded.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -153,7 +153,7 @@ impl Store {
             &self.dead_letters,
             &self.endpoints,
         );
-        unwrap_tx(trees.transaction(|(jobs, attempts, dead, endpoints)| {
+        self.commit(trees.transaction(|(jobs, attempts, dead, endpoints)| {
             jobs.remove(key)?;
             match outcome {
                 JobOutcome::Delivered => {}
@@ -234,8 +234,8 @@ impl Store {
         event_sequence: u64,
     ) -> Result<bool, StoreError> {
         let key = attempt_key(endpoint, event_sequence, 0);
-        let replayed = unwrap_tx(
-            (&self.dead_letters, &self.jobs).transaction(|(dead, jobs)| {
+        let replayed = self.commit((&self.dead_letters, &self.jobs).transaction(
+            |(dead, jobs)| {
                 let Some(bytes) = dead.remove(key.as_slice())? else {
                     return Ok(false);
                 };
@@ -246,8 +246,8 @@ impl Store {
                 job.enable_probe = false;
                 jobs.insert(job_key(endpoint, now_ms(), event_sequence), encode(&job))?;
                 Ok(true)
-            }),
-        )?;
+            },
+        ))?;
         if replayed {
             self.flush()?;
             self.announce_jobs();
@@ -292,7 +292,7 @@ impl Store {
             {
                 continue;
             }
-            unwrap_tx((&self.jobs, &self.meta).transaction(|(jobs, meta)| {
+            self.commit((&self.jobs, &self.meta).transaction(|(jobs, meta)| {
                 let job = Job {
                     event_sequence,
                     sequence: super::next_endpoint_sequence(meta, endpoint)?,
@@ -336,7 +336,7 @@ impl Store {
             data: serde_json::json!({ "endpoint": endpoint, "message": "a test from smsrelay" }),
         };
         let trees = (&self.events, &self.jobs, &self.meta);
-        let event = unwrap_tx(trees.transaction(|(events, jobs, meta)| {
+        let event = self.commit(trees.transaction(|(events, jobs, meta)| {
             // Written as for no subscriber, then one job added by hand at due time 0.
             let written =
                 self.write_events_for(meta, events, jobs, std::slice::from_ref(&new), false)?;

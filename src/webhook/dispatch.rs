@@ -4,13 +4,14 @@
 
 use std::io::Read;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime};
 
 use log::{debug, error, info, warn};
 use serde_json::json;
 
+use super::clock::{Clock, ClockGuard, ClockPolicy, ClockVerdict};
 use super::schedule::{DEFAULT_SCHEDULE, delay_before, honour_retry_after, parse_retry_after};
 use super::sign::{Secret, signature_header};
 use crate::store::{
@@ -48,90 +49,11 @@ impl EndpointConfig {
     }
 }
 
-/// The wall clock, injectable so tests can run a three-day schedule in milliseconds.
-pub trait Clock: Send + Sync {
-    /// Now, Unix ms.
-    fn now_ms(&self) -> u64;
-    /// Whether the kernel says the clock is synchronised (NTP). A Pi without an RTC boots
-    /// with a clock that may be days off; receivers reject such `webhook-timestamp`s.
-    fn synchronised(&self) -> bool;
-}
-
-/// The system clock.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct SystemClock;
-
-impl Clock for SystemClock {
-    fn now_ms(&self) -> u64 {
-        crate::store::now_ms()
-    }
-
-    fn synchronised(&self) -> bool {
-        // SAFETY: adjtimex with modes = 0 only reads the kernel's clock state into `timex`,
-        // a plain struct we own.
-        let mut timex: libc::timex = unsafe { std::mem::zeroed() };
-        let state = unsafe { libc::adjtimex(&mut timex) };
-        if state < 0 {
-            // A sandbox that forbids adjtimex (systemd's ProtectClock=) leaves us unable to
-            // tell; holding every webhook forever would be worse than not checking.
-            static WARNED: std::sync::Once = std::sync::Once::new();
-            WARNED.call_once(|| {
-                log::warn!(
-                    "webhooks: cannot read the clock's sync state ({}); \
-                     webhook_clock_check has no effect",
-                    std::io::Error::last_os_error()
-                );
-            });
-            return true;
-        }
-        state != libc::TIME_ERROR && timex.status & libc::STA_UNSYNC == 0
-    }
-}
-
-/// The system clock plus an offset moved forward by hand (tests): a schedule of hours runs
-/// in milliseconds, while jobs the store stamps with the real time stay comparable.
-#[derive(Debug, Default)]
-pub struct ManualClock {
-    offset: AtomicU64,
-    unsynchronised: AtomicBool,
-}
-
-impl ManualClock {
-    /// The system clock, `ahead` in the future.
-    pub fn ahead(ahead: Duration) -> ManualClock {
-        ManualClock {
-            offset: AtomicU64::new(ahead.as_millis() as u64),
-            unsynchronised: AtomicBool::new(false),
-        }
-    }
-
-    /// Moves the clock forward.
-    pub fn advance(&self, by: Duration) {
-        self.offset
-            .fetch_add(by.as_millis() as u64, Ordering::SeqCst);
-    }
-
-    /// Says whether the clock is synchronised.
-    pub fn set_synchronised(&self, synchronised: bool) {
-        self.unsynchronised.store(!synchronised, Ordering::SeqCst);
-    }
-}
-
-impl Clock for ManualClock {
-    fn now_ms(&self) -> u64 {
-        crate::store::now_ms() + self.offset.load(Ordering::SeqCst)
-    }
-
-    fn synchronised(&self) -> bool {
-        !self.unsynchronised.load(Ordering::SeqCst)
-    }
-}
-
 /// Dispatcher-wide settings.
 #[derive(Debug, Clone)]
 pub struct DispatcherSettings {
-    /// Hold deliveries while the clock is not synchronised.
-    pub hold_until_clock_synchronised: bool,
+    /// When the clock is good enough to deliver (see [`super::clock`]).
+    pub clock: ClockPolicy,
     /// TCP connect plus TLS handshake.
     pub connect_timeout: Duration,
     /// The most of a response body read (the first 2 KB are kept).
@@ -151,7 +73,7 @@ pub struct DispatcherSettings {
 impl Default for DispatcherSettings {
     fn default() -> DispatcherSettings {
         DispatcherSettings {
-            hold_until_clock_synchronised: true,
+            clock: ClockPolicy::default(),
             connect_timeout: Duration::from_secs(5),
             max_response: 64 * 1024,
             circuit_after: 5,
@@ -182,7 +104,7 @@ pub struct Dispatcher {
     stop: Arc<AtomicBool>,
     store: Store,
     endpoints: Vec<EndpointConfig>,
-    held_for_clock: Arc<AtomicBool>,
+    clock: Arc<ClockGuard>,
     threads: std::sync::Mutex<Vec<JoinHandle<()>>>,
 }
 
@@ -238,7 +160,12 @@ impl Dispatcher {
             .build()
             .into();
         let stop = Arc::new(AtomicBool::new(false));
-        let held_for_clock = Arc::new(AtomicBool::new(false));
+        let floor = store.clock_floor().unwrap_or_else(|error| {
+            warn!("webhooks: cannot read the newest recorded time ({error}); not checked");
+            0
+        });
+        let clock = Arc::new(ClockGuard::new(clock, settings.clock, floor));
+        judge_clock(&clock, &store);
         let threads = endpoints
             .iter()
             .cloned()
@@ -250,7 +177,6 @@ impl Dispatcher {
                     settings: settings.clone(),
                     clock: Arc::clone(&clock),
                     stop: Arc::clone(&stop),
-                    held_for_clock: Arc::clone(&held_for_clock),
                 };
                 std::thread::Builder::new()
                     .name(format!("webhook-{}", worker.endpoint.name))
@@ -262,7 +188,7 @@ impl Dispatcher {
             stop,
             store,
             endpoints,
-            held_for_clock,
+            clock,
             threads: std::sync::Mutex::new(threads),
         }
     }
@@ -277,10 +203,30 @@ impl Dispatcher {
                     health: self.store.endpoint_health(&endpoint.name)?,
                     queue_depth: self.store.queue_depth(&endpoint.name),
                     dead_letters: self.store.dead_letter_count(&endpoint.name),
-                    held_for_clock: self.held_for_clock.load(Ordering::Relaxed),
+                    held_for_clock: self.clock.last().holds(),
                 })
             })
             .collect()
+    }
+
+    /// Judges the clock now (deliveries, the status, and the marking of new events follow
+    /// it). The daemon calls this every second, so events are marked even with no endpoint.
+    pub fn check_clock(&self) -> ClockVerdict {
+        judge_clock(&self.clock, &self.store)
+    }
+
+    /// The clock's verdict as last judged.
+    pub fn clock_status(&self) -> ClockVerdict {
+        self.clock.last()
+    }
+
+    /// Raises the newest trusted time and stores it (blocking: a store write), so a clock
+    /// that goes backwards across a reboot is noticed.
+    pub fn record_clock_floor(&self) -> Result<(), StoreError> {
+        match self.clock.advance_floor() {
+            Some(floor) => self.store.raise_clock_floor(floor),
+            None => Ok(()),
+        }
     }
 
     /// Re-enables an endpoint: a `webhook.test` goes first, then what it held, in order.
@@ -346,14 +292,20 @@ impl Drop for Dispatcher {
     }
 }
 
+/// Judges the clock and tells the store whether the times it stamps now are suspect.
+fn judge_clock(guard: &ClockGuard, store: &Store) -> ClockVerdict {
+    let verdict = guard.check();
+    store.set_clock_suspect(verdict.suspect());
+    verdict
+}
+
 struct Worker {
     store: Store,
     agent: ureq::Agent,
     endpoint: EndpointConfig,
     settings: DispatcherSettings,
-    clock: Arc<dyn Clock>,
+    clock: Arc<ClockGuard>,
     stop: Arc<AtomicBool>,
-    held_for_clock: Arc<AtomicBool>,
 }
 
 impl Worker {
@@ -365,7 +317,10 @@ impl Worker {
                 Ok(Some(wait)) => self.store.wait_for_jobs(seen, wait.min(self.settings.poll)),
                 Ok(None) => {}
                 Err(error) => {
-                    error!("webhook {name}: {error}");
+                    // A failing database is logged by the store, once a minute.
+                    if !error.is_storage_failure() {
+                        error!("webhook {name}: {error}");
+                    }
                     self.store.wait_for_jobs(seen, self.settings.poll);
                 }
             }
@@ -378,18 +333,15 @@ impl Worker {
         if !self.endpoint.enabled {
             return Ok(Some(self.settings.poll));
         }
-        if self.settings.hold_until_clock_synchronised && !self.clock.synchronised() {
-            if !self.held_for_clock.swap(true, Ordering::Relaxed) {
-                warn!("webhooks held: the system clock is not synchronised (NTP)");
-            }
+        // The guard logs each change of verdict once; held jobs keep their order.
+        if judge_clock(&self.clock, &self.store).holds() {
             return Ok(Some(self.settings.poll));
         }
-        self.held_for_clock.store(false, Ordering::Relaxed);
         let health = self.store.endpoint_health(name)?;
         if health.state == EndpointState::Disabled {
             return Ok(Some(self.settings.poll));
         }
-        let now = self.clock.now_ms();
+        let now = self.clock.clock().now_ms();
         if let Some(until) = health.circuit_until.filter(|until| *until > now) {
             return Ok(Some(Duration::from_millis(until - now)));
         }
@@ -429,7 +381,7 @@ impl Worker {
     }
 
     fn body(&self, event: &Event, job: &Job, attempt: u32) -> Vec<u8> {
-        let body = json!({
+        let mut body = json!({
             "id": event.id,
             "name": event.name,
             "api_version": event.api_version,
@@ -440,11 +392,15 @@ impl Worker {
             "sequence": job.sequence,
             "data": event.data,
         });
+        if event.clock_suspect {
+            // Only when true: receivers that never meet a wrong clock see the same envelope.
+            body["clock_suspect"] = json!(true);
+        }
         serde_json::to_vec(&body).unwrap_or_default()
     }
 
     fn post(&self, event: &Event, body: &[u8]) -> Attempt {
-        let timestamp = (self.clock.now_ms() / 1000) as i64;
+        let timestamp = (self.clock.clock().now_ms() / 1000) as i64;
         let mut request = self
             .agent
             .post(&self.endpoint.url)
