@@ -14,8 +14,16 @@ use crate::webhook_delivery::{Receiver, ok};
 
 const WAIT: Duration = Duration::from_secs(30);
 
-/// A config with the clock check on, `webhook_clock_wait` as given, and `extra` appended.
-fn config(dir: &Path, data: &Path, device: &Path, url: &str, port: u16, wait: &str) -> PathBuf {
+/// A config with the clock check on, `webhook_clock_wait` = `wait` and `[api] ready_grace` =
+/// `grace`.
+fn config_with(
+    dir: &Path,
+    data: &Path,
+    device: &Path,
+    url: &str,
+    port: u16,
+    (wait, grace): (&str, &str),
+) -> PathBuf {
     let path = dir.join("smsrelay.toml");
     let text = format!(
         r#"
@@ -29,7 +37,7 @@ device = "{device}"
 [api]
 listen = "127.0.0.1:{port}"
 token = "{TOKEN}"
-ready_grace = "1h"
+ready_grace = "{grace}"
 
 [[webhook]]
 name = "test"
@@ -40,6 +48,10 @@ url = "{url}"
     );
     std::fs::write(&path, text).expect("config written");
     path
+}
+
+fn config(dir: &Path, data: &Path, device: &Path, url: &str, port: u16, wait: &str) -> PathBuf {
+    config_with(dir, data, device, url, port, (wait, "1h"))
 }
 
 fn until(what: &str, limit: Duration, mut check: impl FnMut() -> bool) {
@@ -159,6 +171,55 @@ fn a_clock_behind_the_newest_recorded_time_holds_webhooks_and_marks_events() {
     let got = receiver.wait_for(1);
     assert_eq!(got[0].json()["name"], "sms.received");
     assert_eq!(got[0].json()["clock_suspect"], true);
+}
+
+#[test]
+fn readyz_says_why_no_modem_is_ready_and_healthz_stays_alive() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let receiver = Receiver::start(ok);
+    let port = free_port();
+    let data = dir.path().join("data");
+    let missing = dir.path().join("no-such-modem");
+    let config = config_with(
+        dir.path(),
+        &data,
+        &missing,
+        &receiver.url,
+        port,
+        ("0s", "0s"),
+    );
+    let daemon = Daemon::start(&config);
+    let api = Api::new(port);
+    api.wait_up();
+    let (status, _, body) = api.raw("GET", "/readyz", &[], None);
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(body["status"], "not_ready");
+    assert!(
+        body["reasons"][0]
+            .as_str()
+            .is_some_and(|reason| reason.starts_with("modem: not ready")),
+        "{body}"
+    );
+    let (status, _, body) = api.raw("GET", "/healthz", &[], None);
+    assert_eq!(
+        (status, &body["status"]),
+        (200, &Value::from("ok")),
+        "{body}"
+    );
+    assert_eq!(daemon.terminate(Duration::from_secs(15)), Some(0));
+
+    // With a modem, ready; no token needed for either probe.
+    let link = dir.path().join("modem");
+    let _modem = MockModem::start(MockConfig::default(), Some(link.clone())).expect("mock");
+    let config = config_with(dir.path(), &data, &link, &receiver.url, port, ("0s", "0s"));
+    let _daemon = Daemon::start(&config);
+    api.wait_up();
+    until("ready", WAIT, || {
+        api.raw("GET", "/readyz", &[], None).0 == 200
+    });
+    let (_, _, body) = api.raw("GET", "/readyz", &[], None);
+    assert_eq!(body["status"], "ready", "{body}");
+    assert_eq!(body["reasons"], serde_json::json!([]));
 }
 
 /// Mounts a tmpfs of `size` at `at`; false where mounting is not allowed (not root, or a
