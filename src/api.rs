@@ -590,7 +590,12 @@ async fn list_messages(
 struct EventsQuery {
     after: Option<u64>,
     limit: Option<usize>,
+    /// An event name, or a prefix ending in `*`.
+    name: Option<String>,
 }
+
+/// How many events a `name` filter looks at per request.
+const NAME_FILTER_SCAN: usize = 100_000;
 
 async fn events(
     State(state): State<Shared>,
@@ -599,7 +604,15 @@ async fn events(
     let Query(query) = query?;
     let after = query.after.unwrap_or(0);
     let limit = page_limit(query.limit, 100)?;
-    let events = with_store(&state, move |store| store.events_after(after, limit)).await?;
+    let events = match query.name {
+        Some(name) => {
+            with_store(&state, move |store| {
+                store.events_named(after, &name, limit, NAME_FILTER_SCAN)
+            })
+            .await?
+        }
+        None => with_store(&state, move |store| store.events_after(after, limit)).await?,
+    };
     Ok(axum::Json(json!({ "events": events })).into_response())
 }
 
@@ -880,6 +893,12 @@ async fn metrics(State(state): State<Shared>) -> Result<Response, ApiError> {
         "Status reports that matched no message.",
         "counter",
         load(&gateway.unmatched_reports).to_string(),
+    );
+    metric(
+        "smsrelay_undecodable_total",
+        "Inbound PDUs that did not decode, recorded as sms.undecodable.",
+        "counter",
+        load(&gateway.undecodable).to_string(),
     );
     metric(
         "smsrelay_store_ok",

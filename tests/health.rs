@@ -222,6 +222,55 @@ fn readyz_says_why_no_modem_is_ready_and_healthz_stays_alive() {
     assert_eq!(body["reasons"], serde_json::json!([]));
 }
 
+#[test]
+fn an_undecodable_sms_becomes_an_event_before_it_leaves_the_sim() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let link = dir.path().join("modem");
+    let modem = MockModem::start(MockConfig::default(), Some(link.clone())).expect("mock starts");
+    // A DELIVER cut short: its user data ends before TP-UDL says.
+    let broken = "0791447700090010040C914477000910320000423051410354401BCD72990E";
+    let stored_at = modem
+        .with_engine(|engine, now| {
+            engine.store_quietly("SM", hex::decode(broken).expect("hex"), now)
+        })
+        .expect("stored");
+    let receiver = Receiver::start(ok);
+    let port = free_port();
+    let data = dir.path().join("data");
+    let config = config(dir.path(), &data, &link, &receiver.url, port, "0s");
+    let _daemon = Daemon::start_with_env(&config, &[("SMSRELAY_CLOCK_SYNC", "synchronised")]);
+    let api = Api::new(port);
+    api.wait_up();
+    // The start-up sweep finds it.
+    let got = receiver.wait_for(1);
+    let body = got[0].json();
+    assert_eq!(body["name"], "sms.undecodable", "{body}");
+    assert_eq!(body["data"]["pdu"], broken);
+    assert_eq!(body["data"]["storage"], "SM");
+    assert_eq!(body["data"]["index"], stored_at);
+    assert!(
+        body["data"]["error"]
+            .as_str()
+            .is_some_and(|e| !e.is_empty()),
+        "{body}"
+    );
+    assert!(body["data"]["received_at"].is_string(), "{body}");
+    until("deleted from the SIM after it was stored", WAIT, || {
+        modem.with_engine(|engine, _| engine.stored("SM").is_empty())
+    });
+    let (_, listed) = api.get("/v1/events?name=sms.undecodable");
+    assert_eq!(
+        listed["events"].as_array().map(Vec::len),
+        Some(1),
+        "{listed}"
+    );
+    assert_eq!(listed["events"][0]["data"]["pdu"], broken);
+    assert_eq!(
+        metric(&api, "smsrelay_undecodable_total").as_deref(),
+        Some("1")
+    );
+}
+
 /// Mounts a tmpfs of `size` at `at`; false where mounting is not allowed (not root, or a
 /// container without CAP_SYS_ADMIN).
 fn mount_tmpfs(at: &Path, size: &str) -> bool {

@@ -848,6 +848,51 @@ async fn a_message_whose_read_failed_is_picked_up_by_an_early_sweep() {
     assert_eq!(fake.received("AT+CMGR=5"), 1, "listed, not read again");
 }
 
+#[tokio::test]
+async fn a_garbled_first_read_is_read_again_before_a_pdu_is_called_undecodable() {
+    // Serial noise mangles one answer (§6); the SIM holds a good message, so the second read
+    // decodes (issue #10).
+    let mut garbled = false;
+    let script: Script = Box::new(move |input, _| match input {
+        Input::Command(command) if command == "AT+CMGR=5" && !garbled => {
+            garbled = true;
+            let damaged = E6_DELIVER.replacen("0C91", "0CFF", 1);
+            Some(ok(&[
+                &format!("+CMGR: 0,,{}", tpdu_octets(E6_DELIVER)),
+                &damaged[..damaged.len() / 2],
+            ]))
+        }
+        _ => None,
+    });
+    let fake = Fake::start(State::default(), script);
+    let mut modem = start(&fake).await;
+    fake.store("SM", 5, E6_DELIVER);
+    fake.inject(b"\r\n+CMTI: \"SM\",5\r\n");
+    let messages = inbound(&mut modem.events, 1).await;
+    assert_eq!(summary(&messages), [(stored_at(5), E6_TEXT.to_string())]);
+    assert_eq!(fake.received("AT+CMGR=5"), 2, "read once more");
+}
+
+#[tokio::test]
+async fn a_pdu_that_does_not_decode_twice_is_handed_up_with_its_hex_and_error() {
+    let broken = &E6_DELIVER[..40];
+    let fake = Fake::start(State::default(), plain());
+    let mut modem = start(&fake).await;
+    fake.store("SM", 3, broken);
+    fake.inject(b"\r\n+CMTI: \"SM\",3\r\n");
+    let messages = inbound(&mut modem.events, 1).await;
+    assert_eq!(messages[0].origin, stored_at(3));
+    assert_eq!(messages[0].hex, broken);
+    assert!(messages[0].pdu.is_err());
+    assert_eq!(
+        fake.received("AT+CMGR=3"),
+        2,
+        "read once more before giving up"
+    );
+    // Still on the SIM: only the gateway's confirm, after the event is stored, deletes it.
+    assert_eq!(fake.stored("SM"), [3]);
+}
+
 // ---- start-up and health: network, identity, storage, SMSC (§2, §3.5, §3.8) -----------------
 
 #[tokio::test]

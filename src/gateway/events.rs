@@ -78,6 +78,26 @@ pub fn failed(message: &OutboundMessage, stage: &str, code: Option<u16>, error: 
     }
 }
 
+/// `sms.undecodable`: an inbound PDU we cannot read, with its hex so nothing is lost.
+/// `storage`/`index` say where it was on the modem (`null` for one routed with `+CMT`).
+pub fn undecodable(
+    hex: &str,
+    error: &str,
+    stored_at: Option<(&str, u32)>,
+    received_at: u64,
+) -> NewEvent {
+    NewEvent {
+        name: "sms.undecodable".into(),
+        data: json!({
+            "pdu": hex,
+            "error": error,
+            "storage": stored_at.map(|(storage, _)| storage),
+            "index": stored_at.map(|(_, index)| index),
+            "received_at": rfc3339(received_at),
+        }),
+    }
+}
+
 /// `sms.received`, complete or not.
 pub fn received(id: &str, group: &InboundGroup, received_at: u64) -> NewEvent {
     let missing: Vec<u8> = (1..=group.total)

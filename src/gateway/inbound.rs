@@ -8,7 +8,7 @@ use sha2::{Digest, Sha256};
 
 use super::Gateway;
 use super::events::{self, rfc3339};
-use crate::modem::Inbound;
+use crate::modem::{Inbound, Origin};
 use crate::pdu::{Body, Concat, ConcatReference, Deliver, Tpdu};
 use crate::store::blocking;
 use crate::store::{InboundGroup, InboundPart, StoreError, now_ms};
@@ -49,16 +49,32 @@ impl Gateway {
             Ok(pdu) => pdu,
             Err(error) => {
                 error!(
-                    "gateway: an inbound PDU does not decode ({error}); kept in the store: {}",
+                    "gateway: an inbound PDU does not decode ({error}); recorded as \
+                     sms.undecodable before it leaves the modem: {}",
                     inbound.hex
                 );
                 Gateway::count(&self.inner.counters.undecodable);
+                let stored_at = match &inbound.origin {
+                    Origin::Stored { storage, index } => Some((storage.clone(), *index)),
+                    Origin::Routed => None,
+                };
+                let event = events::undecodable(
+                    &inbound.hex,
+                    &error.to_string(),
+                    stored_at
+                        .as_ref()
+                        .map(|(storage, index)| (storage.as_str(), *index)),
+                    now_ms(),
+                );
+                // Once per PDU: a copy handed up again (a failed delete, a restart) is the same
+                // hex, and records nothing new.
+                let fingerprint = Sha256::digest(format!("undecodable|{}", inbound.hex));
                 let store = self.inner.store.clone();
-                let hex = inbound.hex;
-                let record = serde_json::json!({ "undecodable": true, "error": error.to_string() });
-                return blocking(move || store.record_unmatched(&hex, &record))
-                    .await
-                    .map(|_| ());
+                return blocking(move || {
+                    store.record_inbound(&fingerprint, None, |_| (None, vec![event.clone()]))
+                })
+                .await
+                .map(|_| ());
             }
         };
         let smsc = pdu.smsc.as_ref().map(ToString::to_string);

@@ -974,8 +974,7 @@ impl Driver {
                 {
                     return Ok(());
                 }
-                self.hand_up_stored(&link.mem1.clone(), message);
-                Ok(())
+                self.hand_up_stored(link, &link.mem1.clone(), message).await
             }
             Err(StorageError::StaleIndex(index)) => {
                 let key = (link.mem1.clone(), index);
@@ -1008,7 +1007,15 @@ impl Driver {
         }
     }
 
-    fn hand_up_stored(&mut self, memory: &str, message: StoredMessage) {
+    /// Hands up a message read from `memory` (the selected mem1). One that does not decode
+    /// is read once more first: a garbled serial read differs the second time, a damaged PDU
+    /// does not, and only then is it handed up as undecodable.
+    async fn hand_up_stored(
+        &mut self,
+        link: &mut Link,
+        memory: &str,
+        mut message: StoredMessage,
+    ) -> Step {
         if message.hex.is_empty() {
             // A header without its PDU line (a damaged listing): nothing to store, and a
             // confirm would delete the message. Left for the next read.
@@ -1016,7 +1023,25 @@ impl Driver {
                 "modem: {memory} {} listed without a PDU; left on the modem",
                 message.index
             );
-            return;
+            return Ok(());
+        }
+        if message.pdu.is_err() {
+            match storage::read(&link.handle, message.index).await {
+                Ok(again) if again.pdu.is_ok() => {
+                    info!(
+                        "modem: {memory} {} decodes when read again (the first read was garbled)",
+                        message.index
+                    );
+                    message = again;
+                }
+                Ok(again) if !again.hex.is_empty() => message = again,
+                Ok(_) | Err(StorageError::Refused { .. }) => {}
+                Err(StorageError::StaleIndex(_)) => return Ok(()),
+                Err(StorageError::Session(error)) => {
+                    link.early_sweep = true;
+                    return self.check(link, Err(error)).await.map(|_| ());
+                }
+            }
         }
         let key = (memory.to_string(), message.index);
         self.handed_up
@@ -1026,6 +1051,7 @@ impl Driver {
             index: message.index,
         };
         self.push_inbound(origin, message.hex, message.pdu, false);
+        Ok(())
     }
 
     fn hand_up(&mut self, origin: Origin, hex: String, needs_ack: bool) {
@@ -1171,7 +1197,7 @@ impl Driver {
                     continue;
                 }
                 found += 1;
-                self.hand_up_stored(&memory, message);
+                self.hand_up_stored(link, &memory, message).await?;
             }
         }
         if found > 0 {

@@ -859,6 +859,35 @@ impl Store {
             .collect()
     }
 
+    /// Events above `after` whose name matches `pattern` (`sms.undecodable`, `sms.*`), oldest
+    /// first; at most `scan` events are looked at, so a rare name cannot make a request scan
+    /// the whole log.
+    pub fn events_named(
+        &self,
+        after: u64,
+        pattern: &str,
+        limit: usize,
+        scan: usize,
+    ) -> Result<Vec<Event>, StoreError> {
+        let filter = Subscription {
+            endpoint: String::new(),
+            events: vec![pattern.to_string()],
+        };
+        let start = after.saturating_add(1).to_be_bytes();
+        let mut found = Vec::new();
+        for entry in self.events.range(start..).take(scan) {
+            let (key, bytes) = entry?;
+            let event: Event = decode("events", &key, &bytes)?;
+            if filter.wants(&event.name) {
+                found.push(event);
+                if found.len() >= limit {
+                    break;
+                }
+            }
+        }
+        Ok(found)
+    }
+
     /// The events of one message, oldest first, from the newest `window` events (a message's
     /// events are close together; this keeps the lookup bounded on a big log).
     pub fn events_of_message(&self, id: &str, window: usize) -> Result<Vec<Event>, StoreError> {
