@@ -1191,3 +1191,65 @@ mod review_tests {
         assert!(store.inbound_groups().expect("reads").is_empty());
     }
 }
+
+#[cfg(test)]
+mod expiry_tests {
+    use super::*;
+
+    /// A queued message asking for a report, with a 1-minute validity.
+    fn message(id: &str) -> OutboundMessage {
+        serde_json::from_value(serde_json::json!({
+            "id": id, "to": "+447700900123", "text": "hi", "encoding": "gsm7", "parts": [],
+            "callback_data": null, "state": "queued", "attempts": 0, "next_attempt_at": null,
+            "last_error": null, "status_report": true, "validity_ms": 60_000, "created_at": 0,
+            "updated_at": 0, "sent_at": null, "delivered_at": null
+        }))
+        .expect("a message")
+    }
+
+    fn set(store: &Store, id: &str, state: MessageState, sent_at: Option<u64>) {
+        store
+            .update_message(id, |message| {
+                message.state = state;
+                message.sent_at = sent_at;
+                Effects::default()
+            })
+            .expect("updates");
+    }
+
+    #[test]
+    fn the_awaited_reports_index_follows_the_message() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let store = Store::open(dir.path(), &StoreSettings::default(), Vec::new()).expect("opens");
+        for id in ["a", "b", "c"] {
+            store.enqueue(&message(id)).expect("enqueues");
+        }
+        // Queued: nothing awaited yet.
+        assert!(
+            store
+                .overdue_reports(u64::MAX - 1, 10)
+                .expect("reads")
+                .is_empty()
+        );
+        set(&store, "a", MessageState::Sent, Some(1_000));
+        set(&store, "b", MessageState::Sent, Some(2_000));
+        set(&store, "c", MessageState::Sent, Some(3_000));
+        // Due at sent_at + validity; most overdue first; bounded by the limit and by time.
+        assert_eq!(store.overdue_reports(61_000, 10).expect("reads"), ["a"]);
+        assert_eq!(
+            store.overdue_reports(62_000, 10).expect("reads"),
+            ["a", "b"]
+        );
+        assert_eq!(
+            store.overdue_reports(u64::MAX - 1, 1).expect("reads"),
+            ["a"]
+        );
+        // A final state takes it out of the index.
+        set(&store, "a", MessageState::Delivered, Some(1_000));
+        assert_eq!(store.overdue_reports(62_000, 10).expect("reads"), ["b"]);
+        // A message gone (pruned) drops its entry on the next read.
+        store.messages.remove("b").expect("removes");
+        assert!(store.overdue_reports(62_000, 10).expect("reads").is_empty());
+        assert_eq!(store.awaiting_reports.len(), 1);
+    }
+}
