@@ -514,6 +514,7 @@ fn message_json(message: &OutboundMessage) -> Value {
         "text": message.text,
         "encoding": message.encoding,
         "state": message.state.name(),
+        "status_report": message.status_report,
         "parts": parts,
         "attempts": message.attempts,
         "last_error": message.last_error,
@@ -561,23 +562,17 @@ async fn list_messages(
     let wanted = match query.state.as_deref() {
         None => None,
         Some(name) => Some(
-            [
-                MessageState::Queued,
-                MessageState::Sending,
-                MessageState::Sent,
-                MessageState::Delivered,
-                MessageState::Failed,
-            ]
-            .into_iter()
-            .find(|state| state.name() == name)
-            .ok_or_else(|| {
-                ApiError::new(
-                    StatusCode::BAD_REQUEST,
-                    "invalid_query",
-                    "state is one of queued, sending, sent, delivered, failed",
-                )
-                .field("state")
-            })?,
+            MessageState::ALL
+                .into_iter()
+                .find(|state| state.name() == name)
+                .ok_or_else(|| {
+                    ApiError::new(
+                        StatusCode::BAD_REQUEST,
+                        "invalid_query",
+                        "state is one of queued, sending, sent, delivered, failed, expired",
+                    )
+                    .field("state")
+                })?,
         ),
     };
     let limit = page_limit(query.limit, 50)?;

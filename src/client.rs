@@ -35,6 +35,33 @@ pub enum ClientError {
     },
 }
 
+/// Where a message followed by `send --wait` ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WaitEnd {
+    /// Delivered (every part reported).
+    Delivered,
+    /// Sent, and no status report was requested: nothing more will be known.
+    SentWithoutReport,
+    /// Failed for good.
+    Failed,
+    /// No status report within the validity period plus the margin: the outcome is unknown.
+    Expired,
+}
+
+/// Whether a message (the JSON of `GET /v1/messages/{id}`) is where following it ends, and
+/// how. A daemon too old to say `status_report` is taken to have asked for one.
+pub fn wait_end(message: &Value) -> Option<WaitEnd> {
+    match message["state"].as_str()? {
+        "delivered" => Some(WaitEnd::Delivered),
+        "failed" => Some(WaitEnd::Failed),
+        "expired" => Some(WaitEnd::Expired),
+        "sent" if message["status_report"] == Value::Bool(false) => {
+            Some(WaitEnd::SentWithoutReport)
+        }
+        _ => None,
+    }
+}
+
 /// A client for the local daemon.
 pub struct Client {
     base: String,
@@ -135,7 +162,8 @@ impl Client {
         self.call("POST", path, Some(body), &[])
     }
 
-    /// Sends an SMS; with `wait`, follows it to a final state, printing each step.
+    /// Sends an SMS; with `wait`, follows it to where [`wait_end`] says it ends (or until
+    /// `wait` has passed), printing each step, and returns the message as last read.
     pub fn send(
         &self,
         request: &Value,
@@ -163,7 +191,7 @@ impl Client {
             let state = message["state"].as_str().unwrap_or("?").to_string();
             if state != last {
                 let detail = match state.as_str() {
-                    "failed" => {
+                    "failed" | "expired" => {
                         format!(": {}", message["last_error"]["text"].as_str().unwrap_or(""))
                     }
                     "delivered" => {
@@ -174,17 +202,45 @@ impl Client {
                 print(&format!("{state}{detail}"));
                 last = state.clone();
             }
-            let done = state == "delivered"
-                || state == "failed"
-                || (state == "sent" && !request["status_report"].as_bool().unwrap_or(true));
-            if done {
+            if wait_end(&message).is_some() {
                 return Ok(message);
             }
             if Instant::now() >= deadline {
-                print(&format!("still {state} after {limit:?}; stopped waiting"));
+                print(&format!(
+                    "still {state} after {}; stopped waiting",
+                    humantime::format_duration(limit)
+                ));
                 return Ok(message);
             }
             std::thread::sleep(Duration::from_millis(500));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::{WaitEnd, wait_end};
+
+    #[test]
+    fn following_a_message_ends_at_a_final_state_or_at_sent_without_a_report() {
+        let cases = [
+            (json!({ "state": "queued", "status_report": true }), None),
+            (json!({ "state": "sent", "status_report": true }), None),
+            // A daemon that does not say: a report is assumed, so keep following.
+            (json!({ "state": "sent" }), None),
+            (
+                json!({ "state": "sent", "status_report": false }),
+                Some(WaitEnd::SentWithoutReport),
+            ),
+            (json!({ "state": "delivered" }), Some(WaitEnd::Delivered)),
+            (json!({ "state": "failed" }), Some(WaitEnd::Failed)),
+            (json!({ "state": "expired" }), Some(WaitEnd::Expired)),
+            (json!({}), None),
+        ];
+        for (message, end) in cases {
+            assert_eq!(wait_end(&message), end, "{message}");
         }
     }
 }

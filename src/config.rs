@@ -73,6 +73,7 @@ struct RawSms {
     validity: Option<Spanned<String>>,
     resend_interrupted: Option<bool>,
     incomplete_timeout: Option<Spanned<String>>,
+    report_timeout_margin: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -417,6 +418,12 @@ impl Config {
                 Duration::from_secs(3600),
                 Duration::from_secs(10)..=7 * day,
             )?,
+            report_timeout_margin: check.duration(
+                "sms.report_timeout_margin",
+                &sms.report_timeout_margin,
+                Duration::from_secs(3600),
+                Duration::from_secs(60)..=7 * day,
+            )?,
             retention_events: check.duration(
                 "retention.events",
                 &retention.events,
@@ -496,7 +503,7 @@ impl Config {
         let mask = |present: bool| if present { "\"********\"" } else { "(none)" };
         let seconds = |d: Duration| format!("\"{}\"", humantime::format_duration(d));
         let mut out = format!(
-            "data_dir = {:?}\nlog_level = \"{}\"\nwebhook_clock_check = {}\nwebhook_clock_wait = {}\n\n[modem]\ndevice = {:?}\nbaud = {}\npin = {}\nstorage = {:?}\ncommand_timeout = {}\nsend_timeout = {}\nsweep_interval = {}\nreset_command = {}\ncnmi = {}\n\n[api]\nlisten = \"{}\"\ntoken = {}\nready_grace = {}\n\n[sms]\nmax_parts = {}\nstatus_reports = {}\nvalidity = {}\nresend_interrupted = {}\nincomplete_timeout = {}\n\n[retention]\nevents = {}\nmessages = {}\n",
+            "data_dir = {:?}\nlog_level = \"{}\"\nwebhook_clock_check = {}\nwebhook_clock_wait = {}\n\n[modem]\ndevice = {:?}\nbaud = {}\npin = {}\nstorage = {:?}\ncommand_timeout = {}\nsend_timeout = {}\nsweep_interval = {}\nreset_command = {}\ncnmi = {}\n\n[api]\nlisten = \"{}\"\ntoken = {}\nready_grace = {}\n\n[sms]\nmax_parts = {}\nstatus_reports = {}\nvalidity = {}\nresend_interrupted = {}\nincomplete_timeout = {}\nreport_timeout_margin = {}\n\n[retention]\nevents = {}\nmessages = {}\n",
             self.data_dir.display().to_string(),
             self.log_level.to_string().to_ascii_lowercase(),
             self.webhook_clock_check,
@@ -530,6 +537,7 @@ impl Config {
                 .map_or("(network default)".into(), seconds),
             self.gateway.resend_interrupted,
             seconds(self.gateway.incomplete_timeout),
+            seconds(self.gateway.report_timeout_margin),
             seconds(self.gateway.retention_events),
             seconds(self.gateway.retention_messages),
         );
@@ -578,6 +586,24 @@ mod tests {
     }
 
     #[test]
+    fn the_report_timeout_margin_is_read_and_shown() {
+        let config = Config::parse("[modem]\ndevice = \"/dev/x\"\n").expect("valid");
+        assert_eq!(
+            config.gateway.report_timeout_margin,
+            Duration::from_secs(3600)
+        );
+        let config =
+            Config::parse("[modem]\ndevice = \"/dev/x\"\n[sms]\nreport_timeout_margin = \"30m\"\n")
+                .expect("valid");
+        assert_eq!(
+            config.gateway.report_timeout_margin,
+            Duration::from_secs(1800)
+        );
+        let shown = config.describe();
+        assert!(shown.contains("report_timeout_margin = \"30m\""), "{shown}");
+    }
+
+    #[test]
     fn only_the_device_is_required() {
         let config = Config::parse("[modem]\ndevice = \"/dev/ttyUSB2\"\n").expect("valid");
         assert_eq!(config.modem.baud, 115_200);
@@ -613,6 +639,11 @@ mod tests {
             (
                 "[modem]\ndevice = \"/dev/x\"\n[sms]\nvalidity = \"1s\"\n",
                 "sms.validity",
+                4,
+            ),
+            (
+                "[modem]\ndevice = \"/dev/x\"\n[sms]\nreport_timeout_margin = \"1s\"\n",
+                "sms.report_timeout_margin",
                 4,
             ),
             (

@@ -61,9 +61,14 @@ enum Commands {
         /// Makes a repeat within 24 h return the first answer instead of a second SMS.
         #[arg(long)]
         idempotency_key: Option<String>,
-        /// Follow the message to sent, delivered or failed, showing each step.
+        /// Follow the message to delivered, failed or expired (or sent, when no status report
+        /// was requested), showing each step. Exit 0 delivered or sent, 3 failed, 4 expired,
+        /// 5 still under way at --timeout.
         #[arg(long)]
         wait: bool,
+        /// How long --wait follows the message.
+        #[arg(long, default_value = "10m", value_parser = humantime::parse_duration)]
+        timeout: std::time::Duration,
         /// The config file the daemon runs with (for its address and token).
         #[arg(long, default_value = "/etc/smsrelay/smsrelay.toml")]
         config: PathBuf,
@@ -76,7 +81,7 @@ enum Commands {
     },
     /// Lists recent messages.
     Messages {
-        /// Only this state: queued, sending, sent, delivered, failed.
+        /// Only this state: queued, sending, sent, delivered, failed, expired.
         #[arg(long)]
         state: Option<String>,
         /// How many, 1 to 1000.
@@ -269,17 +274,27 @@ fn main() -> ExitCode {
             callback_data,
             idempotency_key,
             wait,
+            timeout,
             config,
-        } => with_client(&config, |client| {
-            let request =
-                serde_json::json!({ "to": to, "text": text, "callback_data": callback_data });
-            let wait = wait.then_some(std::time::Duration::from_secs(600));
-            client
-                .send(&request, idempotency_key.as_deref(), wait, |line| {
-                    println!("{line}")
-                })
-                .map(|_| ())
-        }),
+        } => {
+            let mut ended = None;
+            let code = with_client(&config, |client| {
+                let request =
+                    serde_json::json!({ "to": to, "text": text, "callback_data": callback_data });
+                let message = client.send(
+                    &request,
+                    idempotency_key.as_deref(),
+                    wait.then_some(timeout),
+                    |line| println!("{line}"),
+                )?;
+                ended = Some(smsrelay::client::wait_end(&message));
+                Ok(())
+            });
+            match ended {
+                Some(end) if wait => wait_exit_code(end),
+                _ => code,
+            }
+        }
         Commands::Status { config } => with_client(&config, |client| {
             print_json(&client.get("/v1/status")?);
             Ok(())
@@ -447,6 +462,18 @@ fn mock_modem(args: MockModemArgs) -> ExitCode {
         },
     }
     ExitCode::SUCCESS
+}
+
+/// `send --wait`'s exit code: 0 delivered (or sent, no report asked), 3 failed, 4 expired,
+/// 5 still under way when the wait ran out (1 and 2 stay the errors of every command).
+fn wait_exit_code(end: Option<smsrelay::client::WaitEnd>) -> ExitCode {
+    use smsrelay::client::WaitEnd;
+    match end {
+        Some(WaitEnd::Delivered | WaitEnd::SentWithoutReport) => ExitCode::SUCCESS,
+        Some(WaitEnd::Failed) => ExitCode::from(3),
+        Some(WaitEnd::Expired) => ExitCode::from(4),
+        None => ExitCode::from(5),
+    }
 }
 
 /// Bad input on the command line: one line on stderr, exit code 2.

@@ -5,7 +5,7 @@ use std::ffi::OsStr;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use smsrelay::mock::{InboundSms, MockConfig, MockModem};
+use smsrelay::mock::{InboundSms, MockConfig, MockModem, ReportBehaviour};
 
 use crate::support::{outcome, run_smsrelay};
 use crate::webhook_delivery::{Receiver, ok};
@@ -704,12 +704,21 @@ impl Stack {
     /// Starts the modem and the receiver, writes the config, starts the daemon and waits for
     /// its API.
     fn start(mock: MockConfig) -> (Stack, Daemon) {
+        Stack::start_with(mock, "")
+    }
+
+    /// As [`Stack::start`], with `extra` TOML appended to the config.
+    fn start_with(mock: MockConfig, extra: &str) -> (Stack, Daemon) {
         let dir = tempfile::tempdir().expect("temp dir");
         let link = dir.path().join("modem");
         let modem = MockModem::start(mock, Some(link.clone())).expect("mock starts");
         let receiver = Receiver::start(ok);
         let port = free_port();
         let config = write_config_on(dir.path(), &link, &receiver.url, port);
+        if !extra.is_empty() {
+            let text = std::fs::read_to_string(&config).expect("config read");
+            std::fs::write(&config, format!("{text}\n{extra}")).expect("config written");
+        }
         let daemon = Daemon::start(&config);
         let api = Api::new(port);
         api.wait_up();
@@ -778,6 +787,75 @@ fn the_cli_sends_and_follows_a_message_and_reads_status_events_and_token() {
     let (code, _, stderr) = cli(config, &["status"]);
     assert_eq!(code, 1);
     assert!(stderr.contains("cannot reach the daemon"), "{stderr}");
+}
+
+fn quick_mock(report: ReportBehaviour) -> MockConfig {
+    MockConfig {
+        submit_delay: Duration::from_millis(50),
+        report_delay: Duration::from_millis(50),
+        report,
+        ..MockConfig::default()
+    }
+}
+
+const SEND: [&str; 6] = [
+    "send",
+    "--to",
+    "+447700900123",
+    "--text",
+    "waiting",
+    "--wait",
+];
+
+/// Issue #14: `send --wait` exits 3 when the message fails, saying why.
+#[test]
+fn send_wait_exits_3_when_the_message_fails() {
+    let (stack, daemon) = Stack::start(quick_mock(ReportBehaviour::Delivered));
+    // CMS 21, short message transfer rejected: permanent.
+    stack
+        .modem
+        .with_engine(|engine, _| engine.fail_next_sends(1, 21));
+    let (code, stdout, stderr) = cli(&stack.config, &SEND);
+    assert_eq!(code, 3, "{stdout}{stderr}");
+    assert!(
+        stdout
+            .lines()
+            .last()
+            .is_some_and(|l| l.starts_with("failed: ")),
+        "{stdout}"
+    );
+    assert_eq!(daemon.terminate(Duration::from_secs(10)), Some(0));
+}
+
+/// Issue #14: with status reports off a message is final at `sent`: `send --wait` stops there
+/// and exits 0 (the mock sends no report, so waiting for one would run into the timeout).
+#[test]
+fn send_wait_stops_at_sent_when_no_report_is_requested() {
+    let (stack, daemon) = Stack::start_with(
+        quick_mock(ReportBehaviour::None),
+        "[sms]\nstatus_reports = false\n",
+    );
+    let (code, stdout, stderr) = cli(&stack.config, &[&SEND[..], &["--timeout", "30s"]].concat());
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    assert_eq!(stdout.lines().last(), Some("sent"), "{stdout}");
+    assert_eq!(daemon.terminate(Duration::from_secs(10)), Some(0));
+}
+
+/// Issue #14: a report that does not come within `--timeout` ends the wait with exit 5.
+#[test]
+fn send_wait_gives_up_at_its_timeout_with_exit_5() {
+    let (stack, daemon) = Stack::start(quick_mock(ReportBehaviour::None));
+    let (code, stdout, stderr) = cli(&stack.config, &[&SEND[..], &["--timeout", "2s"]].concat());
+    assert_eq!(code, 5, "{stdout}{stderr}");
+    // Sent by then, or still sending on a busy machine: either way it is under way.
+    assert!(
+        stdout
+            .lines()
+            .last()
+            .is_some_and(|l| l.starts_with("still ") && l.ends_with(" after 2s; stopped waiting")),
+        "{stdout}"
+    );
+    assert_eq!(daemon.terminate(Duration::from_secs(10)), Some(0));
 }
 
 #[test]

@@ -705,3 +705,134 @@ async fn an_old_unmatched_report_is_not_applied_to_a_new_message_with_its_refere
     assert_eq!(message.state, MessageState::Sent, "{:?}", events(store));
     assert_eq!(store.unmatched().expect("reads").len(), 1);
 }
+
+/// Issue #14: a message whose requested status report never comes ends `expired` once its
+/// validity period plus the margin is over; a late report then changes nothing and is kept.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_whose_report_never_comes_expires_after_validity_plus_margin() {
+    let h = harness(
+        MockConfig {
+            report: ReportBehaviour::None,
+            ..fast()
+        },
+        GatewaySettings {
+            report_timeout_margin: Duration::from_secs(60),
+            ..settings()
+        },
+    )
+    .await;
+    let request = NewMessage {
+        validity: Some(Duration::from_secs(300)),
+        ..send("no report will come")
+    };
+    let accepted = h.gateway.enqueue(request).await.expect("accepted");
+    let store = h.gateway.store();
+    let sent = wait_for("sms.sent", store, &accepted.id).await;
+    let message = store.message(&accepted.id).expect("reads").expect("stored");
+    let sent_at = message.sent_at.expect("sent");
+    assert_eq!(message.validity_ms, Some(300_000));
+    // Time is passed in: the sweep decides at "now" = the last moment before the deadline,
+    // then at the deadline.
+    let due = sent_at + 300_000 + 60_000;
+    assert_eq!(h.gateway.expire_overdue(due - 1).await.expect("sweeps"), 0);
+    let state = |store: &Store| store.message(&accepted.id).expect("reads").expect("stored");
+    assert_eq!(state(store).state, MessageState::Sent);
+    assert_eq!(h.gateway.expire_overdue(due).await.expect("sweeps"), 1);
+    let message = state(store);
+    assert_eq!(message.state, MessageState::Expired);
+    assert_eq!(
+        message
+            .last_error
+            .as_ref()
+            .map(|error| error.stage.as_str()),
+        Some("expired")
+    );
+    let expired: Vec<Event> = events(store)
+        .into_iter()
+        .filter(|event| event.name == "sms.expired")
+        .collect();
+    assert_eq!(expired.len(), 1, "{expired:#?}");
+    let data = &expired[0].data;
+    assert_eq!(data["message_id"], accepted.id.as_str());
+    assert_eq!(data["to"], TO);
+    assert_eq!(data["parts"], 1);
+    assert_eq!(
+        data["sent_at"],
+        smsrelay::gateway::rfc3339(sent_at).as_str()
+    );
+    assert_eq!(data["expired_at"], smsrelay::gateway::rfc3339(due).as_str());
+    assert!(
+        is_rfc3339(&data["sent_at"]) && is_rfc3339(&data["expired_at"]),
+        "{data}"
+    );
+    assert_eq!(
+        data["reason"],
+        "no status report within the validity period (5m) plus 1m"
+    );
+    assert_eq!(data["callback_data"], "order-42");
+    // Settled once: a later sweep finds nothing more to do.
+    assert_eq!(
+        h.gateway
+            .expire_overdue(due + 3_600_000)
+            .await
+            .expect("sweeps"),
+        0
+    );
+    // Its reference is gone, so a late report cannot match it (or be taken for another
+    // message's): it is kept as unmatched and the state stays final.
+    let reference = sent.data["message_references"][0]
+        .as_u64()
+        .and_then(|reference| u8::try_from(reference).ok())
+        .expect("a TP-MR");
+    assert!(
+        store
+            .references(reference)
+            .expect("reads")
+            .iter()
+            .all(|found| found.message_id != accepted.id)
+    );
+    let urc = routed_report(reference, TO);
+    h.modem
+        .with_engine(|engine, _| engine.inject_urc(smsrelay::mock::UrcPoint::Now, &urc));
+    let deadline = Instant::now() + WAIT;
+    while store.unmatched().expect("reads").is_empty() {
+        assert!(Instant::now() < deadline, "the late report was not kept");
+        sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(state(store).state, MessageState::Expired);
+    assert!(!events(store).iter().any(|e| e.name == "sms.delivered"));
+}
+
+/// Issue #14: without a status report requested a message is final at `sent`; the expiry
+/// sweep never touches it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_without_a_report_requested_never_expires() {
+    let h = harness(
+        MockConfig {
+            report: ReportBehaviour::None,
+            ..fast()
+        },
+        GatewaySettings {
+            status_reports: false,
+            ..settings()
+        },
+    )
+    .await;
+    let accepted = h
+        .gateway
+        .enqueue(send("no report asked"))
+        .await
+        .expect("accepted");
+    let store = h.gateway.store();
+    wait_for("sms.sent", store, &accepted.id).await;
+    let message = store.message(&accepted.id).expect("reads").expect("stored");
+    assert!(!message.status_report);
+    let far_later = message.sent_at.expect("sent") + 400 * 86_400_000;
+    assert_eq!(
+        h.gateway.expire_overdue(far_later).await.expect("sweeps"),
+        0
+    );
+    let message = store.message(&accepted.id).expect("reads").expect("stored");
+    assert_eq!(message.state, MessageState::Sent);
+    assert!(!events(store).iter().any(|e| e.name == "sms.expired"));
+}

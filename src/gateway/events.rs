@@ -98,6 +98,24 @@ pub fn undecodable(
     }
 }
 
+/// `sms.expired`: a requested status report did not come within the validity period plus
+/// the margin; whether the message arrived is unknown.
+pub fn expired(message: &OutboundMessage, now: u64, reason: &str) -> NewEvent {
+    NewEvent {
+        name: "sms.expired".into(),
+        data: json!({
+            "message_id": message.id,
+            "to": message.to,
+            "parts": message.parts.len(),
+            "message_references": references(message),
+            "sent_at": message.sent_at.map(rfc3339),
+            "expired_at": rfc3339(now),
+            "reason": reason,
+            "callback_data": message.callback_data,
+        }),
+    }
+}
+
 /// `sms.received`, complete or not.
 pub fn received(id: &str, group: &InboundGroup, received_at: u64) -> NewEvent {
     let missing: Vec<u8> = (1..=group.total)

@@ -3,7 +3,9 @@
 //! - Outbound: [`Gateway::enqueue`] validates and encodes a message, stores it (flushed) and
 //!   wakes the sender task, which submits the parts in order through the modem, recording a
 //!   `Submitting` marker before each `AT+CMGS` so a crash in between is known afterwards.
-//! - Status reports are matched by (TP-MR, recipient) to the most recent unmatched part.
+//! - Status reports are matched by (TP-MR, recipient) to the most recent unmatched part; a
+//!   message whose report does not come within its validity period plus a margin is
+//!   `expired` by the maintenance task ([`report_overdue`] decides).
 //! - Inbound parts are recorded once each (a fingerprint of their content), reassembled, and
 //!   emitted once as `sms.received`; only then is the modem told to delete them.
 //!
@@ -25,7 +27,7 @@ use crate::modem::{ModemEvent, ModemHandle};
 use crate::store::{Store, StoreError, blocking};
 
 pub use events::rfc3339;
-pub use outbound::{Accepted, EnqueueError, NewMessage};
+pub use outbound::{Accepted, EnqueueError, NewMessage, report_overdue};
 
 /// The `[sms]` settings.
 #[derive(Debug, Clone)]
@@ -49,6 +51,9 @@ pub struct GatewaySettings {
     pub retry_max: Duration,
     /// A status report matches only parts submitted within this age (TP-MR wraps at 256).
     pub report_max_age: Duration,
+    /// How long past a message's validity period its status report is still awaited before
+    /// the message is `expired` (the SC's final report can trail the period it reports on).
+    pub report_timeout_margin: Duration,
     /// Events are kept this long (if delivered to every webhook).
     pub retention_events: Duration,
     /// Finished messages are kept this long.
@@ -67,6 +72,7 @@ impl Default for GatewaySettings {
             retry_base: Duration::from_secs(30),
             retry_max: Duration::from_secs(1800),
             report_max_age: Duration::from_secs(7 * 86_400),
+            report_timeout_margin: Duration::from_secs(3600),
             retention_events: Duration::from_secs(30 * 86_400),
             retention_messages: Duration::from_secs(30 * 86_400),
         }
@@ -194,6 +200,9 @@ impl Gateway {
                     error!("gateway: closing incomplete messages: {error}")
                 }
                 _ => {}
+            }
+            if let Err(error) = self.expire_overdue(crate::store::now_ms()).await {
+                error!("gateway: expiring messages without a status report: {error}");
             }
             if since_prune >= Duration::from_secs(3600) {
                 since_prune = Duration::ZERO;

@@ -142,13 +142,14 @@ impl Gateway {
         });
         let store = self.inner.store.clone();
         let counter = blocking(move || store.next_counter("concat_reference")).await?;
+        let validity = request
+            .validity
+            .or(settings.validity)
+            .map(Validity::relative);
         let options = SubmitOptions {
             smsc: None,
             status_report: settings.status_reports,
-            validity: request
-                .validity
-                .or(settings.validity)
-                .map(Validity::relative),
+            validity,
             class: request.flash.then_some(MessageClass::Flash),
             force_ucs2: false,
             reference: ConcatReference::Eight((counter % 256) as u8),
@@ -187,6 +188,11 @@ impl Gateway {
             next_attempt_at: None,
             last_error: None,
             status_report: settings.status_reports,
+            // The period as encoded (rounded up to the relative format's steps): the SC keeps
+            // trying that long, so that is how long a report may take.
+            validity_ms: validity
+                .and_then(|validity| validity.duration())
+                .map(|period| period.as_millis() as u64),
             created_at: now,
             updated_at: now,
             sent_at: None,
@@ -599,6 +605,100 @@ impl Gateway {
     }
 }
 
+/// Why a `sent` message is given up on at `now` (Unix ms): it asked for a status report and
+/// not every part got its final one within the validity period plus `margin`. `None` while
+/// a report may still come, and for a message that asked for none (final at `sent`) or whose
+/// validity is unknown (written before it was kept). A part with a failure report has already
+/// failed the message, and all parts delivered made it `delivered`, so neither is `sent`.
+pub fn report_overdue(message: &OutboundMessage, now: u64, margin: Duration) -> Option<String> {
+    let due = message.report_due()?;
+    let waiting = message
+        .parts
+        .iter()
+        .any(|part| !matches!(part.state, PartState::Delivered { .. }));
+    if !waiting || now < due.saturating_add(margin.as_millis() as u64) {
+        return None;
+    }
+    let validity = Duration::from_millis(message.validity_ms.unwrap_or_default());
+    Some(format!(
+        "no status report within the validity period ({}) plus {}",
+        humantime::format_duration(validity),
+        humantime::format_duration(margin)
+    ))
+}
+
+/// How many overdue messages one sweep settles; the next tick takes the rest.
+const EXPIRY_BATCH: usize = 100;
+
+impl Gateway {
+    /// Expires the messages whose status report is overdue at `now` (Unix ms; passed in so
+    /// tests can move time), at most a batch per call; returns how many it expired. Their
+    /// `refs` go with them: a late report then matches nothing (it is kept as unmatched) and
+    /// cannot be taken for another message's.
+    pub async fn expire_overdue(&self, now: u64) -> Result<usize, StoreError> {
+        let store = self.inner.store.clone();
+        let margin = self.inner.settings.report_timeout_margin;
+        let due_by = now.saturating_sub(margin.as_millis() as u64);
+        blocking(move || {
+            let mut expired = 0;
+            for id in store.overdue_reports(due_by, EXPIRY_BATCH)? {
+                let Some(message) = store.message(&id)? else {
+                    continue;
+                };
+                let mut unreference = Vec::new();
+                for (index, part) in message.parts.iter().enumerate() {
+                    if let PartState::Submitted { reference, .. } = part.state {
+                        unreference.extend(
+                            store
+                                .references(reference)?
+                                .into_iter()
+                                .filter(|found| found.message_id == id && found.part == index)
+                                .map(|found| found.key),
+                        );
+                    }
+                }
+                let (written, _) = store.update_message(&id, |message| {
+                    // Decided again inside the transaction: a report may have landed since.
+                    match report_overdue(message, now, margin) {
+                        Some(reason) => expire(message, now, &reason, unreference.clone()),
+                        None => Effects::default(),
+                    }
+                })?;
+                if written.state == MessageState::Expired {
+                    expired += 1;
+                }
+            }
+            Ok(expired)
+        })
+        .await
+        .inspect(|expired| {
+            if *expired > 0 {
+                info!("gateway: {expired} message(s) expired without a status report");
+            }
+        })
+    }
+}
+
+/// The message is given up on: no report came in time.
+fn expire(
+    message: &mut OutboundMessage,
+    now: u64,
+    reason: &str,
+    unreference: Vec<Vec<u8>>,
+) -> Effects {
+    message.state = MessageState::Expired;
+    message.last_error = Some(FailureInfo {
+        stage: "expired".into(),
+        code: None,
+        text: reason.into(),
+    });
+    Effects {
+        events: vec![events::expired(message, now, reason)],
+        unreference,
+        ..Effects::default()
+    }
+}
+
 /// The message fails for good at `stage`.
 fn fail(message: &mut OutboundMessage, stage: &str, code: Option<u16>, text: &str) -> Effects {
     message.state = MessageState::Failed;
@@ -675,7 +775,125 @@ fn next_due(store: &crate::store::Store) -> Result<Due, StoreError> {
 
 #[cfg(test)]
 mod tests {
-    use super::{normalise_number, same_number};
+    use std::time::Duration;
+
+    use super::{normalise_number, report_overdue, same_number};
+    use crate::store::{MessageState, OutPart, OutboundMessage, PartState};
+
+    const HOUR: u64 = 3_600_000;
+    const DAY: u64 = 24 * HOUR;
+
+    fn part(state: PartState) -> OutPart {
+        OutPart {
+            hex: String::new(),
+            cmgs_length: 0,
+            state,
+            pending_status: None,
+        }
+    }
+
+    fn submitted() -> PartState {
+        PartState::Submitted {
+            reference: 7,
+            at: 0,
+        }
+    }
+
+    fn delivered() -> PartState {
+        PartState::Delivered {
+            reference: 7,
+            status: 0,
+            at: String::new(),
+        }
+    }
+
+    /// A message sent at 0 with a 1-day validity and a report requested, with `parts`.
+    fn message(state: MessageState, parts: Vec<PartState>) -> OutboundMessage {
+        OutboundMessage {
+            id: "m1".into(),
+            to: "+447700900123".into(),
+            text: "hi".into(),
+            encoding: "gsm7".into(),
+            parts: parts.into_iter().map(part).collect(),
+            callback_data: None,
+            state,
+            attempts: 0,
+            next_attempt_at: None,
+            last_error: None,
+            status_report: true,
+            validity_ms: Some(DAY),
+            created_at: 0,
+            updated_at: 0,
+            sent_at: Some(0),
+            delivered_at: None,
+            queue_key: None,
+        }
+    }
+
+    #[test]
+    fn a_report_is_overdue_only_after_the_validity_plus_the_margin() {
+        let margin = Duration::from_secs(3600);
+        let sent = || message(MessageState::Sent, vec![submitted()]);
+        let no_reports = || OutboundMessage {
+            status_report: false,
+            ..sent()
+        };
+        let unknown_validity = || OutboundMessage {
+            validity_ms: None,
+            ..sent()
+        };
+        let one_of_two = || message(MessageState::Sent, vec![delivered(), submitted()]);
+        let cases: Vec<(&str, OutboundMessage, u64, bool)> = vec![
+            ("within the validity", sent(), DAY - 1, false),
+            ("within the margin", sent(), DAY + HOUR - 1, false),
+            ("at validity plus margin", sent(), DAY + HOUR, true),
+            ("long after", sent(), 30 * DAY, true),
+            ("one part of two reported", one_of_two(), DAY + HOUR, true),
+            ("no report requested", no_reports(), 30 * DAY, false),
+            ("validity unknown", unknown_validity(), 30 * DAY, false),
+            (
+                "still sending",
+                message(MessageState::Sending, vec![submitted()]),
+                30 * DAY,
+                false,
+            ),
+            (
+                "delivered",
+                message(MessageState::Delivered, vec![delivered()]),
+                30 * DAY,
+                false,
+            ),
+            (
+                "failed by a report",
+                message(
+                    MessageState::Failed,
+                    vec![PartState::Failed {
+                        reference: 7,
+                        status: 0x41,
+                    }],
+                ),
+                30 * DAY,
+                false,
+            ),
+            (
+                "already expired",
+                message(MessageState::Expired, vec![submitted()]),
+                30 * DAY,
+                false,
+            ),
+        ];
+        for (case, message, now, overdue) in cases {
+            assert_eq!(
+                report_overdue(&message, now, margin).is_some(),
+                overdue,
+                "{case}"
+            );
+        }
+        assert_eq!(
+            report_overdue(&sent(), DAY + HOUR, margin).as_deref(),
+            Some("no status report within the validity period (1day) plus 1h")
+        );
+    }
 
     #[test]
     fn numbers_are_cleaned_and_checked() {

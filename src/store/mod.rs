@@ -172,6 +172,7 @@ pub struct Store {
     messages: Tree,
     outbox: Tree,
     refs: Tree,
+    awaiting_reports: Tree,
     inbound_parts: Tree,
     inbound_seen: Tree,
     events: Tree,
@@ -272,6 +273,15 @@ pub fn job_key(endpoint: &str, due_ms: u64, event_sequence: u64) -> Vec<u8> {
     key
 }
 
+/// `awaiting_reports` keys: the time the report is due at the latest, then the message id, so
+/// the expiry sweep reads only the overdue front of the tree.
+fn awaiting_key(message: &OutboundMessage) -> Option<Vec<u8>> {
+    let due = message.report_due()?;
+    let mut key = due.to_be_bytes().to_vec();
+    key.extend_from_slice(message.id.as_bytes());
+    Some(key)
+}
+
 fn reference_key(reference: u8, at: u64, id: &str, part: usize) -> Vec<u8> {
     let mut key = vec![reference];
     key.extend_from_slice(&at.to_be_bytes());
@@ -296,6 +306,7 @@ impl Store {
             messages: db.open_tree("messages")?,
             outbox: db.open_tree("outbox")?,
             refs: db.open_tree("refs")?,
+            awaiting_reports: db.open_tree("awaiting_reports")?,
             inbound_parts: db.open_tree("inbound_parts")?,
             inbound_seen: db.open_tree("inbound_seen")?,
             events: db.open_tree("events")?,
@@ -657,15 +668,28 @@ impl Store {
             &self.events,
             &self.jobs,
             &self.meta,
+            &self.awaiting_reports,
         )
-            .transaction(|(messages, outbox, refs, events, jobs, meta)| {
+            .transaction(|(messages, outbox, refs, events, jobs, meta, awaiting)| {
                 let Some(bytes) = messages.get(id.as_bytes())? else {
                     return abort(StoreError::NoSuchMessage(id.to_string()));
                 };
                 let mut message: OutboundMessage = tx_decode("messages", id.as_bytes(), &bytes)?;
+                let was_awaiting = awaiting_key(&message);
                 let effects = change(&mut message);
                 message.updated_at = now_ms();
                 messages.insert(id.as_bytes(), encode(&message))?;
+                // The index of messages waiting for a report follows the message itself, so
+                // no caller can forget it.
+                let now_awaiting = awaiting_key(&message);
+                if was_awaiting != now_awaiting {
+                    if let Some(key) = was_awaiting {
+                        awaiting.remove(key)?;
+                    }
+                    if let Some(key) = now_awaiting {
+                        awaiting.insert(key, &[])?;
+                    }
+                }
                 if effects.dequeue {
                     if let Some(key) = message.queue_key {
                         outbox.remove(&key.to_be_bytes())?;
@@ -685,6 +709,25 @@ impl Store {
         self.flush()?;
         self.announce_jobs();
         Ok(result)
+    }
+
+    /// Ids of messages whose status report was due at or before `due_by` (Unix ms), most
+    /// overdue first, at most `limit`. Entries of messages gone meanwhile (pruned) are dropped.
+    pub fn overdue_reports(&self, due_by: u64, limit: usize) -> Result<Vec<String>, StoreError> {
+        let mut found = Vec::new();
+        // Keys are the due time then the id, so every key due at `due_by` sorts before the
+        // next millisecond.
+        let end = due_by.saturating_add(1).to_be_bytes();
+        for entry in self.awaiting_reports.range(..end).take(limit) {
+            let (key, _) = entry?;
+            let id = String::from_utf8_lossy(key.get(8..).unwrap_or_default()).into_owned();
+            if self.messages.contains_key(id.as_bytes())? {
+                found.push(id);
+            } else {
+                self.awaiting_reports.remove(&key)?;
+            }
+        }
+        Ok(found)
     }
 
     /// Submitted parts waiting for a report with this TP-MR, most recent first.
@@ -1168,6 +1211,7 @@ mod transaction_tests {
             next_attempt_at: None,
             last_error: None,
             status_report: true,
+            validity_ms: None,
             created_at: 0,
             updated_at: 0,
             sent_at: None,
@@ -1309,5 +1353,67 @@ mod review_tests {
             .expect("closes");
         assert_eq!(events[0].data["text"], "one two ");
         assert!(store.inbound_groups().expect("reads").is_empty());
+    }
+}
+
+#[cfg(test)]
+mod expiry_tests {
+    use super::*;
+
+    /// A queued message asking for a report, with a 1-minute validity.
+    fn message(id: &str) -> OutboundMessage {
+        serde_json::from_value(serde_json::json!({
+            "id": id, "to": "+447700900123", "text": "hi", "encoding": "gsm7", "parts": [],
+            "callback_data": null, "state": "queued", "attempts": 0, "next_attempt_at": null,
+            "last_error": null, "status_report": true, "validity_ms": 60_000, "created_at": 0,
+            "updated_at": 0, "sent_at": null, "delivered_at": null
+        }))
+        .expect("a message")
+    }
+
+    fn set(store: &Store, id: &str, state: MessageState, sent_at: Option<u64>) {
+        store
+            .update_message(id, |message| {
+                message.state = state;
+                message.sent_at = sent_at;
+                Effects::default()
+            })
+            .expect("updates");
+    }
+
+    #[test]
+    fn the_awaited_reports_index_follows_the_message() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let store = Store::open(dir.path(), &StoreSettings::default(), Vec::new()).expect("opens");
+        for id in ["a", "b", "c"] {
+            store.enqueue(&message(id)).expect("enqueues");
+        }
+        // Queued: nothing awaited yet.
+        assert!(
+            store
+                .overdue_reports(u64::MAX - 1, 10)
+                .expect("reads")
+                .is_empty()
+        );
+        set(&store, "a", MessageState::Sent, Some(1_000));
+        set(&store, "b", MessageState::Sent, Some(2_000));
+        set(&store, "c", MessageState::Sent, Some(3_000));
+        // Due at sent_at + validity; most overdue first; bounded by the limit and by time.
+        assert_eq!(store.overdue_reports(61_000, 10).expect("reads"), ["a"]);
+        assert_eq!(
+            store.overdue_reports(62_000, 10).expect("reads"),
+            ["a", "b"]
+        );
+        assert_eq!(
+            store.overdue_reports(u64::MAX - 1, 1).expect("reads"),
+            ["a"]
+        );
+        // A final state takes it out of the index.
+        set(&store, "a", MessageState::Delivered, Some(1_000));
+        assert_eq!(store.overdue_reports(62_000, 10).expect("reads"), ["b"]);
+        // A message gone (pruned) drops its entry on the next read.
+        store.messages.remove("b").expect("removes");
+        assert!(store.overdue_reports(62_000, 10).expect("reads").is_empty());
+        assert_eq!(store.awaiting_reports.len(), 1);
     }
 }

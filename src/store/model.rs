@@ -18,13 +18,29 @@ pub enum MessageState {
     Delivered,
     /// Failed for good; see `last_error`.
     Failed,
+    /// A status report was requested and did not come within the validity period plus
+    /// `[sms] report_timeout_margin`: the outcome is unknown, and nothing more is awaited.
+    Expired,
 }
 
 impl MessageState {
     /// Whether nothing more will happen to the message.
     pub fn is_final(self) -> bool {
-        matches!(self, MessageState::Delivered | MessageState::Failed)
+        matches!(
+            self,
+            MessageState::Delivered | MessageState::Failed | MessageState::Expired
+        )
     }
+
+    /// Every state, in lifecycle order (for listings and query checks).
+    pub const ALL: [MessageState; 6] = [
+        MessageState::Queued,
+        MessageState::Sending,
+        MessageState::Sent,
+        MessageState::Delivered,
+        MessageState::Failed,
+        MessageState::Expired,
+    ];
 
     /// The lower-case name used in the API and in queries.
     pub fn name(self) -> &'static str {
@@ -34,6 +50,7 @@ impl MessageState {
             MessageState::Sent => "sent",
             MessageState::Delivered => "delivered",
             MessageState::Failed => "failed",
+            MessageState::Expired => "expired",
         }
     }
 }
@@ -92,7 +109,7 @@ pub struct OutPart {
 /// Why a message failed (or its last temporary error).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FailureInfo {
-    /// `submit`, `delivery` or `interrupted`.
+    /// `submit`, `delivery`, `interrupted`, or `expired` (no status report in time).
     pub stage: String,
     /// The CMS code or the TP-ST, when there is one.
     pub code: Option<u16>,
@@ -125,6 +142,10 @@ pub struct OutboundMessage {
     pub last_error: Option<FailureInfo>,
     /// Whether status reports were requested.
     pub status_report: bool,
+    /// The validity period as encoded in the PDUs (ms), which the SC may have rounded the
+    /// request up to; `None` for records written before it was kept (they never expire).
+    #[serde(default)]
+    pub validity_ms: Option<u64>,
     /// Unix ms.
     pub created_at: u64,
     /// Unix ms of the last change.
@@ -136,6 +157,17 @@ pub struct OutboundMessage {
     /// Its key in the outbox, set by the store.
     #[serde(default)]
     pub queue_key: Option<u64>,
+}
+
+impl OutboundMessage {
+    /// When the status report is due at the latest (Unix ms): sent time plus validity, for a
+    /// message that is `sent` and asked for a report; `None` when none is awaited.
+    pub fn report_due(&self) -> Option<u64> {
+        if self.state != MessageState::Sent || !self.status_report {
+            return None;
+        }
+        Some(self.sent_at?.saturating_add(self.validity_ms?))
+    }
 }
 
 /// An event, as stored: the envelope without the per-delivery fields.
