@@ -884,6 +884,12 @@ async fn metrics(State(state): State<Shared>) -> Result<Response, ApiError> {
         counters.reconnects.to_string(),
     );
     metric(
+        "smsrelay_modem_dropped_total",
+        "Modem events and URCs dropped by a full queue (never an inbound message).",
+        "counter",
+        counters.dropped.to_string(),
+    );
+    metric(
         "smsrelay_unmatched_reports_total",
         "Status reports that matched no message.",
         "counter",

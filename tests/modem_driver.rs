@@ -723,3 +723,46 @@ async fn a_routed_message_survives_a_full_urc_channel() {
     let message = inbound(&mut driver.events).await;
     assert_eq!(text_of(&message), "routed");
 }
+
+#[tokio::test(flavor = "current_thread")]
+async fn a_burst_larger_than_the_queues_stays_on_the_sim_until_the_owner_catches_up() {
+    // Issue #10: the driver's queue of events for its owner is bounded. With the owner not
+    // reading, the first sweep fills the channel (256) and the driver's own queue (64); the
+    // rest stay on the modem, and every message still comes exactly once as the owner drains.
+    const BURST: usize = 400;
+    let modem = mock(MockConfig {
+        capacity: 500,
+        ..fast()
+    });
+    modem.with_engine(|engine, now| {
+        for n in 0..BURST {
+            let sms = InboundSms::new("+447700900555", &format!("burst {n}"));
+            let pdu = sms.pdus(None).expect("encodes").remove(0);
+            engine.store_quietly("SM", pdu, now).expect("room");
+        }
+    });
+    let mut driver = Modem::start(settings(modem.path()));
+    // The health check right after the first sweep marks the sweep's end.
+    until("the first sweep is done", || {
+        let commands = modem.commands();
+        let listed = commands.iter().position(|c| c.starts_with("AT+CMGL"));
+        listed.is_some_and(|at| commands[at..].iter().any(|c| c == "AT+CSQ"))
+    })
+    .await;
+    let handed_up = driver.handle.status().counters.received as usize;
+    // The channel also holds Connected and Registered.
+    assert!(
+        handed_up <= 256 + smsrelay::modem::INBOUND_QUEUE_CAP,
+        "the channel and the driver's queue, no more: {handed_up} handed up"
+    );
+    let mut texts = std::collections::BTreeSet::new();
+    while texts.len() < BURST {
+        let message = inbound(&mut driver.events).await;
+        assert!(texts.insert(text_of(&message)), "handed up twice");
+        driver.handle.confirm(message.receipt).await.expect("alive");
+    }
+    until("the SIM is empty", || {
+        modem.with_engine(|engine, _| engine.stored("SM").is_empty())
+    })
+    .await;
+}

@@ -19,6 +19,10 @@ use super::{FinalResult, Urc};
 const CTRL_Z: u8 = 0x1a;
 /// ESC aborts PDU entry, or cancels a prompt left open by a crashed run.
 const ESC: u8 = 0x1b;
+/// Routed messages (`+CMT`/`+CDS`) held while the URC channel is full. They exist nowhere but
+/// in this stream, so they are never dropped; at this many the port is not read until the
+/// consumer catches up.
+pub const MAX_HELD_URCS: usize = 256;
 
 /// Timing and sizing of a session.
 #[derive(Debug, Clone)]
@@ -255,7 +259,9 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Session<T> {
                         permit.send(urc);
                     }
                 }
-                read = self.io.read(&mut buffer) => match read {
+                // At the cap, the port is not read until the consumer takes some: the bytes wait
+                // in the tty and the modem, and memory stays bounded.
+                read = self.io.read(&mut buffer), if self.held_urcs.len() < MAX_HELD_URCS => match read {
                     Ok(0) => return self.fail(SessionError::Closed),
                     Ok(n) => self.digester.push(&buffer[..n]),
                     Err(error) => return self.fail(SessionError::Io(error.to_string())),

@@ -124,7 +124,19 @@ pub struct Counters {
     pub stale_indexes: u64,
     /// Full re-inits after the modem rebooted under us.
     pub reinits: u64,
+    /// Events and URCs dropped because a bounded queue was full (never an inbound message:
+    /// those are left on the modem, or held, instead).
+    pub dropped: u64,
 }
+
+/// Inbound messages waiting for the owner before the driver stops reading stored ones: the
+/// rest stay on the SIM for a later sweep, so memory stays bounded whatever the burst.
+pub const INBOUND_QUEUE_CAP: usize = 64;
+/// Other events waiting for the owner (signal, registration…); more are dropped and counted.
+pub const EVENT_QUEUE_CAP: usize = 64;
+/// URCs kept while an init runs; more are dropped and counted (the sweep after the init finds
+/// any message whose `+CMTI` went), except routed messages, which exist nowhere else.
+pub const INIT_BACKLOG_CAP: usize = 256;
 
 /// A snapshot of the modem for the status API.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -460,8 +472,32 @@ impl Driver {
     }
 
     fn emit(&mut self, event: ModemEvent) {
+        self.flush_events();
+        let inbound = matches!(event, ModemEvent::Inbound(_));
+        let others = self.queued_events.len() - self.queued_inbound();
+        if !inbound && others >= EVENT_QUEUE_CAP {
+            // The owner is far behind; a stale signal or registration change is not worth
+            // unbounded memory. Inbound messages are never dropped here.
+            self.update(|status| status.counters.dropped += 1);
+            debug!("modem: event queue full; dropped {event:?}");
+            return;
+        }
         self.queued_events.push_back(event);
         self.flush_events();
+    }
+
+    /// Inbound messages handed up and not yet taken by the owner.
+    fn queued_inbound(&self) -> usize {
+        self.queued_events
+            .iter()
+            .filter(|event| matches!(event, ModemEvent::Inbound(_)))
+            .count()
+    }
+
+    /// Whether reading more stored messages would only grow the queue: they stay on the
+    /// modem until the owner catches up (a later sweep takes them).
+    fn inbound_backlog_full(&self) -> bool {
+        self.queued_inbound() >= INBOUND_QUEUE_CAP
     }
 
     fn flush_events(&mut self) {
@@ -593,11 +629,7 @@ impl Driver {
                 }
                 // Keep the URC channel from filling during a long wait for the network;
                 // banners and SIM states belong to the boot this init handles.
-                Some(urc) = link.urcs.recv() => {
-                    if !matches!(urc, Urc::Boot(_) | Urc::SimState(_)) {
-                        link.backlog.push_back(urc);
-                    }
-                }
+                Some(urc) = link.urcs.recv() => self.keep_for_later(link, urc),
             }
         };
         let setup = match result {
@@ -606,9 +638,7 @@ impl Driver {
         };
         // Banners and SIM states that came during the init belong to the boot it handled.
         while let Ok(urc) = link.urcs.try_recv() {
-            if !matches!(urc, Urc::Boot(_) | Urc::SimState(_)) {
-                link.backlog.push_back(urc);
-            }
+            self.keep_for_later(link, urc);
         }
         self.connection += 1;
         link.mem1 = self.settings.init.storage.clone();
@@ -628,6 +658,21 @@ impl Driver {
         self.emit(ModemEvent::Connected(setup.clone()));
         self.emit(ModemEvent::Registered(setup.registration));
         Ok(Ok(()))
+    }
+
+    /// Keeps a URC that came during an init for after it, within [`INIT_BACKLOG_CAP`]. Banners
+    /// and SIM states belong to the boot the init handles and are not kept.
+    fn keep_for_later(&mut self, link: &mut Link, urc: Urc) {
+        if matches!(urc, Urc::Boot(_) | Urc::SimState(_)) {
+            return;
+        }
+        let routed = matches!(urc, Urc::Message { .. } | Urc::StatusReport { .. });
+        if link.backlog.len() >= INIT_BACKLOG_CAP && !routed {
+            self.update(|status| status.counters.dropped += 1);
+            debug!("modem: init backlog full; dropped {urc:?}");
+            return;
+        }
+        link.backlog.push_back(urc);
     }
 
     /// Answers a request while there is no usable connection. Returns the shutdown reply
@@ -954,6 +999,12 @@ impl Driver {
     }
 
     async fn read_index(&mut self, link: &mut Link, memory: &str, index: u32) -> Step {
+        if self.inbound_backlog_full() {
+            // Left on the modem: the sweep after the owner catches up reads it.
+            debug!("modem: {memory} {index} left on the modem until the queue drains");
+            link.early_sweep = true;
+            return Ok(());
+        }
         if !self.select_memory(link, memory).await? {
             return Ok(());
         }
@@ -1195,6 +1246,11 @@ impl Driver {
                 });
                 if recent {
                     continue;
+                }
+                if self.inbound_backlog_full() {
+                    // The rest stay on the modem for the next sweep.
+                    link.early_sweep = true;
+                    break;
                 }
                 found += 1;
                 self.hand_up_stored(link, &memory, message).await?;

@@ -13,8 +13,8 @@ pub mod storage;
 
 pub use classify::{SendFailure, Verdict, classify_cms, classify_send};
 pub use driver::{
-    Counters, Inbound, LinkState, Modem, ModemError, ModemEvent, ModemHandle, ModemSettings,
-    ModemStatus, Origin, Receipt,
+    Counters, EVENT_QUEUE_CAP, INBOUND_QUEUE_CAP, INIT_BACKLOG_CAP, Inbound, LinkState, Modem,
+    ModemError, ModemEvent, ModemHandle, ModemSettings, ModemStatus, Origin, Receipt,
 };
 pub use init::{Identity, InitError, InitSettings, InitStage, Setup, init, init_with_progress};
 pub use send::{interpret, send};
