@@ -1,5 +1,6 @@
 //! Inbound PDUs: each part recorded once, concatenated messages reassembled, `sms.received`
-//! emitted once; status reports passed to the matcher; undecodable PDUs kept.
+//! emitted once; status reports passed to the matcher; undecodable PDUs recorded as
+//! `sms.undecodable`.
 
 use std::collections::BTreeMap;
 

@@ -86,7 +86,7 @@ pub struct GatewayCounters {
     pub unmatched_reports: AtomicU64,
     /// Inbound PDUs seen before (re-read after a crash, or repeated by the SC).
     pub duplicates: AtomicU64,
-    /// Inbound PDUs that do not decode (kept in the store).
+    /// Inbound PDUs that do not decode (recorded as `sms.undecodable`).
     pub undecodable: AtomicU64,
 }
 

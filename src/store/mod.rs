@@ -875,7 +875,7 @@ impl Store {
         Ok(result)
     }
 
-    /// Records events that belong to no message or group (an undecodable PDU, kept).
+    /// Records events that belong to no message or group.
     pub fn record_events(&self, events: &[NewEvent]) -> Result<Vec<Event>, StoreError> {
         let result =
             (&self.events, &self.jobs, &self.meta).transaction(|(events_tree, jobs, meta)| {
