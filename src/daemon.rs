@@ -1,5 +1,6 @@
 //! `smsrelay run`: wires the store, the modem driver, the gateway and the webhook dispatcher,
-//! talks to systemd (READY, STATUS, WATCHDOG), and shuts down in order on SIGTERM or SIGINT:
+//! tells the service manager how it goes (`service`), and shuts down in order when the
+//! shutdown future it is given resolves (SIGTERM or SIGINT in `smsrelay run`):
 //! stop taking work, let the AT command in flight finish, flush, exit; each step has a budget
 //! (API 1 s, the part in flight 5 s, the driver 3 s, then webhook requests begun before the
 //! shutdown 1 s) so the whole stays within 10 s.
@@ -8,9 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use log::{error, info, warn};
-use sd_notify::NotifyState;
 use tokio::net::TcpListener;
-use tokio::signal::unix::{SignalKind, signal};
 
 use crate::config::Config;
 use crate::gateway::Gateway;
@@ -35,9 +34,6 @@ pub enum DaemonError {
     /// The store cannot be opened.
     #[error("store: {0}")]
     Store(#[from] StoreError),
-    /// Signals cannot be watched.
-    #[error("signals: {0}")]
-    Signals(std::io::Error),
     /// The API token cannot be read or generated.
     #[error("api token in the data dir: {0}")]
     Token(std::io::Error),
@@ -45,6 +41,9 @@ pub enum DaemonError {
     /// the service manager restarts it: sled keeps such an error until it is reopened.
     #[error("the store cannot write ({0}); stopped so that a restart reopens it")]
     StoreFailed(String),
+    /// Signals cannot be watched.
+    #[error("signals: {0}")]
+    Signals(std::io::Error),
     /// The API address cannot be bound.
     #[error("api.listen {address}: {error}")]
     Listen {
@@ -53,11 +52,6 @@ pub enum DaemonError {
         /// Why.
         error: std::io::Error,
     },
-}
-
-fn notify(states: &[NotifyState]) {
-    // Outside systemd there is no socket and nothing to tell: not an error.
-    let _ = sd_notify::notify(false, states);
 }
 
 /// The exit code after the store failed (EX_TEMPFAIL): a restart, once space is free, resumes.
@@ -71,19 +65,26 @@ const STORE_FAILURE_EXIT_AFTER: Duration = Duration::from_secs(30);
 /// before it; they have run during the steps before, whose budgets add up to 9 s.
 const WEBHOOK_STOP_BUDGET: Duration = Duration::from_secs(1);
 
-/// Runs until SIGTERM or SIGINT.
-pub async fn run(config: Config) -> Result<(), DaemonError> {
+/// Runs until `shutdown` resolves (with what asked for it, for the log).
+pub async fn run(
+    config: Config,
+    shutdown: impl std::future::Future<Output = &'static str>,
+) -> Result<(), DaemonError> {
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .map_err(|error| DaemonError::Listen {
             address: config.listen,
             error,
         })?;
-    run_on(config, listener).await
+    run_on(config, listener, shutdown).await
 }
 
-/// Runs until SIGTERM or SIGINT, serving the API on `listener` instead of `config.listen`.
-pub async fn run_on(config: Config, listener: TcpListener) -> Result<(), DaemonError> {
+/// As [`run`], serving the API on `listener` instead of `config.listen`.
+pub async fn run_on(
+    config: Config,
+    listener: TcpListener,
+    shutdown: impl std::future::Future<Output = &'static str>,
+) -> Result<(), DaemonError> {
     std::fs::create_dir_all(&config.data_dir).map_err(|error| DaemonError::DataDir {
         path: config.data_dir.display().to_string(),
         error,
@@ -106,8 +107,7 @@ pub async fn run_on(config: Config, listener: TcpListener) -> Result<(), DaemonE
     let token =
         crate::api::token(config.token.as_deref(), &config.data_dir).map_err(DaemonError::Token)?;
     let bound = listener.local_addr().unwrap_or(config.listen);
-    let mut terminate = signal(SignalKind::terminate()).map_err(DaemonError::Signals)?;
-    let mut interrupt = signal(SignalKind::interrupt()).map_err(DaemonError::Signals)?;
+    tokio::pin!(shutdown);
 
     let mut modem = Modem::start(config.modem_settings());
     let events = std::mem::replace(&mut modem.events, tokio::sync::mpsc::channel(1).1);
@@ -174,20 +174,17 @@ pub async fn run_on(config: Config, listener: TcpListener) -> Result<(), DaemonE
         config.webhooks.len(),
         config.data_dir.display()
     );
-    notify(&[NotifyState::Ready]);
+    crate::service::ready();
 
-    let mut watchdog_usec = 0;
-    let watchdog = sd_notify::watchdog_enabled(false, &mut watchdog_usec)
-        .then(|| Duration::from_micros(watchdog_usec / 2));
-    let mut tick = tokio::time::interval(watchdog.unwrap_or(Duration::from_secs(30)));
+    let mut tick =
+        tokio::time::interval(crate::service::watchdog_period().unwrap_or(Duration::from_secs(30)));
     // Every second: events recorded while the clock is wrong are marked even when no webhook
     // thread is looking; every minute the newest trusted time is stored.
     let mut clock_tick = tokio::time::interval(Duration::from_secs(1));
     let mut clock_ticks = 0u64;
     let reason = loop {
         tokio::select! {
-            _ = terminate.recv() => break Stop::Signal("SIGTERM"),
-            _ = interrupt.recv() => break Stop::Signal("SIGINT"),
+            asked = &mut shutdown => break Stop::Asked(asked),
             _ = clock_tick.tick() => {
                 dispatcher.check_clock();
                 clock_ticks += 1;
@@ -219,18 +216,14 @@ pub async fn run_on(config: Config, listener: TcpListener) -> Result<(), DaemonE
                     other => format!("modem {other:?}"),
                 };
                 let line = format!("{state}; {queued} message(s) queued");
-                let mut states = vec![NotifyState::Status(&line)];
                 // A store that cannot write is not a healthy daemon: let the watchdog see it.
-                if watchdog.is_some() && store.failure().is_none() {
-                    states.push(NotifyState::Watchdog);
-                }
-                notify(&states);
+                crate::service::status(&line, store.failure().is_none());
             }
         }
     };
     let failed = match reason {
-        Stop::Signal(signal) => {
-            info!("{signal}: shutting down");
+        Stop::Asked(by) => {
+            info!("{by}: shutting down");
             None
         }
         Stop::StoreFailed(error) => {
@@ -242,7 +235,7 @@ pub async fn run_on(config: Config, listener: TcpListener) -> Result<(), DaemonE
             Some(error)
         }
     };
-    notify(&[NotifyState::Stopping]);
+    crate::service::stopping();
     // Webhook requests in flight finish while the steps below run; no new ones start.
     dispatcher.begin_stop();
     // No new requests; the ones in flight get a moment to finish.
@@ -272,6 +265,9 @@ pub async fn run_on(config: Config, listener: TcpListener) -> Result<(), DaemonE
     }
     for task in tasks {
         task.abort();
+        // Awaited so their store handles are dropped before the final flush: a caller that
+        // runs the daemon in process can open the store again once this returns.
+        let _ = task.await;
     }
     if tokio::time::timeout(Duration::from_secs(3), modem.handle.shutdown())
         .await
@@ -302,8 +298,8 @@ pub async fn run_on(config: Config, listener: TcpListener) -> Result<(), DaemonE
 
 /// Why the main loop ended.
 enum Stop {
-    /// SIGTERM or SIGINT.
-    Signal(&'static str),
+    /// The shutdown future resolved (SIGTERM, SIGINT, the demo's Ctrl-C).
+    Asked(&'static str),
     /// The store failed for longer than [`STORE_FAILURE_EXIT_AFTER`].
     StoreFailed(String),
 }

@@ -138,7 +138,9 @@ secret = "{SECRET}"
         "Config: {} (a copy lives only while the demo runs)\n",
         config_path.display()
     );
-    let daemon = tokio::spawn(crate::daemon::run_on(config, api));
+    // Ctrl-C stops the daemon in order, then the demo cleans up.
+    let stop = crate::service::stop_signal()?;
+    let daemon = tokio::spawn(crate::daemon::run_on(config, api, stop));
 
     let client = crate::client::Client::from_config(&Config::parse(&config_text)?)
         .map_err(|error| std::io::Error::other(error.to_string()))?;

@@ -14,5 +14,6 @@ pub mod gateway;
 pub mod mock;
 pub mod modem;
 pub mod pdu;
+pub mod service;
 pub mod store;
 pub mod webhook;

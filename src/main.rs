@@ -583,7 +583,12 @@ fn run(path: &std::path::Path, level: Option<LevelFilter>) -> ExitCode {
         Ok(runtime) => runtime,
         Err(code) => return code,
     };
-    match runtime.block_on(smsrelay::daemon::run(config)) {
+    let daemon = async {
+        let stop =
+            smsrelay::service::stop_signal().map_err(smsrelay::daemon::DaemonError::Signals)?;
+        smsrelay::daemon::run(config, stop).await
+    };
+    match runtime.block_on(daemon) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error @ smsrelay::daemon::DaemonError::StoreFailed(_)) => {
             eprintln!("smsrelay: {error}");

@@ -7,6 +7,7 @@ mod at_transcripts;
 mod config_cli;
 mod crash;
 mod daemon;
+mod daemon_in_process;
 mod gateway;
 mod health;
 mod mock_gammu;
