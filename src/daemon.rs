@@ -85,143 +85,10 @@ pub async fn run_on(
     listener: TcpListener,
     shutdown: impl std::future::Future<Output = &'static str>,
 ) -> Result<(), DaemonError> {
-    std::fs::create_dir_all(&config.data_dir).map_err(|error| DaemonError::DataDir {
-        path: config.data_dir.display().to_string(),
-        error,
-    })?;
-    let store = {
-        let path = config.data_dir.join("db");
-        let subscriptions = config.subscriptions.clone();
-        blocking(move || Store::open(&path, &StoreSettings::default(), subscriptions)).await?
-    };
-    if config
-        .token
-        .as_ref()
-        .is_some_and(|token| token.len() < WEAK_TOKEN)
-    {
-        warn!(
-            "api.token is shorter than {WEAK_TOKEN} characters: anyone who can reach the API \
-             could guess it; leave it out to have a strong one generated"
-        );
-    }
-    let token =
-        crate::api::token(config.token.as_deref(), &config.data_dir).map_err(DaemonError::Token)?;
-    let bound = listener.local_addr().unwrap_or(config.listen);
-    tokio::pin!(shutdown);
-
-    let mut modem = Modem::start(config.modem_settings());
-    let events = std::mem::replace(&mut modem.events, tokio::sync::mpsc::channel(1).1);
-    let gateway = Gateway::new(store.clone(), modem.handle.clone(), config.gateway.clone());
-    let tasks = gateway.start(events).await?;
-    let dispatcher = {
-        let store = store.clone();
-        let endpoints = config.webhooks.clone();
-        let settings = DispatcherSettings {
-            clock: ClockPolicy {
-                check: config.webhook_clock_check,
-                wait: config.webhook_clock_wait,
-                ..ClockPolicy::default()
-            },
-            ..DispatcherSettings::default()
-        };
-        Arc::new(Dispatcher::start(
-            store,
-            endpoints,
-            settings,
-            Arc::new(SystemClock),
-        ))
-    };
-    let readiness = Arc::new(crate::api::Readiness::default());
-    tokio::spawn({
-        let readiness = Arc::clone(&readiness);
-        let mut watch = modem.handle.watch_status();
-        async move {
-            loop {
-                readiness.observe(watch.borrow_and_update().state == LinkState::Ready);
-                if watch.changed().await.is_err() {
-                    return;
-                }
-            }
-        }
-    });
-    let api_state = Arc::new(crate::api::AppState {
-        gateway: gateway.clone(),
-        modem: modem.handle.clone(),
-        dispatcher: Arc::clone(&dispatcher),
-        token,
-        started: std::time::Instant::now(),
-        readiness: Arc::clone(&readiness),
-        ready_grace: config.ready_grace,
-    });
-    let (stop_api, api_stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(async move {
-        let app = crate::api::router(api_state);
-        let shutdown = async move {
-            let _ = api_stopped.await;
-        };
-        if let Err(error) = axum::serve(listener, app)
-            .with_graceful_shutdown(shutdown)
-            .await
-        {
-            error!("api: {error}");
-        }
-    });
-    info!(
-        "smsrelay {} running: API on http://{}, modem {}, {} webhook(s), data in {}",
-        env!("CARGO_PKG_VERSION"),
-        bound,
-        config.modem.device,
-        config.webhooks.len(),
-        config.data_dir.display()
-    );
+    let running = Running::start(&config, listener).await?;
     crate::service::ready();
-
-    let mut tick =
-        tokio::time::interval(crate::service::watchdog_period().unwrap_or(Duration::from_secs(30)));
-    // Every second: events recorded while the clock is wrong are marked even when no webhook
-    // thread is looking; every minute the newest trusted time is stored.
-    let mut clock_tick = tokio::time::interval(Duration::from_secs(1));
-    let mut clock_ticks = 0u64;
-    let reason = loop {
-        tokio::select! {
-            asked = &mut shutdown => break Stop::Asked(asked),
-            _ = clock_tick.tick() => {
-                dispatcher.check_clock();
-                clock_ticks += 1;
-                if clock_ticks % 5 == 0 {
-                    // sled keeps a write error and returns it from every flush: this finds a
-                    // failed store even while nothing else writes.
-                    let probed = store.clone();
-                    let _ = blocking(move || probed.flush()).await;
-                }
-                if let Some(failure) = store.failure() {
-                    let failing_for = crate::store::now_ms().saturating_sub(failure.since_ms);
-                    if failing_for >= STORE_FAILURE_EXIT_AFTER.as_millis() as u64 {
-                        break Stop::StoreFailed(failure.error);
-                    }
-                }
-                if clock_ticks % 60 == 1 {
-                    let dispatcher = Arc::clone(&dispatcher);
-                    if let Err(error) = blocking(move || dispatcher.record_clock_floor()).await {
-                        warn!("cannot record the newest trusted time: {error}");
-                    }
-                }
-            }
-            _ = tick.tick() => {
-                let status = modem.handle.status();
-                let counted = store.clone();
-                let queued = blocking(move || Ok(counted.outbox_len())).await.unwrap_or(0);
-                let state = match &status.state {
-                    LinkState::Ready => "modem ready".to_string(),
-                    other => format!("modem {other:?}"),
-                };
-                let line = format!("{state}; {queued} message(s) queued");
-                // A store that cannot write is not a healthy daemon: let the watchdog see it.
-                crate::service::status(&line, store.failure().is_none());
-            }
-        }
-    };
-    let failed = match reason {
+    let stop = running.watch(shutdown).await;
+    let failed = match stop {
         Stop::Asked(by) => {
             info!("{by}: shutting down");
             None
@@ -235,65 +102,260 @@ pub async fn run_on(
             Some(error)
         }
     };
-    crate::service::stopping();
-    // Webhook requests in flight finish while the steps below run; no new ones start.
-    dispatcher.begin_stop();
-    // No new requests; the ones in flight get a moment to finish.
-    let _ = stop_api.send(());
-    if tokio::time::timeout(crate::api::SHUTDOWN_GRACE, server)
-        .await
-        .is_err()
-    {
-        warn!(
-            "api requests still running after {:?}",
-            crate::api::SHUTDOWN_GRACE
-        );
-    }
-    // Stop submitting first: the part in flight gets its answer recorded (if it comes
-    // within the budget systemd gives us; if not, the next start reports it interrupted).
-    gateway.stop_sending();
-    let mut tasks = tasks.into_iter();
-    if let Some(sender) = tasks.next() {
-        let abort = sender.abort_handle();
-        if tokio::time::timeout(Duration::from_secs(5), sender)
-            .await
-            .is_err()
-        {
-            warn!("a send is still in flight after 5 s; stopping anyway");
-            abort.abort();
-        }
-    }
-    for task in tasks {
-        task.abort();
-        // Awaited so their store handles are dropped before the final flush: a caller that
-        // runs the daemon in process can open the store again once this returns.
-        let _ = task.await;
-    }
-    if tokio::time::timeout(Duration::from_secs(3), modem.handle.shutdown())
-        .await
-        .is_err()
-    {
-        warn!("the modem did not stop within 3 s");
-    }
-    let flushed = tokio::task::spawn_blocking(move || {
-        if !dispatcher.stop_within(WEBHOOK_STOP_BUDGET) {
-            warn!(
-                "a webhook thread did not stop within {WEBHOOK_STOP_BUDGET:?}; a request it \
-                 had in flight is sent again at the next start"
-            );
-        }
-        store.flush()
-    })
-    .await;
-    match flushed {
-        Ok(Ok(())) => info!("stopped cleanly"),
-        Ok(Err(error)) => error!("final flush failed: {error}"),
-        Err(error) => error!("shutdown task failed: {error}"),
-    }
+    running.shut_down().await;
     match failed {
         Some(error) => Err(DaemonError::StoreFailed(error)),
         None => Ok(()),
     }
+}
+
+/// The parts of a running daemon, in the order they stop.
+struct Running {
+    store: Store,
+    modem: Modem,
+    gateway: Gateway,
+    /// The gateway's sender, receiver and maintenance tasks, in that order.
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+    dispatcher: Arc<Dispatcher>,
+    server: tokio::task::JoinHandle<()>,
+    stop_api: tokio::sync::oneshot::Sender<()>,
+}
+
+impl Running {
+    /// Opens the store and starts the driver, the gateway, the webhooks and the API.
+    async fn start(config: &Config, listener: TcpListener) -> Result<Running, DaemonError> {
+        std::fs::create_dir_all(&config.data_dir).map_err(|error| DaemonError::DataDir {
+            path: config.data_dir.display().to_string(),
+            error,
+        })?;
+        let store = {
+            let path = config.data_dir.join("db");
+            let subscriptions = config.subscriptions.clone();
+            blocking(move || Store::open(&path, &StoreSettings::default(), subscriptions)).await?
+        };
+        if config
+            .token
+            .as_ref()
+            .is_some_and(|token| token.len() < WEAK_TOKEN)
+        {
+            warn!(
+                "api.token is shorter than {WEAK_TOKEN} characters: anyone who can reach the \
+                 API could guess it; leave it out to have a strong one generated"
+            );
+        }
+        let token = crate::api::token(config.token.as_deref(), &config.data_dir)
+            .map_err(DaemonError::Token)?;
+        let bound = listener.local_addr().unwrap_or(config.listen);
+
+        let mut modem = Modem::start(config.modem_settings());
+        let events = std::mem::replace(&mut modem.events, tokio::sync::mpsc::channel(1).1);
+        let gateway = Gateway::new(store.clone(), modem.handle.clone(), config.gateway.clone());
+        let tasks = gateway.start(events).await?;
+        let settings = DispatcherSettings {
+            clock: ClockPolicy {
+                check: config.webhook_clock_check,
+                wait: config.webhook_clock_wait,
+                ..ClockPolicy::default()
+            },
+            ..DispatcherSettings::default()
+        };
+        let dispatcher = Arc::new(Dispatcher::start(
+            store.clone(),
+            config.webhooks.clone(),
+            settings,
+            Arc::new(SystemClock),
+        ));
+        let api_state = Arc::new(crate::api::AppState {
+            gateway: gateway.clone(),
+            modem: modem.handle.clone(),
+            dispatcher: Arc::clone(&dispatcher),
+            token,
+            started: std::time::Instant::now(),
+            readiness: follow_readiness(&modem),
+            ready_grace: config.ready_grace,
+        });
+        let (stop_api, server) = serve_api(listener, api_state);
+        info!(
+            "smsrelay {} running: API on http://{}, modem {}, {} webhook(s), data in {}",
+            env!("CARGO_PKG_VERSION"),
+            bound,
+            config.modem.device,
+            config.webhooks.len(),
+            config.data_dir.display()
+        );
+        Ok(Running {
+            store,
+            modem,
+            gateway,
+            tasks,
+            dispatcher,
+            server,
+            stop_api,
+        })
+    }
+
+    /// Runs the daemon's own timers until `shutdown` resolves or the store has failed too
+    /// long: every second the clock is judged (events recorded while it is wrong are marked
+    /// even when no webhook thread looks), every 5 s the store is flushed (sled keeps a write
+    /// error and returns it from every flush: this finds a full disk while nothing else
+    /// writes), every minute the newest trusted time is stored; systemd gets a status line and
+    /// a watchdog ping at its period.
+    async fn watch(&self, shutdown: impl std::future::Future<Output = &'static str>) -> Stop {
+        tokio::pin!(shutdown);
+        let mut status_tick = tokio::time::interval(
+            crate::service::watchdog_period().unwrap_or(Duration::from_secs(30)),
+        );
+        let mut second = tokio::time::interval(Duration::from_secs(1));
+        let mut seconds = 0u64;
+        loop {
+            tokio::select! {
+                asked = &mut shutdown => return Stop::Asked(asked),
+                _ = second.tick() => {
+                    seconds += 1;
+                    if let Some(stop) = self.every_second(seconds).await {
+                        return stop;
+                    }
+                }
+                _ = status_tick.tick() => self.tell_the_service_manager().await,
+            }
+        }
+    }
+
+    async fn every_second(&self, seconds: u64) -> Option<Stop> {
+        self.dispatcher.check_clock();
+        if seconds % 5 == 0 {
+            let probed = self.store.clone();
+            let _ = blocking(move || probed.flush()).await;
+        }
+        if let Some(failure) = self.store.failure() {
+            let failing_for = crate::store::now_ms().saturating_sub(failure.since_ms);
+            if failing_for >= STORE_FAILURE_EXIT_AFTER.as_millis() as u64 {
+                return Some(Stop::StoreFailed(failure.error));
+            }
+        }
+        if seconds % 60 == 1 {
+            let dispatcher = Arc::clone(&self.dispatcher);
+            if let Err(error) = blocking(move || dispatcher.record_clock_floor()).await {
+                warn!("cannot record the newest trusted time: {error}");
+            }
+        }
+        None
+    }
+
+    async fn tell_the_service_manager(&self) {
+        let status = self.modem.handle.status();
+        let counted = self.store.clone();
+        let queued = blocking(move || Ok(counted.outbox_len()))
+            .await
+            .unwrap_or(0);
+        let state = match &status.state {
+            LinkState::Ready => "modem ready".to_string(),
+            other => format!("modem {other:?}"),
+        };
+        let line = format!("{state}; {queued} message(s) queued");
+        // A store that cannot write is not a healthy daemon: let the watchdog see it.
+        crate::service::status(&line, self.store.failure().is_none());
+    }
+
+    /// Stops in order, each step within its budget (see the module doc).
+    async fn shut_down(self) {
+        crate::service::stopping();
+        // Webhook requests in flight finish while the steps below run; no new ones start.
+        self.dispatcher.begin_stop();
+        // No new requests; the ones in flight get a moment to finish.
+        let _ = self.stop_api.send(());
+        if tokio::time::timeout(crate::api::SHUTDOWN_GRACE, self.server)
+            .await
+            .is_err()
+        {
+            warn!(
+                "api requests still running after {:?}",
+                crate::api::SHUTDOWN_GRACE
+            );
+        }
+        // Stop submitting first: the part in flight gets its answer recorded (if it comes
+        // within the budget systemd gives us; if not, the next start reports it interrupted).
+        self.gateway.stop_sending();
+        let mut tasks = self.tasks.into_iter();
+        if let Some(sender) = tasks.next() {
+            let abort = sender.abort_handle();
+            if tokio::time::timeout(Duration::from_secs(5), sender)
+                .await
+                .is_err()
+            {
+                warn!("a send is still in flight after 5 s; stopping anyway");
+                abort.abort();
+            }
+        }
+        for task in tasks {
+            task.abort();
+            // Awaited so their store handles are dropped before the final flush: a caller
+            // that runs the daemon in process can open the store again once this returns.
+            let _ = task.await;
+        }
+        if tokio::time::timeout(Duration::from_secs(3), self.modem.handle.shutdown())
+            .await
+            .is_err()
+        {
+            warn!("the modem did not stop within 3 s");
+        }
+        let (dispatcher, store) = (self.dispatcher, self.store);
+        let flushed = tokio::task::spawn_blocking(move || {
+            if !dispatcher.stop_within(WEBHOOK_STOP_BUDGET) {
+                warn!(
+                    "a webhook thread did not stop within {WEBHOOK_STOP_BUDGET:?}; a request \
+                     it had in flight is sent again at the next start"
+                );
+            }
+            store.flush()
+        })
+        .await;
+        match flushed {
+            Ok(Ok(())) => info!("stopped cleanly"),
+            Ok(Err(error)) => error!("final flush failed: {error}"),
+            Err(error) => error!("shutdown task failed: {error}"),
+        }
+    }
+}
+
+/// Keeps `/readyz`'s view of the modem current from the driver's status.
+fn follow_readiness(modem: &Modem) -> Arc<crate::api::Readiness> {
+    let readiness = Arc::new(crate::api::Readiness::default());
+    let mut watch = modem.handle.watch_status();
+    let followed = Arc::clone(&readiness);
+    tokio::spawn(async move {
+        loop {
+            followed.observe(watch.borrow_and_update().state == LinkState::Ready);
+            if watch.changed().await.is_err() {
+                return;
+            }
+        }
+    });
+    readiness
+}
+
+/// Serves the API on `listener` until the returned sender is used (or dropped).
+fn serve_api(
+    listener: TcpListener,
+    state: Arc<crate::api::AppState>,
+) -> (
+    tokio::sync::oneshot::Sender<()>,
+    tokio::task::JoinHandle<()>,
+) {
+    let (stop_api, api_stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(async move {
+        let app = crate::api::router(state);
+        let shutdown = async move {
+            let _ = api_stopped.await;
+        };
+        if let Err(error) = axum::serve(listener, app)
+            .with_graceful_shutdown(shutdown)
+            .await
+        {
+            error!("api: {error}");
+        }
+    });
+    (stop_api, server)
 }
 
 /// Why the main loop ended.
