@@ -715,6 +715,12 @@ impl Engine {
             self.out.push(b'\r');
         }
         self.fire_armed(UrcPoint::AfterEcho);
+        if !line.is_ascii() {
+            // Command lines are IA5 (ITU-T V.250 §5.1): a real modem answers anything else with
+            // ERROR, and our parsing of names and arguments may then count on ASCII (issue #14).
+            self.write_line("ERROR");
+            return;
+        }
         let Some(body) = line
             .get(..2)
             .filter(|at| at.eq_ignore_ascii_case("AT"))
@@ -1670,8 +1676,10 @@ fn split_commands(body: &str) -> Vec<String> {
             commands.push(rest[..end].trim().to_string());
             rest = rest[end..].trim_start_matches(';').trim_start();
         } else {
-            let name_len = if rest.starts_with('&') { 2 } else { 1 };
-            let name_len = name_len.min(rest.len());
+            // The name is one character, or `&` and one; counted in bytes of whole characters,
+            // so a multi-byte character is never cut (issue #14).
+            let name_chars = if rest.starts_with('&') { 2 } else { 1 };
+            let name_len: usize = rest.chars().take(name_chars).map(char::len_utf8).sum();
             let digits = rest[name_len..]
                 .char_indices()
                 .find(|(_, c)| !c.is_ascii_digit())
@@ -1706,4 +1714,42 @@ fn unquote(text: &str) -> &str {
     text.strip_prefix('"')
         .and_then(|t| t.strip_suffix('"'))
         .unwrap_or(text)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// One command line in, everything the modem writes at once out.
+    fn exchange(engine: &mut Engine, line: &[u8], now: Instant) -> String {
+        engine.receive(line, now);
+        String::from_utf8_lossy(&engine.poll(now)).into_owned()
+    }
+
+    fn quiet_engine(config: MockConfig) -> (Engine, Instant) {
+        let now = Instant::now();
+        let mut engine = Engine::new(config, now);
+        engine.poll(now);
+        exchange(&mut engine, b"ATE0\r", now);
+        (engine, now)
+    }
+
+    #[test]
+    fn non_ascii_command_lines_get_error_not_a_panic() {
+        // Regression for issue #14: `split_commands` sliced inside a multi-byte character.
+        let (mut engine, now) = quiet_engine(MockConfig::default());
+        for line in [
+            &b"AT\xFF\r"[..],
+            "ATé\r".as_bytes(),
+            "AT&é\r".as_bytes(),
+            "ATE0é\r".as_bytes(),
+            "AT+CMGF=é\r".as_bytes(),
+            "é\r".as_bytes(),
+            &b"\xC3\r"[..],
+        ] {
+            let answer = exchange(&mut engine, line, now);
+            assert!(answer.contains("ERROR"), "{line:?} → {answer:?}");
+        }
+        assert!(exchange(&mut engine, b"AT\r", now).contains("OK"));
+    }
 }
