@@ -10,6 +10,7 @@ mod daemon;
 mod gateway;
 mod mock_gammu;
 mod mock_modem;
+mod mock_properties;
 mod modem_driver;
 mod modem_init;
 mod pdu_cli;
