@@ -109,6 +109,14 @@ enum Commands {
         #[arg(long, default_value = "/etc/smsrelay/smsrelay.toml")]
         config: PathBuf,
     },
+    /// Forgets that the SIM refused the configured PIN, so the next start enters it once more
+    /// (offline: edits the data dir; needed only when the SIM's PIN was changed to match the
+    /// config, as changing `[modem] pin` clears the record by itself).
+    ForgetRefusedPin {
+        /// The config file the daemon runs with (for its data_dir).
+        #[arg(long, default_value = "/etc/smsrelay/smsrelay.toml")]
+        config: PathBuf,
+    },
     /// Checks a config file: prints the resolved settings with secrets masked, or the errors
     /// (exit 2).
     CheckConfig {
@@ -263,6 +271,7 @@ fn main() -> ExitCode {
         Commands::AtDecode { capture, pending } => at_decode(&capture, pending.as_deref()),
         Commands::MockModem(args) => mock_modem(args),
         Commands::CheckConfig { path } => check_config(&path),
+        Commands::ForgetRefusedPin { config } => forget_refused_pin(&config),
         Commands::Send {
             to,
             text,
@@ -405,6 +414,34 @@ fn main() -> ExitCode {
             }
         },
     }
+}
+
+fn forget_refused_pin(config: &std::path::Path) -> ExitCode {
+    let loaded = match smsrelay::config::Config::load(config) {
+        Ok(loaded) => loaded,
+        Err(error) => return usage_error(&format!("{}: {error}", config.display())),
+    };
+    let path = loaded.data_dir.join(smsrelay::modem::pin::REFUSED_PIN_FILE);
+    match smsrelay::modem::pin::forget(&path) {
+        Ok(None) => println!("no refused PIN is recorded ({})", path.display()),
+        Ok(Some(Ok(sims))) => println!(
+            "forgot the refused PIN of {}; the next start enters [modem] pin once",
+            if sims.is_empty() {
+                "no SIM".to_string()
+            } else {
+                sims.join(", ")
+            }
+        ),
+        Ok(Some(Err(why))) => println!(
+            "removed an unreadable record of refused PINs ({why}); the next start enters \
+             [modem] pin once"
+        ),
+        Err(error) => {
+            eprintln!("smsrelay: cannot remove {}: {error}", path.display());
+            return ExitCode::FAILURE;
+        }
+    }
+    ExitCode::SUCCESS
 }
 
 fn mock_modem(args: MockModemArgs) -> ExitCode {

@@ -17,6 +17,7 @@ mod pdu_cli;
 mod pdu_properties;
 mod pdu_vectors;
 mod scripted_modem;
+mod sim_pin;
 mod support;
 mod systemd_unit;
 mod webhook_delivery;
