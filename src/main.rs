@@ -417,14 +417,15 @@ fn main() -> ExitCode {
 }
 
 fn forget_refused_pin(config: &std::path::Path) -> ExitCode {
+    use smsrelay::modem::pin::{self, Forgotten};
     let loaded = match smsrelay::config::Config::load(config) {
         Ok(loaded) => loaded,
         Err(error) => return usage_error(&format!("{}: {error}", config.display())),
     };
-    let path = loaded.data_dir.join(smsrelay::modem::pin::REFUSED_PIN_FILE);
-    match smsrelay::modem::pin::forget(&path) {
-        Ok(None) => println!("no refused PIN is recorded ({})", path.display()),
-        Ok(Some(Ok(sims))) => println!(
+    let path = loaded.data_dir.join(pin::REFUSED_PIN_FILE);
+    match pin::forget(&path) {
+        Ok(Forgotten::Nothing) => println!("no refused PIN is recorded ({})", path.display()),
+        Ok(Forgotten::Sims(sims)) => println!(
             "forgot the refused PIN of {}; the next start enters [modem] pin once",
             if sims.is_empty() {
                 "no SIM".to_string()
@@ -432,7 +433,7 @@ fn forget_refused_pin(config: &std::path::Path) -> ExitCode {
                 sims.join(", ")
             }
         ),
-        Ok(Some(Err(why))) => println!(
+        Ok(Forgotten::Unreadable(why)) => println!(
             "removed an unreadable record of refused PINs ({why}); the next start enters \
              [modem] pin once"
         ),

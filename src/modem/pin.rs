@@ -154,16 +154,31 @@ impl RefusedPins {
     }
 }
 
-/// Removes the record (`smsrelay forget-refused-pin`): the SIMs it named, or the reason it
-/// could not be read (it is removed either way). `Ok(None)` when there was none.
-pub fn forget(path: &Path) -> std::io::Result<Option<Result<Vec<String>, String>>> {
-    let marks = match std::fs::symlink_metadata(path) {
-        Ok(_) => RefusedPins::load(path).map(|marks| marks.sims().map(str::to_string).collect()),
-        Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+/// What [`forget`] removed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Forgotten {
+    /// There was no record.
+    Nothing,
+    /// The record, naming these SIMs.
+    Sims(Vec<String>),
+    /// A record that could not be read, and why.
+    Unreadable(String),
+}
+
+/// Removes the record (`smsrelay forget-refused-pin`), readable or not.
+pub fn forget(path: &Path) -> std::io::Result<Forgotten> {
+    let forgotten = match std::fs::symlink_metadata(path) {
+        Ok(_) => match RefusedPins::load(path) {
+            Ok(marks) => Forgotten::Sims(marks.sims().map(str::to_string).collect()),
+            Err(why) => Forgotten::Unreadable(why),
+        },
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
+            return Ok(Forgotten::Nothing);
+        }
         Err(error) => return Err(error),
     };
     std::fs::remove_file(path)?;
-    Ok(Some(marks))
+    Ok(forgotten)
 }
 
 /// SHA-256 of the PIN salted with the SIM, hex. A PIN has 4 to 8 digits, so the hash hides it
@@ -272,7 +287,10 @@ mod tests {
         let dir = tempfile::tempdir().expect("temp dir");
         let path = dir.path().join("data").join(REFUSED_PIN_FILE);
         assert_eq!(RefusedPins::load(&path), Ok(RefusedPins::default()));
-        assert_eq!(forget(&path).expect("nothing to remove"), None);
+        assert_eq!(
+            forget(&path).expect("nothing to remove"),
+            Forgotten::Nothing
+        );
         let mut marks = RefusedPins::default();
         marks.mark(SIM, "0000");
         marks.save(&path).expect("saved");
@@ -280,13 +298,13 @@ mod tests {
         assert!(!dir.path().join("data/refused-pin.json.tmp").exists());
         assert_eq!(
             forget(&path).expect("removed"),
-            Some(Ok(vec![SIM.to_string()]))
+            Forgotten::Sims(vec![SIM.to_string()])
         );
         assert!(!path.exists());
         std::fs::write(&path, b"{\"refused\": {\"ICCID 89").expect("written");
         let error = RefusedPins::load(&path).expect_err("corrupt");
         assert!(error.contains("refused-pin.json"), "{error}");
-        assert!(matches!(forget(&path), Ok(Some(Err(_)))));
+        assert!(matches!(forget(&path), Ok(Forgotten::Unreadable(_))));
         assert!(!path.exists());
     }
 }
