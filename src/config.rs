@@ -485,6 +485,7 @@ impl Config {
         settings.baud = self.modem.baud;
         settings.init = InitSettings {
             pin: self.modem.pin.clone(),
+            refused_pins: Some(self.data_dir.join(crate::modem::pin::REFUSED_PIN_FILE)),
             storage: self.modem.storage.clone(),
             smsc: self.modem.smsc.clone(),
             registration_timeout: self.modem.registration_timeout,

@@ -114,6 +114,14 @@ enum Commands {
         #[arg(long, default_value = "/etc/smsrelay/smsrelay.toml")]
         config: PathBuf,
     },
+    /// Forgets that the SIM refused the configured PIN, so the next start enters it once more
+    /// (offline: edits the data dir; needed only when the SIM's PIN was changed to match the
+    /// config, as changing `[modem] pin` clears the record by itself).
+    ForgetRefusedPin {
+        /// The config file the daemon runs with (for its data_dir).
+        #[arg(long, default_value = "/etc/smsrelay/smsrelay.toml")]
+        config: PathBuf,
+    },
     /// Checks a config file: prints the resolved settings with secrets masked, or the errors
     /// (exit 2).
     CheckConfig {
@@ -268,6 +276,7 @@ fn main() -> ExitCode {
         Commands::AtDecode { capture, pending } => at_decode(&capture, pending.as_deref()),
         Commands::MockModem(args) => mock_modem(args),
         Commands::CheckConfig { path } => check_config(&path),
+        Commands::ForgetRefusedPin { config } => forget_refused_pin(&config),
         Commands::Send {
             to,
             text,
@@ -420,6 +429,35 @@ fn main() -> ExitCode {
             }
         },
     }
+}
+
+fn forget_refused_pin(config: &std::path::Path) -> ExitCode {
+    use smsrelay::modem::pin::{self, Forgotten};
+    let loaded = match smsrelay::config::Config::load(config) {
+        Ok(loaded) => loaded,
+        Err(error) => return usage_error(&format!("{}: {error}", config.display())),
+    };
+    let path = loaded.data_dir.join(pin::REFUSED_PIN_FILE);
+    match pin::forget(&path) {
+        Ok(Forgotten::Nothing) => println!("no refused PIN is recorded ({})", path.display()),
+        Ok(Forgotten::Sims(sims)) => println!(
+            "forgot the refused PIN of {}; the next start enters [modem] pin once",
+            if sims.is_empty() {
+                "no SIM".to_string()
+            } else {
+                sims.join(", ")
+            }
+        ),
+        Ok(Forgotten::Unreadable(why)) => println!(
+            "removed an unreadable record of refused PINs ({why}); the next start enters \
+             [modem] pin once"
+        ),
+        Err(error) => {
+            eprintln!("smsrelay: cannot remove {}: {error}", path.display());
+            return ExitCode::FAILURE;
+        }
+    }
+    ExitCode::SUCCESS
 }
 
 fn mock_modem(args: MockModemArgs) -> ExitCode {

@@ -955,3 +955,34 @@ fn the_alpha_field_can_be_left_out() {
     );
     assert!(port.command("AT+CMGL=4").contains("\r\n+CMGL: 1,1,"));
 }
+
+#[test]
+fn the_control_interface_reports_and_sets_the_pin_attempts() {
+    use smsrelay::mock::control::{Request, handle};
+
+    let modem = MockModem::start(
+        MockConfig {
+            pin: Some("1234".into()),
+            ..fast()
+        },
+        None,
+    )
+    .expect("starts");
+    let ask = |request: &str| {
+        let request: Request = serde_json::from_str(request).expect("a request");
+        handle(&modem, request)
+    };
+    let answer = ask(r#"{"cmd":"sim"}"#);
+    assert_eq!(
+        answer,
+        serde_json::json!({"ok": true, "state": "pin", "pin_attempts": 3, "puk_attempts": 10})
+    );
+    let mut port = Port::open(&modem.path());
+    port.command("AT+CPIN=\"0000\"");
+    assert_eq!(ask(r#"{"cmd":"sim"}"#)["pin_attempts"], 2);
+    assert_eq!(ask(r#"{"cmd":"set_pin_attempts","count":1}"#)["ok"], true);
+    let answer = port.command("AT+CPINR=\"SIM PIN\"");
+    assert!(answer.contains("+CPINR: SIM PIN,1,3"), "{answer:?}");
+    assert_eq!(ask(r#"{"cmd":"set_pin_attempts","count":0}"#)["ok"], true);
+    assert_eq!(ask(r#"{"cmd":"sim"}"#)["state"], "puk");
+}

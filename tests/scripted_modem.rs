@@ -1081,3 +1081,60 @@ async fn a_modem_without_an_smsc_fails_start_up_with_an_error_naming_the_smsc() 
     assert!(reason.contains("[modem] smsc"), "{reason}");
     assert_eq!(status.last_error.as_ref(), Some(reason));
 }
+
+#[tokio::test]
+async fn the_pin_attempts_are_read_in_every_vendor_form_and_the_last_one_is_kept() {
+    // Reference-independent forms of "one attempt left" (issue #14): 27.007 §8.65 `+CPINR`,
+    // Huawei `^CPIN`, Quectel `+QPINC` (one line per facility) and SIMCom `+SPIC`; each modem
+    // refuses the forms before its own.
+    let not_supported = b"\r\nCOMMAND NOT SUPPORT\r\n".to_vec();
+    let sim_pin = || ok(&["+CPIN: SIM PIN"]);
+    for table in [
+        vec![
+            ("AT+CPIN?", sim_pin()),
+            ("AT+CPINR=\"SIM PIN\"", ok(&["+CPINR: SIM PIN,1,3"])),
+        ],
+        vec![
+            ("AT+CPIN?", sim_pin()),
+            ("AT+CPINR=\"SIM PIN\"", not_supported.clone()),
+            ("AT^CPIN?", ok(&["^CPIN: SIM PIN,1,10,1,10,3"])),
+        ],
+        vec![
+            ("AT+CPIN?", sim_pin()),
+            (
+                "AT+QPINC?",
+                ok(&[r#"+QPINC: "SC",1,10"#, r#"+QPINC: "P2",3,10"#]),
+            ),
+        ],
+        vec![
+            ("AT+CPIN?", sim_pin()),
+            ("AT+SPIC", ok(&["+SPIC: 1,10,3,10"])),
+        ],
+    ] {
+        let form = table.last().map_or("", |(command, _)| *command);
+        let fake = Fake::start(State::default(), answers(table));
+        let mut settings = settings(&fake.path);
+        settings.init.pin = Some("1234".into());
+        let mut modem = Modem::start(settings);
+        let event = wait_for(&mut modem.events, "InitFailed", |e| {
+            matches!(e, ModemEvent::InitFailed(_))
+        })
+        .await;
+        assert!(
+            matches!(
+                &event,
+                ModemEvent::InitFailed(InitError::PinWithheld {
+                    reason: smsrelay::modem::pin::Withheld::FewAttempts(1),
+                    ..
+                })
+            ),
+            "{form}: {event:?}"
+        );
+        assert_eq!(
+            fake.received("AT+CPIN=\"1234\""),
+            0,
+            "{form}: {:?}",
+            fake.log()
+        );
+    }
+}

@@ -382,6 +382,42 @@ pub fn csms(line: &str) -> Result<Option<u8>, ParseError> {
     }
 }
 
+/// `+CPINR: <code>,<retries>,<default_retries>` (3GPP TS 27.007 §8.65; some modems quote the
+/// code): the SIM PIN attempts left, or `None` when the line is about another code (PUK, PIN2).
+pub fn cpinr(line: &str) -> Result<Option<u8>, ParseError> {
+    let fields = fields("+CPINR:", line)?;
+    let code = fields.first().ok_or_else(|| error("+CPINR", line))?;
+    if !code.text().trim().eq_ignore_ascii_case("SIM PIN") {
+        return Ok(None);
+    }
+    Ok(Some(number(&fields, 1, "+CPINR", line)?))
+}
+
+/// Huawei `^CPIN: <code>,[<times>],<puk_times>,<pin_times>,<puk2_times>,<pin2_times>`: the
+/// SIM PIN attempts left (`<pin_times>`; `<times>` is about whatever code is asked for now).
+pub fn huawei_cpin(line: &str) -> Result<u8, ParseError> {
+    let fields = fields("^CPIN:", line)?;
+    number(&fields, 3, "^CPIN", line)
+}
+
+/// Quectel `+QPINC: "SC",<pin_times>,<puk_times>` (one line per facility, `"SC"` is the SIM
+/// PIN, `"P2"` PIN2): the SIM PIN attempts left, `None` for another facility.
+pub fn qpinc(line: &str) -> Result<Option<u8>, ParseError> {
+    let fields = fields("+QPINC:", line)?;
+    let facility = fields.first().ok_or_else(|| error("+QPINC", line))?;
+    if !facility.text().trim().eq_ignore_ascii_case("SC") {
+        return Ok(None);
+    }
+    Ok(Some(number(&fields, 1, "+QPINC", line)?))
+}
+
+/// SIMCom `+SPIC: <pin1>,<puk1>,<pin2>,<puk2>` (SIM800 firmwares differ in the order of the
+/// others, and some give `<pin1>` alone; PIN1 is always first): the SIM PIN attempts left.
+pub fn spic(line: &str) -> Result<u8, ParseError> {
+    let fields = fields("+SPIC:", line)?;
+    number(&fields, 0, "+SPIC", line)
+}
+
 /// `+CMTI`/`+CDSI`: `"<mem>",<index>`
 fn storage_index(prefix: &'static str, line: &str) -> Result<(String, u32), ParseError> {
     let fields = fields(prefix, line)?;
@@ -782,5 +818,49 @@ mod tests {
         for (line, pdu, expected) in cases {
             assert_eq!(&urc(line, *pdu), expected, "line {line:?}");
         }
+    }
+
+    #[test]
+    fn pin_attempts_in_every_form() {
+        check(cpinr, "+CPINR: SIM PIN,2,3", Ok(Some(2)));
+        check(cpinr, "+CPINR: \"SIM PIN\",3,3", Ok(Some(3)));
+        check(cpinr, "+CPINR:SIM PIN,0,3", Ok(Some(0)));
+        check(cpinr, "+CPINR: SIM PUK,10,10", Ok(None));
+        check(cpinr, "+CPINR: SIM PIN2,3,3", Ok(None));
+        check(
+            cpinr,
+            "+CPINR: SIM PIN,,3",
+            Err(error("+CPINR", "+CPINR: SIM PIN,,3")),
+        );
+        check(
+            cpinr,
+            "+CPIN: SIM PIN",
+            Err(error("+CPINR:", "+CPIN: SIM PIN")),
+        );
+        check(huawei_cpin, "^CPIN: SIM PIN,3,10,3,10,3", Ok(3));
+        check(huawei_cpin, "^CPIN: SIM PIN,2,10,2,10,3", Ok(2));
+        check(huawei_cpin, "^CPIN: READY,,10,3,10,3", Ok(3));
+        check(huawei_cpin, "^CPIN: SIM PUK,10,10,0,10,3", Ok(0));
+        check(
+            huawei_cpin,
+            "^CPIN: SIM PIN,3",
+            Err(error("^CPIN", "^CPIN: SIM PIN,3")),
+        );
+        check(qpinc, "+QPINC: \"SC\",3,10", Ok(Some(3)));
+        check(qpinc, "+QPINC: \"SC\",1,10", Ok(Some(1)));
+        check(qpinc, "+QPINC: \"P2\",3,10", Ok(None));
+        check(
+            qpinc,
+            "+QPINC: \"SC\"",
+            Err(error("+QPINC", "+QPINC: \"SC\"")),
+        );
+        check(spic, "+SPIC: 3,10,3,10", Ok(3));
+        check(spic, "+SPIC: 1", Ok(1));
+        check(spic, "+SPIC: ", Err(error("+SPIC", "+SPIC: ")));
+        check(
+            spic,
+            "+SPIC: 300,10,3,10",
+            Err(error("+SPIC", "+SPIC: 300,10,3,10")),
+        );
     }
 }

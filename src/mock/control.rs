@@ -116,6 +116,13 @@ pub enum Request {
     Commands,
     /// The device path.
     Status,
+    /// The SIM: `state` (`ready`, `pin`, `puk`, `blocked`), `pin_attempts`, `puk_attempts`.
+    Sim,
+    /// The PIN attempts left of a SIM that asks for its PIN (0 locks it: PUK).
+    SetPinAttempts {
+        /// Attempts left, 0 to 3.
+        count: u8,
+    },
 }
 
 /// Accepts control connections until the listener fails; one thread per connection.
@@ -286,6 +293,14 @@ fn answer(modem: &MockModem, request: Request) -> Result<Value, String> {
         }
         Request::Commands => Ok(json!({"commands": modem.commands()})),
         Request::Status => Ok(json!({"path": modem.path().display().to_string()})),
+        Request::Sim => {
+            let (state, pin, puk) = modem.with_engine(|engine, _| engine.sim_state());
+            Ok(json!({"state": state, "pin_attempts": pin, "puk_attempts": puk}))
+        }
+        Request::SetPinAttempts { count } => {
+            modem.with_engine(|engine, _| engine.set_pin_attempts(count));
+            Ok(Value::Null)
+        }
     }
 }
 

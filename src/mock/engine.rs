@@ -524,6 +524,30 @@ impl Engine {
         self.boot(now);
     }
 
+    /// The SIM's state (`ready`, `pin`, `puk`, `blocked`) and its PIN and PUK attempts left.
+    pub fn sim_state(&self) -> (&'static str, u8, u8) {
+        let (pin, puk) = self.sim_attempts();
+        let state = match self.sim {
+            Sim::Ready => "ready",
+            Sim::Pin { .. } => "pin",
+            Sim::Puk { .. } => "puk",
+            Sim::Blocked => "blocked",
+        };
+        (state, pin, puk)
+    }
+
+    /// Sets the PIN attempts left of a SIM that asks for its PIN (as if wrong PINs had been
+    /// tried elsewhere); 0 makes it ask for the PUK. A SIM without a PIN, or already past it,
+    /// is left alone: a right PIN resets the count.
+    pub fn set_pin_attempts(&mut self, left: u8) {
+        if let Sim::Pin { .. } = self.sim {
+            self.sim = match left.min(3) {
+                0 => Sim::Puk { tries: 10 },
+                left => Sim::Pin { tries: left },
+            };
+        }
+    }
+
     // ---- internals ------------------------------------------------------------------------
 
     fn at(&mut self, when: Instant, event: Scheduled) {
@@ -715,6 +739,12 @@ impl Engine {
             self.out.push(b'\r');
         }
         self.fire_armed(UrcPoint::AfterEcho);
+        if !line.is_ascii() {
+            // Command lines are IA5 (ITU-T V.250 §5.1): a real modem answers anything else with
+            // ERROR, and our parsing of names and arguments may then count on ASCII (issue #14).
+            self.write_line("ERROR");
+            return;
+        }
         let Some(body) = line
             .get(..2)
             .filter(|at| at.eq_ignore_ascii_case("AT"))
@@ -826,7 +856,11 @@ impl Engine {
                 Ok(vec![profile.imsi().into()])
             }
             ("+CCID" | "^ICCID" | "+QCCID" | "+ICCID", Arg::Action | Arg::Query) => {
-                self.sim_ready(now)?;
+                // EF_ICCID is readable without the PIN (3GPP TS 31.102 §4.1.1); a locked-up
+                // SIM still gives it, a busy modem does not.
+                if self.device_busy_until.is_some_and(|until| now < until) {
+                    return Err(Fail::Cme(515));
+                }
                 Ok(vec![format!("{}: {}", &name, profile.iccid())])
             }
             ("+CMEE", Arg::Set(value)) => {
@@ -843,6 +877,20 @@ impl Engine {
             }]),
             ("+CPIN", Arg::Set(value)) => self.enter_pin(&value, now),
             ("+CPIN", Arg::Test) => Ok(vec![]),
+            ("+CPINR", _) if profile.huawei_pin_counter() => Err(Fail::NotSupported),
+            ("+CPINR", Arg::Action) => Ok(self.cpinr("*")),
+            ("+CPINR", Arg::Set(value)) => Ok(self.cpinr(unquote(&value))),
+            ("+CPINR", Arg::Test) => Ok(vec![]),
+            ("^CPIN", Arg::Query) if profile.huawei_pin_counter() => {
+                let (pin, puk) = self.sim_attempts();
+                let (code, times) = match self.sim {
+                    Sim::Ready => ("READY", String::new()),
+                    Sim::Pin { .. } => ("SIM PIN", pin.to_string()),
+                    Sim::Puk { .. } => ("SIM PUK", puk.to_string()),
+                    Sim::Blocked => return Err(Fail::Cme(13)),
+                };
+                Ok(vec![format!("^CPIN: {code},{times},{puk},{pin},10,3")])
+            }
             ("+CFUN", Arg::Query) => Ok(vec![format!("+CFUN: {}", self.cfun)]),
             ("+CFUN", Arg::Test) => Ok(vec!["+CFUN: (0,1,4),(0,1)".into()]),
             ("+CFUN", Arg::Set(value)) => self.cfun(&value, now),
@@ -1052,6 +1100,32 @@ impl Engine {
             (Sim::Puk { .. }, _) => Err(Fail::Cme(12)),
             _ => Err(Fail::Cme(13)),
         }
+    }
+
+    /// PIN and PUK attempts left: a right PIN resets the PIN count to 3, the PUK's is 10.
+    fn sim_attempts(&self) -> (u8, u8) {
+        match self.sim {
+            Sim::Ready => (3, 10),
+            Sim::Pin { tries } => (tries, 10),
+            Sim::Puk { tries } => (0, tries),
+            Sim::Blocked => (0, 0),
+        }
+    }
+
+    /// `+CPINR: <code>,<retries>,<default_retries>` for the codes `selection` names (3GPP TS
+    /// 27.007 §8.65; a trailing `*` is a wildcard).
+    fn cpinr(&self, selection: &str) -> Vec<String> {
+        let (pin, puk) = self.sim_attempts();
+        let selection = selection.to_ascii_uppercase();
+        let wanted = |code: &str| match selection.strip_suffix('*') {
+            Some(prefix) => code.starts_with(prefix),
+            None => code == selection,
+        };
+        [("SIM PIN", pin, 3), ("SIM PUK", puk, 10)]
+            .into_iter()
+            .filter(|(code, _, _)| wanted(code))
+            .map(|(code, left, default)| format!("+CPINR: {code},{left},{default}"))
+            .collect()
     }
 
     fn cfun(&mut self, value: &str, now: Instant) -> Answer {
@@ -1670,8 +1744,10 @@ fn split_commands(body: &str) -> Vec<String> {
             commands.push(rest[..end].trim().to_string());
             rest = rest[end..].trim_start_matches(';').trim_start();
         } else {
-            let name_len = if rest.starts_with('&') { 2 } else { 1 };
-            let name_len = name_len.min(rest.len());
+            // The name is one character, or `&` and one; counted in bytes of whole characters,
+            // so a multi-byte character is never cut (issue #14).
+            let name_chars = if rest.starts_with('&') { 2 } else { 1 };
+            let name_len: usize = rest.chars().take(name_chars).map(char::len_utf8).sum();
             let digits = rest[name_len..]
                 .char_indices()
                 .find(|(_, c)| !c.is_ascii_digit())
@@ -1706,4 +1782,98 @@ fn unquote(text: &str) -> &str {
     text.strip_prefix('"')
         .and_then(|t| t.strip_suffix('"'))
         .unwrap_or(text)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// One command line in, everything the modem writes at once out.
+    fn exchange(engine: &mut Engine, line: &[u8], now: Instant) -> String {
+        engine.receive(line, now);
+        String::from_utf8_lossy(&engine.poll(now)).into_owned()
+    }
+
+    fn quiet_engine(config: MockConfig) -> (Engine, Instant) {
+        let now = Instant::now();
+        let mut engine = Engine::new(config, now);
+        engine.poll(now);
+        exchange(&mut engine, b"ATE0\r", now);
+        (engine, now)
+    }
+
+    #[test]
+    fn non_ascii_command_lines_get_error_not_a_panic() {
+        // Regression for issue #14: `split_commands` sliced inside a multi-byte character.
+        let (mut engine, now) = quiet_engine(MockConfig::default());
+        for line in [
+            &b"AT\xFF\r"[..],
+            "ATé\r".as_bytes(),
+            "AT&é\r".as_bytes(),
+            "ATE0é\r".as_bytes(),
+            "AT+CMGF=é\r".as_bytes(),
+            "é\r".as_bytes(),
+            &b"\xC3\r"[..],
+        ] {
+            let answer = exchange(&mut engine, line, now);
+            assert!(answer.contains("ERROR"), "{line:?} → {answer:?}");
+        }
+        assert!(exchange(&mut engine, b"AT\r", now).contains("OK"));
+    }
+
+    #[test]
+    fn cpinr_counts_wrong_pins_down_to_the_puk() {
+        let (mut engine, now) = quiet_engine(MockConfig {
+            pin: Some("1234".into()),
+            ..MockConfig::default()
+        });
+        let cpinr = |engine: &mut Engine| exchange(engine, b"AT+CPINR=\"SIM PIN\"\r", now);
+        assert_eq!(cpinr(&mut engine), "\r\n+CPINR: SIM PIN,3,3\r\n\r\nOK\r\n");
+        assert_eq!(
+            exchange(&mut engine, b"AT+CPINR\r", now),
+            "\r\n+CPINR: SIM PIN,3,3\r\n+CPINR: SIM PUK,10,10\r\n\r\nOK\r\n"
+        );
+        // The ICCID is there before the PIN.
+        assert!(exchange(&mut engine, b"AT+CCID\r", now).contains("+CCID: 89"));
+        for left in [2, 1] {
+            assert!(exchange(&mut engine, b"AT+CPIN=\"0000\"\r", now).contains("ERROR"));
+            assert_eq!(engine.sim_state(), ("pin", left, 10));
+            assert!(cpinr(&mut engine).contains(&format!("+CPINR: SIM PIN,{left},3")));
+        }
+        exchange(&mut engine, b"AT+CPIN=\"0000\"\r", now);
+        assert_eq!(engine.sim_state(), ("puk", 0, 10));
+        assert!(exchange(&mut engine, b"AT+CPIN?\r", now).contains("+CPIN: SIM PUK"));
+        assert!(cpinr(&mut engine).contains("+CPINR: SIM PIN,0,3"));
+    }
+
+    #[test]
+    fn a_right_pin_resets_the_count_and_a_set_count_holds_across_a_reboot() {
+        let (mut engine, now) = quiet_engine(MockConfig {
+            pin: Some("1234".into()),
+            ..MockConfig::default()
+        });
+        engine.set_pin_attempts(1);
+        assert_eq!(engine.sim_state(), ("pin", 1, 10));
+        engine.reboot(now);
+        engine.poll(now);
+        assert_eq!(engine.sim_state(), ("pin", 1, 10));
+        exchange(&mut engine, b"ATE0\r", now);
+        assert!(exchange(&mut engine, b"AT+CPIN=\"1234\"\r", now).contains("OK"));
+        assert_eq!(engine.sim_state(), ("ready", 3, 10));
+    }
+
+    #[test]
+    fn huawei_gives_its_own_pin_counter() {
+        let (mut engine, now) = quiet_engine(MockConfig {
+            profile: Profile::Huawei,
+            pin: Some("1234".into()),
+            ..MockConfig::default()
+        });
+        assert!(exchange(&mut engine, b"AT+CPINR=\"SIM PIN\"\r", now).contains("NOT SUPPORT"));
+        engine.set_pin_attempts(2);
+        assert_eq!(
+            exchange(&mut engine, b"AT^CPIN?\r", now),
+            "\r\n^CPIN: SIM PIN,2,10,2,10,3\r\n\r\nOK\r\n"
+        );
+    }
 }

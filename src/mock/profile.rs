@@ -160,6 +160,12 @@ impl Profile {
         self == Profile::Wavecom
     }
 
+    /// Whether the SIM's PIN attempts come from Huawei's `AT^CPIN?` instead of the standard
+    /// `AT+CPINR` (older Huawei stick firmware has only the former).
+    pub fn huawei_pin_counter(self) -> bool {
+        self == Profile::Huawei
+    }
+
     /// Qualcomm rejects `AT+CNMI=…,1,…` although `=?` offers it.
     pub fn rejects_cnmi_ds1(self) -> bool {
         self == Profile::Qualcomm

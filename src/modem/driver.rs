@@ -568,7 +568,10 @@ impl Driver {
                     *failures += 1;
                     let permanent = matches!(
                         error,
-                        InitError::WrongPin(_) | InitError::PukRequired | InitError::PinRequired
+                        InitError::WrongPin(_)
+                            | InitError::PinWithheld { .. }
+                            | InitError::PukRequired
+                            | InitError::PinRequired
                     );
                     error!("modem: start-up failed: {error}");
                     self.emit(ModemEvent::InitFailed(error.clone()));

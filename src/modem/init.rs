@@ -2,13 +2,17 @@
 //! off, numeric errors, identity, SIM and PIN, registration, PDU mode, storage, indications,
 //! SMSC. Each step tolerates what real modems do (banners, vendor errors, a SIM busy for a
 //! while) and stops with a clear [`InitError`] where going on would be wrong: above all, a
-//! wrong PIN is never tried twice, as three tries lock the SIM.
+//! wrong PIN is never tried twice, as three tries lock the SIM (across restarts too: the SIM's
+//! ICCID is read before the PIN, the attempts left are checked, and a refusal is remembered in
+//! the data dir, see [`super::pin`]).
 
+use std::path::PathBuf;
 use std::time::Duration;
 
-use log::{debug, info, warn};
+use log::{debug, error, info, warn};
 use tokio::time::{Instant, sleep};
 
+use super::pin::{self, PinDecision, RefusedPins, Withheld};
 use crate::at::{
     CmeError, CmsError, Command, FinalResult, PinState, RegistrationStatus, Response, SessionError,
     SessionHandle, parse,
@@ -19,6 +23,9 @@ use crate::at::{
 pub struct InitSettings {
     /// The SIM PIN, entered once when the SIM asks for it.
     pub pin: Option<String>,
+    /// Where refused PINs are remembered across restarts (`data_dir/refused-pin.json`); `None`
+    /// keeps no record (then only the attempts counter guards a restart).
+    pub refused_pins: Option<PathBuf>,
     /// The storage to read, write and receive into (`SM`, `ME`, `MT`).
     pub storage: String,
     /// An SMSC to set when the modem has none (`+CSCA` empty).
@@ -40,6 +47,7 @@ impl Default for InitSettings {
     fn default() -> InitSettings {
         InitSettings {
             pin: None,
+            refused_pins: None,
             storage: "SM".into(),
             smsc: None,
             registration_timeout: Duration::from_secs(60),
@@ -112,11 +120,21 @@ pub enum InitError {
     /// The SIM wants a PIN and none is configured.
     #[error("the SIM asks for a PIN and [modem] pin is not set")]
     PinRequired,
-    /// The configured PIN was refused. It is not tried again: two more tries lock the SIM.
+    /// The configured PIN was refused (the SIM and the modem's answer). It is not tried again,
+    /// at this start or any later one while the config holds the same PIN.
     #[error(
-        "the SIM refused the configured PIN ({0}); not retrying, two more wrong tries would lock it"
+        "the SIM refused the configured PIN ({0}); not entering it again: set the right \
+         [modem] pin, or run `smsrelay forget-refused-pin` if the SIM's PIN now matches the config"
     )]
     WrongPin(String),
+    /// The configured PIN was not entered, to keep the SIM from its PUK.
+    #[error("not entering the configured PIN ({sim}): {reason}")]
+    PinWithheld {
+        /// The SIM, as [`pin::sim_key`] names it.
+        sim: String,
+        /// Why, and what to do.
+        reason: Withheld,
+    },
     /// The SIM is locked and needs its PUK, which only a person should enter.
     #[error("the SIM is locked and needs its PUK (enter it with AT+CPIN=\"<puk>\",\"<new pin>\")")]
     PukRequired,
@@ -166,9 +184,12 @@ pub async fn init_with_progress(
     progress(InitStage::Identity);
     let mut identity = identify(handle, settings).await?;
     progress(InitStage::Sim);
-    unlock_sim(handle, settings).await?;
+    let early_iccid = unlock_sim(handle, settings).await?;
     identity.imsi = first_line(handle, "AT+CIMI", settings).await?;
-    identity.iccid = iccid(handle, settings).await?;
+    identity.iccid = match early_iccid {
+        Some(iccid) => Some(iccid),
+        None => iccid(handle, settings).await?,
+    };
     info!(
         "modem: {} {} ({}), IMEI {}",
         identity.manufacturer, identity.model, identity.revision, identity.imei
@@ -274,28 +295,55 @@ async fn iccid(
     Ok(None)
 }
 
-async fn unlock_sim(handle: &SessionHandle, settings: &InitSettings) -> Result<(), InitError> {
+/// Waits for a ready SIM, entering the configured PIN when it asks: at most once, and not at all
+/// when the SIM refused this PIN before or has fewer than [`pin::MIN_ATTEMPTS`] attempts left.
+/// Returns the ICCID when it was read before the PIN.
+async fn unlock_sim(
+    handle: &SessionHandle,
+    settings: &InitSettings,
+) -> Result<Option<String>, InitError> {
     let deadline = Instant::now() + settings.sim_ready_timeout;
-    let mut pin_entered = false;
+    let mut early_iccid = None;
+    // The SIM the PIN was entered for, once it was.
+    let mut entered_for: Option<String> = None;
     loop {
         let response = handle.execute(Command::new("AT+CPIN?")).await?;
         let state = response.line("+CPIN:").map(parse::cpin);
         match (state, &response.result) {
-            (Some(Ok(PinState::Ready)), _) => return Ok(()),
-            (Some(Ok(PinState::SimPin)), _) if pin_entered => {
+            (Some(Ok(PinState::Ready)), _) => return Ok(early_iccid),
+            (Some(Ok(PinState::SimPin)), _) if entered_for.is_some() => {
                 // The PIN was taken but the SIM still asks: treat as refused, never resend.
-                return Err(InitError::WrongPin("still asking after the PIN".into()));
+                let sim = entered_for.unwrap_or_default();
+                remember_refusal(settings, &sim);
+                return Err(InitError::WrongPin(format!(
+                    "{sim}: still asking after the PIN"
+                )));
             }
             (Some(Ok(PinState::SimPin)), _) => {
                 let Some(pin) = &settings.pin else {
                     return Err(InitError::PinRequired);
                 };
+                // The ICCID names the SIM the record is about; most modems give it without
+                // the PIN (it is on the card, outside the PIN's protection).
+                early_iccid = iccid(handle, settings).await?;
+                let sim = pin::sim_key(early_iccid.as_deref());
+                let attempts = pin_attempts(handle, settings).await?;
+                let marks = match &settings.refused_pins {
+                    Some(path) => RefusedPins::load(path),
+                    None => Ok(RefusedPins::default()),
+                };
+                if let PinDecision::Withhold(reason) = pin::decide(attempts, &marks, &sim, pin) {
+                    return Err(InitError::PinWithheld { sim, reason });
+                }
+                info!(
+                    "modem: entering the SIM PIN ({sim}, {} attempts left)",
+                    attempts.map_or("unknown".into(), |left| left.to_string())
+                );
                 // Exactly once, never through the busy retry: a second wrong try is a step
                 // closer to the PUK.
                 let answer = handle
                     .execute(Command::new(format!("AT+CPIN=\"{pin}\"")))
                     .await?;
-                pin_entered = true;
                 match answer.result {
                     FinalResult::Ok => {}
                     FinalResult::CmeError(CmeError::SimBusy) => {
@@ -303,9 +351,14 @@ async fn unlock_sim(handle: &SessionHandle, settings: &InitSettings) -> Result<(
                             "SIM busy while entering the PIN; not retrying it".into(),
                         ));
                     }
-                    other => return Err(InitError::WrongPin(other.to_string())),
+                    other => {
+                        remember_refusal(settings, &sim);
+                        return Err(InitError::WrongPin(format!("{sim}: {other}")));
+                    }
                 }
                 info!("modem: SIM PIN accepted");
+                forget_refusal(settings, &sim, marks);
+                entered_for = Some(sim);
             }
             (Some(Ok(PinState::SimPuk)), _) => return Err(InitError::PukRequired),
             (Some(Ok(other)), _) => return Err(InitError::Sim(format!("{other:?}"))),
@@ -320,6 +373,65 @@ async fn unlock_sim(handle: &SessionHandle, settings: &InitSettings) -> Result<(
             return Err(InitError::Sim("the SIM did not become ready".into()));
         }
         sleep(settings.poll_interval).await;
+    }
+}
+
+/// The SIM PIN attempts left: `AT+CPINR="SIM PIN"` (3GPP TS 27.007 §8.65), else the Huawei,
+/// Quectel and SIMCom forms; `None` when no form is answered.
+async fn pin_attempts(
+    handle: &SessionHandle,
+    settings: &InitSettings,
+) -> Result<Option<u8>, InitError> {
+    /// One way of asking: the command, and what its answer lines say.
+    type Form = (&'static str, fn(&str) -> Option<u8>);
+    let forms: [Form; 4] = [
+        ("AT+CPINR=\"SIM PIN\"", |line| {
+            parse::cpinr(line).ok().flatten()
+        }),
+        ("AT^CPIN?", |line| parse::huawei_cpin(line).ok()),
+        ("AT+QPINC?", |line| parse::qpinc(line).ok().flatten()),
+        ("AT+SPIC", |line| parse::spic(line).ok()),
+    ];
+    for (command, attempts) in forms {
+        let response = execute(handle, Command::new(command), settings).await?;
+        if !response.result.is_ok() {
+            continue;
+        }
+        if let Some(left) = response.info.iter().find_map(|line| attempts(line.trim())) {
+            return Ok(Some(left));
+        }
+    }
+    warn!("modem: the SIM does not say how many PIN attempts are left");
+    Ok(None)
+}
+
+/// Records that `sim` refused the configured PIN. The file is tiny and written once per
+/// refusal, so it is written here rather than on a blocking thread.
+fn remember_refusal(settings: &InitSettings, sim: &str) {
+    let (Some(path), Some(pin)) = (&settings.refused_pins, &settings.pin) else {
+        return;
+    };
+    // An unreadable record is replaced: the refusal just seen is what matters now.
+    let mut marks = RefusedPins::load(path).unwrap_or_default();
+    marks.mark(sim, pin);
+    match marks.save(path) {
+        Ok(()) => info!("modem: remembered that {sim} refused the configured PIN"),
+        Err(why) => error!(
+            "modem: cannot record the refused PIN in {}: {why}; a restart may enter it again",
+            path.display()
+        ),
+    }
+}
+
+/// Drops `sim`'s mark once its PIN was accepted (an older, different PIN's mark).
+fn forget_refusal(settings: &InitSettings, sim: &str, marks: Result<RefusedPins, String>) {
+    let (Some(path), Ok(mut marks)) = (&settings.refused_pins, marks) else {
+        return;
+    };
+    if marks.clear(sim) {
+        if let Err(why) = marks.save(path) {
+            warn!("modem: cannot update {}: {why}", path.display());
+        }
     }
 }
 

@@ -2,12 +2,14 @@
 //! sends PDUs, reads and deletes stored messages, watches health and recovers.
 //!
 //! [`driver`] is the task and its handle; below it [`init`], the start-up sequence, [`send`],
-//! one `AT+CMGS`, [`classify`], what a failed send means for the message, and [`storage`],
-//! reading, listing and deleting stored messages.
+//! one `AT+CMGS`, [`classify`], what a failed send means for the message, [`storage`],
+//! reading, listing and deleting stored messages, and [`pin`], the record that keeps a refused
+//! SIM PIN from being entered again.
 
 pub mod classify;
 pub mod driver;
 pub mod init;
+pub mod pin;
 pub mod send;
 pub mod storage;
 
