@@ -61,3 +61,44 @@ fn the_example_config_of_the_design_loads_as_written() {
     assert!(!stdout.contains("change-me"), "the token leaked: {stdout}");
     assert!(!stdout.contains("1234"), "the PIN leaked: {stdout}");
 }
+
+#[test]
+fn the_config_comes_from_one_global_option_or_smsrelay_config() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("elsewhere.toml");
+    std::fs::write(&path, "[modem]\ndevice = \"/dev/ttyUSB7\"\n").expect("written");
+    let smsrelay = || std::process::Command::new(env!("CARGO_BIN_EXE_smsrelay"));
+    // Before the subcommand, after it, and from the environment (systemd drop-ins, scripts).
+    let before = smsrelay()
+        .arg("--config")
+        .arg(&path)
+        .arg("check-config")
+        .output()
+        .expect("runs");
+    let after = smsrelay()
+        .arg("check-config")
+        .arg("--config")
+        .arg(&path)
+        .output()
+        .expect("runs");
+    let from_env = smsrelay()
+        .arg("check-config")
+        .env("SMSRELAY_CONFIG", &path)
+        .output()
+        .expect("runs");
+    for output in [before, after, from_env] {
+        let (code, stdout, stderr) = outcome(&output);
+        assert_eq!(code, 0, "{stderr}");
+        assert!(stdout.contains("/dev/ttyUSB7"), "{stdout}");
+    }
+    // A missing file is a usage error naming the path, on one line.
+    let (code, _, stderr) = outcome(
+        &smsrelay()
+            .args(["status", "--config", "/nonexistent/smsrelay.toml"])
+            .output()
+            .expect("runs"),
+    );
+    assert_eq!(code, 2, "{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(stderr.contains("/nonexistent/smsrelay.toml"), "{stderr}");
+}
