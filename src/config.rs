@@ -210,6 +210,252 @@ impl Checker<'_> {
     }
 }
 
+const DAY: Duration = Duration::from_secs(86_400);
+
+/// The TOML as serde sees it; a type error names its dotted key and line.
+fn read_raw(text: &str) -> Result<Raw, ConfigError> {
+    serde_path_to_error::deserialize(toml::Deserializer::new(text)).map_err(|error| {
+        // `modem.baud`, without the private field `Spanned` deserializes through.
+        let path = error.path().to_string();
+        let key = path
+            .split('.')
+            .filter(|segment| !segment.is_empty() && !segment.starts_with("$__"))
+            .collect::<Vec<_>>()
+            .join(".");
+        let key = if key.is_empty() { "config".into() } else { key };
+        let error = error.into_inner();
+        ConfigError {
+            key,
+            line: error.span().map(|span| line_of(text, span.start)),
+            message: error.message().to_string(),
+        }
+    })
+}
+
+/// A trimmed string, `None` when absent or empty.
+fn text_of(value: &Option<Spanned<String>>) -> Option<String> {
+    value
+        .as_ref()
+        .map(|v| v.get_ref().trim().to_string())
+        .filter(|v| !v.is_empty())
+}
+
+/// One method per section, each checking every value it reads.
+impl Checker<'_> {
+    fn log_level(&self, level: &Option<Spanned<String>>) -> Result<log::LevelFilter, ConfigError> {
+        match level {
+            Some(level) => level.get_ref().parse().map_err(|_| {
+                self.error(
+                    "log_level",
+                    level,
+                    "use one of off, error, warn, info, debug, trace",
+                )
+            }),
+            None => Ok(log::LevelFilter::Info),
+        }
+    }
+
+    /// `[modem]`.
+    fn modem(&self, modem: &RawModem) -> Result<ModemConfig, ConfigError> {
+        Ok(ModemConfig {
+            device: self.modem_device(&modem.device)?,
+            baud: match &modem.baud {
+                Some(baud) if (300..=4_000_000).contains(baud.get_ref()) => *baud.get_ref(),
+                Some(baud) => {
+                    return Err(self.error("modem.baud", baud, "must be between 300 and 4000000"));
+                }
+                None => 115_200,
+            },
+            pin: self.modem_pin(&modem.pin)?,
+            storage: self.modem_storage(&modem.storage)?,
+            command_timeout: self.duration(
+                "modem.command_timeout",
+                &modem.command_timeout,
+                Duration::from_secs(10),
+                Duration::from_secs(1)..=Duration::from_secs(300),
+            )?,
+            send_timeout: self.duration(
+                "modem.send_timeout",
+                &modem.send_timeout,
+                Duration::from_secs(60),
+                Duration::from_secs(5)..=Duration::from_secs(600),
+            )?,
+            sweep_interval: self.duration(
+                "modem.sweep_interval",
+                &modem.sweep_interval,
+                Duration::from_secs(300),
+                Duration::from_secs(5)..=DAY,
+            )?,
+            reset_command: text_of(&modem.reset_command),
+            cnmi: self.modem_cnmi(&modem.cnmi)?,
+            smsc: text_of(&modem.smsc),
+            registration_timeout: self.duration(
+                "modem.registration_timeout",
+                &modem.registration_timeout,
+                Duration::from_secs(60),
+                Duration::from_secs(5)..=Duration::from_secs(3600),
+            )?,
+        })
+    }
+
+    fn modem_device(&self, device: &Option<Spanned<String>>) -> Result<String, ConfigError> {
+        match device {
+            Some(device) if !device.get_ref().trim().is_empty() => {
+                Ok(device.get_ref().trim().to_string())
+            }
+            Some(device) => Err(self.error("modem.device", device, "must not be empty")),
+            None => Err(ConfigError {
+                key: "modem.device".into(),
+                line: None,
+                message:
+                    "is required: the modem's AT port, e.g. /dev/serial/by-id/usb-…-if00-port0"
+                        .into(),
+            }),
+        }
+    }
+
+    fn modem_pin(&self, pin: &Option<Spanned<String>>) -> Result<Option<String>, ConfigError> {
+        let Some(pin) = pin else {
+            return Ok(None);
+        };
+        let value = pin.get_ref().trim();
+        if !(4..=8).contains(&value.len()) || !value.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(self.error("modem.pin", pin, "a SIM PIN is 4 to 8 digits"));
+        }
+        Ok(Some(value.to_string()))
+    }
+
+    fn modem_storage(&self, storage: &Option<Spanned<String>>) -> Result<String, ConfigError> {
+        let Some(storage) = storage else {
+            return Ok("SM".into());
+        };
+        let value = storage.get_ref().trim().to_ascii_uppercase();
+        if !["SM", "ME", "MT"].contains(&value.as_str()) {
+            return Err(self.error(
+                "modem.storage",
+                storage,
+                "use SM (SIM), ME (modem) or MT (both)",
+            ));
+        }
+        Ok(value)
+    }
+
+    fn modem_cnmi(&self, cnmi: &Option<Spanned<String>>) -> Result<Option<String>, ConfigError> {
+        let Some(cnmi) = cnmi else {
+            return Ok(None);
+        };
+        let fields: Vec<&str> = cnmi.get_ref().split(',').collect();
+        let valid = fields.len() == 5
+            && fields
+                .iter()
+                .all(|f| matches!(f.trim().parse::<u8>(), Ok(0..=3)));
+        if !valid {
+            return Err(self.error("modem.cnmi", cnmi, "five numbers 0–3, e.g. \"2,1,0,2,0\""));
+        }
+        Ok(Some(cnmi.get_ref().replace(' ', "")))
+    }
+
+    /// `[api]`: the address, the token and the readiness grace.
+    fn api(&self, api: &RawApi) -> Result<(SocketAddr, Option<String>, Duration), ConfigError> {
+        let listen = match &api.listen {
+            Some(listen) => listen.get_ref().trim().parse().map_err(|_| {
+                self.error(
+                    "api.listen",
+                    listen,
+                    "an address and port, e.g. \"127.0.0.1:8640\"",
+                )
+            })?,
+            None => SocketAddr::from(([127, 0, 0, 1], 8640)),
+        };
+        let token = match &api.token {
+            // Short tokens load (DESIGN.md's own example is "change-me"); the daemon warns.
+            Some(token) if token.get_ref().trim().is_empty() => {
+                return Err(self.error(
+                    "api.token",
+                    token,
+                    "must not be empty (leave it out to have one generated)",
+                ));
+            }
+            Some(token) => Some(token.get_ref().trim().to_string()),
+            None => None,
+        };
+        let ready_grace = self.duration(
+            "api.ready_grace",
+            &api.ready_grace,
+            Duration::from_secs(120),
+            Duration::ZERO..=DAY,
+        )?;
+        Ok((listen, token, ready_grace))
+    }
+
+    /// `[sms]` and `[retention]`.
+    fn gateway(
+        &self,
+        sms: &RawSms,
+        retention: &RawRetention,
+    ) -> Result<GatewaySettings, ConfigError> {
+        let max_parts = match &sms.max_parts {
+            Some(parts) if (1..=255).contains(parts.get_ref()) => *parts.get_ref() as usize,
+            Some(parts) => {
+                return Err(self.error("sms.max_parts", parts, "must be between 1 and 255"));
+            }
+            None => 10,
+        };
+        let kept = |key: &str, value: &Option<Spanned<String>>| {
+            self.duration(key, value, 30 * DAY, Duration::from_secs(3600)..=3650 * DAY)
+        };
+        Ok(GatewaySettings {
+            max_parts,
+            status_reports: sms.status_reports.unwrap_or(true),
+            validity: Some(self.duration(
+                "sms.validity",
+                &sms.validity,
+                DAY,
+                Duration::from_secs(300)..=63 * 7 * DAY,
+            )?),
+            resend_interrupted: sms.resend_interrupted.unwrap_or(false),
+            incomplete_timeout: self.duration(
+                "sms.incomplete_timeout",
+                &sms.incomplete_timeout,
+                Duration::from_secs(3600),
+                Duration::from_secs(10)..=7 * DAY,
+            )?,
+            report_timeout_margin: self.duration(
+                "sms.report_timeout_margin",
+                &sms.report_timeout_margin,
+                Duration::from_secs(3600),
+                Duration::from_secs(60)..=7 * DAY,
+            )?,
+            retention_events: kept("retention.events", &retention.events)?,
+            retention_messages: kept("retention.messages", &retention.messages)?,
+            ..GatewaySettings::default()
+        })
+    }
+
+    /// `[[webhook]]`: an error points at the key's own line in its section.
+    fn webhooks(
+        &self,
+        raw: &[Spanned<WebhookSection>],
+    ) -> Result<(Vec<EndpointConfig>, Vec<Subscription>), ConfigError> {
+        let sections: Vec<WebhookSection> = raw.iter().map(|s| s.get_ref().clone()).collect();
+        resolve_all(&sections).map_err(|error| {
+            let line = raw
+                .iter()
+                .find(|section| section.get_ref().name == error.name)
+                .map(|section| {
+                    let start = section.span().start;
+                    key_line_after(self.text, start, error.key)
+                        .unwrap_or_else(|| line_of(self.text, start))
+                });
+            ConfigError {
+                key: format!("webhook[{}].{}", error.name, error.key),
+                line,
+                message: error.message,
+            }
+        })
+    }
+}
+
 impl Config {
     /// Reads and checks a config file.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
@@ -223,259 +469,33 @@ impl Config {
 
     /// Checks config text.
     pub fn parse(text: &str) -> Result<Config, ConfigError> {
-        let raw: Raw =
-            serde_path_to_error::deserialize(toml::Deserializer::new(text)).map_err(|error| {
-                // `modem.baud`, without the private field `Spanned` deserializes through.
-                let path = error.path().to_string();
-                let key = path
-                    .split('.')
-                    .filter(|segment| !segment.is_empty() && !segment.starts_with("$__"))
-                    .collect::<Vec<_>>()
-                    .join(".");
-                let key = if key.is_empty() { "config".into() } else { key };
-                let error = error.into_inner();
-                ConfigError {
-                    key,
-                    line: error.span().map(|span| line_of(text, span.start)),
-                    message: error.message().to_string(),
-                }
-            })?;
+        let raw = read_raw(text)?;
         let check = Checker { text };
-        let day = Duration::from_secs(86_400);
-        let data_dir = raw.data_dir.as_ref().map_or_else(
-            || PathBuf::from("/var/lib/smsrelay"),
-            |d| PathBuf::from(d.get_ref()),
-        );
-        let log_level = match &raw.log_level {
-            Some(level) => level.get_ref().parse().map_err(|_| {
-                check.error(
-                    "log_level",
-                    level,
-                    "use one of off, error, warn, info, debug, trace",
-                )
-            })?,
-            None => log::LevelFilter::Info,
-        };
-
-        let modem = raw.modem.unwrap_or_default();
-        let device = match &modem.device {
-            Some(device) if !device.get_ref().trim().is_empty() => {
-                device.get_ref().trim().to_string()
-            }
-            Some(device) => return Err(check.error("modem.device", device, "must not be empty")),
-            None => {
-                return Err(ConfigError {
-                    key: "modem.device".into(),
-                    line: None,
-                    message:
-                        "is required: the modem's AT port, e.g. /dev/serial/by-id/usb-…-if00-port0"
-                            .into(),
-                });
-            }
-        };
-        let baud = match &modem.baud {
-            Some(baud) if (300..=4_000_000).contains(baud.get_ref()) => *baud.get_ref(),
-            Some(baud) => {
-                return Err(check.error("modem.baud", baud, "must be between 300 and 4000000"));
-            }
-            None => 115_200,
-        };
-        let pin = match &modem.pin {
-            Some(pin) => {
-                let value = pin.get_ref().trim();
-                if !(4..=8).contains(&value.len()) || !value.bytes().all(|b| b.is_ascii_digit()) {
-                    return Err(check.error("modem.pin", pin, "a SIM PIN is 4 to 8 digits"));
-                }
-                Some(value.to_string())
-            }
-            None => None,
-        };
-        let storage = match &modem.storage {
-            Some(storage) => {
-                let value = storage.get_ref().trim().to_ascii_uppercase();
-                if !["SM", "ME", "MT"].contains(&value.as_str()) {
-                    return Err(check.error(
-                        "modem.storage",
-                        storage,
-                        "use SM (SIM), ME (modem) or MT (both)",
-                    ));
-                }
-                value
-            }
-            None => "SM".into(),
-        };
-        let cnmi = match &modem.cnmi {
-            Some(cnmi) => {
-                let fields: Vec<&str> = cnmi.get_ref().split(',').collect();
-                let valid = fields.len() == 5
-                    && fields
-                        .iter()
-                        .all(|f| matches!(f.trim().parse::<u8>(), Ok(0..=3)));
-                if !valid {
-                    return Err(check.error(
-                        "modem.cnmi",
-                        cnmi,
-                        "five numbers 0–3, e.g. \"2,1,0,2,0\"",
-                    ));
-                }
-                Some(cnmi.get_ref().replace(' ', ""))
-            }
-            None => None,
-        };
-        let text_of = |value: &Option<Spanned<String>>| {
-            value
-                .as_ref()
-                .map(|v| v.get_ref().trim().to_string())
-                .filter(|v| !v.is_empty())
-        };
-        let modem = ModemConfig {
-            device,
-            baud,
-            pin,
-            storage,
-            command_timeout: check.duration(
-                "modem.command_timeout",
-                &modem.command_timeout,
-                Duration::from_secs(10),
-                Duration::from_secs(1)..=Duration::from_secs(300),
-            )?,
-            send_timeout: check.duration(
-                "modem.send_timeout",
-                &modem.send_timeout,
-                Duration::from_secs(60),
-                Duration::from_secs(5)..=Duration::from_secs(600),
-            )?,
-            sweep_interval: check.duration(
-                "modem.sweep_interval",
-                &modem.sweep_interval,
-                Duration::from_secs(300),
-                Duration::from_secs(5)..=day,
-            )?,
-            reset_command: text_of(&modem.reset_command),
-            cnmi,
-            smsc: text_of(&modem.smsc),
-            registration_timeout: check.duration(
-                "modem.registration_timeout",
-                &modem.registration_timeout,
-                Duration::from_secs(60),
-                Duration::from_secs(5)..=Duration::from_secs(3600),
-            )?,
-        };
-
-        let api = raw.api.unwrap_or_default();
-        let listen = match &api.listen {
-            Some(listen) => listen.get_ref().trim().parse().map_err(|_| {
-                check.error(
-                    "api.listen",
-                    listen,
-                    "an address and port, e.g. \"127.0.0.1:8640\"",
-                )
-            })?,
-            None => SocketAddr::from(([127, 0, 0, 1], 8640)),
-        };
-        let token = match &api.token {
-            // Short tokens load (DESIGN.md's own example is "change-me"); the daemon warns.
-            Some(token) if token.get_ref().trim().is_empty() => {
-                return Err(check.error(
-                    "api.token",
-                    token,
-                    "must not be empty (leave it out to have one generated)",
-                ));
-            }
-            Some(token) => Some(token.get_ref().trim().to_string()),
-            None => None,
-        };
-
-        let ready_grace = check.duration(
-            "api.ready_grace",
-            &api.ready_grace,
-            Duration::from_secs(120),
-            Duration::ZERO..=Duration::from_secs(86_400),
-        )?;
-
-        let sms = raw.sms.unwrap_or_default();
-        let retention = raw.retention.unwrap_or_default();
-        let max_parts = match &sms.max_parts {
-            Some(parts) if (1..=255).contains(parts.get_ref()) => *parts.get_ref() as usize,
-            Some(parts) => {
-                return Err(check.error("sms.max_parts", parts, "must be between 1 and 255"));
-            }
-            None => 10,
-        };
-        let gateway = GatewaySettings {
-            max_parts,
-            status_reports: sms.status_reports.unwrap_or(true),
-            validity: Some(check.duration(
-                "sms.validity",
-                &sms.validity,
-                day,
-                Duration::from_secs(300)..=Duration::from_secs(63 * 7 * 86_400),
-            )?),
-            resend_interrupted: sms.resend_interrupted.unwrap_or(false),
-            incomplete_timeout: check.duration(
-                "sms.incomplete_timeout",
-                &sms.incomplete_timeout,
-                Duration::from_secs(3600),
-                Duration::from_secs(10)..=7 * day,
-            )?,
-            report_timeout_margin: check.duration(
-                "sms.report_timeout_margin",
-                &sms.report_timeout_margin,
-                Duration::from_secs(3600),
-                Duration::from_secs(60)..=7 * day,
-            )?,
-            retention_events: check.duration(
-                "retention.events",
-                &retention.events,
-                30 * day,
-                Duration::from_secs(3600)..=3650 * day,
-            )?,
-            retention_messages: check.duration(
-                "retention.messages",
-                &retention.messages,
-                30 * day,
-                Duration::from_secs(3600)..=3650 * day,
-            )?,
-            ..GatewaySettings::default()
-        };
-
-        let webhook_clock_wait = check.duration(
-            "webhook_clock_wait",
-            &raw.webhook_clock_wait,
-            Duration::from_secs(300),
-            Duration::ZERO..=Duration::from_secs(86_400),
-        )?;
-
-        let sections: Vec<WebhookSection> =
-            raw.webhook.iter().map(|s| s.get_ref().clone()).collect();
-        let (webhooks, subscriptions) = resolve_all(&sections).map_err(|error| {
-            let line = raw
-                .webhook
-                .iter()
-                .find(|section| section.get_ref().name == error.name)
-                .map(|section| {
-                    let start = section.span().start;
-                    key_line_after(text, start, error.key).unwrap_or_else(|| line_of(text, start))
-                });
-            ConfigError {
-                key: format!("webhook[{}].{}", error.name, error.key),
-                line,
-                message: error.message,
-            }
-        })?;
-
+        let (listen, token, ready_grace) = check.api(&raw.api.unwrap_or_default())?;
+        let (webhooks, subscriptions) = check.webhooks(&raw.webhook)?;
         Ok(Config {
-            data_dir,
-            log_level,
-            modem,
+            data_dir: raw.data_dir.as_ref().map_or_else(
+                || PathBuf::from("/var/lib/smsrelay"),
+                |d| PathBuf::from(d.get_ref()),
+            ),
+            log_level: check.log_level(&raw.log_level)?,
+            modem: check.modem(&raw.modem.unwrap_or_default())?,
             listen,
             token,
             ready_grace,
-            gateway,
+            gateway: check.gateway(
+                &raw.sms.unwrap_or_default(),
+                &raw.retention.unwrap_or_default(),
+            )?,
             webhooks,
             subscriptions,
             webhook_clock_check: raw.webhook_clock_check.unwrap_or(true),
-            webhook_clock_wait,
+            webhook_clock_wait: check.duration(
+                "webhook_clock_wait",
+                &raw.webhook_clock_wait,
+                Duration::from_secs(300),
+                Duration::ZERO..=DAY,
+            )?,
         })
     }
 
