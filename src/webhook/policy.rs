@@ -277,12 +277,29 @@ fn settle_failure(
         let held = JobOutcome::Retry { due: now };
         return settled(held, health, Notice::Disabled(reason));
     }
+    retry(outcome, job, health, policy, now)
+}
+
+/// A failure that leaves the endpoint enabled: the next attempt's due time (or a dead
+/// letter when the schedule has none), and the circuit.
+fn retry(
+    outcome: &AttemptOutcome,
+    job: Job,
+    mut health: EndpointHealth,
+    policy: &EndpointPolicy<'_>,
+    now: u64,
+) -> Settlement {
     // The jitter comes from the time, so the same inputs settle the same way.
     let unit = (now % 1000) as f64 / 1000.0;
     let Some(mut delay) = delay_before(job.attempts + 1, policy.schedule, unit) else {
-        return settled(JobOutcome::DeadLetter, health, Notice::OutOfAttempts);
+        return Settlement {
+            job,
+            outcome: JobOutcome::DeadLetter,
+            health,
+            notice: Some(Notice::OutOfAttempts),
+        };
     };
-    if matches!(status, Some(429 | 503)) {
+    if matches!(outcome.status(), Some(429 | 503)) {
         delay = honour_retry_after(delay, outcome.retry_after);
     }
     if throttled(outcome) {
