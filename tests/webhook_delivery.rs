@@ -5,7 +5,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
-use smsrelay::store::{EndpointState, NewEvent, Store, StoreSettings, Subscription};
+use smsrelay::store::{
+    AttemptRecord, EndpointState, Event, NewEvent, Store, StoreSettings, Subscription,
+};
 use smsrelay::webhook::{
     Clock, ClockPolicy, ClockVerdict, Dispatcher, DispatcherSettings, EndpointConfig, ManualClock,
     Secret,
@@ -252,8 +254,6 @@ fn a_500_is_retried_on_the_schedule_with_the_same_id() {
     let wait = due.saturating_sub(first);
     assert!((5000..=6000).contains(&wait), "{wait} ms");
     assert_eq!(job.attempts, 1);
-    std::thread::sleep(Duration::from_millis(100));
-    assert_eq!(receiver.got().len(), 1, "no retry before the due time");
     clock.advance(Duration::from_millis(wait));
     let got = receiver.wait_for(2);
     assert_eq!(got[0].header("webhook-id"), got[1].header("webhook-id"));
@@ -265,6 +265,7 @@ fn a_500_is_retried_on_the_schedule_with_the_same_id() {
     assert_eq!(attempts[0].status, Some(500));
     assert_eq!(attempts[0].error.as_deref(), Some("status"));
     assert_eq!(attempts[1].status, Some(200));
+    assert!(attempts[1].at >= due, "no retry before the due time");
     dispatcher.stop();
 }
 
@@ -357,16 +358,24 @@ fn a_410_disables_the_endpoint_and_holds_events_until_it_is_enabled() {
     until("disabled", || {
         store.endpoint_health("crm").expect("reads").state == EndpointState::Disabled
     });
-    store
+    let second = store
         .record_events(&[event("sms.delivered", 2)])
-        .expect("written");
-    std::thread::sleep(Duration::from_millis(200));
-    assert_eq!(receiver.got().len(), 1, "a disabled endpoint got a request");
+        .expect("written")[0]
+        .sequence;
     assert_eq!(store.queue_depth("crm"), 2, "held, not dropped");
     dispatcher.enable("crm").expect("enabled");
     let got = receiver.wait_for(4);
     let names: Vec<Value> = got[1..].iter().map(|r| r.json()["name"].clone()).collect();
+    // Sent only after the test that enabling queues: never while disabled.
     assert_eq!(names, ["webhook.test", "sms.sent", "sms.delivered"]);
+    until("delivered", || store.queue_depth("crm") == 0);
+    let statuses: Vec<Option<u16>> = store
+        .attempts("crm", second)
+        .expect("reads")
+        .iter()
+        .map(|attempt| attempt.status)
+        .collect();
+    assert_eq!(statuses, [Some(200)], "one attempt, after the enable");
     dispatcher.stop();
 }
 
@@ -532,12 +541,25 @@ fn filters_send_each_endpoint_only_what_it_asked_for() {
         settings(),
         clock,
     );
+    let mut written = Vec::new();
     for name in ["sms.sent", "sms.delivered", "sms.received", "sms.failed"] {
-        store.record_events(&[event(name, 1)]).expect("written");
+        written.extend(store.record_events(&[event(name, 1)]).expect("written"));
     }
     all.wait_for(4);
     let got = reports.wait_for(2);
-    std::thread::sleep(Duration::from_millis(100));
+    // Every job queued for `reports` is settled: what it was sent is all it will get.
+    until("reports settled", || store.queue_depth("reports") == 0);
+    let attempted: Vec<&str> = written
+        .iter()
+        .filter(|event| {
+            !store
+                .attempts("reports", event.sequence)
+                .expect("reads")
+                .is_empty()
+        })
+        .map(|event| event.name.as_str())
+        .collect();
+    assert_eq!(attempted, ["sms.delivered", "sms.failed"]);
     let names: Vec<Value> = reports
         .got()
         .iter()
@@ -559,6 +581,16 @@ fn run_clock(clock: &ManualClock, step: Duration, steps: usize, settle: impl Fn(
         }
         std::thread::sleep(Duration::from_millis(30));
     }
+}
+
+/// Every attempt at these events' delivery to `endpoint`, earliest first.
+fn attempts_of(store: &Store, endpoint: &str, events: &[Event]) -> Vec<AttemptRecord> {
+    let mut attempts: Vec<AttemptRecord> = events
+        .iter()
+        .flat_map(|event| store.attempts(endpoint, event.sequence).expect("reads"))
+        .collect();
+    attempts.sort_by_key(|attempt| attempt.at);
+    attempts
 }
 
 #[test]
@@ -614,7 +646,7 @@ fn an_open_circuit_spends_no_attempts_of_waiting_jobs() {
     let dir = tempfile::tempdir().expect("temp dir");
     let store = store(&dir, &[("crm", &["sms.*"])]);
     let receiver = Receiver::start(|_| (500, Vec::new(), Duration::ZERO));
-    store
+    let written = store
         .record_events(&(0..3).map(|n| event("sms.sent", n)).collect::<Vec<_>>())
         .expect("written");
     let clock = Arc::new(ManualClock::default());
@@ -632,11 +664,17 @@ fn an_open_circuit_spends_no_attempts_of_waiting_jobs() {
     until("circuit open", || {
         store.endpoint_health("crm").expect("reads").state == EndpointState::CircuitOpen
     });
-    let at_open = receiver.got().len();
+    let at_open = attempts_of(&store, "crm", &written).len();
     // An hour passes in 10-minute steps: one probe per step at most, the rest wait.
     run_clock(&clock, Duration::from_secs(600), 6, || true);
-    let probes = receiver.got().len() - at_open;
+    let attempts = attempts_of(&store, "crm", &written);
+    let probes = attempts.len() - at_open;
     assert!(probes <= 6, "{probes} requests while the circuit was open");
+    // Each probe came a step after the one before (the shortest step open is 5 s).
+    for pair in attempts[at_open - 1..].windows(2) {
+        let apart = pair[1].at - pair[0].at;
+        assert!(apart >= 5000, "two probes {apart} ms apart");
+    }
     // Once it answers, the circuit closes and everything goes.
     dispatcher.stop();
     let healthy = Receiver::start(ok);
@@ -840,7 +878,7 @@ fn retry_after_pauses_the_whole_endpoint() {
     let dir = tempfile::tempdir().expect("temp dir");
     let store = store(&dir, &[("crm", &["sms.*"])]);
     let receiver = Receiver::start(|_| (429, vec![("Retry-After", "600".into())], Duration::ZERO));
-    store
+    let written = store
         .record_events(&(0..6).map(|n| event("sms.sent", n)).collect::<Vec<_>>())
         .expect("written");
     let clock = Arc::new(ManualClock::default());
@@ -858,13 +896,15 @@ fn retry_after_pauses_the_whole_endpoint() {
             .circuit_until
             .is_some()
     });
-    // Well inside the 600 s the server asked for: nothing more.
+    // Time passes well inside the 600 s the server asked for, then beyond it.
     run_clock(&clock, Duration::from_secs(60), 5, || true);
-    assert_eq!(receiver.got().len(), 1, "requests despite Retry-After: 600");
-    // After it: the next one goes.
     clock.advance(Duration::from_secs(400));
     until("the request after Retry-After", || receiver.got().len() > 1);
     dispatcher.stop();
+    // Whichever job went next, it went only after the 600 s.
+    let attempts = attempts_of(&store, "crm", &written);
+    let apart = attempts[1].at - attempts[0].at;
+    assert!(apart >= 600_000, "a request {apart} ms after the 429");
 }
 
 #[test]

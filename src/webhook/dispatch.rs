@@ -1,22 +1,21 @@
 //! The dispatcher: one thread per endpoint (a slow or dead endpoint never delays another;
 //! one request in flight per endpoint keeps order while it is healthy), one shared ureq
-//! agent, every schedule persisted in the store.
+//! agent, every schedule persisted in the store. This file starts and stops the threads
+//! (`worker`), answers the status API, re-enables endpoints and judges the clock.
 
-use std::io::Read;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
-use log::{debug, error, info, warn};
-use serde_json::json;
+use log::{info, warn};
 
 use super::clock::{Clock, ClockGuard, ClockPolicy, ClockVerdict};
-use super::schedule::{DEFAULT_SCHEDULE, delay_before, honour_retry_after, parse_retry_after};
-use super::sign::{Secret, signature_header};
-use crate::store::{
-    AttemptRecord, EndpointHealth, EndpointState, Event, Job, JobOutcome, Store, StoreError,
-};
+use super::http;
+use super::schedule::DEFAULT_SCHEDULE;
+use super::sign::Secret;
+use super::worker::Worker;
+use crate::store::{EndpointHealth, EndpointState, Event, Store, StoreError};
 
 /// One `[[webhook]]` endpoint.
 #[derive(Debug, Clone)]
@@ -116,33 +115,6 @@ impl std::fmt::Debug for Dispatcher {
     }
 }
 
-/// Why a request failed before a status came back, as a class users can act on.
-fn classify(error: &ureq::Error) -> &'static str {
-    match error {
-        ureq::Error::Timeout(_) => "timeout",
-        ureq::Error::HostNotFound => "dns",
-        ureq::Error::ConnectionFailed => "connect",
-        ureq::Error::Tls(_) => "tls",
-        ureq::Error::TooManyRedirects | ureq::Error::RedirectFailed => "redirect",
-        ureq::Error::Io(io) => match io.kind() {
-            std::io::ErrorKind::TimedOut | std::io::ErrorKind::WouldBlock => "timeout",
-            std::io::ErrorKind::ConnectionRefused | std::io::ErrorKind::ConnectionReset => {
-                "connect"
-            }
-            _ => "io",
-        },
-        _ => "protocol",
-    }
-}
-
-struct Attempt {
-    status: Option<u16>,
-    error: Option<&'static str>,
-    detail: String,
-    response: String,
-    retry_after: Option<Duration>,
-}
-
 impl Dispatcher {
     /// Starts one thread per endpoint.
     pub fn start(
@@ -151,14 +123,7 @@ impl Dispatcher {
         settings: DispatcherSettings,
         clock: Arc<dyn Clock>,
     ) -> Dispatcher {
-        let agent: ureq::Agent = ureq::Agent::config_builder()
-            .timeout_connect(Some(settings.connect_timeout))
-            .max_redirects(0)
-            .http_status_as_error(false)
-            .proxy(None)
-            .user_agent(concat!("smsrelay/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .into();
+        let agent = http::agent(settings.connect_timeout);
         let stop = Arc::new(AtomicBool::new(false));
         let floor = store.clock_floor().unwrap_or_else(|error| {
             warn!("webhooks: cannot read the newest recorded time ({error}); not checked");
@@ -293,323 +258,8 @@ impl Drop for Dispatcher {
 }
 
 /// Judges the clock and tells the store whether the times it stamps now are suspect.
-fn judge_clock(guard: &ClockGuard, store: &Store) -> ClockVerdict {
+pub(super) fn judge_clock(guard: &ClockGuard, store: &Store) -> ClockVerdict {
     let verdict = guard.check();
     store.set_clock_suspect(verdict.suspect());
     verdict
-}
-
-struct Worker {
-    store: Store,
-    agent: ureq::Agent,
-    endpoint: EndpointConfig,
-    settings: DispatcherSettings,
-    clock: Arc<ClockGuard>,
-    stop: Arc<AtomicBool>,
-}
-
-impl Worker {
-    fn run(self) {
-        let name = self.endpoint.name.clone();
-        while !self.stop.load(Ordering::SeqCst) {
-            let seen = self.store.jobs_counter();
-            match self.step() {
-                Ok(Some(wait)) => self.store.wait_for_jobs(seen, wait.min(self.settings.poll)),
-                Ok(None) => {}
-                Err(error) => {
-                    // A failing database is logged by the store, once a minute.
-                    if !error.is_storage_failure() {
-                        error!("webhook {name}: {error}");
-                    }
-                    self.store.wait_for_jobs(seen, self.settings.poll);
-                }
-            }
-        }
-    }
-
-    /// Delivers the next due job, or says how long to wait.
-    fn step(&self) -> Result<Option<Duration>, StoreError> {
-        let name = &self.endpoint.name;
-        if !self.endpoint.enabled {
-            return Ok(Some(self.settings.poll));
-        }
-        // The guard logs each change of verdict once; held jobs keep their order.
-        if judge_clock(&self.clock, &self.store).holds() {
-            return Ok(Some(self.settings.poll));
-        }
-        let health = self.store.endpoint_health(name)?;
-        if health.state == EndpointState::Disabled {
-            return Ok(Some(self.settings.poll));
-        }
-        let now = self.clock.clock().now_ms();
-        if let Some(until) = health.circuit_until.filter(|until| *until > now) {
-            return Ok(Some(Duration::from_millis(until - now)));
-        }
-        let Some((key, due, job)) = self.store.next_job(name)? else {
-            return Ok(Some(self.settings.poll));
-        };
-        if due > now {
-            return Ok(Some(Duration::from_millis(due - now)));
-        }
-        let Some(event) = self.store.event(job.event_sequence)? else {
-            // Pruned, or written by a bug: nothing to send; keep the record of it.
-            warn!(
-                "webhook {name}: event {} is gone; job moved to the dead letters",
-                job.event_sequence
-            );
-            let record = self.record(
-                &job,
-                now,
-                Duration::ZERO,
-                &Attempt {
-                    status: None,
-                    error: Some("missing_event"),
-                    detail: "the event is no longer stored".into(),
-                    response: String::new(),
-                    retry_after: None,
-                },
-            );
-            self.store
-                .settle_job(&key, &job, &record, &health, JobOutcome::DeadLetter)?;
-            return Ok(None);
-        };
-        // Writers flush right after their commit, and this thread can see a job in between: a
-        // flush first means no receiver hears of an event that a crash could still take back.
-        self.store.flush()?;
-        self.deliver(key, job, event, health, now)?;
-        Ok(None)
-    }
-
-    fn body(&self, event: &Event, job: &Job, attempt: u32) -> Vec<u8> {
-        let mut body = json!({
-            "id": event.id,
-            "name": event.name,
-            "api_version": event.api_version,
-            "created_at": event.created_at,
-            "attempt_number": attempt,
-            "attempts_total": self.endpoint.schedule.len(),
-            "notification_task_id": job.task_id,
-            "sequence": job.sequence,
-            "data": event.data,
-        });
-        if event.clock_suspect {
-            // Only when true: receivers that never meet a wrong clock see the same envelope.
-            body["clock_suspect"] = json!(true);
-        }
-        serde_json::to_vec(&body).unwrap_or_default()
-    }
-
-    fn post(&self, event: &Event, body: &[u8]) -> Attempt {
-        let timestamp = (self.clock.clock().now_ms() / 1000) as i64;
-        let mut request = self
-            .agent
-            .post(&self.endpoint.url)
-            .header("content-type", "application/json")
-            .header("webhook-id", &event.id)
-            .header("webhook-timestamp", timestamp.to_string());
-        if !self.endpoint.secrets.is_empty() {
-            let signature = signature_header(&self.endpoint.secrets, &event.id, timestamp, body);
-            request = request.header("webhook-signature", signature);
-        }
-        let response = request
-            .config()
-            .timeout_global(Some(self.endpoint.timeout))
-            .build()
-            .send(body);
-        match response {
-            Ok(mut response) => {
-                let status = response.status().as_u16();
-                let header = |name: &str| {
-                    response
-                        .headers()
-                        .get(name)
-                        .and_then(|value| value.to_str().ok())
-                        .map(str::to_string)
-                };
-                let retry_after = header("retry-after")
-                    .and_then(|value| parse_retry_after(&value, SystemTime::now()));
-                let location = header("location");
-                let mut bytes = Vec::new();
-                let _ = response
-                    .body_mut()
-                    .as_reader()
-                    .take(self.settings.max_response)
-                    .read_to_end(&mut bytes);
-                bytes.truncate(2048);
-                // Keep at most 2 KB of text: invalid bytes would triple in size as U+FFFD.
-                let mut text = String::from_utf8_lossy(&bytes).into_owned();
-                while text.len() > 2048 {
-                    text.pop();
-                }
-                let (error, detail) = match status {
-                    200..=299 => (None, String::new()),
-                    300..=399 => (
-                        Some("redirect"),
-                        format!("not followed: Location {}", location.unwrap_or_default()),
-                    ),
-                    _ => (Some("status"), format!("HTTP {status}")),
-                };
-                Attempt {
-                    status: Some(status),
-                    error,
-                    detail,
-                    response: text,
-                    retry_after,
-                }
-            }
-            Err(error) => Attempt {
-                status: None,
-                error: Some(classify(&error)),
-                detail: error.to_string(),
-                response: String::new(),
-                retry_after: None,
-            },
-        }
-    }
-
-    fn record(&self, job: &Job, at: u64, took: Duration, attempt: &Attempt) -> AttemptRecord {
-        AttemptRecord {
-            endpoint: job.endpoint.clone(),
-            event_sequence: job.event_sequence,
-            attempt: job.attempts + 1,
-            at,
-            duration_ms: took.as_millis() as u64,
-            status: attempt.status,
-            error: attempt.error.map(str::to_string),
-            detail: attempt.detail.clone(),
-            response: attempt.response.clone(),
-        }
-    }
-
-    fn deliver(
-        &self,
-        key: Vec<u8>,
-        mut job: Job,
-        event: Event,
-        mut health: EndpointHealth,
-        now: u64,
-    ) -> Result<(), StoreError> {
-        let name = &self.endpoint.name;
-        let number = job.attempts + 1;
-        let body = self.body(&event, &job, number);
-        let started = Instant::now();
-        let attempt = self.post(&event, &body);
-        let took = started.elapsed();
-        let record = self.record(&job, now, took, &attempt);
-        job.attempts = number;
-        if attempt.error.is_none() {
-            debug!(
-                "webhook {name}: {} #{} delivered ({took:?})",
-                event.name, event.sequence
-            );
-            if health.state != EndpointState::Active {
-                info!("webhook {name}: delivering again; circuit closed");
-            }
-            health = EndpointHealth {
-                last_success_at: Some(now),
-                ..EndpointHealth::default()
-            };
-            return self
-                .store
-                .settle_job(&key, &job, &record, &health, JobOutcome::Delivered);
-        }
-        let what = match attempt.status {
-            Some(status) => format!("HTTP {status}"),
-            None => format!("{} ({})", attempt.error.unwrap_or("error"), attempt.detail),
-        };
-        warn!(
-            "webhook {name}: {} #{} attempt {number} failed: {what}",
-            event.name, event.sequence
-        );
-        // Only transport errors, 5xx and 429 say the endpoint is unwell (a 4xx is about one
-        // request): they alone count towards the circuit.
-        if attempt
-            .status
-            .is_none_or(|status| status >= 500 || status == 429)
-        {
-            health.consecutive_failures += 1;
-        }
-        let first = *health.first_failure_at.get_or_insert(now);
-        health.last_error = Some(what.clone());
-        // Before `enable_probe` existed, an enable's test was the only job with sequence 0
-        // (numbers start at 1): one queued by the previous version still counts.
-        let legacy_probe = event.name == "webhook.test" && job.sequence == 0;
-        if job.enable_probe || legacy_probe {
-            // The test after an enable failed: what is held stays held.
-            health.state = EndpointState::Disabled;
-            health.disabled_reason = Some(format!("the test event after enabling failed: {what}"));
-            warn!("webhook {name}: the test event failed; still disabled, events held");
-            return self
-                .store
-                .settle_job(&key, &job, &record, &health, JobOutcome::DeadLetter);
-        }
-        let failing_for = Duration::from_millis(now.saturating_sub(first));
-        let disabled_because = if attempt.status == Some(410) {
-            Some("the endpoint answered 410 Gone".to_string())
-        } else if failing_for >= self.settings.disable_after
-            && failing_for >= self.settings.disable_span
-        {
-            Some(format!("no success for {} h", failing_for.as_secs() / 3600))
-        } else {
-            None
-        };
-        if let Some(reason) = disabled_because {
-            warn!("webhook {name}: disabled ({reason}); events are held until it is re-enabled");
-            health.state = EndpointState::Disabled;
-            health.disabled_reason = Some(reason);
-            // The job stays, due now: it is held, not spent.
-            return self.store.settle_job(
-                &key,
-                &job,
-                &record,
-                &health,
-                JobOutcome::Retry { due: now },
-            );
-        }
-        let unit = (now % 1000) as f64 / 1000.0;
-        let Some(mut delay) = delay_before(number + 1, &self.endpoint.schedule, unit) else {
-            warn!(
-                "webhook {name}: {} #{} is out of attempts; dead letter",
-                event.name, event.sequence
-            );
-            return self
-                .store
-                .settle_job(&key, &job, &record, &health, JobOutcome::DeadLetter);
-        };
-        let throttled = matches!(attempt.status, Some(429 | 502 | 503 | 504))
-            || attempt.error == Some("timeout");
-        if matches!(attempt.status, Some(429 | 503)) {
-            delay = honour_retry_after(delay, attempt.retry_after);
-        }
-        if throttled {
-            delay = delay.max(Duration::from_secs(60));
-        }
-        if health.consecutive_failures >= self.settings.circuit_after {
-            // Waiting jobs burn no attempts while open: only this one probes, per step.
-            let step = health.consecutive_failures - self.settings.circuit_after + 2;
-            let pause = delay_before(
-                step.min(self.endpoint.schedule.len() as u32),
-                &self.endpoint.schedule,
-                unit,
-            )
-            .unwrap_or(delay);
-            if health.state != EndpointState::CircuitOpen {
-                warn!(
-                    "webhook {name}: {} failures in a row; circuit open",
-                    health.consecutive_failures
-                );
-            }
-            health.state = EndpointState::CircuitOpen;
-            health.circuit_until = Some(now + pause.as_millis() as u64);
-            delay = delay.max(pause);
-        }
-        let due = now.saturating_add(delay.as_millis() as u64);
-        if throttled {
-            // The server asked for room (429/503 Retry-After, 502/504, a timeout): the whole
-            // endpoint waits, not just this job.
-            health.circuit_until = Some(health.circuit_until.unwrap_or(0).max(due));
-        }
-        self.store
-            .settle_job(&key, &job, &record, &health, JobOutcome::Retry { due })
-    }
 }

@@ -1,13 +1,18 @@
-//! Webhook delivery, the only user of ureq: [`dispatch`] runs one thread per endpoint,
-//! [`clock`] says when the wall clock is good enough to deliver,
-//! [`sign`] makes Standard Webhooks signatures, [`schedule`] says when to try again, and
-//! [`config`] checks the `[[webhook]]` entries of the config file.
+//! Webhook delivery, the only user of ureq: [`dispatch`] starts one thread per endpoint
+//! (`worker`: the loop), each attempt goes out through `http` and is settled by
+//! [`policy`] (retry, circuit, disable, dead letter; pure), [`clock`] says when the wall
+//! clock is good enough to deliver, [`sign`] makes Standard Webhooks signatures,
+//! [`schedule`] says when to try again, and [`config`] checks the `[[webhook]]` entries of
+//! the config file.
 
 pub mod clock;
 pub mod config;
 pub mod dispatch;
+mod http;
+pub mod policy;
 pub mod schedule;
 pub mod sign;
+mod worker;
 
 pub use clock::{
     Clock, ClockGuard, ClockPolicy, ClockVerdict, ManualClock, SYNC_OVERRIDE, SystemClock,

@@ -1,0 +1,201 @@
+//! One endpoint's thread: hold for the clock, skip while disabled or while the circuit is
+//! open, take the earliest due job, flush, send it (`http`), settle it (`policy::settle`)
+//! and store the settlement. No delivery rule lives here.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use log::{debug, error, info, warn};
+
+use super::clock::ClockGuard;
+use super::dispatch::{DispatcherSettings, EndpointConfig, judge_clock};
+use super::http;
+use super::policy::{AttemptError, AttemptOutcome, EndpointPolicy, Notice, Settlement, settle};
+use crate::store::{EndpointHealth, EndpointState, Event, Job, Store, StoreError};
+
+/// An endpoint's thread and what it needs.
+pub(super) struct Worker {
+    pub(super) store: Store,
+    pub(super) agent: ureq::Agent,
+    pub(super) endpoint: EndpointConfig,
+    pub(super) settings: DispatcherSettings,
+    pub(super) clock: Arc<ClockGuard>,
+    pub(super) stop: Arc<AtomicBool>,
+}
+
+/// What a step found to do.
+enum Next {
+    /// Nothing now: look again after this long (or when a job is queued).
+    Wait(Duration),
+    /// Send this job.
+    Send(Box<Due>),
+}
+
+/// A job due now, with what settling it needs.
+struct Due {
+    /// Its key in the queue.
+    key: Vec<u8>,
+    job: Job,
+    /// None when the event is no longer stored.
+    event: Option<Event>,
+    /// The endpoint's health before the attempt.
+    health: EndpointHealth,
+    /// When the attempt starts (Unix ms).
+    now: u64,
+}
+
+impl Worker {
+    /// Runs until told to stop.
+    pub(super) fn run(self) {
+        let name = self.endpoint.name.clone();
+        while !self.stop.load(Ordering::SeqCst) {
+            let seen = self.store.jobs_counter();
+            match self.step() {
+                Ok(Some(wait)) => self.store.wait_for_jobs(seen, wait.min(self.settings.poll)),
+                Ok(None) => {}
+                Err(error) => {
+                    // A failing database is logged by the store, once a minute.
+                    if !error.is_storage_failure() {
+                        error!("webhook {name}: {error}");
+                    }
+                    self.store.wait_for_jobs(seen, self.settings.poll);
+                }
+            }
+        }
+    }
+
+    /// Delivers the next due job, or says how long to wait.
+    fn step(&self) -> Result<Option<Duration>, StoreError> {
+        let due = match self.next()? {
+            Next::Wait(wait) => return Ok(Some(wait)),
+            Next::Send(due) => *due,
+        };
+        let Some(event) = &due.event else {
+            // Pruned, or written by a bug: nothing to send; keep the record of it.
+            let outcome =
+                AttemptOutcome::failed(AttemptError::MissingEvent, "the event is no longer stored");
+            self.store_settled(due, "", &outcome, Duration::ZERO)?;
+            return Ok(None);
+        };
+        // Writers flush right after their commit, and this thread can see a job in between: a
+        // flush first means no receiver hears of an event that a crash could still take back.
+        self.store.flush()?;
+        let attempt = due.job.attempts + 1;
+        let body = http::envelope(event, &due.job, attempt, self.endpoint.schedule.len());
+        let timestamp = (self.clock.clock().now_ms() / 1000) as i64;
+        let started = Instant::now();
+        let outcome = http::post(
+            &self.agent,
+            &self.endpoint,
+            &event.id,
+            timestamp,
+            &body,
+            self.settings.max_response,
+        );
+        let took = started.elapsed();
+        let event_name = event.name.clone();
+        self.store_settled(due, &event_name, &outcome, took)?;
+        Ok(None)
+    }
+
+    /// The clock, the endpoint's state and its queue: the job to send now, or the wait.
+    fn next(&self) -> Result<Next, StoreError> {
+        let poll = Next::Wait(self.settings.poll);
+        if !self.endpoint.enabled {
+            return Ok(poll);
+        }
+        // The guard logs each change of verdict once; held jobs keep their order.
+        if judge_clock(&self.clock, &self.store).holds() {
+            return Ok(poll);
+        }
+        let health = self.store.endpoint_health(&self.endpoint.name)?;
+        if health.state == EndpointState::Disabled {
+            return Ok(poll);
+        }
+        let now = self.clock.clock().now_ms();
+        if let Some(until) = health.circuit_until.filter(|until| *until > now) {
+            return Ok(Next::Wait(Duration::from_millis(until - now)));
+        }
+        let Some((key, due, job)) = self.store.next_job(&self.endpoint.name)? else {
+            return Ok(poll);
+        };
+        if due > now {
+            return Ok(Next::Wait(Duration::from_millis(due - now)));
+        }
+        let event = self.store.event(job.event_sequence)?;
+        Ok(Next::Send(Box::new(Due {
+            key,
+            job,
+            event,
+            health,
+            now,
+        })))
+    }
+
+    /// Settles the attempt, logs it, and stores the settlement in one transaction.
+    fn store_settled(
+        &self,
+        due: Due,
+        event_name: &str,
+        outcome: &AttemptOutcome,
+        took: Duration,
+    ) -> Result<(), StoreError> {
+        let policy = EndpointPolicy {
+            schedule: &self.endpoint.schedule,
+            circuit_after: self.settings.circuit_after,
+            disable_after: self.settings.disable_after,
+            disable_span: self.settings.disable_span,
+        };
+        let record = outcome.record(&due.job, due.now, took);
+        let settled = settle(outcome, &due.job, event_name, due.health, &policy, due.now);
+        self.log(&due.job, event_name, outcome, took, &settled);
+        self.store.settle_job(
+            &due.key,
+            &settled.job,
+            &record,
+            &settled.health,
+            settled.outcome,
+        )
+    }
+
+    fn log(
+        &self,
+        job: &Job,
+        event_name: &str,
+        outcome: &AttemptOutcome,
+        took: Duration,
+        settled: &Settlement,
+    ) {
+        let name = &self.endpoint.name;
+        let sequence = job.event_sequence;
+        match &outcome.result {
+            Ok(_) => debug!("webhook {name}: {event_name} #{sequence} delivered ({took:?})"),
+            Err(AttemptError::MissingEvent) => {}
+            Err(_) => warn!(
+                "webhook {name}: {event_name} #{sequence} attempt {} failed: {}",
+                settled.job.attempts,
+                outcome.summary()
+            ),
+        }
+        match &settled.notice {
+            None => {}
+            Some(Notice::Recovered) => info!("webhook {name}: delivering again; circuit closed"),
+            Some(Notice::ProbeFailed) => {
+                warn!("webhook {name}: the test event failed; still disabled, events held")
+            }
+            Some(Notice::Disabled(reason)) => {
+                warn!("webhook {name}: disabled ({reason}); events are held until it is re-enabled")
+            }
+            Some(Notice::OutOfAttempts) => {
+                warn!("webhook {name}: {event_name} #{sequence} is out of attempts; dead letter")
+            }
+            Some(Notice::CircuitOpened(failures)) => {
+                warn!("webhook {name}: {failures} failures in a row; circuit open")
+            }
+            Some(Notice::EventMissing) => {
+                warn!("webhook {name}: event {sequence} is gone; job moved to the dead letters")
+            }
+        }
+    }
+}
