@@ -5,7 +5,7 @@
 //! API until Ctrl-C, which removes everything it made.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -13,6 +13,7 @@ use axum::body::Bytes;
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::post;
 
+use crate::client::Client;
 use crate::config::Config;
 use crate::mock::{InboundSms, MockConfig, MockModem};
 use crate::webhook::{Clock, Secret};
@@ -78,21 +79,54 @@ pub async fn run() -> Result<(), DemoError> {
 
 async fn run_in(work: PathBuf) -> Result<(), DemoError> {
     let link = work.join("modem");
-    let modem = Arc::new(MockModem::start(
+    let modem = MockModem::start(
         MockConfig {
             submit_delay: Duration::from_millis(800),
             report_delay: Duration::from_secs(2),
             ..MockConfig::default()
         },
         Some(link.clone()),
-    )?);
+    )?;
+    let receiver_url = start_receiver().await?;
+    let api = api_listener().await?;
+    let listen = api.local_addr()?;
+    let config_text = demo_config(&work, &link, listen, &receiver_url);
+    let config_path = work.join("smsrelay.toml");
+    std::fs::write(&config_path, &config_text)?;
+    let config = Config::parse(&config_text)?;
+    println!(
+        "smsrelay demo: a simulated modem on {}, the daemon, and a webhook receiver.",
+        link.display()
+    );
+    println!(
+        "Config: {} (a copy lives only while the demo runs)\n",
+        config_path.display()
+    );
+    let client = crate::client::Client::from_config(&config)
+        .map_err(|error| std::io::Error::other(error.to_string()))?;
+    // Ctrl-C stops the daemon in order, then the demo cleans up.
+    let stop = crate::service::stop_signal()?;
+    let daemon = tokio::spawn(crate::daemon::run_on(config, api, stop));
+    match wait_until_ready(client).await {
+        Some(client) => {
+            tour(&modem, client).await?;
+            print_try_it(listen, &config_path, &link);
+        }
+        None => eprintln!("the daemon did not become ready; see the log above"),
+    }
+    Ok(daemon
+        .await
+        .map_err(|error| std::io::Error::other(error.to_string()))??)
+}
 
+/// The webhook receiver that prints each event and checks its signature; its URL.
+async fn start_receiver() -> Result<String, DemoError> {
     let secret = Arc::new(
         Secret::parse(SECRET)
             .map_err(|error| std::io::Error::other(format!("demo secret: {error}")))?,
     );
     let receiver = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let receiver_url = format!("http://{}/events", receiver.local_addr()?);
+    let url = format!("http://{}/events", receiver.local_addr()?);
     let app = axum::Router::new().route(
         "/events",
         post(move |headers, body| receive(Arc::clone(&secret), headers, body)),
@@ -100,11 +134,13 @@ async fn run_in(work: PathBuf) -> Result<(), DemoError> {
     tokio::spawn(async move {
         let _ = axum::serve(receiver, app).await;
     });
+    Ok(url)
+}
 
-    let api = api_listener().await?;
-    let listen = api.local_addr()?;
-    let token = "demo-token-for-smsrelay-demo";
-    let config_text = format!(
+const TOKEN: &str = "demo-token-for-smsrelay-demo";
+
+fn demo_config(work: &Path, link: &Path, listen: SocketAddr, receiver_url: &str) -> String {
+    format!(
         r#"data_dir = "{data}"
 webhook_clock_check = {clock_check}
 
@@ -113,7 +149,7 @@ device = "{device}"
 
 [api]
 listen = "{listen}"
-token = "{token}"
+token = "{TOKEN}"
 
 [[webhook]]
 name = "demo"
@@ -125,32 +161,15 @@ secret = "{SECRET}"
         // The daemon's check, as in production, where it cannot hold the tour: on a machine
         // whose clock is not synchronised (a container, say) the demo goes without it.
         clock_check = crate::webhook::SystemClock.synchronised() == Some(true),
-    );
-    let config_path = work.join("smsrelay.toml");
-    std::fs::write(&config_path, &config_text)?;
-    let config = Config::parse(&config_text)?;
+    )
+}
 
-    println!(
-        "smsrelay demo: a simulated modem on {}, the daemon, and a webhook receiver.",
-        link.display()
-    );
-    println!(
-        "Config: {} (a copy lives only while the demo runs)\n",
-        config_path.display()
-    );
-    // Ctrl-C stops the daemon in order, then the demo cleans up.
-    let stop = crate::service::stop_signal()?;
-    let daemon = tokio::spawn(crate::daemon::run_on(config, api, stop));
-
-    let client = crate::client::Client::from_config(&Config::parse(&config_text)?)
-        .map_err(|error| std::io::Error::other(error.to_string()))?;
-    // Wait for the API, then for the modem.
-    let ready = tokio::task::spawn_blocking(move || {
+/// Waits up to 30 s for the API, then for the modem (`/readyz` answers 200).
+async fn wait_until_ready(client: Client) -> Option<Client> {
+    tokio::task::spawn_blocking(move || {
         for _ in 0..300 {
-            if let Ok(status) = client.get("/v1/status") {
-                if status["modem"]["state"] == "Ready" {
-                    return Some(client);
-                }
+            if is_ready(&client) {
+                return Some(client);
             }
             std::thread::sleep(Duration::from_millis(100));
         }
@@ -158,14 +177,18 @@ secret = "{SECRET}"
     })
     .await
     .ok()
-    .flatten();
-    let Some(client) = ready else {
-        eprintln!("the daemon did not become ready; see the log above");
-        return Ok(daemon
-            .await
-            .map_err(|e| std::io::Error::other(e.to_string()))??);
-    };
+    .flatten()
+}
 
+/// Ready means a modem is ready now, not merely within `/readyz`'s grace.
+fn is_ready(client: &Client) -> bool {
+    client
+        .get("/readyz")
+        .is_ok_and(|ready| ready["modem_not_ready_seconds"].is_null())
+}
+
+/// An SMS in, then one out with its delivery report.
+async fn tour(modem: &MockModem, client: Client) -> Result<(), DemoError> {
     println!("1. An SMS arrives from +447700900555 …");
     modem
         .inject_sms(&InboundSms::new(
@@ -186,22 +209,23 @@ secret = "{SECRET}"
         eprintln!("   send failed: {error}");
     }
     tokio::time::sleep(Duration::from_millis(500)).await;
+    Ok(())
+}
+
+fn print_try_it(listen: SocketAddr, config: &Path, device: &Path) {
     println!(
         r#"
 The gateway stays up. Try it (Ctrl-C stops everything and removes the temp files):
 
-  API      http://{listen}   token: {token}
-  curl -s -H 'Authorization: Bearer {token}' -H 'Content-Type: application/json' \
+  API      http://{listen}   token: {TOKEN}
+  curl -s -H 'Authorization: Bearer {TOKEN}' -H 'Content-Type: application/json' \
        -d '{{"to": "+447700900123", "text": "Hello"}}' http://{listen}/v1/messages
-  curl -s -H 'Authorization: Bearer {token}' http://{listen}/v1/events
+  curl -s -H 'Authorization: Bearer {TOKEN}' http://{listen}/v1/events
   smsrelay send --config {config} --to +447700900123 --text "Hello" --wait
   smsrelay events --config {config} --follow
   smsrelay mock-modem is the simulated modem used here; {device} is its port.
 "#,
-        config = config_path.display(),
-        device = link.display(),
+        config = config.display(),
+        device = device.display(),
     );
-    Ok(daemon
-        .await
-        .map_err(|error| std::io::Error::other(error.to_string()))??)
 }
