@@ -146,7 +146,7 @@ secret = "{SECRET}"
     let ready = tokio::task::spawn_blocking(move || {
         for _ in 0..300 {
             if let Ok(status) = client.get("/v1/status") {
-                if status["modem"]["state"] == "Ready" {
+                if status["modem"]["state"] == "ready" {
                     return Some(client);
                 }
             }
