@@ -476,9 +476,86 @@ pub struct Replayed {
 
 #[cfg(test)]
 mod tests {
-    use super::{describe_link_state, registration_name};
+    use serde_json::{Value, json};
+
+    use super::{MessageView, PartView, describe_link_state, registration_name};
     use crate::at::RegistrationStatus;
     use crate::modem::{InitStage, LinkState};
+    use crate::store::{MessageState, OutPart, OutboundMessage, PartState};
+
+    fn check_part(state: PartState, expected: Value) {
+        let found = serde_json::to_value(PartView::from(&state)).expect("serialises");
+        assert_eq!(found, expected, "{state:?}");
+    }
+
+    #[test]
+    fn parts_say_their_state_and_what_the_network_said() {
+        check_part(PartState::Pending, json!({ "state": "pending" }));
+        check_part(
+            PartState::Submitting { since: 5 },
+            json!({ "state": "submitting" }),
+        );
+        check_part(
+            PartState::Submitted {
+                reference: 7,
+                at: 5,
+            },
+            json!({ "state": "submitted", "message_reference": 7 }),
+        );
+        check_part(
+            PartState::Delivered {
+                reference: 7,
+                status: 0,
+                at: "2026-01-02T03:04:05Z".into(),
+            },
+            json!({ "state": "delivered", "message_reference": 7, "status_code": 0,
+                    "delivered_at": "2026-01-02T03:04:05Z" }),
+        );
+        check_part(
+            PartState::Failed {
+                reference: 7,
+                status: 65,
+            },
+            json!({ "state": "failed", "message_reference": 7, "status_code": 65 }),
+        );
+    }
+
+    /// Field for field and in order, what `GET /v1/messages` has always answered.
+    #[test]
+    fn a_message_keeps_its_fields_and_their_order() {
+        let message = OutboundMessage {
+            id: "m1".into(),
+            to: "+447700900123".into(),
+            text: "hi".into(),
+            encoding: "gsm7".into(),
+            parts: vec![OutPart {
+                hex: "00".into(),
+                cmgs_length: 1,
+                state: PartState::Pending,
+                pending_status: None,
+            }],
+            callback_data: None,
+            state: MessageState::Queued,
+            attempts: 0,
+            next_attempt_at: None,
+            last_error: None,
+            status_report: true,
+            validity_ms: None,
+            created_at: 0,
+            updated_at: 1000,
+            sent_at: None,
+            delivered_at: None,
+            queue_key: None,
+        };
+        let found = serde_json::to_string(&MessageView::new(&message)).expect("serialises");
+        let expected = concat!(
+            r#"{"id":"m1","to":"+447700900123","text":"hi","encoding":"gsm7","state":"queued","#,
+            r#""status_report":true,"parts":[{"state":"pending"}],"attempts":0,"last_error":null,"#,
+            r#""callback_data":null,"created_at":"1970-01-01T00:00:00Z","#,
+            r#""updated_at":"1970-01-01T00:00:01Z","sent_at":null,"delivered_at":null}"#
+        );
+        assert_eq!(found, expected);
+    }
 
     fn check(state: LinkState, expected: &str) {
         assert_eq!(describe_link_state(&state), expected);
