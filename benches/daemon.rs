@@ -96,7 +96,7 @@ fn main() {
             .ok()
             .and_then(|mut r| r.body_mut().read_to_string().ok())
             .unwrap_or_default();
-        if status.contains("\"state\":\"Ready\"") {
+        if status.contains("\"state\":\"ready\"") {
             break started.elapsed();
         }
         std::thread::sleep(Duration::from_millis(5));

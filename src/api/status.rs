@@ -1,0 +1,25 @@
+//! `/v1/status`: the modem, the outbox, the database, the clock and the webhooks at a glance.
+
+use axum::extract::State;
+use axum::response::{IntoResponse, Response};
+
+use super::views::{ClockView, ModemView, QueueView, StatusView, StoreView, WebhookBrief};
+use super::{ApiError, Shared, webhook_status, with_store};
+
+/// `GET /v1/status`.
+pub async fn status(State(state): State<Shared>) -> Result<Response, ApiError> {
+    let modem = state.modem.status();
+    let outbox = with_store(&state, |store| Ok(store.outbox_len())).await?;
+    let webhooks = webhook_status(&state).await?;
+    let store_failure = state.gateway.store().failure();
+    let view = StatusView {
+        version: env!("CARGO_PKG_VERSION"),
+        uptime_seconds: state.started.elapsed().as_secs(),
+        modem: ModemView::new(&modem),
+        queue: QueueView { outbox },
+        store: StoreView::new(store_failure.as_ref()),
+        clock: ClockView::new(&state.dispatcher.clock_status()),
+        webhooks: webhooks.iter().map(WebhookBrief::from).collect(),
+    };
+    Ok(axum::Json(view).into_response())
+}
