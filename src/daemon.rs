@@ -248,11 +248,13 @@ impl Running {
         let queued = blocking(move || Ok(counted.outbox_len()))
             .await
             .unwrap_or(0);
-        let state = match &status.state {
-            LinkState::Ready => "modem ready".to_string(),
-            other => format!("modem {other:?}"),
+        let state = crate::api::link_state_name(&status.state);
+        let line = match &status.last_error {
+            Some(error) if status.state != LinkState::Ready => {
+                format!("modem {state} ({error}); {queued} message(s) queued")
+            }
+            _ => format!("modem {state}; {queued} message(s) queued"),
         };
-        let line = format!("{state}; {queued} message(s) queued");
         // A store that cannot write is not a healthy daemon: let the watchdog see it.
         crate::service::status(&line, self.store.failure().is_none());
     }

@@ -16,6 +16,8 @@ mod probes;
 mod status;
 mod token;
 mod views;
+
+pub use views::link_state_name;
 mod webhooks;
 
 #[cfg(test)]
