@@ -10,7 +10,7 @@ use smsrelay::mock::{InboundSms, MockConfig, MockModem, ReportBehaviour};
 use smsrelay::modem::{InitSettings, Modem, ModemSettings};
 use smsrelay::pdu::{Address, Pdu, Status, StatusReport, Timestamp, Tpdu};
 use smsrelay::store::{
-    Effects, Event, MessageState, PartState, Store, StoreSettings, Subscription,
+    Effects, Event, MessageReference, MessageState, PartState, Store, StoreSettings, Subscription,
 };
 use tempfile::TempDir;
 use time::OffsetDateTime;
@@ -786,7 +786,7 @@ async fn a_message_whose_report_never_comes_expires_after_validity_plus_margin()
         .expect("a TP-MR");
     assert!(
         store
-            .references(reference)
+            .references(MessageReference(reference))
             .expect("reads")
             .iter()
             .all(|found| found.message_id != accepted.id)
