@@ -135,16 +135,22 @@ fn fingerprint(request: &NewMessage, to: &str) -> serde_json::Value {
     })
 }
 
-/// The message as first stored at `now` (Unix ms): encoded into parts (concatenation reference
-/// from `counter`), queued.
-fn new_message(
+/// The parts of a message as encoded for the modem.
+struct Encoded {
+    encoding: Encoding,
+    parts: Vec<OutPart>,
+    /// The validity period as encoded (ms).
+    validity_ms: Option<u64>,
+}
+
+/// Encodes the text into SMS-SUBMIT PDUs (concatenation reference from `counter`), within
+/// `max_parts`.
+fn encode(
     request: &NewMessage,
-    to: String,
     recipient: &Address,
     counter: u64,
     settings: &GatewaySettings,
-    now: u64,
-) -> Result<OutboundMessage, EnqueueError> {
+) -> Result<Encoded, EnqueueError> {
     let validity = request
         .validity
         .or(settings.validity)
@@ -181,29 +187,44 @@ fn new_message(
         state: PartState::Pending,
         pending_status: None,
     });
-    Ok(OutboundMessage {
+    Ok(Encoded {
+        encoding,
+        parts: parts.collect(),
+        // The period as encoded (rounded up to the relative format's steps): the SC keeps
+        // trying that long, so that is how long a report may take.
+        validity_ms: validity
+            .and_then(|validity| validity.duration())
+            .map(|period| period.as_millis() as u64),
+    })
+}
+
+/// The message as first stored at `now` (Unix ms): queued, with its encoded parts.
+fn new_message(
+    request: &NewMessage,
+    to: String,
+    encoded: Encoded,
+    settings: &GatewaySettings,
+    now: u64,
+) -> OutboundMessage {
+    OutboundMessage {
         id: uuid::Uuid::now_v7().to_string(),
         to,
         text: request.text.clone(),
-        encoding,
-        parts: parts.collect(),
+        encoding: encoded.encoding,
+        parts: encoded.parts,
         callback_data: request.callback_data.clone(),
         state: MessageState::Queued,
         attempts: 0,
         next_attempt_at: None,
         last_error: None,
         status_report: settings.status_reports,
-        // The period as encoded (rounded up to the relative format's steps): the SC keeps
-        // trying that long, so that is how long a report may take.
-        validity_ms: validity
-            .and_then(|validity| validity.duration())
-            .map(|period| period.as_millis() as u64),
+        validity_ms: encoded.validity_ms,
         created_at: now,
         updated_at: now,
         sent_at: None,
         delivered_at: None,
         queue_key: None,
-    })
+    }
 }
 
 /// How many overdue messages one sweep settles; the next tick takes the rest.
@@ -217,7 +238,8 @@ impl Gateway {
         let fingerprint = fingerprint(&request, &to);
         let store = self.inner.store.clone();
         let counter = blocking(move || store.next_counter("concat_reference")).await?;
-        let message = new_message(&request, to, &recipient, counter, settings, now_ms())?;
+        let encoded = encode(&request, &recipient, counter, settings)?;
+        let message = new_message(&request, to, encoded, settings, now_ms());
         let accepted = Accepted {
             id: message.id.clone(),
             parts: message.parts.len(),

@@ -199,3 +199,60 @@ mod retention_tests {
         assert!(store.message("m1").expect("reads").is_none());
     }
 }
+
+#[cfg(test)]
+mod helper_tests {
+    use super::Verdict;
+    use crate::store::{Store, StoreSettings};
+
+    /// Runs the retention loop over a tree holding keys 1..=`count`, each judged by `judge`,
+    /// and compares what was removed and what is left.
+    fn check(count: u8, batch: usize, judge: fn(u8) -> Verdict, removed: usize, left: &[u8]) {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let store = Store::open(dir.path(), &StoreSettings::default(), Vec::new()).expect("opens");
+        let tree = &store.unmatched;
+        for key in 1..=count {
+            tree.insert([key], &[]).expect("writes");
+        }
+        let gone = store
+            .remove_older_than(tree, batch, |key, _| Ok(judge(key[0])))
+            .expect("prunes");
+        let kept: Vec<u8> = tree
+            .iter()
+            .keys()
+            .map(|key| key.expect("reads")[0])
+            .collect();
+        assert_eq!((gone, kept.as_slice()), (removed, left), "batch {batch}");
+    }
+
+    fn all_old(_: u8) -> Verdict {
+        Verdict::Remove
+    }
+
+    fn odd_old(key: u8) -> Verdict {
+        if key % 2 == 1 {
+            Verdict::Remove
+        } else {
+            Verdict::Keep
+        }
+    }
+
+    fn young_from_three(key: u8) -> Verdict {
+        if key < 3 {
+            Verdict::Remove
+        } else {
+            Verdict::Stop
+        }
+    }
+
+    #[test]
+    fn the_retention_loop_removes_a_batch_of_old_records_from_the_front() {
+        check(0, 10, all_old, 0, &[]);
+        check(5, 10, all_old, 5, &[]);
+        check(5, 2, all_old, 2, &[3, 4, 5]);
+        check(5, 10, odd_old, 3, &[2, 4]);
+        check(5, 2, odd_old, 2, &[2, 4, 5]);
+        check(5, 10, young_from_three, 2, &[3, 4, 5]);
+        check(5, 1, young_from_three, 1, &[2, 3, 4, 5]);
+    }
+}
