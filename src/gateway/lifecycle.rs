@@ -188,8 +188,9 @@ pub fn recover(message: &mut OutboundMessage, settings: &GatewaySettings) -> Eff
 }
 
 /// A status report matched to `matched` (a part waiting for its report, picked by
-/// `reports::pick`), with TP-ST `status` and the SC's `discharge` time (RFC 3339). Pending:
-/// noted on the part. Delivered: the part is; the last one makes the message `delivered`.
+/// `reports::candidates`), with TP-ST `status` and the SC's `discharge` time (RFC 3339).
+/// Pending: noted on the part. Delivered: the part is; the last one makes the message
+/// `delivered`.
 /// Failed (temporary or permanent, 23.040 9.2.3.15): the message fails at stage `delivery`.
 /// A final report removes the reference.
 pub fn report(
