@@ -3,15 +3,15 @@
 //! start-up, the clock), changes the message, and returns the [`Effects`] the store carries out
 //! in the same transaction (events, leaving the outbox, TP-MR references to add or remove).
 //! No I/O and no clock: times are passed in, so each transition is tested from a table.
-//! The store may run a transition more than once on a conflict, so they are all idempotent
-//! over the record they are given.
+//! The store may run a transition more than once on a conflict, so each depends on nothing
+//! but its arguments.
 //!
 //! ```text
-//! queued ──start──▶ sending ──part_accepted (last part)──▶ sent ──report (all delivered)──▶ delivered
-//!   ▲                 │  └─part_refused: temporary──▶ queued (backoff, `retry_pause`)
-//!   │                 ├─part_refused: permanent / out of attempts──▶ failed (submit)
-//!   │                 └─recover / part_refused: unknown──▶ failed (interrupted) or queued (resend)
-//!   sent ──report: failure──▶ failed (delivery)      sent ──expire_overdue──▶ expired
+//! queued ─start─▶ sending ─part_accepted (last part)─▶ sent ─report (all delivered)─▶ delivered
+//!                   ├─part_refused: temporary─▶ queued (after retry_pause)
+//!                   ├─part_refused: permanent, or out of attempts─▶ failed (submit)
+//!                   └─part_refused: unknown, or recover─▶ failed (interrupted), or queued
+//! sent ─report (a failure)─▶ failed (delivery)        sent ─expire_overdue─▶ expired
 //! ```
 
 use std::time::Duration;
