@@ -10,7 +10,7 @@ use smsrelay::mock::{InboundSms, MockConfig, MockModem, ReportBehaviour};
 use smsrelay::modem::{InitSettings, Modem, ModemSettings};
 use smsrelay::pdu::{Address, Pdu, Status, StatusReport, Timestamp, Tpdu};
 use smsrelay::store::{
-    Effects, Event, MessageState, PartState, Store, StoreSettings, Subscription,
+    Effects, Event, MessageReference, MessageState, PartState, Store, StoreSettings, Subscription,
 };
 use tempfile::TempDir;
 use time::OffsetDateTime;
@@ -570,12 +570,23 @@ async fn a_part_cut_by_a_crash_fails_as_interrupted_and_is_never_resent() {
     };
     let modem = MockModem::start(fast(), None).expect("mock starts");
     let h = start(modem, dir, settings()).await;
-    let failed = wait_for("sms.failed", h.gateway.store(), &id).await;
+    let store = h.gateway.store();
+    let failed = wait_for("sms.failed", store, &id).await;
     assert_eq!(failed.data["stage"], "interrupted");
+    // Out of the outbox, so the sender can never pick it again.
+    assert!(store.outbox().expect("reads").is_empty());
+    // The sender takes the outbox oldest first: once a later message is sent, it has been
+    // past this one, and the modem's log shows the later message alone went out.
     wait_ready(&h).await;
-    // The sender had time to act: nothing went out.
-    sleep(Duration::from_millis(300)).await;
-    assert!(h.modem.submitted().is_empty());
+    let later = h.gateway.enqueue(send("later")).await.expect("accepted");
+    wait_for("sms.sent", store, &later.id).await;
+    assert_eq!(h.modem.submitted().len(), 1);
+    let message = store.message(&id).expect("reads").expect("exists");
+    assert_eq!(message.state, MessageState::Failed);
+    assert!(matches!(
+        message.parts[0].state,
+        PartState::Submitting { since: 1 }
+    ));
     assert!(h.dir.path().exists());
 }
 
@@ -786,7 +797,7 @@ async fn a_message_whose_report_never_comes_expires_after_validity_plus_margin()
         .expect("a TP-MR");
     assert!(
         store
-            .references(reference)
+            .references(MessageReference(reference))
             .expect("reads")
             .iter()
             .all(|found| found.message_id != accepted.id)

@@ -5,7 +5,7 @@ use serde_json::{Value, json};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
-use crate::store::{InboundGroup, NewEvent, OutboundMessage, PartState};
+use crate::store::{FailureStage, InboundGroup, NewEvent, OutboundMessage, PartState};
 
 /// RFC 3339 in UTC for a Unix time in ms.
 pub fn rfc3339(ms: u64) -> String {
@@ -63,7 +63,12 @@ pub fn delivered(message: &OutboundMessage, status: u8, text: &str, at: &str) ->
 }
 
 /// `sms.failed` at `stage` (`submit`, `delivery`, `interrupted`).
-pub fn failed(message: &OutboundMessage, stage: &str, code: Option<u16>, error: &str) -> NewEvent {
+pub fn failed(
+    message: &OutboundMessage,
+    stage: FailureStage,
+    code: Option<u16>,
+    error: &str,
+) -> NewEvent {
     NewEvent {
         name: "sms.failed".into(),
         data: json!({

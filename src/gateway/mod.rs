@@ -3,9 +3,11 @@
 //! - Outbound: [`Gateway::enqueue`] validates and encodes a message, stores it (flushed) and
 //!   wakes the sender task, which submits the parts in order through the modem, recording a
 //!   `Submitting` marker before each `AT+CMGS` so a crash in between is known afterwards.
-//! - Status reports are matched by (TP-MR, recipient) to the most recent unmatched part; a
-//!   message whose report does not come within its validity period plus a margin is
-//!   `expired` by the maintenance task ([`report_overdue`] decides).
+//!   Every change of state is a pure transition in [`lifecycle`]; `outbound.rs` is the shell
+//!   that reads, calls the modem and writes.
+//! - Status reports are matched by (TP-MR, recipient) to the most recent unmatched part
+//!   ([`reports`]); a message whose report does not come within its validity period plus a
+//!   margin is `expired` by the maintenance task ([`report_overdue`] decides).
 //! - Inbound parts are recorded once each (a fingerprint of their content), reassembled, and
 //!   emitted once as `sms.received`; only then is the modem told to delete them.
 //!
@@ -13,7 +15,9 @@
 
 mod events;
 mod inbound;
+pub mod lifecycle;
 mod outbound;
+pub mod reports;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -27,7 +31,8 @@ use crate::modem::{ModemEvent, ModemHandle};
 use crate::store::{Store, StoreError, blocking};
 
 pub use events::rfc3339;
-pub use outbound::{Accepted, EnqueueError, NewMessage, report_overdue};
+pub use lifecycle::report_overdue;
+pub use outbound::{Accepted, EnqueueError, NewMessage};
 
 /// The `[sms]` settings.
 #[derive(Debug, Clone)]

@@ -1,21 +1,22 @@
-//! Outbound messages: enqueue, submission part by part, retries, crash recovery, and the
-//! matching of status reports.
+//! The outbound shell: enqueue (validate, encode, store), the sender task (outbox → modem),
+//! crash recovery, status reports and the expiry sweep. Each step reads, talks to the modem,
+//! and writes with `Store::update_message` a transition of [`super::lifecycle`]; which part a
+//! report is for is [`super::reports`].
 
 use std::time::Duration;
 
 use log::{info, warn};
 use serde::Serialize;
 
-use super::Gateway;
-use super::events::{self, rfc3339};
-use crate::modem::{LinkState, Verdict};
+use super::{Gateway, GatewaySettings, lifecycle, reports};
+use crate::modem::LinkState;
 use crate::pdu::{
-    self, Address, ConcatReference, MessageClass, StatusClass, StatusReport, SubmitOptions,
-    Validity,
+    self, Address, Alphabet, ConcatReference, MessageClass, StatusReport, SubmitOptions, Validity,
 };
 use crate::store::blocking;
 use crate::store::{
-    Effects, FailureInfo, MessageState, OutPart, OutboundMessage, PartState, StoreError, now_ms,
+    Effects, Encoding, MessageReference, MessageState, OutPart, OutboundMessage, PartState,
+    Reference, StoreError, now_ms,
 };
 
 /// What a client asks to send.
@@ -45,7 +46,7 @@ pub struct Accepted {
     /// How many SMS it takes.
     pub parts: usize,
     /// `gsm7` or `ucs2`.
-    pub encoding: String,
+    pub encoding: Encoding,
 }
 
 /// Why a message was not accepted.
@@ -98,111 +99,151 @@ pub fn normalise_number(raw: &str) -> Result<String, EnqueueError> {
     Ok(cleaned)
 }
 
-/// Whether a report's recipient is the number we sent to. SCs may report the number in
-/// another format (national for international), so the last nine digits decide.
-fn same_number(reported: &str, sent: &str) -> bool {
-    let digits = |text: &str| -> Vec<u8> { text.bytes().filter(u8::is_ascii_digit).collect() };
-    let (a, b) = (digits(reported), digits(sent));
-    if a.is_empty() || b.is_empty() {
-        return false;
+/// The recipient as normalised and as an address, after the checks that need no encoding.
+fn check_request(
+    request: &NewMessage,
+    settings: &GatewaySettings,
+) -> Result<(String, Address), EnqueueError> {
+    let to = normalise_number(&request.to)?;
+    if request.text.is_empty() {
+        return Err(invalid("text", "must not be empty"));
     }
-    let n = a.len().min(b.len()).min(9);
-    a[a.len() - n..] == b[b.len() - n..]
+    // Cheap bound before encoding: no part holds more than 160 characters.
+    if request.text.chars().count() > 160 * settings.max_parts {
+        return Err(invalid(
+            "text",
+            format!("is longer than {} SMS parts can carry", settings.max_parts),
+        ));
+    }
+    if let Some(data) = &request.callback_data {
+        if data.len() > 1024 {
+            return Err(invalid("callback_data", "must be at most 1024 bytes"));
+        }
+    }
+    let recipient = Address::from_number(&to).map_err(|error| invalid("to", error.to_string()))?;
+    Ok((to, recipient))
 }
+
+/// What a repeat under the same idempotency key must match to be the same request.
+fn fingerprint(request: &NewMessage, to: &str) -> serde_json::Value {
+    serde_json::json!({
+        "to": to,
+        "text": request.text,
+        "callback_data": request.callback_data,
+        "validity_ms": request.validity.map(|validity| validity.as_millis() as u64),
+        "flash": request.flash,
+    })
+}
+
+/// The parts of a message as encoded for the modem.
+struct Encoded {
+    encoding: Encoding,
+    parts: Vec<OutPart>,
+    /// The validity period as encoded (ms).
+    validity_ms: Option<u64>,
+}
+
+/// Encodes the text into SMS-SUBMIT PDUs (concatenation reference from `counter`), within
+/// `max_parts`.
+fn encode(
+    request: &NewMessage,
+    recipient: &Address,
+    counter: u64,
+    settings: &GatewaySettings,
+) -> Result<Encoded, EnqueueError> {
+    let validity = request
+        .validity
+        .or(settings.validity)
+        .map(Validity::relative);
+    let options = SubmitOptions {
+        smsc: None,
+        status_report: settings.status_reports,
+        validity,
+        class: request.flash.then_some(MessageClass::Flash),
+        force_ucs2: false,
+        reference: ConcatReference::Eight((counter % 256) as u8),
+    };
+    let outgoing = pdu::submit_parts(recipient, &request.text, &options)
+        .map_err(|error| invalid("text", error.to_string()))?;
+    if outgoing.parts.len() > settings.max_parts {
+        return Err(invalid(
+            "text",
+            format!(
+                "needs {} SMS parts; at most {} are allowed",
+                outgoing.parts.len(),
+                settings.max_parts
+            ),
+        ));
+    }
+    let encoding = match outgoing.alphabet {
+        Alphabet::Gsm7 => Encoding::Gsm7,
+        Alphabet::Ucs2 => Encoding::Ucs2,
+        // Text is encoded in one of the two; 8-bit data is never made from it.
+        Alphabet::EightBit => return Err(invalid("text", "cannot be sent as 8-bit data")),
+    };
+    let parts = outgoing.parts.into_iter().map(|part| OutPart {
+        hex: part.hex,
+        cmgs_length: part.cmgs_length,
+        state: PartState::Pending,
+        pending_status: None,
+    });
+    Ok(Encoded {
+        encoding,
+        parts: parts.collect(),
+        // The period as encoded (rounded up to the relative format's steps): the SC keeps
+        // trying that long, so that is how long a report may take.
+        validity_ms: validity
+            .and_then(|validity| validity.duration())
+            .map(|period| period.as_millis() as u64),
+    })
+}
+
+/// The message as first stored at `now` (Unix ms): queued, with its encoded parts.
+fn new_message(
+    request: &NewMessage,
+    to: String,
+    encoded: Encoded,
+    settings: &GatewaySettings,
+    now: u64,
+) -> OutboundMessage {
+    OutboundMessage {
+        id: uuid::Uuid::now_v7().to_string(),
+        to,
+        text: request.text.clone(),
+        encoding: encoded.encoding,
+        parts: encoded.parts,
+        callback_data: request.callback_data.clone(),
+        state: MessageState::Queued,
+        attempts: 0,
+        next_attempt_at: None,
+        last_error: None,
+        status_report: settings.status_reports,
+        validity_ms: encoded.validity_ms,
+        created_at: now,
+        updated_at: now,
+        sent_at: None,
+        delivered_at: None,
+        queue_key: None,
+    }
+}
+
+/// How many overdue messages one sweep settles; the next tick takes the rest.
+const EXPIRY_BATCH: usize = 100;
 
 impl Gateway {
     /// Validates, encodes and stores a message; it is on disk when this returns.
     pub async fn enqueue(&self, request: NewMessage) -> Result<Accepted, EnqueueError> {
         let settings = &self.inner.settings;
-        let to = normalise_number(&request.to)?;
-        if request.text.is_empty() {
-            return Err(invalid("text", "must not be empty"));
-        }
-        // Cheap bound before encoding: no part holds more than 160 characters.
-        if request.text.chars().count() > 160 * settings.max_parts {
-            return Err(invalid(
-                "text",
-                format!("is longer than {} SMS parts can carry", settings.max_parts),
-            ));
-        }
-        if let Some(data) = &request.callback_data {
-            if data.len() > 1024 {
-                return Err(invalid("callback_data", "must be at most 1024 bytes"));
-            }
-        }
-        let recipient =
-            Address::from_number(&to).map_err(|error| invalid("to", error.to_string()))?;
-        // What a repeat under the same idempotency key must match to be the same request.
-        let fingerprint = serde_json::json!({
-            "to": to,
-            "text": request.text,
-            "callback_data": request.callback_data,
-            "validity_ms": request.validity.map(|validity| validity.as_millis() as u64),
-            "flash": request.flash,
-        });
+        let (to, recipient) = check_request(&request, settings)?;
+        let fingerprint = fingerprint(&request, &to);
         let store = self.inner.store.clone();
         let counter = blocking(move || store.next_counter("concat_reference")).await?;
-        let validity = request
-            .validity
-            .or(settings.validity)
-            .map(Validity::relative);
-        let options = SubmitOptions {
-            smsc: None,
-            status_report: settings.status_reports,
-            validity,
-            class: request.flash.then_some(MessageClass::Flash),
-            force_ucs2: false,
-            reference: ConcatReference::Eight((counter % 256) as u8),
-        };
-        let outgoing = pdu::submit_parts(&recipient, &request.text, &options)
-            .map_err(|error| invalid("text", error.to_string()))?;
-        if outgoing.parts.len() > settings.max_parts {
-            return Err(invalid(
-                "text",
-                format!(
-                    "needs {} SMS parts; at most {} are allowed",
-                    outgoing.parts.len(),
-                    settings.max_parts
-                ),
-            ));
-        }
-        let now = now_ms();
-        let message = OutboundMessage {
-            id: uuid::Uuid::now_v7().to_string(),
-            to,
-            text: request.text,
-            encoding: outgoing.alphabet.name().to_string(),
-            parts: outgoing
-                .parts
-                .into_iter()
-                .map(|part| OutPart {
-                    hex: part.hex,
-                    cmgs_length: part.cmgs_length,
-                    state: PartState::Pending,
-                    pending_status: None,
-                })
-                .collect(),
-            callback_data: request.callback_data,
-            state: MessageState::Queued,
-            attempts: 0,
-            next_attempt_at: None,
-            last_error: None,
-            status_report: settings.status_reports,
-            // The period as encoded (rounded up to the relative format's steps): the SC keeps
-            // trying that long, so that is how long a report may take.
-            validity_ms: validity
-                .and_then(|validity| validity.duration())
-                .map(|period| period.as_millis() as u64),
-            created_at: now,
-            updated_at: now,
-            sent_at: None,
-            delivered_at: None,
-            queue_key: None,
-        };
+        let encoded = encode(&request, &recipient, counter, settings)?;
+        let message = new_message(&request, to, encoded, settings, now_ms());
         let accepted = Accepted {
             id: message.id.clone(),
             parts: message.parts.len(),
-            encoding: message.encoding.clone(),
+            encoding: message.encoding,
         };
         let store = self.inner.store.clone();
         match request.idempotency_key {
@@ -235,12 +276,10 @@ impl Gateway {
         Ok(accepted)
     }
 
-    /// Settles messages a crash left in `sending`: a part marked `Submitting` may or may not
-    /// have gone out, so the message fails with stage `interrupted` (or is resent when the
-    /// config says so); a message between parts simply resumes.
+    /// Settles messages a crash left in `sending` ([`lifecycle::recover`]).
     pub(super) async fn recover(&self) -> Result<(), StoreError> {
         let store = self.inner.store.clone();
-        let resend = self.inner.settings.resend_interrupted;
+        let settings = self.inner.settings.clone();
         let recovered = blocking(move || {
             let mut count = 0;
             for id in store.outbox()? {
@@ -251,22 +290,7 @@ impl Gateway {
                     continue;
                 }
                 count += 1;
-                store.update_message(&id, |message| {
-                    let cut = message
-                        .parts
-                        .iter()
-                        .any(|part| matches!(part.state, PartState::Submitting { .. }));
-                    if !cut || resend {
-                        for part in &mut message.parts {
-                            if matches!(part.state, PartState::Submitting { .. }) {
-                                part.state = PartState::Pending;
-                            }
-                        }
-                        message.state = MessageState::Queued;
-                        return Effects::default();
-                    }
-                    fail(message, "interrupted", None, "the daemon stopped while a part was being submitted; it may or may not have been sent")
-                })?;
+                store.update_message(&id, |message| lifecycle::recover(message, &settings))?;
             }
             Ok(count)
         })
@@ -293,7 +317,7 @@ impl Gateway {
                 () = self.inner.wake_sender.notified() => continue,
             }
             let store = self.inner.store.clone();
-            let next = blocking(move || next_due(&store)).await;
+            let next = blocking(move || next_due(&store, now_ms())).await;
             match next {
                 Ok(Due::Now(id)) => {
                     if let Err(error) = self.submit(&id).await {
@@ -319,6 +343,7 @@ impl Gateway {
         }
     }
 
+    /// Writes one transition of message `id`; returns the message as written.
     async fn update(
         &self,
         id: &str,
@@ -334,77 +359,33 @@ impl Gateway {
         .await
     }
 
-    /// Submits the pending parts of one message, in order.
+    /// Submits the pending parts of one message, in order: each is marked `Submitting`, sent
+    /// with `AT+CMGS` (`ModemHandle::send`), and its outcome recorded.
     async fn submit(&self, id: &str) -> Result<(), StoreError> {
-        let mut message = self
-            .update(id, |message| {
-                if message.state == MessageState::Queued {
-                    message.state = MessageState::Sending;
-                }
-                Effects::default()
-            })
-            .await?;
-        if message.state.is_final() || message.state == MessageState::Sent {
-            self.update(id, |_| Effects {
-                dequeue: true,
-                ..Effects::default()
-            })
-            .await?;
+        let mut message = self.update(id, lifecycle::start).await?;
+        if lifecycle::is_done_sending(&message) {
             return Ok(());
         }
-        while let Some(index) = message
-            .parts
-            .iter()
-            .position(|part| part.state == PartState::Pending)
-        {
-            if message.state.is_final() {
-                // Failed by a delivery report of an earlier part: send no more parts.
-                return Ok(());
-            }
+        while let Some(index) = lifecycle::next_part(&message) {
             if self.stopping() {
                 // Shutting down between parts: the rest go after the restart.
                 return Ok(());
             }
             let since = now_ms();
             self.update(id, move |message| {
-                if let Some(part) = message.parts.get_mut(index) {
-                    part.state = PartState::Submitting { since };
-                }
-                Effects::default()
+                lifecycle::begin_part(message, index, since)
             })
             .await?;
             let part = &message.parts[index];
             let outcome = self.inner.modem.send(part.cmgs_length, &part.hex).await;
-            let ready = self.inner.modem.status().state == LinkState::Ready;
-            let settings = self.inner.settings.clone();
+            let link = self.inner.modem.status().state;
+            let now = now_ms();
             message = match outcome {
                 Ok(reference) => {
-                    let at = now_ms();
+                    let reference = MessageReference(reference);
                     let written = self
                         .update(id, move |message| {
-                            if let Some(part) = message.parts.get_mut(index) {
-                                part.state = PartState::Submitted { reference, at };
-                            }
-                            let mut effects = Effects {
-                                references: vec![(reference, index)],
-                                ..Effects::default()
-                            };
-                            // Failed meanwhile (a report on an earlier part): record, no more.
-                            if message.state.is_final() {
-                                return effects;
-                            }
-                            if message.parts.iter().all(|part| {
-                                !matches!(
-                                    part.state,
-                                    PartState::Pending | PartState::Submitting { .. }
-                                )
-                            }) {
-                                message.state = MessageState::Sent;
-                                message.sent_at = Some(at);
-                                effects.dequeue = true;
-                                effects.events.push(events::sent(message));
-                            }
-                            effects
+                            lifecycle::part_accepted(message, index, reference, now)
                         })
                         .await?;
                     self.rematch(reference, since).await;
@@ -412,73 +393,29 @@ impl Gateway {
                 }
                 Err(failure) => {
                     warn!("gateway: message {id} part {}: {failure}", index + 1);
-                    let code = failure.code;
-                    let text = failure.text.clone();
+                    let settings = self.inner.settings.clone();
                     self.update(id, move |message| {
-                        let unknown = failure.verdict == Verdict::Unknown;
-                        // An unknown outcome keeps its Submitting marker unless it is resent.
-                        if !unknown || settings.resend_interrupted {
-                            if let Some(part) = message.parts.get_mut(index) {
-                                part.state = PartState::Pending;
-                            }
-                        }
-                        match failure.verdict {
-                            Verdict::Permanent => fail(message, "submit", code, &text),
-                            Verdict::Unknown if !settings.resend_interrupted => {
-                                fail(message, "interrupted", code, &text)
-                            }
-                            Verdict::Unknown | Verdict::Temporary => {
-                                retry_later(message, &settings, ready, code, &text)
-                            }
-                        }
+                        lifecycle::part_refused(message, index, &failure, &link, &settings, now)
                     })
                     .await?;
                     return Ok(());
                 }
             };
         }
-        // A part still marked Submitting here means its outcome was never recorded (a store
-        // error after the send): settle it as a crash would be, rather than pick it again.
-        let cut = message
-            .parts
-            .iter()
-            .any(|part| matches!(part.state, PartState::Submitting { .. }));
-        if cut && !message.state.is_final() && message.state != MessageState::Sent {
-            self.update(id, |message| {
-                fail(
-                    message,
-                    "interrupted",
-                    None,
-                    "the outcome of a part could not be recorded; it may have been sent",
-                )
-            })
-            .await?;
+        if lifecycle::has_part_in_flight(&message) && !lifecycle::is_done_sending(&message) {
+            self.update(id, lifecycle::outcome_lost).await?;
         }
         Ok(())
     }
 
-    /// Matches status reports kept as unmatched against a TP-MR just recorded (a fast report
-    /// can overtake the recording of its `+CMGS`).
-    async fn rematch(&self, reference: u8, since: u64) {
+    /// Tries the kept unmatched reports again now that TP-MR `reference` is recorded for a part
+    /// handed to the modem at `since` ([`reports::worth_rematching`]).
+    async fn rematch(&self, reference: MessageReference, since: u64) {
         let store = self.inner.store.clone();
         let Ok(unmatched) = blocking(move || store.unmatched()).await else {
             return;
         };
-        for (key, hex, at) in unmatched {
-            // Only a report that came after this part went to the modem can be its report
-            // (an older one with the same TP-MR belongs to a message before the wrap).
-            if at < since {
-                continue;
-            }
-            let Ok(pdu) = pdu::Pdu::from_hex(&hex) else {
-                continue;
-            };
-            let pdu::Tpdu::StatusReport(report) = pdu.tpdu else {
-                continue;
-            };
-            if report.message_reference != reference {
-                continue;
-            }
+        for (key, report) in reports::worth_rematching(unmatched, reference, since) {
             if let Ok(true) = self.apply_report(&report).await {
                 let store = self.inner.store.clone();
                 let _ = blocking(move || store.remove_unmatched(&key)).await;
@@ -513,124 +450,36 @@ impl Gateway {
         Ok(())
     }
 
-    /// Applies a report to the most recent unmatched part with its TP-MR and recipient.
+    /// Applies a report to the part [`reports::candidates`] picks; false when none matches.
     async fn apply_report(&self, report: &StatusReport) -> Result<bool, StoreError> {
         let store = self.inner.store.clone();
-        let reference = report.message_reference;
-        let recipient = report.recipient.to_string();
-        let oldest = now_ms().saturating_sub(self.inner.settings.report_max_age.as_millis() as u64);
-        let candidate = blocking(move || {
-            for candidate in store.references(reference)? {
-                if candidate.submitted_at < oldest {
-                    break;
-                }
-                let Some(message) = store.message(&candidate.message_id)? else {
-                    continue;
-                };
-                if same_number(&recipient, &message.to) {
-                    return Ok(Some(candidate));
+        let owned = report.clone();
+        let max_age = self.inner.settings.report_max_age;
+        let now = now_ms();
+        let matched = blocking(move || {
+            let waiting = store.references(MessageReference(owned.message_reference))?;
+            for candidate in reports::candidates(&waiting, &owned, now, max_age) {
+                // A message pruned meanwhile leaves its reference behind: not a match.
+                if store.message(&candidate.message_id)?.is_some() {
+                    return Ok(Some(candidate.clone()));
                 }
             }
             Ok(None)
         })
         .await?;
-        let Some(candidate) = candidate else {
+        let Some(matched) = matched else {
             return Ok(false);
         };
         let status = report.status;
-        let discharge = report
-            .discharge_time
-            .to_datetime()
-            .map(|_| report.discharge_time.to_string())
-            .unwrap_or_else(|| rfc3339(now_ms()));
-        let key = candidate.key.clone();
-        let index = candidate.part;
-        self.update(&candidate.message_id, move |message| {
-            let mut effects = Effects::default();
-            let Some(part) = message.parts.get_mut(index) else {
-                return effects;
-            };
-            match status.class() {
-                StatusClass::Pending => {
-                    part.pending_status = Some(status.0);
-                    return effects;
-                }
-                StatusClass::Delivered => {
-                    part.state = PartState::Delivered {
-                        reference,
-                        status: status.0,
-                        at: discharge.clone(),
-                    };
-                }
-                StatusClass::PermanentFailure | StatusClass::TemporaryFailure => {
-                    part.state = PartState::Failed {
-                        reference,
-                        status: status.0,
-                    };
-                }
-            }
-            effects.unreference.push(key.clone());
-            if message.state.is_final() {
-                return effects;
-            }
-            let failed = matches!(part.state, PartState::Failed { .. });
-            if failed {
-                let mut failure = fail(
-                    message,
-                    "delivery",
-                    Some(u16::from(status.0)),
-                    status.description(),
-                );
-                failure.unreference = effects.unreference;
-                return failure;
-            }
-            let all_delivered = message
-                .parts
-                .iter()
-                .all(|part| matches!(part.state, PartState::Delivered { .. }));
-            if all_delivered && message.state == MessageState::Sent {
-                message.state = MessageState::Delivered;
-                message.delivered_at = Some(discharge.clone());
-                effects.events.push(events::delivered(
-                    message,
-                    status.0,
-                    status.description(),
-                    &discharge,
-                ));
-            }
-            effects
+        let discharge = reports::discharge_time(report, now);
+        let id = matched.message_id.clone();
+        self.update(&id, move |message| {
+            lifecycle::report(message, &matched, status, &discharge)
         })
         .await?;
         Ok(true)
     }
-}
 
-/// Why a `sent` message is given up on at `now` (Unix ms): it asked for a status report and
-/// not every part got its final one within the validity period plus `margin`. `None` while
-/// a report may still come, and for a message that asked for none (final at `sent`) or whose
-/// validity is unknown (written before it was kept). A part with a failure report has already
-/// failed the message, and all parts delivered made it `delivered`, so neither is `sent`.
-pub fn report_overdue(message: &OutboundMessage, now: u64, margin: Duration) -> Option<String> {
-    let due = message.report_due()?;
-    let waiting = message
-        .parts
-        .iter()
-        .any(|part| !matches!(part.state, PartState::Delivered { .. }));
-    if !waiting || now < due.saturating_add(margin.as_millis() as u64) {
-        return None;
-    }
-    let validity = Duration::from_millis(message.validity_ms.unwrap_or_default());
-    Some(format!(
-        "no status report within the validity period ({}) plus {}",
-        humantime::format_duration(validity),
-        humantime::format_duration(margin)
-    ))
-}
-
-/// How many overdue messages one sweep settles; the next tick takes the rest.
-const EXPIRY_BATCH: usize = 100;
-
-impl Gateway {
     /// Expires the messages whose status report is overdue at `now` (Unix ms; passed in so
     /// tests can move time), at most a batch per call; returns how many it expired. Their
     /// `refs` go with them: a late report then matches nothing (it is kept as unmatched) and
@@ -645,24 +494,9 @@ impl Gateway {
                 let Some(message) = store.message(&id)? else {
                     continue;
                 };
-                let mut unreference = Vec::new();
-                for (index, part) in message.parts.iter().enumerate() {
-                    if let PartState::Submitted { reference, .. } = part.state {
-                        unreference.extend(
-                            store
-                                .references(reference)?
-                                .into_iter()
-                                .filter(|found| found.message_id == id && found.part == index)
-                                .map(|found| found.key),
-                        );
-                    }
-                }
+                let unreference = references_of(&store, &message)?;
                 let (written, _) = store.update_message(&id, |message| {
-                    // Decided again inside the transaction: a report may have landed since.
-                    match report_overdue(message, now, margin) {
-                        Some(reason) => expire(message, now, &reason, unreference.clone()),
-                        None => Effects::default(),
-                    }
+                    lifecycle::expire_overdue(message, now, margin, &unreference)
                 })?;
                 if written.state == MessageState::Expired {
                     expired += 1;
@@ -679,74 +513,25 @@ impl Gateway {
     }
 }
 
-/// The message is given up on: no report came in time.
-fn expire(
-    message: &mut OutboundMessage,
-    now: u64,
-    reason: &str,
-    unreference: Vec<Vec<u8>>,
-) -> Effects {
-    message.state = MessageState::Expired;
-    message.last_error = Some(FailureInfo {
-        stage: "expired".into(),
-        code: None,
-        text: reason.into(),
-    });
-    Effects {
-        events: vec![events::expired(message, now, reason)],
-        unreference,
-        ..Effects::default()
+/// The keys of the references of `message`'s submitted parts.
+fn references_of(
+    store: &crate::store::Store,
+    message: &OutboundMessage,
+) -> Result<Vec<Vec<u8>>, StoreError> {
+    let mut keys = Vec::new();
+    for (index, part) in message.parts.iter().enumerate() {
+        if let PartState::Submitted { reference, .. } = part.state {
+            let ours = |found: &Reference| found.message_id == message.id && found.part == index;
+            keys.extend(
+                store
+                    .references(reference)?
+                    .into_iter()
+                    .filter(ours)
+                    .map(|found| found.key),
+            );
+        }
     }
-}
-
-/// The message fails for good at `stage`.
-fn fail(message: &mut OutboundMessage, stage: &str, code: Option<u16>, text: &str) -> Effects {
-    message.state = MessageState::Failed;
-    message.next_attempt_at = None;
-    message.last_error = Some(FailureInfo {
-        stage: stage.into(),
-        code,
-        text: text.into(),
-    });
-    Effects {
-        events: vec![events::failed(message, stage, code, text)],
-        dequeue: true,
-        ..Effects::default()
-    }
-}
-
-/// A temporary error: back to the queue with backoff, or failed when out of attempts.
-fn retry_later(
-    message: &mut OutboundMessage,
-    settings: &super::GatewaySettings,
-    count_attempt: bool,
-    code: Option<u16>,
-    text: &str,
-) -> Effects {
-    if count_attempt {
-        message.attempts += 1;
-    }
-    if message.attempts >= settings.max_attempts {
-        return fail(
-            message,
-            "submit",
-            code,
-            &format!("{text} (gave up after {} attempts)", message.attempts),
-        );
-    }
-    let factor = 1u32 << message.attempts.saturating_sub(1).min(16);
-    let pause = settings
-        .retry_base
-        .saturating_mul(factor)
-        .min(settings.retry_max);
-    message.state = MessageState::Queued;
-    message.next_attempt_at = Some(now_ms() + pause.as_millis() as u64);
-    message.last_error = Some(FailureInfo {
-        stage: "submit".into(),
-        code,
-        text: text.into(),
-    });
-    Effects::default()
+    Ok(keys)
 }
 
 enum Due {
@@ -754,9 +539,9 @@ enum Due {
     Later(Duration),
 }
 
-/// The first message in the outbox that may be tried now, else how long until one may.
-fn next_due(store: &crate::store::Store) -> Result<Due, StoreError> {
-    let now = now_ms();
+/// The first message in the outbox that may be tried at `now` (Unix ms), else how long until
+/// one may.
+fn next_due(store: &crate::store::Store, now: u64) -> Result<Due, StoreError> {
     let mut soonest: Option<u64> = None;
     for id in store.outbox()? {
         let Some(message) = store.message(&id)? else {
@@ -775,125 +560,7 @@ fn next_due(store: &crate::store::Store) -> Result<Due, StoreError> {
 
 #[cfg(test)]
 mod tests {
-    use std::time::Duration;
-
-    use super::{normalise_number, report_overdue, same_number};
-    use crate::store::{MessageState, OutPart, OutboundMessage, PartState};
-
-    const HOUR: u64 = 3_600_000;
-    const DAY: u64 = 24 * HOUR;
-
-    fn part(state: PartState) -> OutPart {
-        OutPart {
-            hex: String::new(),
-            cmgs_length: 0,
-            state,
-            pending_status: None,
-        }
-    }
-
-    fn submitted() -> PartState {
-        PartState::Submitted {
-            reference: 7,
-            at: 0,
-        }
-    }
-
-    fn delivered() -> PartState {
-        PartState::Delivered {
-            reference: 7,
-            status: 0,
-            at: String::new(),
-        }
-    }
-
-    /// A message sent at 0 with a 1-day validity and a report requested, with `parts`.
-    fn message(state: MessageState, parts: Vec<PartState>) -> OutboundMessage {
-        OutboundMessage {
-            id: "m1".into(),
-            to: "+447700900123".into(),
-            text: "hi".into(),
-            encoding: "gsm7".into(),
-            parts: parts.into_iter().map(part).collect(),
-            callback_data: None,
-            state,
-            attempts: 0,
-            next_attempt_at: None,
-            last_error: None,
-            status_report: true,
-            validity_ms: Some(DAY),
-            created_at: 0,
-            updated_at: 0,
-            sent_at: Some(0),
-            delivered_at: None,
-            queue_key: None,
-        }
-    }
-
-    #[test]
-    fn a_report_is_overdue_only_after_the_validity_plus_the_margin() {
-        let margin = Duration::from_secs(3600);
-        let sent = || message(MessageState::Sent, vec![submitted()]);
-        let no_reports = || OutboundMessage {
-            status_report: false,
-            ..sent()
-        };
-        let unknown_validity = || OutboundMessage {
-            validity_ms: None,
-            ..sent()
-        };
-        let one_of_two = || message(MessageState::Sent, vec![delivered(), submitted()]);
-        let cases: Vec<(&str, OutboundMessage, u64, bool)> = vec![
-            ("within the validity", sent(), DAY - 1, false),
-            ("within the margin", sent(), DAY + HOUR - 1, false),
-            ("at validity plus margin", sent(), DAY + HOUR, true),
-            ("long after", sent(), 30 * DAY, true),
-            ("one part of two reported", one_of_two(), DAY + HOUR, true),
-            ("no report requested", no_reports(), 30 * DAY, false),
-            ("validity unknown", unknown_validity(), 30 * DAY, false),
-            (
-                "still sending",
-                message(MessageState::Sending, vec![submitted()]),
-                30 * DAY,
-                false,
-            ),
-            (
-                "delivered",
-                message(MessageState::Delivered, vec![delivered()]),
-                30 * DAY,
-                false,
-            ),
-            (
-                "failed by a report",
-                message(
-                    MessageState::Failed,
-                    vec![PartState::Failed {
-                        reference: 7,
-                        status: 0x41,
-                    }],
-                ),
-                30 * DAY,
-                false,
-            ),
-            (
-                "already expired",
-                message(MessageState::Expired, vec![submitted()]),
-                30 * DAY,
-                false,
-            ),
-        ];
-        for (case, message, now, overdue) in cases {
-            assert_eq!(
-                report_overdue(&message, now, margin).is_some(),
-                overdue,
-                "{case}"
-            );
-        }
-        assert_eq!(
-            report_overdue(&sent(), DAY + HOUR, margin).as_deref(),
-            Some("no status report within the validity period (1day) plus 1h")
-        );
-    }
+    use super::normalise_number;
 
     #[test]
     fn numbers_are_cleaned_and_checked() {
@@ -908,13 +575,5 @@ mod tests {
         for bad in ["", "+", "abc", "+44 77x", "+1234567890123456", "++44"] {
             assert!(normalise_number(bad).is_err(), "{bad:?}");
         }
-    }
-
-    #[test]
-    fn reports_match_numbers_in_another_format() {
-        assert!(same_number("447700900123", "+447700900123"));
-        assert!(same_number("07700900123", "+447700900123"));
-        assert!(!same_number("+447700900124", "+447700900123"));
-        assert!(!same_number("", "+447700900123"));
     }
 }

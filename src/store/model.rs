@@ -2,7 +2,73 @@
 //! reassembly groups. Serialised as JSON values in sled, so a field added later reads back
 //! from an older record with its default.
 
+use std::fmt;
+
 use serde::{Deserialize, Serialize};
+
+/// A TP-MR: the reference the network gives a submitted part, which its status report
+/// carries back (3GPP TS 23.040 9.2.3.6). Stored and sent as the plain number.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct MessageReference(pub u8);
+
+impl fmt::Display for MessageReference {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+/// The alphabet an outbound message was encoded in; stored and sent as `gsm7` or `ucs2`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Encoding {
+    /// The GSM 7-bit default alphabet (3GPP TS 23.038).
+    Gsm7,
+    /// UCS-2 (UTF-16BE), for text the GSM alphabet cannot carry.
+    Ucs2,
+}
+
+impl Encoding {
+    /// The name used in the store, the API and events.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Encoding::Gsm7 => "gsm7",
+            Encoding::Ucs2 => "ucs2",
+        }
+    }
+}
+
+impl PartialEq<&str> for Encoding {
+    fn eq(&self, other: &&str) -> bool {
+        self.as_str() == *other
+    }
+}
+
+/// Where a message failed; stored and sent (`sms.failed`'s `stage`) as its lower-case name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FailureStage {
+    /// The network or the modem refused a part (or temporary errors used up the attempts).
+    Submit,
+    /// A status report said a part failed.
+    Delivery,
+    /// The daemon stopped (or lost the answer) while a part was being submitted.
+    Interrupted,
+    /// No status report within the validity period plus the margin.
+    Expired,
+}
+
+impl FailureStage {
+    /// The name used in the store, the API and events.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FailureStage::Submit => "submit",
+            FailureStage::Delivery => "delivery",
+            FailureStage::Interrupted => "interrupted",
+            FailureStage::Expired => "expired",
+        }
+    }
+}
 
 /// Where an outbound message is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -70,14 +136,14 @@ pub enum PartState {
     /// Accepted by the network with this TP-MR.
     Submitted {
         /// The message reference.
-        reference: u8,
+        reference: MessageReference,
         /// When (Unix ms).
         at: u64,
     },
     /// A status report said delivered.
     Delivered {
         /// The message reference.
-        reference: u8,
+        reference: MessageReference,
         /// TP-ST.
         status: u8,
         /// The discharge time (RFC 3339, with the SC's offset).
@@ -86,7 +152,7 @@ pub enum PartState {
     /// A status report said it failed for good.
     Failed {
         /// The message reference.
-        reference: u8,
+        reference: MessageReference,
         /// TP-ST.
         status: u8,
     },
@@ -109,8 +175,8 @@ pub struct OutPart {
 /// Why a message failed (or its last temporary error).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FailureInfo {
-    /// `submit`, `delivery`, `interrupted`, or `expired` (no status report in time).
-    pub stage: String,
+    /// Where it failed.
+    pub stage: FailureStage,
     /// The CMS code or the TP-ST, when there is one.
     pub code: Option<u16>,
     /// What happened.
@@ -126,8 +192,8 @@ pub struct OutboundMessage {
     pub to: String,
     /// The text.
     pub text: String,
-    /// `gsm7` or `ucs2`.
-    pub encoding: String,
+    /// The alphabet of the parts.
+    pub encoding: Encoding,
     /// The parts, in order.
     pub parts: Vec<OutPart>,
     /// Opaque data of the client, returned in every event.
@@ -239,4 +305,57 @@ pub struct InboundGroup {
     pub sent_at: Option<String>,
     /// Unix ms when the first part arrived.
     pub first_received_at: u64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Records as stored before the typed fields must read back and write out byte for byte.
+    #[test]
+    fn typed_fields_keep_their_stored_form() {
+        let check = |stored: serde_json::Value| {
+            let message: OutboundMessage =
+                serde_json::from_value(stored.clone()).expect("an older record reads");
+            let written = serde_json::to_value(&message).expect("writes");
+            assert_eq!(written, stored);
+        };
+        let record = |encoding: &str, stage: &str, part: serde_json::Value| {
+            serde_json::json!({
+                "id": "m1", "to": "+447700900123", "text": "hi", "encoding": encoding,
+                "parts": [{ "hex": "00", "cmgs_length": 1, "state": part, "pending_status": null }],
+                "callback_data": null, "state": "failed", "attempts": 2, "next_attempt_at": null,
+                "last_error": { "stage": stage, "code": 42, "text": "why" },
+                "status_report": true, "validity_ms": 60_000, "created_at": 0, "updated_at": 0,
+                "sent_at": null, "delivered_at": null, "queue_key": 3
+            })
+        };
+        check(record(
+            "gsm7",
+            "submit",
+            serde_json::json!({ "state": "pending" }),
+        ));
+        check(record(
+            "ucs2",
+            "delivery",
+            serde_json::json!({ "state": "failed", "reference": 255, "status": 65 }),
+        ));
+        check(record(
+            "gsm7",
+            "interrupted",
+            serde_json::json!({ "state": "submitting", "since": 5 }),
+        ));
+        check(record(
+            "ucs2",
+            "expired",
+            serde_json::json!({ "state": "submitted", "reference": 7, "at": 9 }),
+        ));
+        check(record(
+            "gsm7",
+            "submit",
+            serde_json::json!({
+                "state": "delivered", "reference": 0, "status": 0, "at": "2026-11-22T10:00:00Z"
+            }),
+        ));
+    }
 }

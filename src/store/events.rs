@@ -1,0 +1,211 @@
+//! The event log and the webhook jobs written with each event: sequence numbers, one job per
+//! subscribed endpoint, and the signal the dispatcher waits on.
+
+use sled::Transactional;
+use sled::transaction::TransactionalTree;
+
+use super::{
+    API_VERSION, Event, Job, NewEvent, Store, StoreError, Subscription, TxResult, decode, encode,
+    keys, now_ms,
+};
+
+impl Store {
+    /// Records events that belong to no message or group.
+    pub fn record_events(&self, events: &[NewEvent]) -> Result<Vec<Event>, StoreError> {
+        let result =
+            (&self.events, &self.jobs, &self.meta).transaction(|(events_tree, jobs, meta)| {
+                self.write_events(meta, events_tree, jobs, events)
+            });
+        let result = self.commit(result)?;
+        self.flush()?;
+        self.announce_jobs();
+        Ok(result)
+    }
+
+    /// Events with a sequence above `after`, oldest first.
+    pub fn events_after(&self, after: u64, limit: usize) -> Result<Vec<Event>, StoreError> {
+        let start = keys::event_key(after.saturating_add(1));
+        self.events
+            .range(start..)
+            .take(limit)
+            .map(|entry| {
+                let (key, bytes) = entry?;
+                decode("events", &key, &bytes)
+            })
+            .collect()
+    }
+
+    /// Events above `after` whose name matches `pattern` (`sms.undecodable`, `sms.*`), oldest
+    /// first; at most `scan` events are looked at, so a rare name cannot make a request scan
+    /// the whole log.
+    pub fn events_named(
+        &self,
+        after: u64,
+        pattern: &str,
+        limit: usize,
+        scan: usize,
+    ) -> Result<Vec<Event>, StoreError> {
+        let filter = Subscription {
+            endpoint: String::new(),
+            events: vec![pattern.to_string()],
+        };
+        let start = keys::event_key(after.saturating_add(1));
+        let mut found = Vec::new();
+        for entry in self.events.range(start..).take(scan) {
+            let (key, bytes) = entry?;
+            let event: Event = decode("events", &key, &bytes)?;
+            if filter.wants(&event.name) {
+                found.push(event);
+                if found.len() >= limit {
+                    break;
+                }
+            }
+        }
+        Ok(found)
+    }
+
+    /// The events of one message, oldest first, from the newest `window` events (a message's
+    /// events are close together; this keeps the lookup bounded on a big log).
+    pub fn events_of_message(&self, id: &str, window: usize) -> Result<Vec<Event>, StoreError> {
+        let mut found = Vec::new();
+        for entry in self.events.iter().rev().take(window) {
+            let (key, bytes) = entry?;
+            let event: Event = decode("events", &key, &bytes)?;
+            if event.data["message_id"] == id {
+                found.push(event);
+            }
+        }
+        found.reverse();
+        Ok(found)
+    }
+
+    /// One event.
+    pub fn event(&self, sequence: u64) -> Result<Option<Event>, StoreError> {
+        self.events
+            .get(keys::event_key(sequence))?
+            .map(|bytes| decode("events", &keys::event_key(sequence), &bytes))
+            .transpose()
+    }
+
+    /// Webhook jobs, earliest due first: (key, job).
+    pub fn jobs(&self, limit: usize) -> Result<Vec<(Vec<u8>, Job)>, StoreError> {
+        self.jobs
+            .iter()
+            .take(limit)
+            .map(|entry| {
+                let (key, bytes) = entry?;
+                Ok((key.to_vec(), decode("jobs", &key, &bytes)?))
+            })
+            .collect()
+    }
+
+    pub(super) fn announce_jobs(&self) {
+        let (count, changed) = &*self.jobs_written;
+        let mut count = count
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        *count = count.wrapping_add(1);
+        changed.notify_all();
+    }
+
+    /// The current value of the job counter, for [`Store::wait_for_jobs`].
+    pub fn jobs_counter(&self) -> u64 {
+        let (count, _) = &*self.jobs_written;
+        *count
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Blocks until jobs were written after `seen` (a value of [`Store::jobs_counter`]) or
+    /// `timeout` passes.
+    pub fn wait_for_jobs(&self, seen: u64, timeout: std::time::Duration) {
+        let (count, changed) = &*self.jobs_written;
+        let guard = count
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let _ = changed.wait_timeout_while(guard, timeout, |count| *count == seen);
+    }
+
+    /// Writes events and their jobs inside a transaction. Sequence numbers come from a
+    /// counter in `meta` read and written in the same transaction (sled's `generate_id`
+    /// cannot be called inside one: it waits on the transaction's own lock).
+    pub(super) fn write_events(
+        &self,
+        meta: &TransactionalTree,
+        events_tree: &TransactionalTree,
+        jobs_tree: &TransactionalTree,
+        events: &[NewEvent],
+    ) -> TxResult<Vec<Event>> {
+        self.write_events_for(meta, events_tree, jobs_tree, events, true)
+    }
+
+    /// As [`Store::write_events`]; `subscribed` false writes the events without jobs.
+    pub(super) fn write_events_for(
+        &self,
+        meta: &TransactionalTree,
+        events_tree: &TransactionalTree,
+        jobs_tree: &TransactionalTree,
+        events: &[NewEvent],
+        subscribed: bool,
+    ) -> TxResult<Vec<Event>> {
+        if events.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut sequence = meta
+            .get(keys::EVENT_SEQUENCE)?
+            .and_then(|bytes| keys::read_u64(&bytes))
+            .unwrap_or(0);
+        let mut written = Vec::with_capacity(events.len());
+        for new in events {
+            sequence += 1;
+            let event = Event {
+                sequence,
+                id: uuid::Uuid::now_v7().to_string(),
+                name: new.name.clone(),
+                api_version: API_VERSION.to_string(),
+                created_at: now_ms() / 1000,
+                clock_suspect: self
+                    .clock_suspect
+                    .load(std::sync::atomic::Ordering::Relaxed),
+                data: new.data.clone(),
+            };
+            events_tree.insert(&keys::event_key(sequence), encode(&event))?;
+            let due = now_ms();
+            for subscription in &self.subscriptions {
+                if !subscribed || !subscription.wants(&event.name) {
+                    continue;
+                }
+                let job = Job {
+                    event_sequence: sequence,
+                    sequence: next_endpoint_sequence(meta, &subscription.endpoint)?,
+                    endpoint: subscription.endpoint.clone(),
+                    task_id: uuid::Uuid::now_v7().to_string(),
+                    attempts: 0,
+                    created_at: due,
+                    enable_probe: false,
+                };
+                jobs_tree.insert(
+                    keys::job_key(&subscription.endpoint, due, sequence),
+                    encode(&job),
+                )?;
+            }
+            written.push(event);
+        }
+        meta.insert(keys::EVENT_SEQUENCE, &sequence.to_be_bytes())?;
+        Ok(written)
+    }
+}
+
+/// The endpoint's next delivery number (the body's `sequence`). Dense per endpoint and
+/// assigned with the job, so receivers see gaps and reordering; redeliveries and test events
+/// get one too.
+pub(super) fn next_endpoint_sequence(meta: &TransactionalTree, endpoint: &str) -> TxResult<u64> {
+    let counter = keys::endpoint_sequence_key(endpoint);
+    let next = meta
+        .get(&counter)?
+        .and_then(|bytes| keys::read_u64(&bytes))
+        .unwrap_or(0)
+        + 1;
+    meta.insert(counter, &next.to_be_bytes())?;
+    Ok(next)
+}

@@ -1,0 +1,363 @@
+//! Outbound messages: the record, the outbox queue, the index of messages awaiting a status
+//! report, the TP-MR references of submitted parts, and status reports no message matched.
+//! The store changes a message only through the gateway's pure `change` closures.
+
+use sled::Transactional;
+use sled::transaction::abort;
+
+use super::{
+    Effects, Event, MessageReference, MessageState, OutboundMessage, Reference, Store, StoreError,
+    decode, encode, keys, now_ms, tx_decode,
+};
+
+/// The message's `awaiting_reports` key while a status report is awaited.
+fn awaiting_key(message: &OutboundMessage) -> Option<Vec<u8>> {
+    Some(keys::awaiting_key(message.report_due()?, &message.id))
+}
+
+impl Store {
+    /// Stores a new message and queues it; durable when this returns.
+    pub fn enqueue(&self, message: &OutboundMessage) -> Result<(), StoreError> {
+        let id = self.db.generate_id()?;
+        let queue_key = keys::queue_key(id);
+        let message = &OutboundMessage {
+            queue_key: Some(id),
+            ..message.clone()
+        };
+        self.commit(
+            (&self.messages, &self.outbox).transaction(|(messages, outbox)| {
+                messages.insert(message.id.as_bytes(), encode(message))?;
+                outbox.insert(&queue_key, message.id.as_bytes())?;
+                Ok(())
+            }),
+        )?;
+        self.flush()
+    }
+
+    /// As [`Store::enqueue`], once per `key` within `window`: a repeat stores nothing and
+    /// returns the first time's record, `{"at", "answer", "request"}`, so the caller can tell
+    /// a retry from a different request that reuses the key.
+    pub fn enqueue_once(
+        &self,
+        message: &OutboundMessage,
+        key: &str,
+        request: &serde_json::Value,
+        answer: &serde_json::Value,
+        window: std::time::Duration,
+    ) -> Result<Option<serde_json::Value>, StoreError> {
+        let id = self.db.generate_id()?;
+        let message = &OutboundMessage {
+            queue_key: Some(id),
+            ..message.clone()
+        };
+        let now = now_ms();
+        let oldest = now.saturating_sub(window.as_millis() as u64);
+        let trees = (&self.messages, &self.outbox, &self.idempotency);
+        let earlier = self.commit(trees.transaction(|(messages, outbox, keys)| {
+            if let Some(bytes) = keys.get(key.as_bytes())? {
+                let record: serde_json::Value = tx_decode("idempotency", key.as_bytes(), &bytes)?;
+                if record["at"].as_u64().unwrap_or(0) >= oldest {
+                    return Ok(Some(record));
+                }
+            }
+            messages.insert(message.id.as_bytes(), encode(message))?;
+            outbox.insert(&keys::queue_key(id), message.id.as_bytes())?;
+            let record = serde_json::json!({ "at": now, "answer": answer, "request": request });
+            keys.insert(key.as_bytes(), encode(&record))?;
+            Ok(None)
+        }))?;
+        if earlier.is_none() {
+            self.flush()?;
+        }
+        Ok(earlier)
+    }
+
+    /// One message.
+    pub fn message(&self, id: &str) -> Result<Option<OutboundMessage>, StoreError> {
+        self.messages
+            .get(id.as_bytes())?
+            .map(|bytes| decode("messages", id.as_bytes(), &bytes))
+            .transpose()
+    }
+
+    /// Messages, newest first, optionally in one state.
+    pub fn messages(
+        &self,
+        state: Option<MessageState>,
+        limit: usize,
+    ) -> Result<Vec<OutboundMessage>, StoreError> {
+        let mut found = Vec::new();
+        // UUID v7 ids sort by creation time.
+        for entry in self.messages.iter().rev() {
+            let (key, bytes) = entry?;
+            let message: OutboundMessage = decode("messages", &key, &bytes)?;
+            if state.is_none_or(|state| message.state == state) {
+                found.push(message);
+                if found.len() >= limit {
+                    break;
+                }
+            }
+        }
+        Ok(found)
+    }
+
+    /// Ids in the outbox, oldest first.
+    pub fn outbox(&self) -> Result<Vec<String>, StoreError> {
+        self.outbox
+            .iter()
+            .values()
+            .map(|value| Ok(String::from_utf8_lossy(&value?).into_owned()))
+            .collect()
+    }
+
+    /// How many messages wait in the outbox.
+    pub fn outbox_len(&self) -> usize {
+        self.outbox.len()
+    }
+
+    /// Changes a message in one transaction with its effects, then flushes. `change` may run
+    /// more than once. Returns the message as written and the events recorded.
+    pub fn update_message<F>(
+        &self,
+        id: &str,
+        change: F,
+    ) -> Result<(OutboundMessage, Vec<Event>), StoreError>
+    where
+        F: Fn(&mut OutboundMessage) -> Effects,
+    {
+        let result = (
+            &self.messages,
+            &self.outbox,
+            &self.refs,
+            &self.events,
+            &self.jobs,
+            &self.meta,
+            &self.awaiting_reports,
+        )
+            .transaction(|(messages, outbox, refs, events, jobs, meta, awaiting)| {
+                let Some(bytes) = messages.get(id.as_bytes())? else {
+                    return abort(StoreError::NoSuchMessage(id.to_string()));
+                };
+                let mut message: OutboundMessage = tx_decode("messages", id.as_bytes(), &bytes)?;
+                let was_awaiting = awaiting_key(&message);
+                let effects = change(&mut message);
+                message.updated_at = now_ms();
+                messages.insert(id.as_bytes(), encode(&message))?;
+                // The index of messages waiting for a report follows the message itself, so
+                // no caller can forget it.
+                let now_awaiting = awaiting_key(&message);
+                if was_awaiting != now_awaiting {
+                    if let Some(key) = was_awaiting {
+                        awaiting.remove(key)?;
+                    }
+                    if let Some(key) = now_awaiting {
+                        awaiting.insert(key, &[])?;
+                    }
+                }
+                if effects.dequeue {
+                    if let Some(key) = message.queue_key {
+                        outbox.remove(&keys::queue_key(key))?;
+                    }
+                }
+                for &(reference, part) in &effects.references {
+                    let key = keys::reference_key(reference, now_ms(), id, part);
+                    refs.insert(key, message.to.as_bytes())?;
+                }
+                for key in &effects.unreference {
+                    refs.remove(key.as_slice())?;
+                }
+                let written = self.write_events(meta, events, jobs, &effects.events)?;
+                Ok((message, written))
+            });
+        let result = self.commit(result)?;
+        self.flush()?;
+        self.announce_jobs();
+        Ok(result)
+    }
+
+    /// Ids of messages whose status report was due at or before `due_by` (Unix ms), most
+    /// overdue first, at most `limit`. Entries of messages gone meanwhile (pruned) are dropped.
+    pub fn overdue_reports(&self, due_by: u64, limit: usize) -> Result<Vec<String>, StoreError> {
+        let mut found = Vec::new();
+        let end = keys::awaiting_end(due_by);
+        for entry in self.awaiting_reports.range(..end).take(limit) {
+            let (key, _) = entry?;
+            let id = keys::awaiting_id(&key);
+            if self.messages.contains_key(id.as_bytes())? {
+                found.push(id);
+            } else {
+                self.awaiting_reports.remove(&key)?;
+            }
+        }
+        Ok(found)
+    }
+
+    /// Submitted parts waiting for a report with this TP-MR, most recent first.
+    pub fn references(&self, reference: MessageReference) -> Result<Vec<Reference>, StoreError> {
+        let mut found = Vec::new();
+        for entry in self.refs.scan_prefix([reference.0]) {
+            let (key, recipient) = entry?;
+            let Some(parsed) = keys::parse_reference_key(&key) else {
+                continue;
+            };
+            found.push(Reference {
+                key: key.to_vec(),
+                reference,
+                submitted_at: parsed.at,
+                part: parsed.part,
+                message_id: parsed.id,
+                recipient: String::from_utf8_lossy(&recipient).into_owned(),
+            });
+        }
+        found.reverse();
+        Ok(found)
+    }
+
+    /// Keeps a status report no message matched, for a later match and for people to see.
+    pub fn record_unmatched(
+        &self,
+        hex: &str,
+        report: &serde_json::Value,
+    ) -> Result<Vec<u8>, StoreError> {
+        let key = keys::queue_key(self.db.generate_id()?);
+        let record = serde_json::json!({ "hex": hex, "report": report, "at": now_ms() });
+        self.unmatched.insert(key, encode(&record))?;
+        self.flush()?;
+        Ok(key.to_vec())
+    }
+
+    /// Unmatched status reports: (key, PDU hex, received Unix ms).
+    pub fn unmatched(&self) -> Result<Vec<(Vec<u8>, String, u64)>, StoreError> {
+        let mut found = Vec::new();
+        for entry in self.unmatched.iter() {
+            let (key, bytes) = entry?;
+            let record: serde_json::Value = decode("unmatched_reports", &key, &bytes)?;
+            let hex = record["hex"].as_str().unwrap_or_default().to_string();
+            let at = record["at"].as_u64().unwrap_or_default();
+            found.push((key.to_vec(), hex, at));
+        }
+        Ok(found)
+    }
+
+    /// Forgets an unmatched report (matched later, or too old).
+    pub fn remove_unmatched(&self, key: &[u8]) -> Result<(), StoreError> {
+        self.unmatched.remove(key)?;
+        // Flushed: a report applied must not come back as unmatched after a crash.
+        self.flush()
+    }
+}
+
+#[cfg(test)]
+mod transaction_tests {
+    use crate::store::*;
+
+    #[test]
+    fn an_update_records_its_event_and_job() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let subscriptions = vec![Subscription {
+            endpoint: "crm".into(),
+            events: vec!["sms.*".into()],
+        }];
+        let store =
+            Store::open(dir.path(), &StoreSettings::default(), subscriptions).expect("opens");
+        let message = OutboundMessage {
+            id: "m1".into(),
+            to: "+447700900123".into(),
+            text: "hi".into(),
+            encoding: Encoding::Gsm7,
+            parts: Vec::new(),
+            callback_data: None,
+            state: MessageState::Queued,
+            attempts: 0,
+            next_attempt_at: None,
+            last_error: None,
+            status_report: true,
+            validity_ms: None,
+            created_at: 0,
+            updated_at: 0,
+            sent_at: None,
+            delivered_at: None,
+            queue_key: None,
+        };
+        store.enqueue(&message).expect("enqueues");
+        let (written, events) = store
+            .update_message("m1", |message| {
+                message.state = MessageState::Sent;
+                Effects {
+                    events: vec![NewEvent {
+                        name: "sms.sent".into(),
+                        data: serde_json::json!({}),
+                    }],
+                    dequeue: true,
+                    ..Effects::default()
+                }
+            })
+            .expect("updates");
+        assert_eq!(written.state, MessageState::Sent);
+        assert_eq!(events.len(), 1);
+        assert_eq!(store.jobs(10).expect("jobs").len(), 1);
+        assert!(store.outbox().expect("outbox").is_empty());
+    }
+}
+
+#[cfg(test)]
+mod expiry_tests {
+    use crate::store::*;
+
+    /// A queued message asking for a report, with a 1-minute validity.
+    fn message(id: &str) -> OutboundMessage {
+        serde_json::from_value(serde_json::json!({
+            "id": id, "to": "+447700900123", "text": "hi", "encoding": "gsm7", "parts": [],
+            "callback_data": null, "state": "queued", "attempts": 0, "next_attempt_at": null,
+            "last_error": null, "status_report": true, "validity_ms": 60_000, "created_at": 0,
+            "updated_at": 0, "sent_at": null, "delivered_at": null
+        }))
+        .expect("a message")
+    }
+
+    fn set(store: &Store, id: &str, state: MessageState, sent_at: Option<u64>) {
+        store
+            .update_message(id, |message| {
+                message.state = state;
+                message.sent_at = sent_at;
+                Effects::default()
+            })
+            .expect("updates");
+    }
+
+    #[test]
+    fn the_awaited_reports_index_follows_the_message() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let store = Store::open(dir.path(), &StoreSettings::default(), Vec::new()).expect("opens");
+        for id in ["a", "b", "c"] {
+            store.enqueue(&message(id)).expect("enqueues");
+        }
+        // Queued: nothing awaited yet.
+        assert!(
+            store
+                .overdue_reports(u64::MAX - 1, 10)
+                .expect("reads")
+                .is_empty()
+        );
+        set(&store, "a", MessageState::Sent, Some(1_000));
+        set(&store, "b", MessageState::Sent, Some(2_000));
+        set(&store, "c", MessageState::Sent, Some(3_000));
+        // Due at sent_at + validity; most overdue first; bounded by the limit and by time.
+        assert_eq!(store.overdue_reports(61_000, 10).expect("reads"), ["a"]);
+        assert_eq!(
+            store.overdue_reports(62_000, 10).expect("reads"),
+            ["a", "b"]
+        );
+        assert_eq!(
+            store.overdue_reports(u64::MAX - 1, 1).expect("reads"),
+            ["a"]
+        );
+        // A final state takes it out of the index.
+        set(&store, "a", MessageState::Delivered, Some(1_000));
+        assert_eq!(store.overdue_reports(62_000, 10).expect("reads"), ["b"]);
+        // A message gone (pruned) drops its entry on the next read.
+        store.messages.remove("b").expect("removes");
+        assert!(store.overdue_reports(62_000, 10).expect("reads").is_empty());
+        assert_eq!(store.awaiting_reports.len(), 1);
+    }
+}
