@@ -98,7 +98,7 @@ impl<'a> MessageView<'a> {
             id: &message.id,
             to: &message.to,
             text: &message.text,
-            encoding: &message.encoding,
+            encoding: message.encoding.as_str(),
             state: message.state.name(),
             status_report: message.status_report,
             parts: message
@@ -154,19 +154,19 @@ impl<'a> From<&'a PartState> for PartView<'a> {
             PartState::Pending => PartView::Pending,
             PartState::Submitting { .. } => PartView::Submitting,
             PartState::Submitted { reference, .. } => PartView::Submitted {
-                message_reference: *reference,
+                message_reference: reference.0,
             },
             PartState::Delivered {
                 reference,
                 status,
                 at,
             } => PartView::Delivered {
-                message_reference: *reference,
+                message_reference: reference.0,
                 status_code: *status,
                 delivered_at: at,
             },
             PartState::Failed { reference, status } => PartView::Failed {
-                message_reference: *reference,
+                message_reference: reference.0,
                 status_code: *status,
             },
         }
@@ -497,14 +497,14 @@ mod tests {
         );
         check_part(
             PartState::Submitted {
-                reference: 7,
+                reference: crate::store::MessageReference(7),
                 at: 5,
             },
             json!({ "state": "submitted", "message_reference": 7 }),
         );
         check_part(
             PartState::Delivered {
-                reference: 7,
+                reference: crate::store::MessageReference(7),
                 status: 0,
                 at: "2026-01-02T03:04:05Z".into(),
             },
@@ -513,7 +513,7 @@ mod tests {
         );
         check_part(
             PartState::Failed {
-                reference: 7,
+                reference: crate::store::MessageReference(7),
                 status: 65,
             },
             json!({ "state": "failed", "message_reference": 7, "status_code": 65 }),
@@ -527,7 +527,7 @@ mod tests {
             id: "m1".into(),
             to: "+447700900123".into(),
             text: "hi".into(),
-            encoding: "gsm7".into(),
+            encoding: crate::store::Encoding::Gsm7,
             parts: vec![OutPart {
                 hex: "00".into(),
                 cmgs_length: 1,
