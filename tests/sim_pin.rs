@@ -253,10 +253,9 @@ fn five_restarts_with_a_wrong_pin_cost_one_attempt_and_the_right_pin_then_unlock
         let config = write_config(dir.path(), &link, "0000", port);
         let daemon = Daemon::start(&config, &log);
         let status = wait_for_modem(port, "the modem stopped for the PIN", |modem| {
-            modem["state"]
-                .as_str()
-                .is_some_and(|s| s.starts_with("Failed"))
+            modem["state"] == "failed"
         });
+        assert_eq!(status["reason"], status["last_error"], "{status}");
         let reason = status["last_error"]
             .as_str()
             .unwrap_or_default()
@@ -281,7 +280,7 @@ fn five_restarts_with_a_wrong_pin_cost_one_attempt_and_the_right_pin_then_unlock
     let port = free_port();
     let config = write_config(dir.path(), &link, "1234", port);
     let daemon = Daemon::start(&config, &log);
-    wait_for_modem(port, "the modem ready", |modem| modem["state"] == "Ready");
+    wait_for_modem(port, "the modem ready", |modem| modem["state"] == "ready");
     daemon.stop();
     assert_eq!(
         modem.with_engine(|engine, _| engine.sim_state()),
