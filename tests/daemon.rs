@@ -2,71 +2,16 @@
 //! and a webhook receiver on 127.0.0.1.
 
 use std::ffi::OsStr;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use smsrelay::mock::{InboundSms, MockConfig, MockModem, ReportBehaviour};
 
+use crate::support::daemon::{Api, Daemon, TOKEN, free_port};
+use crate::support::receiver::{Receiver, ok};
 use crate::support::{outcome, run_smsrelay};
-use crate::webhook_delivery::{Receiver, ok};
 
 const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
-
-pub(crate) struct Daemon {
-    pub(crate) child: Child,
-}
-
-impl Daemon {
-    pub(crate) fn start(config: &std::path::Path) -> Daemon {
-        Daemon::start_with_env(config, &[])
-    }
-
-    /// Starts the daemon with extra environment variables.
-    pub(crate) fn start_with_env(config: &std::path::Path, env: &[(&str, &str)]) -> Daemon {
-        let child = Command::new(env!("CARGO_BIN_EXE_smsrelay"))
-            .args(["run", "--config"])
-            .arg(config)
-            .envs(env.iter().copied())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("the daemon starts");
-        Daemon { child }
-    }
-
-    /// SIGTERM, then the exit status within `limit`.
-    pub(crate) fn terminate(mut self, limit: Duration) -> Option<i32> {
-        // SAFETY: kill(2) on our own child's pid with a valid signal number.
-        unsafe {
-            libc::kill(self.child.id() as libc::pid_t, libc::SIGTERM);
-        }
-        let deadline = Instant::now() + limit;
-        while Instant::now() < deadline {
-            if let Ok(Some(status)) = self.child.try_wait() {
-                return status.code();
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        None
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-pub(crate) const TOKEN: &str = "a-test-token-long-enough";
-
-/// A port that was free a moment ago (the daemon binds it itself).
-pub(crate) fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|listener| listener.local_addr())
-        .map(|address| address.port())
-        .expect("a free port")
-}
 
 fn write_config(dir: &std::path::Path, device: &std::path::Path, url: &str) -> std::path::PathBuf {
     write_config_on(dir, device, url, free_port())
@@ -214,128 +159,6 @@ fn a_bad_config_stops_run_with_exit_2() {
     ]));
     assert_eq!(code, 2);
     assert!(stderr.contains("speed"), "{stderr}");
-}
-
-pub(crate) struct Api {
-    base: String,
-    agent: ureq::Agent,
-}
-
-impl Api {
-    pub(crate) fn new(port: u16) -> Api {
-        let agent: ureq::Agent = ureq::Agent::config_builder()
-            .http_status_as_error(false)
-            .timeout_global(Some(Duration::from_secs(10)))
-            .build()
-            .into();
-        Api {
-            base: format!("http://127.0.0.1:{port}"),
-            agent,
-        }
-    }
-
-    pub(crate) fn wait_up(&self) {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            if let Ok(response) = self.agent.get(format!("{}/healthz", self.base)).call() {
-                if response.status() == 200 {
-                    return;
-                }
-            }
-            assert!(Instant::now() < deadline, "the API did not come up");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-
-    pub(crate) fn post(
-        &self,
-        path: &str,
-        token: Option<&str>,
-        body: &str,
-        extra: &[(&str, &str)],
-    ) -> (u16, serde_json::Value) {
-        let mut request = self
-            .agent
-            .post(format!("{}{path}", self.base))
-            .header("content-type", "application/json");
-        if let Some(token) = token {
-            request = request.header("authorization", format!("Bearer {token}"));
-        }
-        for (name, value) in extra {
-            request = request.header(*name, *value);
-        }
-        let mut response = request.send(body.as_bytes()).expect("a response");
-        let status = response.status().as_u16();
-        let text = response.body_mut().read_to_string().unwrap_or_default();
-        (
-            status,
-            serde_json::from_str(&text).unwrap_or(serde_json::Value::Null),
-        )
-    }
-
-    /// A request with exactly these headers: the status, the `www-authenticate` header and
-    /// the JSON body.
-    pub(crate) fn raw(
-        &self,
-        method: &str,
-        path: &str,
-        headers: &[(&str, &str)],
-        body: Option<&str>,
-    ) -> (u16, Option<String>, serde_json::Value) {
-        let url = format!("{}{path}", self.base);
-        let outcome = match method {
-            "GET" => {
-                let mut request = self.agent.get(url);
-                for (name, value) in headers {
-                    request = request.header(*name, *value);
-                }
-                request.call()
-            }
-            _ => {
-                let mut request = self.agent.post(url);
-                for (name, value) in headers {
-                    request = request.header(*name, *value);
-                }
-                request.send(body.unwrap_or_default().as_bytes())
-            }
-        };
-        let mut response = outcome.expect("a response");
-        let status = response.status().as_u16();
-        let challenge = response
-            .headers()
-            .get("www-authenticate")
-            .and_then(|value| value.to_str().ok())
-            .map(str::to_string);
-        let text = response.body_mut().read_to_string().unwrap_or_default();
-        (
-            status,
-            challenge,
-            serde_json::from_str(&text).unwrap_or(serde_json::Value::Null),
-        )
-    }
-
-    /// A GET with the token: the status and the body as text.
-    pub(crate) fn text(&self, path: &str) -> (u16, String) {
-        let mut response = self
-            .agent
-            .get(format!("{}{path}", self.base))
-            .header("authorization", format!("Bearer {TOKEN}"))
-            .call()
-            .expect("a response");
-        let status = response.status().as_u16();
-        (
-            status,
-            response.body_mut().read_to_string().unwrap_or_default(),
-        )
-    }
-
-    pub(crate) fn get(&self, path: &str) -> (u16, serde_json::Value) {
-        let (status, text) = self.text(path);
-        (
-            status,
-            serde_json::from_str(&text).unwrap_or(serde_json::Value::Null),
-        )
-    }
 }
 
 #[test]
@@ -493,15 +316,7 @@ fn a_dead_letter_is_listed_counted_and_replayed_through_the_api() {
     assert_eq!(dead["last_attempt"]["status"], 500);
     let (_, webhooks) = api.get("/v1/webhooks");
     assert_eq!(webhooks["webhooks"][0]["dead_letters"], 1, "{webhooks}");
-    let metrics = api
-        .agent
-        .get(format!("{}/metrics", api.base))
-        .header("authorization", format!("Bearer {TOKEN}"))
-        .call()
-        .expect("a response")
-        .body_mut()
-        .read_to_string()
-        .unwrap_or_default();
+    let (_, metrics) = api.text("/metrics");
     assert!(
         metrics.contains(
             "# TYPE smsrelay_webhook_dead_letters gauge\nsmsrelay_webhook_dead_letters{endpoint=\"test\"} 1\n"

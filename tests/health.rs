@@ -9,8 +9,8 @@ use serde_json::Value;
 use smsrelay::mock::{InboundSms, MockConfig, MockModem};
 use smsrelay::store::{Store, StoreSettings};
 
-use crate::daemon::{Api, Daemon, TOKEN, free_port};
-use crate::webhook_delivery::{Receiver, ok};
+use crate::support::daemon::{Api, Daemon, TOKEN, free_port};
+use crate::support::receiver::{Receiver, ok};
 
 const WAIT: Duration = Duration::from_secs(30);
 

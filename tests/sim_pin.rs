@@ -3,13 +3,13 @@
 //! a temp dir, and the attempts counter that keeps the last try for a person.
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use smsrelay::mock::{MockConfig, MockModem};
 use smsrelay::modem::pin::{REFUSED_PIN_FILE, RefusedPins, Withheld};
 use smsrelay::modem::{InitError, InitSettings, init};
 
+use crate::support::daemon::{Daemon, free_port};
 use crate::support::{open_session, outcome, run_smsrelay};
 
 const TOKEN: &str = "a-test-token-long-enough";
@@ -142,55 +142,6 @@ async fn an_unreadable_record_withholds_the_pin() {
 
 // ---- through the binary -----------------------------------------------------------------------
 
-/// `smsrelay run` as a child, its log in a file.
-struct Daemon {
-    child: Child,
-}
-
-impl Daemon {
-    fn start(config: &Path, log: &Path) -> Daemon {
-        let log = std::fs::File::create(log).expect("log file");
-        let child = Command::new(env!("CARGO_BIN_EXE_smsrelay"))
-            .args(["run", "--config"])
-            .arg(config)
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("the daemon starts");
-        Daemon { child }
-    }
-
-    /// SIGTERM, then waits for the exit so that the next start finds the port closed.
-    fn stop(mut self) {
-        // SAFETY: kill(2) on our own child's pid with a valid signal number.
-        unsafe {
-            libc::kill(self.child.id() as libc::pid_t, libc::SIGTERM);
-        }
-        let deadline = Instant::now() + WAIT;
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        panic!("the daemon did not stop within {WAIT:?}");
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|listener| listener.local_addr())
-        .map(|address| address.port())
-        .expect("a free port")
-}
-
 fn write_config(dir: &Path, device: &Path, pin: &str, port: u16) -> PathBuf {
     let path = dir.join("smsrelay.toml");
     let text = format!(
@@ -251,7 +202,7 @@ fn five_restarts_with_a_wrong_pin_cost_one_attempt_and_the_right_pin_then_unlock
     for start in 1..=5 {
         let port = free_port();
         let config = write_config(dir.path(), &link, "0000", port);
-        let daemon = Daemon::start(&config, &log);
+        let daemon = Daemon::start_logging_to(&config, &log);
         let status = wait_for_modem(port, "the modem stopped for the PIN", |modem| {
             modem["state"] == "failed"
         });
@@ -266,7 +217,11 @@ fn five_restarts_with_a_wrong_pin_cost_one_attempt_and_the_right_pin_then_unlock
                 "start {start}: {words:?} missing from {reason:?}"
             );
         }
-        daemon.stop();
+        assert_eq!(
+            daemon.terminate(WAIT),
+            Some(0),
+            "start {start}: stops cleanly"
+        );
         let logged = std::fs::read_to_string(&log).unwrap_or_default();
         assert!(logged.contains("refused"), "start {start}: log {logged}");
         // The first start spends one attempt (3 → 2); the others none.
@@ -279,9 +234,9 @@ fn five_restarts_with_a_wrong_pin_cost_one_attempt_and_the_right_pin_then_unlock
     // The right PIN in the config is a new PIN: entered once, and the modem becomes ready.
     let port = free_port();
     let config = write_config(dir.path(), &link, "1234", port);
-    let daemon = Daemon::start(&config, &log);
+    let daemon = Daemon::start_logging_to(&config, &log);
     wait_for_modem(port, "the modem ready", |modem| modem["state"] == "ready");
-    daemon.stop();
+    assert_eq!(daemon.terminate(WAIT), Some(0), "stops cleanly");
     assert_eq!(
         modem.with_engine(|engine, _| engine.sim_state()),
         ("ready", 3, 10)

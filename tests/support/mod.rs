@@ -1,4 +1,8 @@
-//! Shared by the test modules: our AT session on a simulated modem's PTY.
+//! Shared by the test modules: the binary ([`run_smsrelay`], [`daemon`]), a webhook receiver
+//! ([`receiver`]), our AT session on a simulated modem's PTY, and driver settings for tests.
+
+pub mod daemon;
+pub mod receiver;
 
 use std::ffi::OsStr;
 use std::process::{Command, Output};
