@@ -54,6 +54,47 @@ fn config(dir: &Path, data: &Path, device: &Path, url: &str, port: u16, wait: &s
     config_with(dir, data, device, url, port, (wait, "1h"))
 }
 
+/// A temp dir with a simulated modem, a webhook receiver and a config (`webhook_clock_wait`
+/// 0 s) for the daemon.
+struct Site {
+    dir: tempfile::TempDir,
+    modem: MockModem,
+    receiver: Receiver,
+    port: u16,
+    config: PathBuf,
+}
+
+impl Site {
+    fn new() -> Site {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let link = dir.path().join("modem");
+        let modem = MockModem::start(MockConfig::default(), Some(link.clone())).expect("mock");
+        let receiver = Receiver::start(ok);
+        let port = free_port();
+        let data = dir.path().join("data");
+        let config = config(dir.path(), &data, &link, &receiver.url, port, "0s");
+        Site {
+            dir,
+            modem,
+            receiver,
+            port,
+            config,
+        }
+    }
+
+    fn data(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+
+    /// Starts the daemon with the kernel's clock state said by `sync`, and waits for its API.
+    fn start(&self, sync: &str) -> (Daemon, Api) {
+        let daemon = Daemon::start_with_env(&self.config, &[("SMSRELAY_CLOCK_SYNC", sync)]);
+        let api = Api::new(self.port);
+        api.wait_up();
+        (daemon, api)
+    }
+}
+
 fn until(what: &str, limit: Duration, mut check: impl FnMut() -> bool) {
     let deadline = Instant::now() + limit;
     while !check() {
@@ -77,20 +118,12 @@ fn events(api: &Api) -> Vec<Value> {
 
 #[test]
 fn a_host_whose_clock_never_synchronises_still_delivers_webhooks() {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let link = dir.path().join("modem");
-    let modem = MockModem::start(MockConfig::default(), Some(link.clone())).expect("mock starts");
-    let receiver = Receiver::start(ok);
-    let port = free_port();
-    let data = dir.path().join("data");
-    let config = config(dir.path(), &data, &link, &receiver.url, port, "0s");
-    let _daemon = Daemon::start_with_env(&config, &[("SMSRELAY_CLOCK_SYNC", "unsynchronised")]);
-    let api = Api::new(port);
-    api.wait_up();
-    modem
+    let site = Site::new();
+    let (_daemon, api) = site.start("unsynchronised");
+    site.modem
         .inject_sms(&InboundSms::new("+447700900555", "no NTP here"))
         .expect("injects");
-    let got = receiver.wait_for(1);
+    let got = site.receiver.wait_for(1);
     assert_eq!(got[0].json()["data"]["text"], "no NTP here");
     assert!(
         got[0].json().get("clock_suspect").is_none(),
@@ -111,26 +144,22 @@ fn a_host_whose_clock_never_synchronises_still_delivers_webhooks() {
 
 #[test]
 fn a_clock_behind_the_newest_recorded_time_holds_webhooks_and_marks_events() {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let link = dir.path().join("modem");
-    let modem = MockModem::start(MockConfig::default(), Some(link.clone())).expect("mock starts");
-    let receiver = Receiver::start(ok);
-    let port = free_port();
-    let data = dir.path().join("data");
+    let site = Site::new();
     // The last run recorded a time a day ahead of this clock: it went backwards since.
     {
-        std::fs::create_dir_all(&data).expect("data dir");
-        let store = Store::open(&data.join("db"), &StoreSettings::default(), Vec::new())
-            .expect("store opens");
+        std::fs::create_dir_all(site.data()).expect("data dir");
+        let store = Store::open(
+            &site.data().join("db"),
+            &StoreSettings::default(),
+            Vec::new(),
+        )
+        .expect("store opens");
         store
             .raise_clock_floor(smsrelay::store::now_ms() + 86_400_000)
             .expect("floor stored");
     }
-    let config = config(dir.path(), &data, &link, &receiver.url, port, "0s");
-    let daemon = Daemon::start_with_env(&config, &[("SMSRELAY_CLOCK_SYNC", "unsynchronised")]);
-    let api = Api::new(port);
-    api.wait_up();
-    modem
+    let (daemon, api) = site.start("unsynchronised");
+    site.modem
         .inject_sms(&InboundSms::new(
             "+447700900555",
             "while the clock is wrong",
@@ -163,12 +192,12 @@ fn a_clock_behind_the_newest_recorded_time_holds_webhooks_and_marks_events() {
     // Held, not attempted: the job waits and no attempt was recorded.
     let (_, webhooks) = api.get("/v1/webhooks");
     assert_eq!(webhooks["webhooks"][0]["queue_depth"], 1, "{webhooks}");
-    assert!(receiver.got().is_empty());
+    assert!(site.receiver.got().is_empty());
     assert_eq!(daemon.terminate(Duration::from_secs(15)), Some(0));
 
     // NTP sets the clock: the held event goes out, marked.
-    let _daemon = Daemon::start_with_env(&config, &[("SMSRELAY_CLOCK_SYNC", "synchronised")]);
-    let got = receiver.wait_for(1);
+    let _running = site.start("synchronised");
+    let got = site.receiver.wait_for(1);
     assert_eq!(got[0].json()["name"], "sms.received");
     assert_eq!(got[0].json()["clock_suspect"], true);
 }
@@ -224,25 +253,18 @@ fn readyz_says_why_no_modem_is_ready_and_healthz_stays_alive() {
 
 #[test]
 fn an_undecodable_sms_becomes_an_event_before_it_leaves_the_sim() {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let link = dir.path().join("modem");
-    let modem = MockModem::start(MockConfig::default(), Some(link.clone())).expect("mock starts");
+    let site = Site::new();
     // A DELIVER cut short: its user data ends before TP-UDL says.
     let broken = "0791447700090010040C914477000910320000423051410354401BCD72990E";
-    let stored_at = modem
+    let stored_at = site
+        .modem
         .with_engine(|engine, now| {
             engine.store_quietly("SM", hex::decode(broken).expect("hex"), now)
         })
         .expect("stored");
-    let receiver = Receiver::start(ok);
-    let port = free_port();
-    let data = dir.path().join("data");
-    let config = config(dir.path(), &data, &link, &receiver.url, port, "0s");
-    let _daemon = Daemon::start_with_env(&config, &[("SMSRELAY_CLOCK_SYNC", "synchronised")]);
-    let api = Api::new(port);
-    api.wait_up();
+    let (_daemon, api) = site.start("synchronised");
     // The start-up sweep finds it.
-    let got = receiver.wait_for(1);
+    let got = site.receiver.wait_for(1);
     let body = got[0].json();
     assert_eq!(body["name"], "sms.undecodable", "{body}");
     assert_eq!(body["data"]["pdu"], broken);
@@ -256,7 +278,8 @@ fn an_undecodable_sms_becomes_an_event_before_it_leaves_the_sim() {
     );
     assert!(body["data"]["received_at"].is_string(), "{body}");
     until("deleted from the SIM after it was stored", WAIT, || {
-        modem.with_engine(|engine, _| engine.stored("SM").is_empty())
+        site.modem
+            .with_engine(|engine, _| engine.stored("SM").is_empty())
     });
     let (_, listed) = api.get("/v1/events?name=sms.undecodable");
     assert_eq!(

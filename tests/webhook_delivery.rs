@@ -647,59 +647,65 @@ fn held(dispatcher: &Dispatcher) -> bool {
         .unwrap_or(false)
 }
 
+/// One event queued for `crm`, a clock not synchronised one minute after boot, and the
+/// dispatcher holding the delivery for it.
+struct HeldForTheClock {
+    _dir: TempDir,
+    store: Store,
+    receiver: Receiver,
+    clock: Arc<ManualClock>,
+    dispatcher: Dispatcher,
+}
+
+impl HeldForTheClock {
+    fn start() -> HeldForTheClock {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let store = store(&dir, &[("crm", &["sms.*"])]);
+        let receiver = Receiver::start(ok);
+        store
+            .record_events(&[event("sms.sent", 1)])
+            .expect("written");
+        let clock = Arc::new(ManualClock::default());
+        clock.set_synchronised(false);
+        clock.set_uptime(Duration::from_secs(60));
+        let dispatcher = Dispatcher::start(
+            store.clone(),
+            vec![endpoint("crm", &receiver)],
+            clock_checked(),
+            Arc::clone(&clock) as Arc<_>,
+        );
+        until("held", || held(&dispatcher));
+        HeldForTheClock {
+            _dir: dir,
+            store,
+            receiver,
+            clock,
+            dispatcher,
+        }
+    }
+}
+
 #[test]
 fn deliveries_wait_for_a_synchronised_clock_while_the_boot_is_young() {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let store = store(&dir, &[("crm", &["sms.*"])]);
-    let receiver = Receiver::start(ok);
-    store
-        .record_events(&[event("sms.sent", 1)])
-        .expect("written");
-    let clock = Arc::new(ManualClock::default());
-    clock.set_synchronised(false);
-    clock.set_uptime(Duration::from_secs(60));
-    let dispatcher = Dispatcher::start(
-        store.clone(),
-        vec![endpoint("crm", &receiver)],
-        clock_checked(),
-        Arc::clone(&clock) as Arc<_>,
-    );
-    until("held", || held(&dispatcher));
+    let held = HeldForTheClock::start();
     assert!(matches!(
-        dispatcher.clock_status(),
+        held.dispatcher.clock_status(),
         ClockVerdict::Waiting { .. }
     ));
     // Held, not tried: no attempt is recorded while the clock is waited for.
-    assert_eq!(store.queue_depth("crm"), 1);
-    assert!(store.attempts("crm", 1).expect("reads").is_empty());
-    clock.set_synchronised(true);
-    receiver.wait_for(1);
-    dispatcher.stop();
+    assert_eq!(held.store.queue_depth("crm"), 1);
+    assert!(held.store.attempts("crm", 1).expect("reads").is_empty());
+    held.clock.set_synchronised(true);
+    held.receiver.wait_for(1);
 }
 
 #[test]
 fn a_clock_that_never_synchronises_delivers_after_the_wait() {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let store = store(&dir, &[("crm", &["sms.*"])]);
-    let receiver = Receiver::start(ok);
-    store
-        .record_events(&[event("sms.sent", 1)])
-        .expect("written");
-    let clock = Arc::new(ManualClock::default());
-    clock.set_synchronised(false);
-    clock.set_uptime(Duration::from_secs(60));
-    let dispatcher = Dispatcher::start(
-        store.clone(),
-        vec![endpoint("crm", &receiver)],
-        clock_checked(),
-        Arc::clone(&clock) as Arc<_>,
-    );
-    until("held", || held(&dispatcher));
+    let held = HeldForTheClock::start();
     // Five minutes after boot NTP has had its chance: the clock is used as it is.
-    clock.set_uptime(Duration::from_secs(301));
-    receiver.wait_for(1);
-    assert_eq!(dispatcher.clock_status(), ClockVerdict::Unsynchronised);
-    dispatcher.stop();
+    held.clock.set_uptime(Duration::from_secs(301));
+    held.receiver.wait_for(1);
+    assert_eq!(held.dispatcher.clock_status(), ClockVerdict::Unsynchronised);
 }
 
 #[test]
