@@ -54,7 +54,8 @@ fn an_inbound_sms_reaches_the_webhook_signed_and_sigterm_stops_cleanly() {
     let link = dir.path().join("modem");
     let modem = MockModem::start(MockConfig::default(), Some(link.clone())).expect("mock starts");
     let receiver = Receiver::start(ok);
-    let config = write_config(dir.path(), &link, &receiver.url);
+    let port = free_port();
+    let config = write_config_on(dir.path(), &link, &receiver.url, port);
     let daemon = Daemon::start(&config);
     // The driver is up once it has read the storage usage.
     let deadline = Instant::now() + Duration::from_secs(20);
@@ -109,7 +110,18 @@ fn an_inbound_sms_reaches_the_webhook_signed_and_sigterm_stops_cleanly() {
         );
         std::thread::sleep(Duration::from_millis(20));
     }
-    std::thread::sleep(Duration::from_millis(300));
+    // Recorded facts, not a pause: one sms.received in the store and no delivery pending,
+    // so nothing is sent again; the receiver heard it once.
+    let api = Api::new(port);
+    api.wait_up();
+    let (_, received) = api.get("/v1/events?name=sms.received");
+    assert_eq!(
+        received["events"].as_array().map(Vec::len),
+        Some(1),
+        "{received}"
+    );
+    let (_, webhooks) = api.get("/v1/webhooks");
+    assert_eq!(webhooks["webhooks"][0]["queue_depth"], 0, "{webhooks}");
     assert_eq!(receiver.got().len(), 1);
     assert_eq!(daemon.terminate(Duration::from_secs(10)), Some(0));
 }

@@ -132,7 +132,11 @@ async fn registration_arriving_late_is_waited_for() {
     modem.with_engine(|engine, _| engine.set_registration(2));
     let handle = open(&modem);
     let init = tokio::spawn(async move { init(&handle, &settings()).await });
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // The init is waiting once it has asked twice and heard "searching".
+    crate::support::until("the init polls the registration", || {
+        modem.commands().iter().filter(|c| *c == "AT+CREG?").count() >= 2
+    })
+    .await;
     modem.with_engine(|engine, _| engine.set_registration(5));
     let setup = init
         .await
