@@ -1,4 +1,4 @@
-//! Every vector of `tests/fixtures/pdu/vectors.json` (from the reference, cross-checked with
+//! Every vector of `tests/fixtures/pdu/vectors.json` (`docs/at-sms.md` §5, cross-checked with
 //! gammu, python-gsmmodem and smspdudecoder): it decodes to its `expected` fields, and it
 //! re-encodes byte for byte. The same JSON is what `smsrelay pdu decode` prints.
 
@@ -40,7 +40,7 @@ fn decode(vector: &Value) -> (Value, Vec<u8>, Tpdu) {
 #[test]
 fn every_vector_decodes_to_its_expected_fields() {
     let vectors = vectors();
-    assert!(vectors.len() >= 18, "the reference has 18 vectors");
+    assert!(vectors.len() >= 18, "docs/at-sms.md §5 lists 18 vectors");
     for vector in &vectors {
         let (json, _, _) = decode(vector);
         let Value::Object(expected) = &vector["expected"] else {

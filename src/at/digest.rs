@@ -1,6 +1,6 @@
 //! The line classifier: frames → echo, prompt, information, final result or URC.
 //!
-//! Order per line (reference §1.3): echo of the last command, final result, URC from
+//! Order per line (docs/at-sms.md §1.3): echo of the last command, final result, URC from
 //! [`URC_TABLE`](super::URC_TABLE) unless the pending command asked for that prefix,
 //! information line of the pending command, and with nothing pending, unexpected input.
 //! Two-line URCs (`+CMT`, `+CDS`, `+CBM`) take the next line as their PDU wherever they land.

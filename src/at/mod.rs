@@ -16,7 +16,8 @@ pub use digest::{Digester, Item, Pending};
 pub use frame::{Frame, Framer, MAX_LINE};
 pub use session::{Command, Response, Session, SessionConfig, SessionError, SessionHandle};
 
-/// The line that ends a command (TS 27.007 §5.6, 27.005 §3.2.5, plus vendor finals).
+/// The line that ends a command (ITU-T V.250 result codes, 27.007 `+CME ERROR`, 27.005
+/// §3.2.5 `+CMS ERROR`, plus vendor finals).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum FinalResult {
     /// `OK`
@@ -284,7 +285,7 @@ const fn answer(prefix: &'static str) -> UrcSpec {
     }
 }
 
-/// Every URC we recognise (reference §1.3, §3.7–3.9). Extend it here; nothing else changes.
+/// Every URC we recognise (docs/at-sms.md §1.3, §3.7–3.9). Extend it here; nothing else changes.
 pub static URC_TABLE: &[UrcSpec] = &[
     urc("+CMTI:"),
     urc("+CDSI:"),

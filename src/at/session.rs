@@ -28,7 +28,7 @@ pub const MAX_HELD_URCS: usize = 256;
 #[derive(Debug, Clone)]
 pub struct SessionConfig {
     /// Quiet time after a final result before the next command, so the modem can flush the
-    /// URCs it held back (reference §1.3: ~100 ms, Cinterion guidance and atat's cooldown).
+    /// URCs it held back (docs/at-sms.md §1.3: ~100 ms, Cinterion guidance and atat's cooldown).
     pub command_gap: Duration,
     /// How long `AT+CMGS=<n>` may wait for `> ` (it normally comes within ~100 ms).
     pub prompt_timeout: Duration,

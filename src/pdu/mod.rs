@@ -193,7 +193,7 @@ impl UserData {
 
 impl Pdu {
     /// Decodes hex as an AT command shows it (`+CMGR`, `+CMT`, `+CDS`): SMSC field first. A
-    /// stray `,0` after the hex, which some modems append (reference §3.2), is ignored.
+    /// stray `,0` after the hex, which some modems append (docs/at-sms.md §3.2), is ignored.
     pub fn from_hex(hex: &str) -> Result<Pdu, PduError> {
         Pdu::decode(&decode_hex(strip_modem_suffix(hex))?)
     }
