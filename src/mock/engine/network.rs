@@ -171,11 +171,7 @@ impl Engine {
             ("+CFUN", Arg::Set(value)) => self.cfun(&value, now),
             ("+CREG" | "+CGREG" | "+CEREG", Arg::Set(value)) => {
                 let n = number(&value).filter(|n| *n <= 2).ok_or(Fail::Error)? as u8;
-                match name {
-                    "+CREG" => self.settings.creg_n = n,
-                    "+CGREG" => self.settings.cgreg_n = n,
-                    _ => self.settings.cereg_n = n,
-                }
+                *self.registration_mode_mut(name) = n;
                 Ok(vec![])
             }
             ("+CREG" | "+CGREG" | "+CEREG", Arg::Query) => {
@@ -191,13 +187,7 @@ impl Engine {
             ("+COPS", Arg::Set(_)) => Ok(vec![]),
             ("+CSCA", Arg::Query) => {
                 self.sms_ready(now)?;
-                Ok(vec![match &self.network.smsc {
-                    Some(number) => format!(
-                        "+CSCA: \"{number}\",{}",
-                        if number.starts_with('+') { 145 } else { 129 }
-                    ),
-                    None => "+CSCA: \"\",129".into(),
-                }])
+                Ok(vec![csca_line(self.network.smsc.as_deref())])
             }
             ("+CSCA", Arg::Set(value)) => {
                 let number = unquote(value.split(',').next().unwrap_or_default());
@@ -255,6 +245,15 @@ impl Engine {
             "+CREG" => self.settings.creg_n,
             "+CGREG" => self.settings.cgreg_n,
             _ => self.settings.cereg_n,
+        }
+    }
+
+    /// The `<n>` of `+CREG`, `+CGREG` or `+CEREG`, to set.
+    fn registration_mode_mut(&mut self, name: &str) -> &mut u8 {
+        match name {
+            "+CREG" => &mut self.settings.creg_n,
+            "+CGREG" => &mut self.settings.cgreg_n,
+            _ => &mut self.settings.cereg_n,
         }
     }
 
@@ -559,5 +558,16 @@ impl Engine {
         for bytes in held {
             self.route_inbound(bytes, now);
         }
+    }
+}
+
+/// `+CSCA: "<sca>",<tosca>`: 145 for an international number, 129 otherwise or when empty.
+fn csca_line(smsc: Option<&str>) -> String {
+    match smsc {
+        Some(number) => {
+            let type_of_address = if number.starts_with('+') { 145 } else { 129 };
+            format!("+CSCA: \"{number}\",{type_of_address}")
+        }
+        None => "+CSCA: \"\",129".into(),
     }
 }

@@ -97,27 +97,15 @@ impl Engine {
     pub(super) fn storage_command(&mut self, name: &str, argument: Arg, now: Instant) -> Answer {
         match (name, argument) {
             ("+CPMS", Arg::Test) => {
-                let list = self
-                    .storages
-                    .memories
-                    .keys()
+                let names: Vec<String> = (self.storages.memories.keys())
                     .map(|name| format!("\"{name}\""))
-                    .collect::<Vec<_>>()
-                    .join(",");
+                    .collect();
+                let list = names.join(",");
                 Ok(vec![format!("+CPMS: ({list}),({list}),({list})")])
             }
             ("+CPMS", Arg::Query) => {
                 self.sms_ready(now)?;
-                let fields: Vec<String> = self
-                    .settings
-                    .cpms
-                    .iter()
-                    .map(|name| {
-                        let (used, total) = self.usage(name, now);
-                        format!("\"{name}\",{used},{total}")
-                    })
-                    .collect();
-                Ok(vec![format!("+CPMS: {}", fields.join(","))])
+                Ok(vec![self.cpms_query(now)])
             }
             ("+CPMS", Arg::Set(value)) => {
                 self.sms_ready(now)?;
@@ -160,6 +148,17 @@ impl Engine {
             }
             _ => Err(self.unknown()),
         }
+    }
+
+    /// `+CPMS: "<mem1>",<used1>,<total1>,…` for the three memories in use.
+    fn cpms_query(&self, now: Instant) -> String {
+        let fields: Vec<String> = (self.settings.cpms.iter())
+            .map(|name| {
+                let (used, total) = self.usage(name, now);
+                format!("\"{name}\",{used},{total}")
+            })
+            .collect();
+        format!("+CPMS: {}", fields.join(","))
     }
 
     /// `AT+CPMS=<mem1>[,<mem2>[,<mem3>]]`: answers the counts of the three memories.
@@ -279,18 +278,7 @@ impl Engine {
 
     /// `AT+CMGL=<stat>`: the messages of the read memory with that status.
     fn cmgl(&mut self, value: &str, now: Instant) -> Answer {
-        let wanted = if self.settings.cmgf == 0 {
-            number(value).filter(|n| *n <= 4).ok_or(Fail::Cms(302))? as u8
-        } else {
-            match unquote(value).to_ascii_uppercase().as_str() {
-                "REC UNREAD" => 0,
-                "REC READ" => 1,
-                "STO UNSENT" => 2,
-                "STO SENT" => 3,
-                "ALL" => 4,
-                _ => return Err(Fail::Cms(302)),
-            }
-        };
+        let wanted = list_status(self.settings.cmgf, value).ok_or(Fail::Cms(302))?;
         let cmgf = self.settings.cmgf;
         let alpha = self.alpha_field();
         let memory = self.settings.cpms[0].clone();
@@ -319,22 +307,23 @@ impl Engine {
         }
         if !delay.is_zero() && listed > 0 {
             // A slow SIM: the whole answer comes after the delay.
-            let mut bytes = b"\r\n".to_vec();
-            for line in &lines {
-                bytes.extend_from_slice(format!("{line}\r\n").as_bytes());
-            }
-            bytes.extend_from_slice(b"\r\nOK\r\n");
-            self.port.busy = true;
-            self.schedule.at(
-                now + delay * listed,
-                Scheduled::Write {
-                    bytes,
-                    ends_busy: true,
-                },
-            );
+            self.answer_later(&lines, now + delay * listed);
             return Ok(vec![]);
         }
         Ok(lines)
+    }
+
+    /// The modem works on an answer until `when`, then writes `lines` and OK at once.
+    fn answer_later(&mut self, lines: &[String], when: Instant) {
+        let mut bytes = b"\r\n".to_vec();
+        for line in lines {
+            bytes.extend_from_slice(format!("{line}\r\n").as_bytes());
+        }
+        bytes.extend_from_slice(b"\r\nOK\r\n");
+        self.port.busy = true;
+        let ends_busy = true;
+        self.schedule
+            .at(when, Scheduled::Write { bytes, ends_busy });
     }
 
     /// `AT+CMGD=<index>[,<delflag>]`.
@@ -410,4 +399,46 @@ pub(super) fn text_mode_entry(index: Option<usize>, stored: &Stored) -> Vec<Stri
         None => format!("+CMGR: \"{stat}\",\"{address}\",,\"{stamp}\""),
     };
     vec![header, text]
+}
+
+/// The `<stat>` of `AT+CMGL`: a number in PDU mode, a name in text mode; 4 is all.
+fn list_status(cmgf: u8, value: &str) -> Option<u8> {
+    if cmgf == 0 {
+        return number(value).filter(|n| *n <= 4).map(|n| n as u8);
+    }
+    let names = ["REC UNREAD", "REC READ", "STO UNSENT", "STO SENT", "ALL"];
+    let wanted = unquote(value).to_ascii_uppercase();
+    let position = names.iter().position(|name| *name == wanted)?;
+    u8::try_from(position).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cmgl_status_by_mode() {
+        let check = |cmgf: u8, value: &str, expected: Option<u8>| {
+            assert_eq!(list_status(cmgf, value), expected, "{cmgf} {value:?}");
+        };
+        check(0, "4", Some(4));
+        check(0, " 0 ", Some(0));
+        check(0, "5", None);
+        check(0, "\"ALL\"", None);
+        check(1, "\"REC UNREAD\"", Some(0));
+        check(1, "\"rec read\"", Some(1));
+        check(1, "\"STO UNSENT\"", Some(2));
+        check(1, "STO SENT", Some(3));
+        check(1, "\"ALL\"", Some(4));
+        check(1, "4", None);
+    }
+
+    #[test]
+    fn tpdu_length_leaves_out_the_smsc_field() {
+        let check = |pdu: &[u8], expected: usize| assert_eq!(tpdu_length(pdu), expected);
+        check(&[], 0);
+        check(&[0x00, 0x11, 0x22], 2);
+        check(&[0x02, 0x91, 0x44, 0x11], 1);
+        check(&[0x07, 0x91], 0);
+    }
 }

@@ -30,6 +30,7 @@ pub(super) enum Fail {
 /// Information lines, or the failure to answer with.
 pub(super) type Answer = Result<Vec<String>, Fail>;
 
+/// The form of a command: what follows its name.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(super) enum Arg {
     /// `AT+CSQ`
@@ -59,6 +60,7 @@ impl Engine {
         }
     }
 
+    /// Records the line, echoes it, and answers it unless it is dropped or not a command.
     fn run_command_line(&mut self, line: &str, now: Instant) {
         debug!("mock ← {line}");
         self.commands.push(line.to_string());
@@ -78,15 +80,17 @@ impl Engine {
             self.write_line("ERROR");
             return;
         }
-        let Some(body) = line
-            .get(..2)
-            .filter(|at| at.eq_ignore_ascii_case("AT"))
-            .map(|_| &line[2..])
-        else {
+        match at_body(line) {
+            Some(body) => self.answer_commands(body, now),
             // Not a command at all: real modems stay silent or say ERROR; ERROR is clearer.
-            self.write_line("ERROR");
-            return;
-        };
+            None => self.write_line("ERROR"),
+        }
+    }
+
+    /// Runs the commands of a line after `AT` in order: their information lines are gathered
+    /// and written before one final result; the first failure ends the line, and `AT+CMGS`
+    /// ends it with its prompt.
+    fn answer_commands(&mut self, body: &str, now: Instant) {
         let mut info: Vec<String> = Vec::new();
         for command in split_commands(body) {
             if let Some(rest) = strip_prefix_ignore_case(&command, "+CMGS") {
@@ -124,6 +128,7 @@ impl Engine {
         self.final_ok();
     }
 
+    /// `OK`, then the URCs armed for after it.
     pub(super) fn final_ok(&mut self) {
         self.write_line("OK");
         self.fire_armed(UrcPoint::AfterFinal);
@@ -221,7 +226,7 @@ pub(super) fn split_name(upper: &str, original: &str) -> (String, Arg) {
 
 /// Splits `E0V1+CMEE=1;+CMGF=0` into its commands: `;` between extended commands, and basic
 /// commands one after the other.
-pub(super) fn split_commands(body: &str) -> Vec<String> {
+fn split_commands(body: &str) -> Vec<String> {
     let mut commands = Vec::new();
     let mut rest = body.trim();
     while !rest.is_empty() {
@@ -261,6 +266,12 @@ pub(super) fn split_commands(body: &str) -> Vec<String> {
     commands
 }
 
+/// The commands of a line after its `AT` (any case), or `None` when it does not start so.
+fn at_body(line: &str) -> Option<&str> {
+    let prefix = line.get(..2)?;
+    prefix.eq_ignore_ascii_case("AT").then(|| &line[2..])
+}
+
 /// The rest of `text` after `prefix` (any case) and `=`: `AT+cmgs=23` gives `23`.
 fn strip_prefix_ignore_case<'a>(text: &'a str, prefix: &str) -> Option<&'a str> {
     let head = text.get(..prefix.len())?;
@@ -280,4 +291,81 @@ pub(super) fn unquote(text: &str) -> &str {
     text.strip_prefix('"')
         .and_then(|t| t.strip_suffix('"'))
         .unwrap_or(text)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn check_split(body: &str, expected: &[&str]) {
+        assert_eq!(split_commands(body), expected, "{body:?}");
+    }
+
+    #[test]
+    fn a_line_splits_into_its_commands() {
+        check_split("", &[""]);
+        check_split("  ", &[""]);
+        check_split("+CSQ", &["+CSQ"]);
+        check_split("E0V1+CMEE=1;+CMGF=0", &["E0", "V1", "+CMEE=1", "+CMGF=0"]);
+        check_split("&FE0", &["&F", "E0"]);
+        check_split("E0 Q0", &["E0", "Q0"]);
+        check_split(" +CSQ ; +CREG? ", &["+CSQ", "+CREG?"]);
+        check_split("+CMGF=0;", &["+CMGF=0"]);
+        check_split(
+            "+CSCA=\"+44;1\",145;+CMGF=0",
+            &["+CSCA=\"+44;1\",145", "+CMGF=0"],
+        );
+        check_split("^CURC=0;$QCSIMSTAT?", &["^CURC=0", "$QCSIMSTAT?"]);
+        check_split("I;+CGMI", &["I", "+CGMI"]);
+        // Multi-byte characters are never cut (issue #14); such a line gets ERROR anyway.
+        check_split("é", &["é"]);
+    }
+
+    fn check_name(original: &str, name: &str, argument: Arg) {
+        let upper = original.to_ascii_uppercase();
+        assert_eq!(
+            split_name(&upper, original),
+            (name.to_string(), argument),
+            "{original:?}"
+        );
+    }
+
+    #[test]
+    fn a_command_splits_into_its_name_and_form() {
+        check_name("", "", Arg::None);
+        check_name("+CSQ", "+CSQ", Arg::Action);
+        check_name("+cpms?", "+CPMS", Arg::Query);
+        check_name("+CPMS=?", "+CPMS", Arg::Test);
+        check_name("+CMGF=0", "+CMGF", Arg::Set("0".into()));
+        check_name("+CMGF= 1 ", "+CMGF", Arg::Set("1".into()));
+        check_name("+cscs=\"ucs2\"", "+CSCS", Arg::Set("\"ucs2\"".into()));
+        check_name("^CPIN?", "^CPIN", Arg::Query);
+        check_name("+CMGF!", "+CMGF!", Arg::Action);
+        check_name("+CMGF=", "+CMGF", Arg::Set(String::new()));
+        check_name("E0", "E", Arg::Basic(0));
+        check_name("e1", "E", Arg::Basic(1));
+        check_name("V", "V", Arg::Basic(0));
+        check_name("&F", "&F", Arg::Basic(0));
+        check_name("&D2", "&D", Arg::Basic(2));
+        check_name("I", "I", Arg::Basic(0));
+    }
+
+    #[test]
+    fn the_small_pieces_of_a_command() {
+        assert_eq!(at_body("AT+CSQ"), Some("+CSQ"));
+        assert_eq!(at_body("at"), Some(""));
+        assert_eq!(at_body("aT&F"), Some("&F"));
+        assert_eq!(at_body("A"), None);
+        assert_eq!(at_body("+CSQ"), None);
+        assert_eq!(strip_prefix_ignore_case("+cmgs=23", "+CMGS"), Some("23"));
+        assert_eq!(strip_prefix_ignore_case("+CMGS=?", "+CMGS"), Some("?"));
+        assert_eq!(strip_prefix_ignore_case("+CMGS", "+CMGS"), None);
+        assert_eq!(strip_prefix_ignore_case("+CMGL=4", "+CMGS"), None);
+        assert_eq!(number(" 17 "), Some(17));
+        assert_eq!(number("x"), None);
+        assert_eq!(number(""), None);
+        assert_eq!(unquote(" \"SM\" "), "SM");
+        assert_eq!(unquote("SM"), "SM");
+        assert_eq!(unquote("\"SM"), "\"SM");
+    }
 }

@@ -90,3 +90,110 @@ fn huawei_gives_its_own_pin_counter() {
         "\r\n^CPIN: SIM PIN,2,10,2,10,3\r\n\r\nOK\r\n"
     );
 }
+
+/// Command lines a quiet generic modem (echo off) answers, and their answers byte for byte.
+const GENERIC_ANSWERS: &[(&str, &str)] = &[
+    ("AT", "\r\nOK\r\n"),
+    ("at", "\r\nOK\r\n"),
+    ("ATE0V1&C1&D2", "\r\nOK\r\n"),
+    ("hello", "\r\nERROR\r\n"),
+    ("AT+NOPE", "\r\nERROR\r\n"),
+    ("AT+CGMI", "\r\nQuectel\r\n\r\nOK\r\n"),
+    (
+        "ATI",
+        "\r\nQuectel\r\nEC25\r\nRevision: EC25EFAR06A06M4G\r\n\r\nOK\r\n",
+    ),
+    ("AT+CGMI=?", "\r\nOK\r\n"),
+    ("AT+CGMI=1", "\r\nERROR\r\n"),
+    ("AT+CMEE=?", "\r\n+CMEE: (0-2)\r\n\r\nOK\r\n"),
+    ("AT+CMEE=3", "\r\nERROR\r\n"),
+    ("AT+CPIN=\"1234\"", "\r\nERROR\r\n"),
+    ("AT+CMEE=1;+CPIN=\"1234\"", "\r\n+CME ERROR: 3\r\n"),
+    (
+        "AT+CMEE=2;+CPIN=\"1234\"",
+        "\r\n+CME ERROR: operation not allowed\r\n",
+    ),
+    ("AT+CPIN?", "\r\n+CPIN: READY\r\n\r\nOK\r\n"),
+    ("AT+CMGF=1;+CMGF?", "\r\n+CMGF: 1\r\n\r\nOK\r\n"),
+    ("AT+CMGF?;+CMGF=0", "\r\n+CMGF: 0\r\n\r\nOK\r\n"),
+    (
+        "AT+CSCS=\"ucs2\";+CSCS?",
+        "\r\n+CSCS: \"UCS2\"\r\n\r\nOK\r\n",
+    ),
+    ("AT+CSCS=\"KOI8\"", "\r\nERROR\r\n"),
+    ("AT+CSMS=1", "\r\n+CSMS: 1,1,1\r\n\r\nOK\r\n"),
+    ("AT+CSMS?", "\r\n+CSMS: 0,1,1,1\r\n\r\nOK\r\n"),
+    ("AT+CSMS=0", "\r\n+CSMS: 1,1,1\r\n\r\nOK\r\n"),
+    (
+        "AT+CNMI=2,1,0,2,0;+CNMI?",
+        "\r\n+CNMI: 2,1,0,2,0\r\n\r\nOK\r\n",
+    ),
+    ("AT+CNMI=2,,,1", "\r\nOK\r\n"),
+    ("AT+CNMI=4", "\r\nERROR\r\n"),
+    (
+        "AT+CPMS=?",
+        "\r\n+CPMS: (\"ME\",\"MT\",\"SM\",\"SR\"),(\"ME\",\"MT\",\"SM\",\"SR\"),(\"ME\",\"MT\",\"SM\",\"SR\")\r\n\r\nOK\r\n",
+    ),
+    (
+        "AT+CPMS?",
+        "\r\n+CPMS: \"SM\",0,30,\"SM\",0,30,\"SM\",0,30\r\n\r\nOK\r\n",
+    ),
+    (
+        "AT+CPMS=\"ME\",\"ME\"",
+        "\r\n+CPMS: 0,30,0,30,0,30\r\n\r\nOK\r\n",
+    ),
+    ("AT+CPMS=\"XX\"", "\r\nERROR\r\n"),
+    ("AT+CMGL=?", "\r\n+CMGL: (0-4)\r\n\r\nOK\r\n"),
+    ("AT+CMGL=4", "\r\nOK\r\n"),
+    ("AT+CMGR=1", "\r\nERROR\r\n"),
+    ("AT+CMEE=1;+CMGR=1", "\r\n+CMS ERROR: 321\r\n"),
+    ("AT+CMGD=?", "\r\n+CMGD: (),(0-4)\r\n\r\nOK\r\n"),
+    ("AT+CMGD=1", "\r\nOK\r\n"),
+    ("AT+CNMA", "\r\nERROR\r\n"),
+    ("AT+CMMS=1", "\r\nERROR\r\n"),
+    ("AT+CSCA?", "\r\n+CSCA: \"+447700900001\",145\r\n\r\nOK\r\n"),
+    (
+        "AT+CSCA=\"0770\",129;+CSCA?",
+        "\r\n+CSCA: \"0770\",129\r\n\r\nOK\r\n",
+    ),
+    (
+        "AT+CREG=2;+CREG?",
+        "\r\n+CREG: 2,1,\"5E25\",\"605F\"\r\n\r\nOK\r\n",
+    ),
+    ("AT+CEREG?", "\r\n+CEREG: 0,1\r\n\r\nOK\r\n"),
+    ("AT+CGREG=?", "\r\n+CGREG: (0-2)\r\n\r\nOK\r\n"),
+    ("AT+CSQ", "\r\n+CSQ: 21,99\r\n\r\nOK\r\n"),
+    ("AT+COPS?", "\r\n+COPS: 0,0,\"Mock Mobile\",7\r\n\r\nOK\r\n"),
+    ("AT+CFUN?", "\r\n+CFUN: 1\r\n\r\nOK\r\n"),
+    ("AT+CFUN=7", "\r\nERROR\r\n"),
+    ("AT+CIMI", "\r\n001010123456789\r\n\r\nOK\r\n"),
+    ("AT+CCID", "\r\n+CCID: 8900101234567890123\r\n\r\nOK\r\n"),
+    (
+        "AT+CPINR=\"SIM PUK\"",
+        "\r\n+CPINR: SIM PUK,10,10\r\n\r\nOK\r\n",
+    ),
+    ("AT^CPIN?", "\r\nERROR\r\n"),
+    ("AT^CURC=0;+CSCB=1;+CHUP;H", "\r\nOK\r\n"),
+    ("AT+CMGS=0", "\r\nERROR\r\n"),
+    ("AT+CMGS=?", "\r\nERROR\r\n"),
+    ("AT+CSQ;+NOPE;+CSQ", "\r\n+CSQ: 21,99\r\n\r\nERROR\r\n"),
+    ("ATZ;E0", "\r\nOK\r\n"),
+];
+
+#[test]
+fn a_generic_modem_answers_byte_for_byte() {
+    let config = MockConfig {
+        profile: Profile::Quectel,
+        ..MockConfig::default()
+    };
+    let mut wrong = Vec::new();
+    for &(line, expected) in GENERIC_ANSWERS {
+        // A fresh modem per line, so that no case depends on the one before.
+        let (mut engine, now) = quiet_engine(config.clone());
+        let answer = exchange(&mut engine, format!("{line}\r").as_bytes(), now);
+        if answer != expected {
+            wrong.push(format!("{line:?} → {answer:?}"));
+        }
+    }
+    assert!(wrong.is_empty(), "wrong answers:\n{}", wrong.join("\n"));
+}
