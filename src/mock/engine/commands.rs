@@ -133,6 +133,7 @@ impl Engine {
         }
     }
 
+    /// `AT+CNMI=<mode>,<mt>,<bm>,<ds>,<bfr>` (empty fields kept); held messages follow.
     pub(super) fn set_cnmi(&mut self, value: &str, now: Instant) -> Answer {
         let mut cnmi = self.settings.cnmi;
         for (slot, field) in value.split(',').enumerate() {

@@ -157,6 +157,7 @@ impl Settings {
     }
 }
 
+/// What the host's bytes are read as.
 #[derive(Debug)]
 enum Input {
     Command,
@@ -190,6 +191,7 @@ struct Port {
     armed: Vec<(UrcPoint, String)>,
 }
 
+/// A timed event of the [`Schedule`].
 #[derive(Debug)]
 enum Scheduled {
     /// Bytes to write; `ends_busy` when this is the answer the modem was working on.
@@ -386,6 +388,7 @@ impl Engine {
 
     // ---- internals ------------------------------------------------------------------------
 
+    /// Carries out an event that fell due.
     fn fire(&mut self, event: Scheduled, now: Instant) {
         match event {
             Scheduled::Write { bytes, ends_busy } => {

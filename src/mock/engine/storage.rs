@@ -234,10 +234,12 @@ impl Engine {
             .unwrap_or((0, 0))
     }
 
+    /// Storage `name`, if the profile has it.
     pub(super) fn memory(&self, name: &str) -> Option<&Memory> {
         self.storages.memories.get(name)
     }
 
+    /// Storage `name` to change, if the profile has it.
     fn memory_mut(&mut self, name: &str) -> Option<&mut Memory> {
         self.storages.memories.get_mut(name)
     }
@@ -248,6 +250,7 @@ impl Engine {
         if self.config.omit_alpha { "" } else { "," }
     }
 
+    /// The `<index>` of `AT+CMGR`, or `+CMS ERROR: 321`.
     fn parse_index(&self, value: &str) -> Result<usize, Fail> {
         number(value.split(',').next().unwrap_or_default())
             .map(|n| n as usize)
