@@ -7,13 +7,13 @@
 use std::io::{self, BufRead, BufReader, Write};
 use std::net::{TcpListener, TcpStream};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use log::{debug, warn};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::{InboundSms, MockModem, ReportBehaviour, UrcPoint};
+use super::{Engine, InboundSms, MockModem, ReportBehaviour, Submitted, UrcPoint};
 
 /// A longer request line is refused: requests are small.
 const MAX_REQUEST: usize = 64 * 1024;
@@ -181,6 +181,7 @@ pub fn handle(modem: &MockModem, request: Request) -> Value {
     }
 }
 
+/// One small function per request; most are a single call on the engine.
 fn answer(modem: &MockModem, request: Request) -> Result<Value, String> {
     match request {
         Request::InjectSms {
@@ -189,120 +190,176 @@ fn answer(modem: &MockModem, request: Request) -> Result<Value, String> {
             ucs2,
             flash,
             reference,
-        } => {
-            let sms = InboundSms {
+        } => inject_sms(
+            modem,
+            InboundSms {
                 from,
                 text,
                 ucs2,
                 flash,
                 reference,
-            };
-            let parts = modem.inject_sms(&sms).map_err(|e| e.to_string())?;
-            Ok(json!({"parts": parts}))
-        }
-        Request::InjectPdu { hex } => {
-            modem.inject_pdu(&hex).map_err(|e| e.to_string())?;
-            Ok(Value::Null)
-        }
-        Request::SetReport { mode } => {
-            let behaviour: ReportBehaviour = mode.parse()?;
-            modem.with_engine(|engine, _| engine.set_report(behaviour));
-            Ok(Value::Null)
-        }
+            },
+        ),
+        Request::InjectPdu { hex } => inject_pdu(modem, &hex),
+        Request::SetReport { mode } => set_report(modem, &mode),
         Request::FailNextSends { count, code } => {
-            modem.with_engine(|engine, _| engine.fail_next_sends(count, code));
-            Ok(Value::Null)
+            on_engine(modem, |engine, _| engine.fail_next_sends(count, code))
         }
-        Request::SetSubmitDelay { ms } => {
-            modem.with_engine(|engine, _| engine.set_submit_delay(Duration::from_millis(ms)));
-            Ok(Value::Null)
-        }
-        Request::InjectUrc { text, at } => {
-            let point = match at.as_deref().unwrap_or("now") {
-                "now" => UrcPoint::Now,
-                "after_echo" => UrcPoint::AfterEcho,
-                "before_final" => UrcPoint::BeforeFinal,
-                "after_final" => UrcPoint::AfterFinal,
-                "before_prompt" => UrcPoint::BeforePrompt,
-                "after_submit" => UrcPoint::AfterSubmit,
-                other => return Err(format!("unknown point {other:?}")),
-            };
-            modem.with_engine(|engine, _| engine.inject_urc(point, &text));
-            Ok(Value::Null)
-        }
+        Request::SetSubmitDelay { ms } => on_engine(modem, |engine, _| {
+            engine.set_submit_delay(Duration::from_millis(ms));
+        }),
+        Request::InjectUrc { text, at } => inject_urc(modem, &text, at.as_deref()),
         Request::InjectRaw { text } => {
-            modem.with_engine(|engine, _| engine.inject_raw(text.as_bytes()));
-            Ok(Value::Null)
+            on_engine(modem, |engine, _| engine.inject_raw(text.as_bytes()))
         }
         Request::SetRegistration { stat } => {
-            modem.with_engine(|engine, _| engine.set_registration(stat));
-            Ok(Value::Null)
+            on_engine(modem, |engine, _| engine.set_registration(stat))
         }
-        Request::SetSignal { rssi } => {
-            modem.with_engine(|engine, _| engine.set_signal(rssi));
-            Ok(Value::Null)
-        }
-        Request::Hang => {
-            modem.with_engine(|engine, _| engine.hang());
-            Ok(Value::Null)
-        }
+        Request::SetSignal { rssi } => on_engine(modem, |engine, _| engine.set_signal(rssi)),
+        Request::Hang => on_engine(modem, |engine, _| engine.hang()),
         Request::DropNext { count } => {
-            modem.with_engine(|engine, _| engine.drop_next_commands(count));
-            Ok(Value::Null)
+            on_engine(modem, |engine, _| engine.drop_next_commands(count))
         }
-        Request::FillStorage { memory } => {
-            // A plain read DELIVER (vector E6) fills every slot.
-            let filler = crate::pdu::decode_hex(FILLER).map_err(|e| e.to_string())?;
-            modem.with_engine(|engine, _| engine.fill_storage(&memory, &filler));
-            Ok(Value::Null)
-        }
-        Request::Reboot => {
-            modem.with_engine(|engine, now| engine.reboot(now));
-            Ok(Value::Null)
-        }
+        Request::FillStorage { memory } => fill_storage(modem, &memory),
+        Request::Reboot => on_engine(modem, |engine, now| engine.reboot(now)),
         Request::Disconnect { gap_ms } => {
             modem.disconnect(Duration::from_millis(gap_ms));
             Ok(Value::Null)
         }
-        Request::Submitted => {
-            let messages: Vec<Value> = modem
-                .submitted()
-                .into_iter()
-                .map(|message| {
-                    json!({
-                        "reference": message.reference,
-                        "to": message.recipient,
-                        "text": message.text,
-                        "pdu": message.pdu_hex,
-                        "concat": message.submit.as_ref().and_then(|s| s.user_data.concat()).map(|c| json!({
-                            "ref": c.reference.value(), "part": c.sequence, "total": c.total,
-                        })),
-                        "status_report_requested": message.submit.as_ref().map(|s| s.status_report_request),
-                    })
-                })
-                .collect();
-            Ok(json!({"messages": messages}))
-        }
-        Request::Stored { memory } => {
-            let stored: Vec<Value> = modem
-                .with_engine(|engine, _| engine.stored(&memory))
-                .into_iter()
-                .map(|(index, stat, pdu)| json!({"index": index, "stat": stat, "pdu": pdu}))
-                .collect();
-            Ok(json!({"messages": stored}))
-        }
+        Request::Submitted => Ok(submitted(modem)),
+        Request::Stored { memory } => Ok(stored(modem, &memory)),
         Request::Commands => Ok(json!({"commands": modem.commands()})),
         Request::Status => Ok(json!({"path": modem.path().display().to_string()})),
-        Request::Sim => {
-            let (state, pin, puk) = modem.with_engine(|engine, _| engine.sim_state());
-            Ok(json!({"state": state, "pin_attempts": pin, "puk_attempts": puk}))
-        }
+        Request::Sim => Ok(sim(modem)),
         Request::SetPinAttempts { count } => {
-            modem.with_engine(|engine, _| engine.set_pin_attempts(count));
-            Ok(Value::Null)
+            on_engine(modem, |engine, _| engine.set_pin_attempts(count))
         }
     }
 }
 
+/// A request that is one call on the engine and answers a bare `{"ok": true}`.
+fn on_engine(modem: &MockModem, call: impl FnOnce(&mut Engine, Instant)) -> Result<Value, String> {
+    modem.with_engine(call);
+    Ok(Value::Null)
+}
+
+/// `inject_sms`: the number of parts the text became.
+fn inject_sms(modem: &MockModem, sms: InboundSms) -> Result<Value, String> {
+    let parts = modem.inject_sms(&sms).map_err(|e| e.to_string())?;
+    Ok(json!({"parts": parts}))
+}
+
+/// `inject_pdu`: refused when the hex is not a PDU.
+fn inject_pdu(modem: &MockModem, hex: &str) -> Result<Value, String> {
+    modem.inject_pdu(hex).map_err(|e| e.to_string())?;
+    Ok(Value::Null)
+}
+
+/// `set_report`: refused for a behaviour it does not know.
+fn set_report(modem: &MockModem, mode: &str) -> Result<Value, String> {
+    let behaviour: ReportBehaviour = mode.parse()?;
+    on_engine(modem, |engine, _| engine.set_report(behaviour))
+}
+
+/// `inject_urc`: at once, or armed for a point of the next exchange.
+fn inject_urc(modem: &MockModem, text: &str, at: Option<&str>) -> Result<Value, String> {
+    let point = urc_point(at.unwrap_or("now"))?;
+    on_engine(modem, |engine, _| engine.inject_urc(point, text))
+}
+
+/// The `at` of `inject_urc`.
+fn urc_point(name: &str) -> Result<UrcPoint, String> {
+    match name {
+        "now" => Ok(UrcPoint::Now),
+        "after_echo" => Ok(UrcPoint::AfterEcho),
+        "before_final" => Ok(UrcPoint::BeforeFinal),
+        "after_final" => Ok(UrcPoint::AfterFinal),
+        "before_prompt" => Ok(UrcPoint::BeforePrompt),
+        "after_submit" => Ok(UrcPoint::AfterSubmit),
+        other => Err(format!("unknown point {other:?}")),
+    }
+}
+
+/// `fill_storage`: every free slot gets a plain read DELIVER (vector E6).
+fn fill_storage(modem: &MockModem, memory: &str) -> Result<Value, String> {
+    let filler = crate::pdu::decode_hex(FILLER).map_err(|e| e.to_string())?;
+    on_engine(modem, |engine, _| engine.fill_storage(memory, &filler))
+}
+
+/// `submitted`: the messages sent so far, decoded.
+fn submitted(modem: &MockModem) -> Value {
+    let messages: Vec<Value> = modem.submitted().iter().map(submitted_json).collect();
+    json!({"messages": messages})
+}
+
+/// One sent message as `submitted` lists it.
+fn submitted_json(message: &Submitted) -> Value {
+    let submit = message.submit.as_ref();
+    let concat = submit.and_then(|s| s.user_data.concat()).map(|c| {
+        json!({
+            "ref": c.reference.value(), "part": c.sequence, "total": c.total,
+        })
+    });
+    json!({
+        "reference": message.reference,
+        "to": message.recipient,
+        "text": message.text,
+        "pdu": message.pdu_hex,
+        "concat": concat,
+        "status_report_requested": submit.map(|s| s.status_report_request),
+    })
+}
+
+/// `stored`: the messages in one storage.
+fn stored(modem: &MockModem, memory: &str) -> Value {
+    let stored: Vec<Value> = modem
+        .with_engine(|engine, _| engine.stored(memory))
+        .into_iter()
+        .map(|(index, stat, pdu)| json!({"index": index, "stat": stat, "pdu": pdu}))
+        .collect();
+    json!({"messages": stored})
+}
+
+/// `sim`: the SIM's state and the attempts left.
+fn sim(modem: &MockModem) -> Value {
+    let (state, pin, puk) = modem.with_engine(|engine, _| engine.sim_state());
+    json!({"state": state, "pin_attempts": pin, "puk_attempts": puk})
+}
+
 /// Vector E6, a plain DELIVER, to fill storage with.
 const FILLER: &str = "0791447700090010040C914477000910320000423051410354401BCD72990E0AD34131986E06FB81A465383B0FCA16A72FE713";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urc_points_by_name() {
+        let check = |name: &str, expected: Result<UrcPoint, String>| {
+            assert_eq!(urc_point(name), expected, "{name:?}");
+        };
+        check("now", Ok(UrcPoint::Now));
+        check("after_echo", Ok(UrcPoint::AfterEcho));
+        check("before_final", Ok(UrcPoint::BeforeFinal));
+        check("after_final", Ok(UrcPoint::AfterFinal));
+        check("before_prompt", Ok(UrcPoint::BeforePrompt));
+        check("after_submit", Ok(UrcPoint::AfterSubmit));
+        check("Now", Err("unknown point \"Now\"".into()));
+        check("", Err("unknown point \"\"".into()));
+    }
+
+    #[test]
+    fn a_sent_message_as_submitted_lists_it() {
+        let message = Submitted {
+            reference: 7,
+            pdu_hex: String::new(),
+            submit: None,
+            recipient: "+447700900123".into(),
+            text: "hi".into(),
+        };
+        assert_eq!(
+            submitted_json(&message).to_string(),
+            r#"{"reference":7,"to":"+447700900123","text":"hi","pdu":"","concat":null,"status_report_requested":null}"#
+        );
+    }
+}

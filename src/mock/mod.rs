@@ -247,7 +247,6 @@ fn relink(link: &Path, target: &Path) -> io::Result<()> {
 /// The port thread: read with a deadline, feed the engine, write what falls due.
 fn serve(shared: &Shared, mut master: TTYPort) {
     let mut connected = false;
-    let mut buffer = [0u8; 1024];
     while !shared.stop.load(Ordering::Relaxed) {
         let gap = lock(&shared.reenumerate).take();
         let reset = lock(&shared.engine).take_reboot_request()
@@ -257,53 +256,15 @@ fn serve(shared: &Shared, mut master: TTYPort) {
             info!("mock modem: USB re-enumeration, back in {gap:?}");
             drop(master);
             connected = false;
-            lock(&shared.engine).port_closed();
-            // udev removes the /dev/serial/by-id link while the device is gone.
-            if let Some(link) = &shared.link {
-                let _ = std::fs::remove_file(link);
-            }
-            std::thread::sleep(gap);
-            match open_pty() {
-                Ok((new_master, path)) => {
-                    if let Some(link) = &shared.link {
-                        if let Err(error) = relink(link, &path) {
-                            warn!("mock modem: cannot update {}: {error}", link.display());
-                        }
-                    }
-                    *lock(&shared.path) = path;
-                    master = new_master;
-                }
+            match reappear(shared, gap) {
+                Ok(new_master) => master = new_master,
                 Err(error) => {
                     warn!("mock modem: cannot open a new PTY: {error}");
                     return;
                 }
             }
         }
-
-        let now = Instant::now();
-        let wait = lock(&shared.engine)
-            .next_wakeup()
-            .map_or(TICK, |due| due.saturating_duration_since(now).min(TICK))
-            .max(Duration::from_millis(1));
-        let _ = master.set_timeout(wait);
-        match master.read(&mut buffer) {
-            Ok(0) => {}
-            Ok(count) => {
-                connected = true;
-                lock(&shared.engine).receive(&buffer[..count], Instant::now());
-            }
-            Err(error) if error.kind() == io::ErrorKind::TimedOut => connected = true,
-            Err(_) => {
-                // No host has the port open (hangup): a deaf modem recovers on the next open.
-                if connected {
-                    debug!("mock modem: the host closed the port");
-                    lock(&shared.engine).port_closed();
-                }
-                connected = false;
-                std::thread::sleep(TICK);
-            }
-        }
-
+        read_host(shared, &mut master, &mut connected);
         let output = lock(&shared.engine).poll(Instant::now());
         if output.is_empty() {
             continue;
@@ -315,12 +276,64 @@ fn serve(shared: &Shared, mut master: TTYPort) {
             );
             continue;
         }
-        let chunk = (*lock(&shared.chunk)).unwrap_or(output.len());
-        for piece in output.chunks(chunk.max(1)) {
-            if let Err(error) = master.write_all(piece).and_then(|()| master.flush()) {
-                debug!("mock modem: write failed: {error}");
-                break;
+        write_host(shared, &mut master, &output);
+    }
+}
+
+/// The device is gone for `gap`, then comes back as a new PTY (the link follows it).
+fn reappear(shared: &Shared, gap: Duration) -> io::Result<TTYPort> {
+    lock(&shared.engine).port_closed();
+    // udev removes the /dev/serial/by-id link while the device is gone.
+    if let Some(link) = &shared.link {
+        let _ = std::fs::remove_file(link);
+    }
+    std::thread::sleep(gap);
+    let (master, path) = open_pty()?;
+    if let Some(link) = &shared.link {
+        if let Err(error) = relink(link, &path) {
+            warn!("mock modem: cannot update {}: {error}", link.display());
+        }
+    }
+    *lock(&shared.path) = path;
+    Ok(master)
+}
+
+/// Reads what the host wrote, waiting no longer than the engine's next event, and notes
+/// whether a host has the port open.
+fn read_host(shared: &Shared, master: &mut TTYPort, connected: &mut bool) {
+    let mut buffer = [0u8; 1024];
+    let now = Instant::now();
+    let wait = lock(&shared.engine)
+        .next_wakeup()
+        .map_or(TICK, |due| due.saturating_duration_since(now).min(TICK))
+        .max(Duration::from_millis(1));
+    let _ = master.set_timeout(wait);
+    match master.read(&mut buffer) {
+        Ok(0) => {}
+        Ok(count) => {
+            *connected = true;
+            lock(&shared.engine).receive(&buffer[..count], Instant::now());
+        }
+        Err(error) if error.kind() == io::ErrorKind::TimedOut => *connected = true,
+        Err(_) => {
+            // No host has the port open (hangup): a deaf modem recovers on the next open.
+            if *connected {
+                debug!("mock modem: the host closed the port");
+                lock(&shared.engine).port_closed();
             }
+            *connected = false;
+            std::thread::sleep(TICK);
+        }
+    }
+}
+
+/// Writes the engine's output, in pieces of the configured size (a slow USB link).
+fn write_host(shared: &Shared, master: &mut TTYPort, output: &[u8]) {
+    let chunk = (*lock(&shared.chunk)).unwrap_or(output.len());
+    for piece in output.chunks(chunk.max(1)) {
+        if let Err(error) = master.write_all(piece).and_then(|()| master.flush()) {
+            debug!("mock modem: write failed: {error}");
+            break;
         }
     }
 }
