@@ -1,5 +1,5 @@
 //! The simulated modem, driven over its pseudo-terminal by a plain serial client: every
-//! behaviour of the reference's §7 that a driver relies on, and each vendor profile.
+//! behaviour of docs/at-sms.md §7 that a driver relies on, and each vendor profile.
 
 use std::io::{Read, Write};
 use std::path::Path;

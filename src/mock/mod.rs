@@ -163,7 +163,7 @@ impl MockModem {
         })
     }
 
-    /// Delivers a raw DELIVER PDU (hex, SMSC field first), such as a reference vector.
+    /// Delivers a raw DELIVER PDU (hex, SMSC field first), such as one of the vectors of docs/at-sms.md §5.
     pub fn inject_pdu(&self, hex: &str) -> Result<(), PduError> {
         let bytes = pdu::decode_hex(hex)?;
         match Pdu::decode(&bytes)?.tpdu {

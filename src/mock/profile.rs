@@ -1,5 +1,5 @@
-//! Vendor profiles: the identity and the quirks of the modems users actually own (reference
-//! §6 and §7.11).
+//! Vendor profiles: the identity and the quirks of the modems users actually own
+//! (docs/at-sms.md §6 and §7.11).
 
 use std::fmt;
 use std::str::FromStr;
@@ -129,7 +129,7 @@ impl Profile {
         }
     }
 
-    /// Lines printed at boot (reference §6 "Banners and noise").
+    /// Lines printed at boot (docs/at-sms.md §6 "Banners and noise").
     pub fn banners(self) -> &'static [&'static str] {
         match self {
             Profile::Generic => &[],

@@ -1,7 +1,7 @@
 //! The simulated modem's brain: bytes from the host in, bytes to the host out, with time passed
 //! in rather than read, so that it is pure and every behaviour can be driven step by step.
 //!
-//! What it simulates is the reference's §7 list: V1 framing, echo, CMEE modes, the SIM PIN/PUK
+//! What it simulates is the list of docs/at-sms.md §7: V1 framing, echo, CMEE modes, the SIM PIN/PUK
 //! state, registration and signal, the SMS settings (CMGF, CSCS, CSMS, CNMI, CPMS, CSCA),
 //! storages with capacity and an index base, `AT+CMGS` with its prompt, length check and ESC
 //! abort, message references that wrap, status reports, inbound messages stored or routed, and
@@ -34,7 +34,7 @@ use sim::{Sim, SimState};
 use storage::Storages;
 use syntax::{CTRL_Z, ESC, MAX_COMMAND};
 
-/// Where an armed URC comes out in the next exchange (reference §7.7).
+/// Where an armed URC comes out in the next exchange (docs/at-sms.md §7.7).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum UrcPoint {
     /// At once (or as soon as the modem is idle).
@@ -79,7 +79,7 @@ pub struct MockConfig {
     pub list_delay_per_message: Duration,
     /// Interval of the profile's periodic noise (Huawei `^RSSI`); `None` for none.
     pub noise_interval: Option<Duration>,
-    /// Firmware that ignores `ATE0` and keeps echoing (reference §7.2).
+    /// Firmware that ignores `ATE0` and keeps echoing (docs/at-sms.md §7.2).
     pub ignore_ate0: bool,
     /// Sends fail with `+CMS ERROR: 322` while the send/write storage is full.
     pub send_needs_free_slot: bool,
