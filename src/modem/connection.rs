@@ -18,7 +18,7 @@ use tokio_serial::SerialPortBuilderExt;
 use crate::at::{Command, FinalResult, Response, Session, SessionError, SessionHandle, Urc};
 
 use super::classify::{SendFailure, Verdict};
-use super::driver::{Driver, Step};
+use super::driver::{Driver, ModemSettings, Step};
 use super::handle::{INIT_BACKLOG_CAP, LinkState, ModemEvent, Request};
 use super::init::{InitError, InitStage, Setup, init_with_progress};
 
@@ -97,91 +97,78 @@ impl Driver {
 
     /// Opens the device and runs the init, retrying with backoff, until ready or shut down.
     async fn connect(&mut self, failures: &mut u32) -> Result<Link, Option<oneshot::Sender<()>>> {
-        let mut open_attempt = 0u32;
         loop {
-            open_attempt += 1;
-            self.update(|status| status.state = LinkState::Opening(open_attempt));
+            let mut link = self.open().await?;
+            let error = match self.initialise(&mut link).await? {
+                Ok(()) => return Ok(link),
+                Err(error) => error,
+            };
+            *failures += 1;
+            error!("modem: start-up failed: {error}");
+            self.emit(ModemEvent::InitFailed(error.clone()));
+            if is_permanent(&error) {
+                link.close().await;
+                let reason = error.to_string();
+                self.update(|status| {
+                    status.state = LinkState::Failed(reason.clone());
+                    status.last_error = Some(reason);
+                });
+                return Err(self.serve_failed().await);
+            }
+            let retry = plan_retry(&error, *failures, &self.settings);
+            if let Some(command) = &retry.reset {
+                warn!("modem: {failures} failed start-ups; sending {command}");
+                let _ = link
+                    .handle
+                    .execute(Command::new(command).with_timeout(Duration::from_secs(5)))
+                    .await;
+            }
+            *failures = retry.failures;
+            link.close().await;
+            self.wait_serving(retry.pause, error.to_string()).await?;
+        }
+    }
+
+    /// Opens the device, retrying with backoff (`reopen_min` doubling to `reopen_max`), and
+    /// starts a session on it.
+    async fn open(&mut self) -> Result<Link, Option<oneshot::Sender<()>>> {
+        let mut attempt = 0u32;
+        loop {
+            attempt += 1;
+            self.update(|status| status.state = LinkState::Opening(attempt));
             let port =
                 tokio_serial::new(self.settings.device.to_string_lossy(), self.settings.baud)
                     .timeout(Duration::from_secs(1))
                     .open_native_async();
-            let port = match port {
-                Ok(port) => port,
-                Err(error) => {
-                    if open_attempt == 1 || open_attempt % 60 == 0 {
-                        warn!(
-                            "modem: cannot open {}: {error}{}; retrying",
-                            self.settings.device.display(),
-                            open_hint(&error)
-                        );
-                    }
-                    let pause = backoff(
-                        self.settings.reopen_min,
-                        self.settings.reopen_max,
-                        open_attempt,
-                    );
-                    self.wait_serving(pause, format!("cannot open the device: {error}"))
-                        .await?;
-                    continue;
-                }
+            let error = match port {
+                Ok(port) => return Ok(self.start_session(port)),
+                Err(error) => error,
             };
-            open_attempt = 0;
-            self.inbox.on_link_opened();
-            let (session, handle, urcs) = Session::new(port, self.settings.session.clone());
-            let mut link = Link {
-                handle,
-                urcs,
-                task: tokio::spawn(session.run()),
-                setup: None,
-                mem1: self.settings.init.storage.clone(),
-                consecutive_timeouts: 0,
-                storage_warned: false,
-                backlog: VecDeque::new(),
-            };
-            match self.initialise(&mut link).await? {
-                Ok(()) => return Ok(link),
-                Err(error) => {
-                    *failures += 1;
-                    let permanent = matches!(
-                        error,
-                        InitError::WrongPin(_)
-                            | InitError::PinWithheld { .. }
-                            | InitError::PukRequired
-                            | InitError::PinRequired
-                    );
-                    error!("modem: start-up failed: {error}");
-                    self.emit(ModemEvent::InitFailed(error.clone()));
-                    if permanent {
-                        link.close().await;
-                        let reason = error.to_string();
-                        self.update(|status| {
-                            status.state = LinkState::Failed(reason.clone());
-                            status.last_error = Some(reason);
-                        });
-                        return Err(self.serve_failed().await);
-                    }
-                    let reset = self.settings.reset_command.clone().filter(|_| {
-                        *failures >= self.settings.reset_after
-                            && !matches!(error, InitError::Session(_))
-                    });
-                    if let Some(command) = reset {
-                        warn!("modem: {failures} failed start-ups; sending {command}");
-                        let _ = link
-                            .handle
-                            .execute(Command::new(&command).with_timeout(Duration::from_secs(5)))
-                            .await;
-                        *failures = 0;
-                    }
-                    link.close().await;
-                    let pause = match error {
-                        // The device went away or stopped answering: reopen soon (closing
-                        // the port is what revives some deaf modems).
-                        InitError::Session(_) | InitError::NoResponse => self.settings.reopen_max,
-                        _ => backoff(Duration::from_secs(1), self.settings.retry_max, *failures),
-                    };
-                    self.wait_serving(pause, error.to_string()).await?;
-                }
+            if attempt == 1 || attempt % 60 == 0 {
+                warn!(
+                    "modem: cannot open {}: {error}{}; retrying",
+                    self.settings.device.display(),
+                    open_hint(&error)
+                );
             }
+            let pause = backoff(self.settings.reopen_min, self.settings.reopen_max, attempt);
+            self.wait_serving(pause, format!("cannot open the device: {error}"))
+                .await?;
+        }
+    }
+
+    fn start_session(&mut self, port: tokio_serial::SerialStream) -> Link {
+        self.inbox.on_link_opened();
+        let (session, handle, urcs) = Session::new(port, self.settings.session.clone());
+        Link {
+            handle,
+            urcs,
+            task: tokio::spawn(session.run()),
+            setup: None,
+            mem1: self.settings.init.storage.clone(),
+            consecutive_timeouts: 0,
+            storage_warned: false,
+            backlog: VecDeque::new(),
         }
     }
 
@@ -219,6 +206,12 @@ impl Driver {
         while let Ok(urc) = link.urcs.try_recv() {
             self.keep_for_later(link, urc);
         }
+        self.on_ready(link, setup);
+        Ok(Ok(()))
+    }
+
+    /// The init succeeded: a new connection for the inbox, the status, and the events.
+    fn on_ready(&mut self, link: &mut Link, setup: Setup) {
         self.inbox.on_connected();
         link.mem1 = self.settings.init.storage.clone();
         info!(
@@ -233,10 +226,10 @@ impl Driver {
             status.connected_since = Some(SystemTime::now());
             status.last_error = None;
         });
+        let registration = setup.registration;
         link.setup = Some(setup.clone());
-        self.emit(ModemEvent::Connected(setup.clone()));
-        self.emit(ModemEvent::Registered(setup.registration));
-        Ok(Ok(()))
+        self.emit(ModemEvent::Connected(setup));
+        self.emit(ModemEvent::Registered(registration));
     }
 
     /// Keeps a URC that came during an init for after it, within [`INIT_BACKLOG_CAP`]. Banners
@@ -313,67 +306,80 @@ impl Driver {
         }
     }
 
+    /// Serves a ready connection until it is lost or the driver is told to stop.
     async fn serve(&mut self, mut link: Link) -> End {
-        for receipt in self.inbox.take_deferred() {
-            if let Err(end) = self.confirm(&mut link, receipt).await {
-                return self.end(link, end).await;
-            }
-        }
-        if let Err(end) = self.sweep(&mut link).await {
-            return self.end(link, end).await;
-        }
-        if let Err(end) = self.health(&mut link).await {
-            return self.end(link, end).await;
+        let end = self.serve_until_end(&mut link).await;
+        self.end(link, end).await
+    }
+
+    async fn serve_until_end(&mut self, link: &mut Link) -> End {
+        // What waited for the connection, then what may have come while it was down.
+        let catch_up = async {
+            self.confirm_deferred(link).await?;
+            self.sweep(link).await?;
+            self.health(link).await
+        };
+        if let Err(end) = catch_up.await {
+            return end;
         }
         let mut next_sweep = Instant::now() + self.settings.sweep_interval;
         let mut next_health = Instant::now() + self.settings.health_interval;
         loop {
-            if self.inbox.has_deferred() {
-                for receipt in self.inbox.take_deferred() {
-                    if let Err(end) = self.confirm(&mut link, receipt).await {
-                        return self.end(link, end).await;
-                    }
-                }
-                continue;
-            }
-            if let Some(urc) = link.backlog.pop_front() {
-                if let Err(end) = self.on_urc(&mut link, urc).await {
-                    return self.end(link, end).await;
-                }
-                continue;
-            }
-            if self.inbox.take_early_sweep() {
-                next_sweep = next_sweep.min(Instant::now() + EARLY_SWEEP);
-            }
-            self.flush_events();
-            let waiting = !self.queued_events.is_empty();
-            let events = self.events.clone();
-            let step: Step = tokio::select! {
-                request = self.requests.recv() => self.on_request(&mut link, request).await,
-                urc = link.urcs.recv() => match urc {
-                    Some(urc) => self.on_urc(&mut link, urc).await,
-                    None => Err(End::Lost("the serial session ended".into())),
-                },
-                () = sleep_until(next_sweep) => {
-                    next_sweep = Instant::now() + self.settings.sweep_interval;
-                    self.sweep(&mut link).await.map(|_| ())
-                }
-                () = sleep_until(next_health) => {
-                    next_health = Instant::now() + self.settings.health_interval;
-                    self.health(&mut link).await
-                }
-                // Wakes when the owner makes room for a queued event.
-                permit = events.reserve(), if waiting => {
-                    if let (Ok(permit), Some(event)) = (permit, self.queued_events.pop_front()) {
-                        permit.send(event);
-                    }
-                    Ok(())
-                }
-            };
-            if let Err(end) = step {
-                return self.end(link, end).await;
+            if let Err(end) = self.step(link, &mut next_sweep, &mut next_health).await {
+                return end;
             }
         }
+    }
+
+    /// One thing: a deferred confirm, a URC kept during an init, or whatever wakes first.
+    async fn step(
+        &mut self,
+        link: &mut Link,
+        next_sweep: &mut Instant,
+        next_health: &mut Instant,
+    ) -> Step {
+        if self.inbox.has_deferred() {
+            return self.confirm_deferred(link).await;
+        }
+        if let Some(urc) = link.backlog.pop_front() {
+            return self.on_urc(link, urc).await;
+        }
+        if self.inbox.take_early_sweep() {
+            *next_sweep = (*next_sweep).min(Instant::now() + EARLY_SWEEP);
+        }
+        self.flush_events();
+        let waiting = !self.queued_events.is_empty();
+        let events = self.events.clone();
+        tokio::select! {
+            request = self.requests.recv() => self.on_request(link, request).await,
+            urc = link.urcs.recv() => match urc {
+                Some(urc) => self.on_urc(link, urc).await,
+                None => Err(End::Lost("the serial session ended".into())),
+            },
+            () = sleep_until(*next_sweep) => {
+                *next_sweep = Instant::now() + self.settings.sweep_interval;
+                self.sweep(link).await.map(|_| ())
+            }
+            () = sleep_until(*next_health) => {
+                *next_health = Instant::now() + self.settings.health_interval;
+                self.health(link).await
+            }
+            // Wakes when the owner makes room for a queued event.
+            permit = events.reserve(), if waiting => {
+                if let (Ok(permit), Some(event)) = (permit, self.queued_events.pop_front()) {
+                    permit.send(event);
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// Carries out the confirms that waited for a connection.
+    pub(super) async fn confirm_deferred(&mut self, link: &mut Link) -> Step {
+        for receipt in self.inbox.take_deferred() {
+            self.confirm(link, receipt).await?;
+        }
+        Ok(())
     }
 
     async fn end(&mut self, link: Link, end: End) -> End {
@@ -479,6 +485,49 @@ fn open_hint(error: &tokio_serial::Error) -> &'static str {
     }
 }
 
+/// A PIN problem: only a person can fix it, so the driver stops trying.
+fn is_permanent(error: &InitError) -> bool {
+    matches!(
+        error,
+        InitError::WrongPin(_)
+            | InitError::PinWithheld { .. }
+            | InitError::PukRequired
+            | InitError::PinRequired
+    )
+}
+
+/// What to do before the next start-up after a failed one.
+#[derive(Debug, PartialEq, Eq)]
+struct Retry {
+    /// The reset command to send first (after `reset_after` failures in a row).
+    reset: Option<String>,
+    /// The pause before opening again.
+    pause: Duration,
+    /// The failures in a row counted from now (0 after a reset).
+    failures: u32,
+}
+
+/// Plans the retry after `failures` failed start-ups in a row, the last with `error`.
+fn plan_retry(error: &InitError, failures: u32, settings: &ModemSettings) -> Retry {
+    // A session error means the port is gone: a reset command would not reach the modem.
+    let reset = settings
+        .reset_command
+        .clone()
+        .filter(|_| failures >= settings.reset_after && !matches!(error, InitError::Session(_)));
+    let failures = if reset.is_some() { 0 } else { failures };
+    let pause = match error {
+        // The device went away or stopped answering: reopen soon (closing the port is what
+        // revives some deaf modems).
+        InitError::Session(_) | InitError::NoResponse => settings.reopen_max,
+        _ => backoff(Duration::from_secs(1), settings.retry_max, failures),
+    };
+    Retry {
+        reset,
+        pause,
+        failures,
+    }
+}
+
 /// `min`, doubling per attempt, capped at `max`.
 fn backoff(min: Duration, max: Duration, attempt: u32) -> Duration {
     let factor = 1u32 << attempt.saturating_sub(1).min(16);
@@ -487,7 +536,9 @@ fn backoff(min: Duration, max: Duration, attempt: u32) -> Duration {
 
 #[cfg(test)]
 mod tests {
-    use super::{backoff, open_hint};
+    use super::{Retry, backoff, is_permanent, open_hint, plan_retry};
+    use crate::at::SessionError;
+    use crate::modem::{InitError, ModemSettings};
     use std::time::Duration;
     use tokio_serial::{Error, ErrorKind};
 
@@ -516,5 +567,41 @@ mod tests {
         let pauses: Vec<_> = (1..=5).map(|n| backoff(min, max, n).as_millis()).collect();
         assert_eq!(pauses, [100, 200, 400, 500, 500]);
         assert_eq!(backoff(min, max, u32::MAX), max);
+    }
+
+    #[test]
+    fn a_failed_start_up_waits_resets_or_stops() {
+        let mut settings = ModemSettings::new("/dev/null");
+        settings.reset_command = Some("AT+CFUN=1,1".into());
+        settings.reset_after = 3;
+        let secs = Duration::from_secs;
+        let closed = || InitError::Session(SessionError::Closed);
+        let other = || InitError::NoSmsc;
+        // (error, failures in a row, reset sent, pause, failures after)
+        let check = |error: InitError, failures, reset: bool, pause, after| {
+            let expected = Retry {
+                reset: reset.then(|| "AT+CFUN=1,1".to_string()),
+                pause,
+                failures: after,
+            };
+            assert_eq!(
+                plan_retry(&error, failures, &settings),
+                expected,
+                "{error} {failures}"
+            );
+        };
+        check(other(), 1, false, secs(1), 1);
+        check(other(), 2, false, secs(2), 2);
+        check(other(), 3, true, secs(1), 0);
+        check(closed(), 3, false, settings.reopen_max, 3);
+        check(InitError::NoResponse, 1, false, settings.reopen_max, 1);
+        check(InitError::NoResponse, 4, true, settings.reopen_max, 0);
+        let mut no_reset = settings.clone();
+        no_reset.reset_command = None;
+        assert_eq!(plan_retry(&other(), 6, &no_reset).pause, secs(30));
+        assert!(is_permanent(&InitError::PukRequired));
+        assert!(is_permanent(&InitError::PinRequired));
+        assert!(!is_permanent(&other()));
+        assert!(!is_permanent(&closed()));
     }
 }

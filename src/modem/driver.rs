@@ -324,9 +324,7 @@ impl Driver {
             Err(shutdown) => Err(End::Shutdown(shutdown)),
             Ok(Err(error)) => Err(End::Lost(format!("re-init after a reboot failed: {error}"))),
             Ok(Ok(())) => {
-                for receipt in self.inbox.take_deferred() {
-                    self.confirm(link, receipt).await?;
-                }
+                self.confirm_deferred(link).await?;
                 self.sweep(link).await.map(|_| ())
             }
         }
