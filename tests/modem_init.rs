@@ -132,7 +132,22 @@ async fn registration_arriving_late_is_waited_for() {
     modem.with_engine(|engine, _| engine.set_registration(2));
     let handle = open(&modem);
     let init = tokio::spawn(async move { init(&handle, &settings()).await });
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // The network comes only after the init has asked twice and heard "searching": the
+    // mock's command log says when, not a guessed sleep.
+    let polls = || {
+        modem
+            .commands()
+            .iter()
+            .filter(|command| *command == "AT+CREG?")
+            .count()
+    };
+    tokio::time::timeout(Duration::from_secs(10), async {
+        while polls() < 2 {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await
+    .expect("the init polls the registration");
     modem.with_engine(|engine, _| engine.set_registration(5));
     let setup = init
         .await
