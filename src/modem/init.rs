@@ -12,6 +12,7 @@ use std::time::Duration;
 use log::{debug, error, info, warn};
 use tokio::time::{Instant, sleep};
 
+use super::command::{AtCommand, ReadRegistration};
 use super::pin::{self, PinDecision, RefusedPins, Withheld};
 use crate::at::{
     CmeError, CmsError, Command, FinalResult, PinState, RegistrationStatus, Response, SessionError,
@@ -323,41 +324,8 @@ async fn unlock_sim(
                 let Some(pin) = &settings.pin else {
                     return Err(InitError::PinRequired);
                 };
-                // The ICCID names the SIM the record is about; most modems give it without
-                // the PIN (it is on the card, outside the PIN's protection).
-                early_iccid = iccid(handle, settings).await?;
-                let sim = pin::sim_key(early_iccid.as_deref());
-                let attempts = pin_attempts(handle, settings).await?;
-                let marks = match &settings.refused_pins {
-                    Some(path) => RefusedPins::load(path),
-                    None => Ok(RefusedPins::default()),
-                };
-                if let PinDecision::Withhold(reason) = pin::decide(attempts, &marks, &sim, pin) {
-                    return Err(InitError::PinWithheld { sim, reason });
-                }
-                info!(
-                    "modem: entering the SIM PIN ({sim}, {} attempts left)",
-                    attempts.map_or("unknown".into(), |left| left.to_string())
-                );
-                // Exactly once, never through the busy retry: a second wrong try is a step
-                // closer to the PUK.
-                let answer = handle
-                    .execute(Command::new(format!("AT+CPIN=\"{pin}\"")))
-                    .await?;
-                match answer.result {
-                    FinalResult::Ok => {}
-                    FinalResult::CmeError(CmeError::SimBusy) => {
-                        return Err(InitError::Sim(
-                            "SIM busy while entering the PIN; not retrying it".into(),
-                        ));
-                    }
-                    other => {
-                        remember_refusal(settings, &sim);
-                        return Err(InitError::WrongPin(format!("{sim}: {other}")));
-                    }
-                }
-                info!("modem: SIM PIN accepted");
-                forget_refusal(settings, &sim, marks);
+                let (iccid, sim) = enter_pin(handle, settings, pin).await?;
+                early_iccid = iccid;
                 entered_for = Some(sim);
             }
             (Some(Ok(PinState::SimPuk)), _) => return Err(InitError::PukRequired),
@@ -374,6 +342,51 @@ async fn unlock_sim(
         }
         sleep(settings.poll_interval).await;
     }
+}
+
+/// The SIM asks for its PIN: reads the ICCID and the attempts left, and enters the PIN once
+/// unless [`pin::decide`] withholds it. Returns the ICCID (when read) and the SIM's key.
+async fn enter_pin(
+    handle: &SessionHandle,
+    settings: &InitSettings,
+    pin: &str,
+) -> Result<(Option<String>, String), InitError> {
+    // The ICCID names the SIM the record is about; most modems give it without
+    // the PIN (it is on the card, outside the PIN's protection).
+    let early_iccid = iccid(handle, settings).await?;
+    let sim = pin::sim_key(early_iccid.as_deref());
+    let attempts = pin_attempts(handle, settings).await?;
+    let marks = match &settings.refused_pins {
+        Some(path) => RefusedPins::load(path),
+        None => Ok(RefusedPins::default()),
+    };
+    if let PinDecision::Withhold(reason) = pin::decide(attempts, &marks, &sim, pin) {
+        return Err(InitError::PinWithheld { sim, reason });
+    }
+    info!(
+        "modem: entering the SIM PIN ({sim}, {} attempts left)",
+        attempts.map_or("unknown".into(), |left| left.to_string())
+    );
+    // Exactly once, never through the busy retry: a second wrong try is a step
+    // closer to the PUK.
+    let answer = handle
+        .execute(Command::new(format!("AT+CPIN=\"{pin}\"")))
+        .await?;
+    match answer.result {
+        FinalResult::Ok => {}
+        FinalResult::CmeError(CmeError::SimBusy) => {
+            return Err(InitError::Sim(
+                "SIM busy while entering the PIN; not retrying it".into(),
+            ));
+        }
+        other => {
+            remember_refusal(settings, &sim);
+            return Err(InitError::WrongPin(format!("{sim}: {other}")));
+        }
+    }
+    info!("modem: SIM PIN accepted");
+    forget_refusal(settings, &sim, marks);
+    Ok((early_iccid, sim))
 }
 
 /// The SIM PIN attempts left: `AT+CPINR="SIM PIN"` (3GPP TS 27.007 §8.65), else the Huawei,
@@ -444,12 +457,11 @@ async fn wait_for_registration(
     let started = Instant::now();
     let mut last = RegistrationStatus::Unknown;
     loop {
-        for command in ["AT+CREG?", "AT+CEREG?"] {
-            let response = execute(handle, Command::new(command), settings).await?;
-            let status = response
-                .info
-                .iter()
-                .find_map(|line| parse::registration(line).ok())
+        for eps in [false, true] {
+            let command = ReadRegistration { eps };
+            let response = execute(handle, command.command(), settings).await?;
+            let status = command
+                .parse(&response)
                 .map(|registration| registration.status);
             if let Some(status) = status {
                 if status.is_registered() {

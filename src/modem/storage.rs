@@ -5,8 +5,10 @@
 
 use log::warn;
 
-use crate::at::{CmsError, Command, FinalResult, SessionError, SessionHandle, parse};
+use crate::at::{FinalResult, SessionError, SessionHandle, parse};
 use crate::pdu::{Pdu, PduError};
+
+use super::command::{AtCommand, DeleteMessage, ListMessages, ReadMessage};
 
 /// A message read from the modem's storage.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -43,41 +45,29 @@ pub enum StorageError {
 
 /// Reads one index (`AT+CMGR`). An empty slot answered with a bare OK counts as stale too.
 pub async fn read(handle: &SessionHandle, index: u32) -> Result<StoredMessage, StorageError> {
-    let command = format!("AT+CMGR={index}");
-    let response = handle.execute(Command::new(&command)).await?;
-    match &response.result {
-        FinalResult::Ok => {}
-        FinalResult::CmsError(CmsError::InvalidMemoryIndex) => {
-            return Err(StorageError::StaleIndex(index));
-        }
-        result => {
-            return Err(StorageError::Refused {
-                command,
-                result: result.clone(),
-            });
-        }
-    }
-    let mut lines = response.info.iter();
-    let header = lines
-        .by_ref()
-        .find_map(|line| parse::cmgr(line).ok())
-        .ok_or(StorageError::StaleIndex(index))?;
-    let hex = lines.next().cloned().unwrap_or_default();
-    Ok(stored(index, header.stat, hex))
+    run(handle, &ReadMessage { index }).await?
 }
 
 /// Lists every stored message (`AT+CMGL=4`): the sweep that finds messages whose URC was lost.
 pub async fn list(handle: &SessionHandle) -> Result<Vec<StoredMessage>, StorageError> {
-    let command = "AT+CMGL=4";
-    let response = handle.execute(Command::new(command)).await?;
-    if !response.result.is_ok() {
-        return Err(StorageError::Refused {
-            command: command.into(),
-            result: response.result,
-        });
-    }
+    run(handle, &ListMessages).await?
+}
+
+/// Deletes one index (`AT+CMGD=<index>`). Call it only after the message is stored durably.
+pub async fn delete(handle: &SessionHandle, index: u32) -> Result<(), StorageError> {
+    run(handle, &DeleteMessage { index }).await?
+}
+
+/// Sends a typed command and reads its answer.
+async fn run<C: AtCommand>(handle: &SessionHandle, command: &C) -> Result<C::Answer, SessionError> {
+    let response = handle.execute(command.command()).await?;
+    Ok(command.parse(&response))
+}
+
+/// The messages in an `AT+CMGL` answer, each header with the PDU line after it.
+pub(super) fn list_answer(info: &[String]) -> Vec<StoredMessage> {
     let mut messages = Vec::new();
-    let mut lines = split_glued_headers(&response.info).into_iter().peekable();
+    let mut lines = split_glued_headers(info).into_iter().peekable();
     while let Some(line) = lines.next() {
         let Ok(header) = parse::cmgl(line) else {
             warn!("modem: unexpected line in the AT+CMGL answer: {line:?}");
@@ -94,7 +84,7 @@ pub async fn list(handle: &SessionHandle) -> Result<Vec<StoredMessage>, StorageE
             hex.to_string(),
         ));
     }
-    Ok(messages)
+    messages
 }
 
 /// Splits lines where a modem lost the newline between a PDU and the next `+CMGL:` header
@@ -113,18 +103,8 @@ fn split_glued_headers(lines: &[String]) -> Vec<&str> {
     out
 }
 
-/// Deletes one index (`AT+CMGD=<index>`). Call it only after the message is stored durably.
-pub async fn delete(handle: &SessionHandle, index: u32) -> Result<(), StorageError> {
-    let command = format!("AT+CMGD={index}");
-    let response = handle.execute(Command::new(&command)).await?;
-    match response.result {
-        FinalResult::Ok => Ok(()),
-        FinalResult::CmsError(CmsError::InvalidMemoryIndex) => Err(StorageError::StaleIndex(index)),
-        result => Err(StorageError::Refused { command, result }),
-    }
-}
-
-fn stored(index: u32, stat: u8, hex: String) -> StoredMessage {
+/// A stored message from its header and PDU line; a PDU that does not decode is kept.
+pub(super) fn stored(index: u32, stat: u8, hex: String) -> StoredMessage {
     let hex = hex.trim().to_string();
     let pdu = Pdu::from_hex(&hex);
     if let Err(error) = &pdu {
