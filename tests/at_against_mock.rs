@@ -22,7 +22,7 @@ async fn init_and_send_in_every_profile() {
         let modem = MockModem::start(config, None).expect("mock starts");
         // The default command gap: this is the session as the driver runs it.
         let (handle, mut urcs) = open_session(&modem, SessionConfig::default().command_gap);
-        // Reference §2: the init table, in order. Failures of vendor commands are fine.
+        // docs/at-sms.md §2: the init table, in order. Failures of vendor commands are fine.
         for command in [
             "AT",
             "ATE0",

@@ -1,10 +1,10 @@
 //! The modem driver against an independent, scripted modem on a raw PTY.
 //!
 //! Why not `smsrelay::mock`: the simulated modem was written alongside the driver, by the same
-//! reading of the reference, and its habits (how it frames a prompt, lays out a listing, words a
+//! reading of `docs/at-sms.md`, and its habits (how it frames a prompt, lays out a listing, words a
 //! registration) are the ones the driver was tuned against; a misreading shared by both passes
 //! every test in `modem_driver.rs`. The modem here is a few canned answers of a plain 27.005
-//! modem (`plain_answer`), and each test scripts one quirk from the AT/SMS reference (§1–3, §6)
+//! modem (`plain_answer`), and each test scripts one quirk from `docs/at-sms.md` (§1–3, §6; bare `§N` below cite it)
 //! on top: prompts in every form, echo that will not turn off, vendor noise before every
 //! answer, damaged `AT+CMGL` listings, `+CMGR` variants, banners, registration forms. Tests of
 //! what the mock already covers (plain sends and receipts, status-report routes, CMS 500 on a
@@ -28,16 +28,16 @@ use tokio::time::timeout;
 use crate::support::quick_modem_settings as settings;
 use crate::support::{WAIT, until, wait_for};
 
-/// Reference §5 E1: a SUBMIT without an SMSC field, as the gateway sends it.
+/// docs/at-sms.md §5 E1: a SUBMIT without an SMSC field, as the gateway sends it.
 const E1_SUBMIT: &str = "0031000C914477000910320000A711C8329BFD0699E5EF36888E2E83A069";
-/// Reference §5 E6: a DELIVER from +447700900123.
+/// docs/at-sms.md §5 E6: a DELIVER from +447700900123.
 const E6_DELIVER: &str = "0791447700090010040C914477000910320000423051410354401BCD72990E0AD34131986E06FB81A465383B0FCA16A72FE713";
 const E6_TEXT: &str = "Meet at 10:30? Reply YES/NO";
-/// Reference §5 E7: a DELIVER from the alphanumeric sender "InfoSMS".
+/// docs/at-sms.md §5 E7: a DELIVER from the alphanumeric sender "InfoSMS".
 const E7_DELIVER: &str =
     "0791447700090010040DD049B7F93D6D4E0100004221133295950013D9775D0E1ABFC965507A0EA2E164B9D80C";
 const E7_TEXT: &str = "Your code is 482913";
-/// Reference §5 E12: a STATUS-REPORT for TP-MR 7, delivered.
+/// docs/at-sms.md §5 E12: a STATUS-REPORT for TP-MR 7, delivered.
 const E12_REPORT: &str = "079144770009001006070C91447700091032423051411320404230514113504000";
 
 /// The TP-MR the scripted modem gives its first send (then 8, 9, …), unlike the mock's 0.
@@ -78,7 +78,7 @@ enum Mode {
 struct State {
     /// On by default, as after every reset (§1.1).
     echo: bool,
-    /// Nokia N900 style (reference §6, echo): `ATE0` is answered OK and changes nothing.
+    /// Nokia N900 style (docs/at-sms.md §6, echo): `ATE0` is answered OK and changes nothing.
     ignores_ate0: bool,
     /// A test starts the modem in `Mode::Pdu` to leave it at a prompt, as a crashed run does.
     mode: Mode,

@@ -1,4 +1,4 @@
-//! The start-up sequence of reference §2, run after every (re)open of the port: resync, echo
+//! The start-up sequence of docs/at-sms.md §2, run after every (re)open of the port: resync, echo
 //! off, numeric errors, identity, SIM and PIN, registration, PDU mode, storage, indications,
 //! SMSC. Each step tolerates what real modems do (banners, vendor errors, a SIM busy for a
 //! while) and stops with a clear [`InitError`] where going on would be wrong: above all, a
@@ -163,7 +163,7 @@ pub enum InitError {
     },
 }
 
-/// The CNMI settings to try, best first (reference §2): messages and reports stored and
+/// The CNMI settings to try, best first (docs/at-sms.md §2): messages and reports stored and
 /// indicated; then reports routed directly; then no reports.
 pub const CNMI_CHOICES: [&str; 3] = ["2,1,0,2,0", "2,1,0,1,0", "2,1,0,0,0"];
 
