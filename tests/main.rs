@@ -5,6 +5,7 @@ mod at_properties;
 mod at_session;
 mod at_transcripts;
 mod config_cli;
+mod console;
 mod crash;
 mod daemon;
 mod daemon_in_process;
