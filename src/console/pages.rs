@@ -57,7 +57,7 @@ pub struct EventRow {
     sequence: u64,
     name: String,
     at: String,
-    message_id: Option<String>,
+    outbound_id: Option<String>,
     summary: String,
 }
 
@@ -84,7 +84,8 @@ impl EventRow {
             sequence: event.sequence,
             name: event.name.clone(),
             at: rfc3339(event.created_at.saturating_mul(1000)),
-            message_id: field("message_id").map(str::to_string),
+            // Only an outbound message has a page; an inbound one's id is not a message's.
+            outbound_id: field("to").and(field("message_id")).map(str::to_string),
             summary: summary.join(" · "),
         }
     }
