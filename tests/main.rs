@@ -6,6 +6,7 @@ mod at_session;
 mod at_transcripts;
 mod config_cli;
 mod console;
+mod console_browser;
 mod crash;
 mod daemon;
 mod daemon_in_process;
