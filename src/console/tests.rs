@@ -429,3 +429,52 @@ async fn the_newest_sequence_is_found_without_a_scan() {
         assert_eq!(found, expected);
     }
 }
+
+impl Fixture {
+    /// The live stream's text up to and including the first `event` message.
+    async fn first_streamed_event(&self, browser: &Browser, headers: &[(&str, &str)]) -> String {
+        use futures_util::StreamExt;
+        let mut request = Request::builder()
+            .uri("/console/events/stream?after=0")
+            .header("cookie", &browser.cookie);
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        let request = request
+            .body(axum::body::Body::empty())
+            .expect("a valid request");
+        let response = self.app.clone().oneshot(request).await.expect("answers");
+        assert_eq!(response.status(), 200);
+        let mut body = response.into_body().into_data_stream();
+        let mut text = String::new();
+        while !text.contains("event: event") {
+            let chunk = tokio::time::timeout(Duration::from_secs(10), body.next())
+                .await
+                .expect("a message within the tick")
+                .expect("the stream goes on")
+                .expect("a chunk");
+            text.push_str(&String::from_utf8_lossy(&chunk));
+        }
+        text
+    }
+}
+
+#[tokio::test]
+async fn the_live_stream_sends_new_events_and_resumes_after_the_last_seen() {
+    let fixture = Fixture::start();
+    let browser = fixture.sign_in().await;
+    for _ in 0..2 {
+        fixture
+            .store
+            .enqueue_test_event("crm", false)
+            .expect("writes");
+    }
+    let text = fixture.first_streamed_event(&browser, &[]).await;
+    assert!(text.contains("id: 1\n"), "{text}");
+    assert!(text.contains(r#""name":"webhook.test""#), "{text}");
+    let resumed = fixture
+        .first_streamed_event(&browser, &[("last-event-id", "1")])
+        .await;
+    assert!(resumed.contains("id: 2\n"), "{resumed}");
+    assert!(!resumed.contains("id: 1\n"), "{resumed}");
+}
