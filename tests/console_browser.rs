@@ -201,52 +201,39 @@ fn screenshot_dir() -> PathBuf {
     dir
 }
 
-#[test]
-fn a_browser_signs_in_sends_sees_it_delivered_and_screenshots_every_page() {
-    let Some(binary) = chromium() else {
-        assert!(
-            std::env::var("CI").as_deref() != Ok("true"),
-            "CI=true and no chromium: install it (.ci/run does)"
-        );
-        eprintln!("skipped: no chromium (apt-get install chromium)");
-        return;
-    };
-    let receiver = Receiver::start(ok);
-    let mock = MockConfig {
-        submit_delay: Duration::from_millis(20),
-        report_delay: Duration::from_millis(300),
-        ..MockConfig::default()
-    };
-    // A second webhook nobody listens on, tried once: its dead letters show the Replay button.
-    let unreachable = "[[webhook]]\nname = \"crm\"\nurl = \"http://127.0.0.1:9/hook\"\n\
-                       retry_schedule = [\"0s\"]\n";
-    let harness = Harness::start(mock, &receiver.url, unreachable);
-    harness
-        .modem
-        .inject_sms(&InboundSms::new(
-            "+447700900456",
-            "Is the gateway up? Reply YES.",
-        ))
-        .expect("an inbound SMS");
-    let base = harness.base.clone();
-    let mut browser = Browser::launch(&binary);
-    let dir = screenshot_dir();
-    let shoot = |browser: &mut Browser, name: &str| {
-        for width in WIDTHS {
-            let png = browser.screenshot(width);
-            let path = dir.join(format!("{name}-{width}.png"));
-            std::fs::write(&path, png).expect("the screenshot is written");
+/// Reopens `url` until `script` is true there.
+fn reload_until(browser: &mut Browser, url: &str, what: &str, script: &str) {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        browser.open(url);
+        if browser.eval(script) == json!(true) {
+            return;
         }
-        browser.resize(1280, 800);
-    };
+        assert!(Instant::now() < deadline, "{what}: never seen at {url}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
 
+/// Writes `name`-360.png and `name`-1280.png of the page shown.
+fn shoot(browser: &mut Browser, name: &str) {
+    let dir = screenshot_dir();
+    for width in WIDTHS {
+        let png = browser.screenshot(width);
+        let path = dir.join(format!("{name}-{width}.png"));
+        std::fs::write(&path, png).expect("the screenshot is written");
+    }
+    browser.resize(1280, 800);
+}
+
+/// A stranger is sent to the sign-in page; the token signs in.
+fn sign_in(browser: &mut Browser, base: &str) {
     browser.resize(1280, 800);
     browser.open(&format!("{base}/console/messages"));
     browser.wait_until(
         "a stranger is sent to sign in",
         "location.pathname === '/console/signin'",
     );
-    shoot(&mut browser, "signin");
+    shoot(browser, "signin");
     browser.eval(&format!(
         "document.getElementById('token').value = '{TOKEN}'; \
          document.querySelector('button[type=submit]').click(); true"
@@ -255,7 +242,10 @@ fn a_browser_signs_in_sends_sees_it_delivered_and_screenshots_every_page() {
         "signed in",
         "location.pathname === '/console' && document.readyState === 'complete'",
     );
+}
 
+/// Types a two-part text (the live counter must say so) and sends it.
+fn send_from_form(browser: &mut Browser, base: &str) {
     browser.open(&format!("{base}/console/send"));
     browser.eval(
         "document.getElementById('to').value = '+447700900123'; \
@@ -267,36 +257,53 @@ fn a_browser_signs_in_sends_sees_it_delivered_and_screenshots_every_page() {
         "the live counter asks the daemon",
         "document.getElementById('counter').textContent.includes('2 SMS parts')",
     );
-    shoot(&mut browser, "send");
+    shoot(browser, "send");
     browser.eval("document.querySelector('#send-form button[type=submit]').click(); true");
     browser.wait_until(
         "the message's page",
         "location.pathname.startsWith('/console/messages/') && document.readyState === 'complete'",
     );
+}
 
-    let delivered =
-        "document.querySelector('td[data-label=State] .state')?.textContent === 'delivered'";
-    let deadline = Instant::now() + WAIT;
-    loop {
-        browser.open(&format!("{base}/console/messages"));
-        if browser.eval(delivered) == json!(true) {
-            break;
-        }
+/// The daemon with the simulated modem, the `test` webhook at `receiver`, a second webhook
+/// nobody listens on (tried once: its dead letters show the Replay button) and one SMS in.
+fn stack(receiver: &Receiver) -> Harness {
+    let mock = MockConfig {
+        submit_delay: Duration::from_millis(20),
+        report_delay: Duration::from_millis(300),
+        ..MockConfig::default()
+    };
+    let unreachable = "[[webhook]]\nname = \"crm\"\nurl = \"http://127.0.0.1:9/hook\"\n\
+                       retry_schedule = [\"0s\"]\n";
+    let harness = Harness::start(mock, &receiver.url, unreachable);
+    let inbound = InboundSms::new("+447700900456", "Is the gateway up? Reply YES.");
+    harness.modem.inject_sms(&inbound).expect("an inbound SMS");
+    harness
+}
+
+#[test]
+fn a_browser_signs_in_sends_sees_it_delivered_and_screenshots_every_page() {
+    let Some(binary) = chromium() else {
         assert!(
-            Instant::now() < deadline,
-            "never delivered on the Messages page"
+            std::env::var("CI").as_deref() != Ok("true"),
+            "CI=true and no chromium: install it (.ci/run does)"
         );
-        std::thread::sleep(Duration::from_millis(200));
-    }
-    assert_eq!(
-        harness.modem.submitted().len(),
-        2,
-        "two parts reached the modem"
-    );
-    browser.wait_until(
-        "the inbound SMS is listed",
-        "document.body.textContent.includes('Is the gateway up?')",
-    );
+        eprintln!("skipped: no chromium (apt-get install chromium)");
+        return;
+    };
+    let receiver = Receiver::start(ok);
+    let harness = stack(&receiver);
+    let base = harness.base.clone();
+    let mut browser = Browser::launch(&binary);
+    sign_in(&mut browser, &base);
+    send_from_form(&mut browser, &base);
+
+    let delivered = "document.querySelector('td[data-label=State] .state')?.textContent === 'delivered' \
+         && document.body.textContent.includes('Is the gateway up?')";
+    let messages = format!("{base}/console/messages");
+    reload_until(&mut browser, &messages, "delivered and received", delivered);
+    let parts = harness.modem.submitted().len();
+    assert_eq!(parts, 2, "two parts reached the modem");
     shoot(&mut browser, "messages");
     let message = browser.eval("document.querySelector('td[data-label=To] a').href");
     browser.open(message.as_str().expect("a link to the message"));
@@ -308,18 +315,9 @@ fn a_browser_signs_in_sends_sees_it_delivered_and_screenshots_every_page() {
         "document.getElementById('live-status').textContent.includes('live')",
     );
     shoot(&mut browser, "overview");
-    let deadline = Instant::now() + WAIT;
-    loop {
-        browser.open(&format!("{base}/console/webhooks"));
-        if browser.eval("document.body.textContent.includes('Replay')") == json!(true) {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "no dead letter on the Webhooks page"
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    let webhooks = format!("{base}/console/webhooks");
+    let replay = "document.body.textContent.includes('Replay')";
+    reload_until(&mut browser, &webhooks, "a dead letter", replay);
     shoot(&mut browser, "webhooks");
     browser.open(&format!("{base}/console/events"));
     shoot(&mut browser, "events");
