@@ -9,6 +9,7 @@ pub mod at;
 pub mod cli;
 pub mod client;
 pub mod config;
+pub mod console;
 pub mod daemon;
 pub mod demo;
 pub mod gateway;

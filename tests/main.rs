@@ -5,6 +5,8 @@ mod at_properties;
 mod at_session;
 mod at_transcripts;
 mod config_cli;
+mod console;
+mod console_browser;
 mod crash;
 mod daemon;
 mod daemon_in_process;

@@ -15,10 +15,10 @@ mod metrics;
 mod probes;
 mod status;
 mod token;
-mod views;
+pub(crate) mod views;
 
 pub use views::link_state_name;
-mod webhooks;
+pub(crate) mod webhooks;
 
 #[cfg(test)]
 mod tests;
@@ -100,6 +100,7 @@ pub fn router(state: Shared) -> Router {
         .route("/readyz", get(probes::readyz))
         .route("/v1/openapi.json", get(openapi))
         .merge(guarded)
+        .merge(crate::console::router(&state))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(BODY_LIMIT))

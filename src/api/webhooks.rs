@@ -73,7 +73,10 @@ pub async fn dead_letters(
 }
 
 /// An endpoint's dead letters, each with its event and its last attempt.
-fn dead_letters_of(store: &Store, name: &str) -> Result<Vec<DeadLetterView>, StoreError> {
+pub(crate) fn dead_letters_of(
+    store: &Store,
+    name: &str,
+) -> Result<Vec<DeadLetterView>, StoreError> {
     let mut listed = Vec::new();
     for job in store.dead_letters_of(name)? {
         let event = store.event(job.event_sequence)?;

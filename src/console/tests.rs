@@ -1,0 +1,480 @@
+//! The console through the API's router in process (tower's `oneshot`, no socket): every page
+//! and form needs a session, every POST the session's CSRF token, and no page shows the token.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::http::{Request, header};
+use tower::ServiceExt;
+
+use crate::api::{AppState, Readiness, router};
+use crate::gateway::{Gateway, GatewaySettings};
+use crate::modem::{Modem, ModemSettings};
+use crate::store::{Store, StoreSettings};
+use crate::webhook::{Dispatcher, DispatcherSettings, EndpointConfig, SystemClock};
+
+const TOKEN: &str = "console-test-token-0123456789";
+
+/// The API and console over a temp store, a modem that never opens, and one webhook that is
+/// never reached.
+struct Fixture {
+    app: Router,
+    store: Store,
+    _modem: Modem,
+    _dir: tempfile::TempDir,
+}
+
+/// One answer: status, `Location`, `Set-Cookie`, body.
+struct Answer {
+    status: u16,
+    location: Option<String>,
+    set_cookie: Option<String>,
+    body: String,
+}
+
+/// A signed-in browser: its cookie and its CSRF token.
+struct Browser {
+    cookie: String,
+    csrf: String,
+}
+
+impl Fixture {
+    fn start() -> Fixture {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let store = Store::open(
+            &dir.path().join("db"),
+            &StoreSettings::default(),
+            Vec::new(),
+        )
+        .expect("store opens");
+        let modem = Modem::start(ModemSettings::new(dir.path().join("no-such-modem")));
+        let gateway = Gateway::new(
+            store.clone(),
+            modem.handle.clone(),
+            GatewaySettings::default(),
+        );
+        let endpoint = EndpointConfig::new("crm", "http://127.0.0.1:9/never");
+        let dispatcher = Dispatcher::start(
+            store.clone(),
+            vec![endpoint],
+            DispatcherSettings::default(),
+            Arc::new(SystemClock),
+        );
+        let state = AppState {
+            gateway,
+            modem: modem.handle.clone(),
+            dispatcher: Arc::new(dispatcher),
+            token: TOKEN.into(),
+            started: Instant::now(),
+            readiness: Arc::new(Readiness::default()),
+            ready_grace: Duration::from_secs(60),
+        };
+        Fixture {
+            app: router(Arc::new(state)),
+            store,
+            _modem: modem,
+            _dir: dir,
+        }
+    }
+
+    async fn call(&self, method: &str, path: &str, headers: &[(&str, &str)], body: &str) -> Answer {
+        let mut request = Request::builder().method(method).uri(path);
+        request = request.header(header::HOST, "127.0.0.1:8080");
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        let request = request
+            .body(axum::body::Body::from(body.to_string()))
+            .expect("a valid request");
+        let response = self
+            .app
+            .clone()
+            .oneshot(request)
+            .await
+            .expect("the router always answers");
+        let text = |name| {
+            response
+                .headers()
+                .get(name)
+                .and_then(|value| value.to_str().ok())
+                .map(str::to_string)
+        };
+        let (location, set_cookie) = (text(header::LOCATION), text(header::SET_COOKIE));
+        let status = response.status().as_u16();
+        let bytes = axum::body::to_bytes(response.into_body(), usize::MAX)
+            .await
+            .expect("the body reads");
+        Answer {
+            status,
+            location,
+            set_cookie,
+            body: String::from_utf8_lossy(&bytes).into_owned(),
+        }
+    }
+
+    /// Signs in with the token and reads the CSRF token off the Send page.
+    async fn sign_in(&self) -> Browser {
+        let answer = self
+            .call("POST", "/console/signin", FORM, &format!("token={TOKEN}"))
+            .await;
+        assert_eq!(answer.status, 303, "{}", answer.body);
+        let set_cookie = answer.set_cookie.expect("a session cookie");
+        let cookie = set_cookie
+            .split(';')
+            .next()
+            .expect("a name=value")
+            .to_string();
+        let page = self
+            .call("GET", "/console/send", &[("cookie", &cookie)], "")
+            .await;
+        let csrf = csrf_of(&page.body).expect("the form carries a CSRF token");
+        Browser { cookie, csrf }
+    }
+
+    /// A form POST from a signed-in browser.
+    async fn post(&self, browser: &Browser, path: &str, body: &str) -> Answer {
+        let headers = [
+            ("cookie", browser.cookie.as_str()),
+            ("content-type", "application/x-www-form-urlencoded"),
+        ];
+        self.call("POST", path, &headers, body).await
+    }
+}
+
+const FORM: &[(&str, &str)] = &[("content-type", "application/x-www-form-urlencoded")];
+
+/// The CSRF token in a page's hidden field.
+fn csrf_of(page: &str) -> Option<String> {
+    let start = page.find(r#"name="csrf" value=""#)? + r#"name="csrf" value=""#.len();
+    let end = page[start..].find('"')? + start;
+    Some(page[start..end].to_string())
+}
+
+const PAGES: &[&str] = &[
+    "/console",
+    "/console/messages",
+    "/console/messages?number=%2B44",
+    "/console/send",
+    "/console/webhooks",
+    "/console/events",
+    "/console/events?name=sms.*",
+];
+
+const FORMS: &[&str] = &[
+    "/console/send",
+    "/console/count",
+    "/console/webhooks/crm/test",
+    "/console/webhooks/crm/enable",
+    "/console/webhooks/crm/dead-letters/1/replay",
+    "/console/events/1/redeliver",
+    "/console/signout",
+];
+
+#[tokio::test]
+async fn every_page_and_form_sends_a_stranger_to_sign_in() {
+    let fixture = Fixture::start();
+    let stale = [("cookie", "smsrelay_console=00ff")];
+    for path in PAGES
+        .iter()
+        .chain(["/console/messages/x", "/console/events/stream"].iter())
+    {
+        for headers in [&[][..], &stale[..]] {
+            let answer = fixture.call("GET", path, headers, "").await;
+            assert_eq!(answer.status, 303, "GET {path}");
+            assert_eq!(
+                answer.location.as_deref(),
+                Some("/console/signin"),
+                "{path}"
+            );
+        }
+    }
+    for path in FORMS {
+        let answer = fixture.call("POST", path, FORM, "csrf=x").await;
+        assert_eq!(answer.status, 303, "POST {path}");
+        assert_eq!(
+            answer.location.as_deref(),
+            Some("/console/signin"),
+            "{path}"
+        );
+    }
+    let root = fixture.call("GET", "/", &[], "").await;
+    assert_eq!(root.location.as_deref(), Some("/console"));
+    let sign_in = fixture.call("GET", "/console/signin", &[], "").await;
+    assert_eq!(sign_in.status, 200);
+    assert!(sign_in.body.contains(r#"name="token""#));
+}
+
+#[tokio::test]
+async fn only_the_api_token_signs_in_and_the_cookie_is_http_only_and_strict() {
+    let fixture = Fixture::start();
+    for wrong in ["", "console-test-token-012345678", "x"] {
+        let answer = fixture
+            .call("POST", "/console/signin", FORM, &format!("token={wrong}"))
+            .await;
+        assert_eq!(answer.status, 303, "{wrong:?}");
+        assert_eq!(answer.location.as_deref(), Some("/console/signin?failed=1"));
+        assert!(answer.set_cookie.is_none(), "{wrong:?}");
+    }
+    let answer = fixture
+        .call("POST", "/console/signin", FORM, &format!("token={TOKEN}"))
+        .await;
+    let cookie = answer.set_cookie.expect("a session cookie");
+    for attribute in ["HttpOnly", "SameSite=Strict", "Path=/", "Max-Age=43200"] {
+        assert!(cookie.contains(attribute), "{cookie} lacks {attribute}");
+    }
+    let cross_site = [FORM[0], ("sec-fetch-site", "cross-site")];
+    let answer = fixture
+        .call(
+            "POST",
+            "/console/signin",
+            &cross_site,
+            &format!("token={TOKEN}"),
+        )
+        .await;
+    assert_eq!(answer.status, 403);
+}
+
+#[tokio::test]
+async fn signed_in_every_page_renders_and_none_shows_the_token() {
+    let fixture = Fixture::start();
+    let browser = fixture.sign_in().await;
+    for path in PAGES {
+        let answer = fixture
+            .call("GET", path, &[("cookie", &browser.cookie)], "")
+            .await;
+        assert_eq!(answer.status, 200, "{path}: {}", answer.body);
+        assert!(answer.body.contains("<main>"), "{path}");
+        assert!(!answer.body.contains(TOKEN), "{path} shows the token");
+    }
+    let missing = fixture
+        .call(
+            "GET",
+            "/console/messages/nope",
+            &[("cookie", &browser.cookie)],
+            "",
+        )
+        .await;
+    assert_eq!(missing.status, 404);
+}
+
+#[tokio::test]
+async fn a_post_without_the_sessions_csrf_token_is_refused() {
+    let fixture = Fixture::start();
+    let browser = fixture.sign_in().await;
+    let other = fixture.sign_in().await;
+    assert_ne!(browser.csrf, other.csrf);
+    let bodies = [
+        "to=%2B447700900123&text=hi".to_string(),
+        "to=%2B447700900123&text=hi&csrf=".to_string(),
+        "to=%2B447700900123&text=hi&csrf=0000".to_string(),
+        format!("to=%2B447700900123&text=hi&csrf={}", other.csrf),
+    ];
+    for path in FORMS {
+        for body in &bodies {
+            let answer = fixture.post(&browser, path, body).await;
+            assert_eq!(answer.status, 403, "POST {path} {body}");
+        }
+    }
+    let sent = fixture.store.messages(None, 10).expect("reads");
+    assert!(sent.is_empty(), "a refused form sent {sent:?}");
+}
+
+#[tokio::test]
+async fn a_post_from_another_site_is_refused_even_with_the_token() {
+    let fixture = Fixture::start();
+    let browser = fixture.sign_in().await;
+    let body = format!("text=hi&csrf={}", browser.csrf);
+    for (name, value) in [
+        ("sec-fetch-site", "cross-site"),
+        ("sec-fetch-site", "same-site"),
+        ("origin", "http://evil.example"),
+        ("origin", "null"),
+    ] {
+        let headers = [("cookie", browser.cookie.as_str()), FORM[0], (name, value)];
+        let answer = fixture
+            .call("POST", "/console/count", &headers, &body)
+            .await;
+        assert_eq!(answer.status, 403, "{name}: {value}");
+    }
+    let same_origin = [
+        ("cookie", browser.cookie.as_str()),
+        FORM[0],
+        ("origin", "http://127.0.0.1:8080"),
+        ("sec-fetch-site", "same-origin"),
+    ];
+    let answer = fixture
+        .call("POST", "/console/count", &same_origin, &body)
+        .await;
+    assert_eq!(answer.status, 200, "{}", answer.body);
+}
+
+#[tokio::test]
+async fn the_counter_answers_with_the_daemons_split() {
+    let fixture = Fixture::start();
+    let browser = fixture.sign_in().await;
+    let long = "x".repeat(161);
+    let answer = fixture
+        .post(
+            &browser,
+            "/console/count",
+            &format!("text={long}&csrf={}", browser.csrf),
+        )
+        .await;
+    let count: serde_json::Value = serde_json::from_str(&answer.body).expect("JSON");
+    assert_eq!(count["parts"], 2);
+    assert_eq!(count["encoding"], "gsm7");
+    assert_eq!(count["units"], 161);
+}
+
+#[tokio::test]
+async fn a_send_from_the_form_is_enqueued_and_a_refusal_shows_the_form_escaped() {
+    let fixture = Fixture::start();
+    let browser = fixture.sign_in().await;
+    let body = format!("to=%2B447700900123&text=hello&csrf={}", browser.csrf);
+    let answer = fixture.post(&browser, "/console/send", &body).await;
+    assert_eq!(answer.status, 303, "{}", answer.body);
+    let sent = fixture.store.messages(None, 10).expect("reads");
+    assert_eq!(sent.len(), 1);
+    assert_eq!(sent[0].text, "hello");
+    let expected = format!("/console/messages/{}?done=sent", sent[0].id);
+    assert_eq!(answer.location.as_deref(), Some(expected.as_str()));
+    let page = fixture
+        .call("GET", &expected, &[("cookie", &browser.cookie)], "")
+        .await;
+    assert!(page.body.contains("Queued for sending."));
+
+    let body = format!(
+        "to=nope&text=%3Cscript%3Ex%3C%2Fscript%3E&csrf={}",
+        browser.csrf
+    );
+    let answer = fixture.post(&browser, "/console/send", &body).await;
+    assert_eq!(answer.status, 422);
+    assert!(answer.body.contains("&lt;script&gt;x"), "{}", answer.body);
+    assert!(!answer.body.contains("<script>x"));
+    assert_eq!(fixture.store.messages(None, 10).expect("reads").len(), 1);
+}
+
+#[tokio::test]
+async fn signing_out_ends_the_session() {
+    let fixture = Fixture::start();
+    let browser = fixture.sign_in().await;
+    let answer = fixture
+        .post(
+            &browser,
+            "/console/signout",
+            &format!("csrf={}", browser.csrf),
+        )
+        .await;
+    assert_eq!(answer.status, 303);
+    assert!(answer.set_cookie.is_some_and(|c| c.contains("Max-Age=0")));
+    let page = fixture
+        .call("GET", "/console", &[("cookie", &browser.cookie)], "")
+        .await;
+    assert_eq!(page.location.as_deref(), Some("/console/signin"));
+}
+
+#[tokio::test]
+async fn the_webhook_buttons_do_what_the_api_does() {
+    let fixture = Fixture::start();
+    let browser = fixture.sign_in().await;
+    let csrf = format!("csrf={}", browser.csrf);
+    let test = fixture
+        .post(&browser, "/console/webhooks/crm/test", &csrf)
+        .await;
+    assert_eq!(
+        test.location.as_deref(),
+        Some("/console/webhooks?done=tested")
+    );
+    let events = fixture.store.events_after(0, 10).expect("reads");
+    assert_eq!(events.len(), 1);
+    assert_eq!(events[0].name, "webhook.test");
+    let path = format!("/console/events/{}/redeliver", events[0].sequence);
+    let redeliver = fixture.post(&browser, &path, &csrf).await;
+    assert_eq!(
+        redeliver.location.as_deref(),
+        Some("/console/events?done=redelivered")
+    );
+    for path in [
+        "/console/webhooks/nope/test",
+        "/console/webhooks/crm/dead-letters/999/replay",
+        "/console/events/999/redeliver",
+    ] {
+        assert_eq!(
+            fixture.post(&browser, path, &csrf).await.status,
+            404,
+            "{path}"
+        );
+    }
+    let overview = fixture
+        .call("GET", "/console", &[("cookie", &browser.cookie)], "")
+        .await;
+    assert!(overview.body.contains("webhook.test"), "{}", overview.body);
+}
+
+#[tokio::test]
+async fn the_newest_sequence_is_found_without_a_scan() {
+    let fixture = Fixture::start();
+    assert_eq!(
+        super::pages::last_sequence(&fixture.store).expect("reads"),
+        0
+    );
+    for expected in 1..=5u64 {
+        let event = fixture
+            .store
+            .enqueue_test_event("crm", false)
+            .expect("writes");
+        assert_eq!(event.sequence, expected);
+        let found = super::pages::last_sequence(&fixture.store).expect("reads");
+        assert_eq!(found, expected);
+    }
+}
+
+impl Fixture {
+    /// The live stream's text up to and including the first `event` message.
+    async fn first_streamed_event(&self, browser: &Browser, headers: &[(&str, &str)]) -> String {
+        use futures_util::StreamExt;
+        let mut request = Request::builder()
+            .uri("/console/events/stream?after=0")
+            .header("cookie", &browser.cookie);
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        let request = request
+            .body(axum::body::Body::empty())
+            .expect("a valid request");
+        let response = self.app.clone().oneshot(request).await.expect("answers");
+        assert_eq!(response.status(), 200);
+        let mut body = response.into_body().into_data_stream();
+        let mut text = String::new();
+        while !text.contains("event: event") {
+            let chunk = tokio::time::timeout(Duration::from_secs(10), body.next())
+                .await
+                .expect("a message within the tick")
+                .expect("the stream goes on")
+                .expect("a chunk");
+            text.push_str(&String::from_utf8_lossy(&chunk));
+        }
+        text
+    }
+}
+
+#[tokio::test]
+async fn the_live_stream_sends_new_events_and_resumes_after_the_last_seen() {
+    let fixture = Fixture::start();
+    let browser = fixture.sign_in().await;
+    for _ in 0..2 {
+        fixture
+            .store
+            .enqueue_test_event("crm", false)
+            .expect("writes");
+    }
+    let text = fixture.first_streamed_event(&browser, &[]).await;
+    assert!(text.contains("id: 1\n"), "{text}");
+    assert!(text.contains(r#""name":"webhook.test""#), "{text}");
+    let resumed = fixture
+        .first_streamed_event(&browser, &[("last-event-id", "1")])
+        .await;
+    assert!(resumed.contains("id: 2\n"), "{resumed}");
+    assert!(!resumed.contains("id: 1\n"), "{resumed}");
+}
