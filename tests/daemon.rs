@@ -215,14 +215,14 @@ fn a_message_sent_through_the_api_is_sent_and_delivered_at_the_webhook() {
     );
     assert_eq!(status, 422, "{error}");
     assert_eq!(error["error"]["code"], "idempotency_key_reused");
-    let got = receiver.wait_for(2);
+    let got = receiver.wait_for(3);
     let names: Vec<_> = got.iter().map(|r| r.json()["name"].clone()).collect();
-    assert_eq!(names, ["sms.sent", "sms.delivered"]);
+    assert_eq!(names, ["sms.queued", "sms.sent", "sms.delivered"]);
     assert!(
         got.iter()
             .all(|r| r.json()["data"]["message_id"] == id.as_str())
     );
-    assert_eq!(got[1].json()["data"]["callback_data"], "order-7");
+    assert_eq!(got[2].json()["data"]["callback_data"], "order-7");
     assert_eq!(
         modem.submitted().len(),
         1,
@@ -235,10 +235,10 @@ fn a_message_sent_through_the_api_is_sent_and_delivered_at_the_webhook() {
         .as_array()
         .map(|events| events.iter().map(|e| e["name"].clone()).collect())
         .unwrap_or_default();
-    assert_eq!(names, ["sms.sent", "sms.delivered"]);
+    assert_eq!(names, ["sms.queued", "sms.sent", "sms.delivered"]);
     let (status, events) = api.get("/v1/events?after=0&limit=10");
     assert_eq!(status, 200);
-    assert_eq!(events["events"].as_array().map(Vec::len), Some(2));
+    assert_eq!(events["events"].as_array().map(Vec::len), Some(3));
     let (status, state) = api.get("/v1/status");
     assert_eq!(status, 200);
     assert_eq!(state["modem"]["state"], "ready");

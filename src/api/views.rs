@@ -546,6 +546,8 @@ mod tests {
             sent_at: None,
             delivered_at: None,
             queue_key: None,
+            number: None,
+            dry_run: false,
         };
         let found = serde_json::to_string(&MessageView::new(&message)).expect("serialises");
         let expected = concat!(

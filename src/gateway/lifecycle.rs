@@ -37,6 +37,31 @@ pub fn start(message: &mut OutboundMessage) -> Effects {
     }
 }
 
+/// A dry run at `now` (Unix ms), taken from the outbox in place of the modem: `sending`
+/// becomes `sent` then `delivered` with both events (`dry_run: true` in their data); no part
+/// is submitted, so the parts stay `pending` and have no reference.
+pub fn dry_run(message: &mut OutboundMessage, now: u64) -> Effects {
+    if !message.dry_run || message.state.is_final() {
+        return Effects {
+            dequeue: true,
+            ..Effects::default()
+        };
+    }
+    message.state = MessageState::Sent;
+    message.sent_at = Some(now);
+    message.updated_at = now;
+    let sent = events::sent(message);
+    let at = events::rfc3339(now);
+    message.state = MessageState::Delivered;
+    message.delivered_at = Some(at.clone());
+    let delivered = events::delivered(message, 0, "delivered (dry run)", &at);
+    Effects {
+        events: vec![sent, delivered],
+        dequeue: true,
+        ..Effects::default()
+    }
+}
+
 /// Whether no part of the message is to be submitted any more (finished, or every part sent).
 pub fn is_done_sending(message: &OutboundMessage) -> bool {
     message.state.is_final() || message.state == MessageState::Sent
@@ -189,7 +214,7 @@ pub fn recover(message: &mut OutboundMessage, settings: &GatewaySettings) -> Eff
 
 /// A status report matched to `matched` (a part waiting for its report, picked by
 /// `reports::candidates`), with TP-ST `status` and the SC's `discharge` time (RFC 3339).
-/// Pending: noted on the part. Delivered: the part is; the last one makes the message
+/// Pending: noted on the part, with an `sms.pending` when its status changed. Delivered: the part is; the last one makes the message
 /// `delivered`.
 /// Failed (temporary or permanent, 23.040 9.2.3.15): the message fails at stage `delivery`.
 /// A final report removes the reference.
@@ -205,8 +230,15 @@ pub fn report(
     };
     match status.class() {
         StatusClass::Pending => {
+            // One `sms.pending` per change: a repeat of the same status is no news.
+            let changed = part.pending_status != Some(status.0);
             part.pending_status = Some(status.0);
-            return Effects::default();
+            let mut effects = Effects::default();
+            if changed && !message.state.is_final() {
+                let event = events::pending(message, index, status.0, status.description());
+                effects.events.push(event);
+            }
+            return effects;
         }
         StatusClass::Delivered => {
             part.state = PartState::Delivered {
@@ -416,6 +448,8 @@ mod tests {
             sent_at: Some(0),
             delivered_at: None,
             queue_key: None,
+            number: None,
+            dry_run: false,
         }
     }
 
@@ -822,9 +856,38 @@ mod tests {
                 message(Sent, vec![submitted()]),
                 report_on(0, 0x20),
                 Outcome {
-                    parts: vec![noted],
+                    parts: vec![noted.clone()],
+                    ..to(Sent, vec![])
+                }
+                .event("sms.pending"),
+            ),
+            (
+                "still trying, the same status again: no news",
+                OutboundMessage {
+                    parts: vec![noted.clone()],
+                    ..message(Sent, vec![])
+                },
+                report_on(0, 0x20),
+                Outcome {
+                    parts: vec![noted.clone()],
                     ..to(Sent, vec![])
                 },
+            ),
+            (
+                "still trying, another status: news",
+                OutboundMessage {
+                    parts: vec![noted],
+                    ..message(Sent, vec![])
+                },
+                report_on(0, 0x21),
+                Outcome {
+                    parts: vec![OutPart {
+                        pending_status: Some(0x21),
+                        ..part(submitted())
+                    }],
+                    ..to(Sent, vec![])
+                }
+                .event("sms.pending"),
             ),
             (
                 "permanent failure",
