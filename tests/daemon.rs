@@ -515,6 +515,37 @@ fn send_wait_stops_at_sent_when_no_report_is_requested() {
     assert_eq!(daemon.terminate(Duration::from_secs(10)), Some(0));
 }
 
+/// Issue #17: `send --no-status-report` asks no report for this one message, so it is final
+/// at `sent` although the config asks for reports.
+#[test]
+fn send_no_status_report_is_final_at_sent() {
+    let (stack, daemon) = Stack::start(quick_mock(ReportBehaviour::None));
+    let args = [&SEND[..], &["--no-status-report", "--timeout", "30s"]].concat();
+    let (code, stdout, stderr) = cli(&stack.config, &args);
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    assert_eq!(stdout.lines().last(), Some("sent"), "{stdout}");
+    assert_eq!(daemon.terminate(Duration::from_secs(10)), Some(0));
+}
+
+/// Issue #17: `send --dry-run` goes through queued, sent and delivered, and no SMS reaches
+/// the modem.
+#[test]
+fn send_dry_run_is_delivered_without_the_modem() {
+    let (stack, daemon) = Stack::start(quick_mock(ReportBehaviour::Delivered));
+    let args = [&SEND[..], &["--dry-run", "--timeout", "30s"]].concat();
+    let (code, stdout, stderr) = cli(&stack.config, &args);
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    assert!(
+        stdout
+            .lines()
+            .last()
+            .is_some_and(|l| l.starts_with("delivered at ")),
+        "{stdout}"
+    );
+    assert!(stack.modem.submitted().is_empty(), "the modem got an SMS");
+    assert_eq!(daemon.terminate(Duration::from_secs(10)), Some(0));
+}
+
 /// Issue #14: a report that does not come within `--timeout` ends the wait with exit 5.
 #[test]
 fn send_wait_gives_up_at_its_timeout_with_exit_5() {

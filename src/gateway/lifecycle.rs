@@ -41,7 +41,11 @@ pub fn start(message: &mut OutboundMessage) -> Effects {
 /// becomes `sent` then `delivered` with both events (`dry_run: true` in their data); no part
 /// is submitted, so the parts stay `pending` and have no reference.
 pub fn dry_run(message: &mut OutboundMessage, now: u64) -> Effects {
-    if !message.dry_run || message.state.is_final() {
+    if !message.dry_run {
+        // Not ours: a real message goes to the modem.
+        return Effects::default();
+    }
+    if message.state.is_final() {
         return Effects {
             dequeue: true,
             ..Effects::default()
@@ -920,6 +924,38 @@ mod tests {
         ];
         for (case, before, transition, expected) in table {
             check(case, before, transition, expected);
+        }
+    }
+
+    #[test]
+    fn a_dry_run_is_sent_and_delivered_without_a_part_going_out() {
+        let dry = |state| OutboundMessage {
+            dry_run: true,
+            ..message(state, vec![Pending])
+        };
+        let dry_run = |m: &mut OutboundMessage| dry_run(m, NOW);
+        let table = vec![
+            (
+                "taken from the outbox",
+                dry(Sending),
+                to(Delivered, vec![Pending])
+                    .event("sms.sent")
+                    .event("sms.delivered")
+                    .dequeued(),
+            ),
+            (
+                "already delivered",
+                dry(Delivered),
+                to(Delivered, vec![Pending]).dequeued(),
+            ),
+            (
+                "not a dry run: left for the modem",
+                message(Sending, vec![Pending]),
+                to(Sending, vec![Pending]),
+            ),
+        ];
+        for (case, before, expected) in table {
+            check(case, before, dry_run, expected);
         }
     }
 
