@@ -609,3 +609,30 @@ async fn a_dry_run_goes_through_every_state_and_reaches_no_modem() {
     // The message is final (delivered) and was never handed to the modem.
     assert!(h.modem.submitted().is_empty(), "{:?}", h.modem.submitted());
 }
+
+/// `docs/openapi.json` describes each format's payloads with every field the services'
+/// documents list.
+#[test]
+fn the_openapi_document_describes_every_documented_field() {
+    let document: Value = serde_json::from_str(include_str!("../docs/openapi.json")).expect("JSON");
+    let schemas = &document["components"]["schemas"];
+    let cases = [
+        ("Lox24Notification", Format::Lox24, "envelope"),
+        ("Lox24Delivery", Format::Lox24, "sms.delivery"),
+        ("Lox24Incoming", Format::Lox24, "sms.incoming"),
+        ("GatewayapiStatus", Format::Gatewayapi, "status"),
+        ("GatewayapiMo", Format::Gatewayapi, "mo"),
+        ("Smsgateway24Status", Format::Smsgateway24, "status"),
+        ("Smsgateway24Incoming", Format::Smsgateway24, "incoming"),
+        ("SmsgateWebhook", Format::Smsgate, "envelope"),
+    ];
+    for (schema, format, kind) in cases {
+        let documented = schemas[schema]["properties"]
+            .as_object()
+            .unwrap_or_else(|| panic!("{schema} is in openapi.json"));
+        let spec = spec(format, kind);
+        for field in spec["fields"].as_object().expect("fields").keys() {
+            assert!(documented.contains_key(field), "{schema} lacks {field}");
+        }
+    }
+}
