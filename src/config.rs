@@ -565,7 +565,7 @@ impl Config {
         let mask = |present: bool| if present { "\"********\"" } else { "(none)" };
         let seconds = |d: Duration| format!("\"{}\"", humantime::format_duration(d));
         let mut out = format!(
-            "data_dir = {:?}\nlog_level = \"{}\"\nwebhook_clock_check = {}\nwebhook_clock_wait = {}\n\n[modem]\ndevice = {:?}\nbaud = {}\npin = {}\nstorage = {:?}\ncommand_timeout = {}\nsend_timeout = {}\nsweep_interval = {}\nreset_command = {}\ncnmi = {}\n\n[api]\nlisten = \"{}\"\ntoken = {}\nready_grace = {}\n\n[sms]\nmax_parts = {}\nstatus_reports = {}\nvalidity = {}\nresend_interrupted = {}\nincomplete_timeout = {}\nreport_timeout_margin = {}\n\n[retention]\nevents = {}\nmessages = {}\n",
+            "data_dir = {:?}\nlog_level = \"{}\"\nwebhook_clock_check = {}\nwebhook_clock_wait = {}\n\n[modem]\ndevice = {:?}\nbaud = {}\npin = {}\nstorage = {:?}\ncommand_timeout = {}\nsend_timeout = {}\nsweep_interval = {}\nreset_command = {}\ncnmi = {}\nnumber = {}\n\n[api]\nlisten = \"{}\"\ntoken = {}\nready_grace = {}\n\n[sms]\nmax_parts = {}\nstatus_reports = {}\nvalidity = {}\nresend_interrupted = {}\nincomplete_timeout = {}\nreport_timeout_margin = {}\n\n[retention]\nevents = {}\nmessages = {}\n",
             self.data_dir.display().to_string(),
             self.log_level.to_string().to_ascii_lowercase(),
             self.webhook_clock_check,
@@ -585,6 +585,10 @@ impl Config {
                 .cnmi
                 .as_deref()
                 .map_or("(automatic)".into(), |c| format!("{c:?}")),
+            self.device
+                .number
+                .as_deref()
+                .map_or("(none)".into(), |n| format!("{n:?}")),
             self.listen,
             if self.token.is_some() {
                 "\"********\""
@@ -603,13 +607,26 @@ impl Config {
             seconds(self.gateway.retention_events),
             seconds(self.gateway.retention_messages),
         );
+        out.insert_str(
+            0,
+            &format!(
+                "device_id = {}\ndevice_name = {:?}\n",
+                self.device.id, self.device.name
+            ),
+        );
         for (endpoint, subscription) in self.webhooks.iter().zip(&self.subscriptions) {
+            let secrets = match (&endpoint.format_secret, endpoint.secrets.len()) {
+                (Some(_), _) => format!("\"********\" (the {} key)", endpoint.format.name()),
+                (None, 0) => "(unsigned)".to_string(),
+                (None, count) => format!("{count} × \"whsec_********\""),
+            };
             out.push_str(&format!(
-                "\n[[webhook]]\nname = {:?}\nurl = {:?}\nevents = {:?}\nsecrets = {}\ntimeout = {}\nattempts = {}\nenabled = {}\n",
+                "\n[[webhook]]\nname = {:?}\nurl = {:?}\nformat = {:?}\nevents = {:?}\nsecrets = {}\ntimeout = {}\nattempts = {}\nenabled = {}\n",
                 endpoint.name,
                 endpoint.url,
+                endpoint.format.name(),
                 subscription.events,
-                if endpoint.secrets.is_empty() { "(unsigned)".to_string() } else { format!("{} × \"whsec_********\"", endpoint.secrets.len()) },
+                secrets,
                 seconds(endpoint.timeout),
                 endpoint.schedule.len(),
                 endpoint.enabled,
@@ -673,6 +690,30 @@ mod tests {
         assert!(config.webhooks.is_empty());
         let error = Config::parse("").expect_err("no device");
         assert_eq!(error.key, "modem.device");
+    }
+
+    #[test]
+    fn a_format_and_its_raw_key_are_described_masked() {
+        let text = "device_id = 3\n[modem]\ndevice = \"/dev/x\"\nnumber = \"+447700900999\"\n[[webhook]]\nname = \"gw\"\nurl = \"https://x\"\nformat = \"gatewayapi\"\nsecret = \"raw-key-123\"\n";
+        let config = Config::parse(text).expect("valid");
+        assert_eq!(
+            config.webhooks[0].format,
+            crate::webhook::Format::Gatewayapi
+        );
+        assert!(
+            config.webhooks[0].secrets.is_empty(),
+            "no Standard Webhooks secret"
+        );
+        let described = config.describe();
+        assert!(!described.contains("raw-key-123"), "{described}");
+        for line in [
+            "device_id = 3",
+            "number = \"+447700900999\"",
+            "format = \"gatewayapi\"",
+            "secrets = \"********\" (the gatewayapi key)",
+        ] {
+            assert!(described.contains(line), "{line} in {described}");
+        }
     }
 
     #[test]

@@ -406,3 +406,63 @@ mod expiry_tests {
         assert_eq!(store.awaiting_reports.len(), 1);
     }
 }
+
+#[cfg(test)]
+mod number_tests {
+    use crate::store::*;
+
+    fn message(id: &str) -> OutboundMessage {
+        serde_json::from_value(serde_json::json!({
+            "id": id, "to": "+447700900123", "text": "hi", "encoding": "gsm7", "parts": [],
+            "callback_data": null, "state": "queued", "attempts": 0, "next_attempt_at": null,
+            "last_error": null, "status_report": true, "created_at": 0, "updated_at": 0,
+            "sent_at": null, "delivered_at": null
+        }))
+        .expect("a message")
+    }
+
+    fn inbound() -> NewEvent {
+        NewEvent {
+            name: "sms.received".into(),
+            data: serde_json::json!({ "message_id": "in", "message_number": null }),
+        }
+    }
+
+    /// Outbound and inbound messages share one counter, taken in the transaction that
+    /// stores them; the numbers survive a reopen and are never given twice, and the events
+    /// written with the message carry its number.
+    #[test]
+    fn message_numbers_are_given_once_and_survive_a_restart() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let open = || Store::open(dir.path(), &StoreSettings::default(), Vec::new());
+        let queued = |message: &OutboundMessage| {
+            vec![NewEvent {
+                name: "sms.queued".into(),
+                data: serde_json::json!({ "message_number": message.number }),
+            }]
+        };
+        {
+            let store = open().expect("opens");
+            let first = store.enqueue_with(&message("a"), queued).expect("stored");
+            assert_eq!(first.number, Some(1));
+            let stored = store.message("a").expect("reads").expect("stored");
+            assert_eq!(stored.number, Some(1));
+            let events = store.record_events(&[inbound()]).expect("recorded");
+            assert_eq!(events[0].data["message_number"], 2);
+            let second = store.enqueue_with(&message("b"), queued).expect("stored");
+            assert_eq!(second.number, Some(3));
+            let numbers: Vec<_> = store
+                .events_after(0, 10)
+                .expect("reads")
+                .iter()
+                .map(|event| event.data["message_number"].clone())
+                .collect();
+            assert_eq!(numbers, [1, 2, 3]);
+        }
+        let store = open().expect("reopens");
+        let third = store.enqueue_with(&message("c"), queued).expect("stored");
+        assert_eq!(third.number, Some(4));
+        let stored = store.message("a").expect("reads").expect("stored");
+        assert_eq!(stored.number, Some(1), "unchanged by the restart");
+    }
+}
