@@ -233,17 +233,7 @@ pub fn report(
         return Effects::default();
     };
     match status.class() {
-        StatusClass::Pending => {
-            // One `sms.pending` per change: a repeat of the same status is no news.
-            let changed = part.pending_status != Some(status.0);
-            part.pending_status = Some(status.0);
-            let mut effects = Effects::default();
-            if changed && !message.state.is_final() {
-                let event = events::pending(message, index, status.0, status.description());
-                effects.events.push(event);
-            }
-            return effects;
-        }
+        StatusClass::Pending => return note_pending(message, index, status),
         StatusClass::Delivered => {
             part.state = PartState::Delivered {
                 reference,
@@ -285,6 +275,22 @@ pub fn report(
         message.state = MessageState::Delivered;
         message.delivered_at = Some(discharge.to_string());
         let event = events::delivered(message, status.0, status.description(), discharge);
+        effects.events.push(event);
+    }
+    effects
+}
+
+/// A report saying the network still tries part `index`: noted on the part, with one
+/// `sms.pending` per change of that status (a repeat of the same status is no news).
+fn note_pending(message: &mut OutboundMessage, index: usize, status: Status) -> Effects {
+    let Some(part) = message.parts.get_mut(index) else {
+        return Effects::default();
+    };
+    let changed = part.pending_status != Some(status.0);
+    part.pending_status = Some(status.0);
+    let mut effects = Effects::default();
+    if changed && !message.state.is_final() {
+        let event = events::pending(message, index, status.0, status.description());
         effects.events.push(event);
     }
     effects
