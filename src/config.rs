@@ -12,7 +12,7 @@ use toml::Spanned;
 use crate::gateway::GatewaySettings;
 use crate::modem::{InitSettings, ModemSettings};
 use crate::store::Subscription;
-use crate::webhook::{EndpointConfig, WebhookSection, resolve_all};
+use crate::webhook::{Device, EndpointConfig, WebhookSection, resolve_all};
 
 /// A config problem: the key, its line (when known), and what is wrong.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -30,6 +30,8 @@ pub struct ConfigError {
 #[serde(deny_unknown_fields)]
 struct Raw {
     data_dir: Option<Spanned<String>>,
+    device_id: Option<Spanned<i64>>,
+    device_name: Option<Spanned<String>>,
     log_level: Option<Spanned<String>>,
     webhook_clock_check: Option<bool>,
     webhook_clock_wait: Option<Spanned<String>>,
@@ -55,6 +57,7 @@ struct RawModem {
     cnmi: Option<Spanned<String>>,
     smsc: Option<Spanned<String>>,
     registration_timeout: Option<Spanned<String>>,
+    number: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -135,6 +138,8 @@ pub struct Config {
     pub webhook_clock_check: bool,
     /// How long after boot an unsynchronised clock holds webhooks, waiting for NTP.
     pub webhook_clock_wait: Duration,
+    /// `device_id`, `device_name` and `[modem] number`, as the webhook formats name them.
+    pub device: Device,
 }
 
 fn line_of(text: &str, offset: usize) -> usize {
@@ -432,6 +437,40 @@ impl Checker<'_> {
         })
     }
 
+    /// `device_id` (a positive integer, default 1), `device_name` (default: the host name)
+    /// and `[modem] number` (E.164).
+    fn device(&self, raw: &Raw) -> Result<Device, ConfigError> {
+        let id = match &raw.device_id {
+            Some(id) if *id.get_ref() >= 1 => *id.get_ref() as u64,
+            Some(id) => return Err(self.error("device_id", id, "must be a positive integer")),
+            None => 1,
+        };
+        let name = match &raw.device_name {
+            Some(name) if name.get_ref().trim().is_empty() => {
+                return Err(self.error("device_name", name, "must not be empty"));
+            }
+            Some(name) => name.get_ref().trim().to_string(),
+            None => crate::webhook::formats::host_name(),
+        };
+        let number = raw.modem.as_ref().and_then(|modem| modem.number.as_ref());
+        let number = match number {
+            Some(number) => {
+                let text = number.get_ref().trim();
+                let digits = text.strip_prefix('+').unwrap_or_default();
+                if !text.starts_with('+')
+                    || !(1..=15).contains(&digits.len())
+                    || !digits.bytes().all(|b| b.is_ascii_digit())
+                {
+                    let message = "must be E.164: + and up to 15 digits, e.g. \"+447700900123\"";
+                    return Err(self.error("modem.number", number, message));
+                }
+                Some(text.to_string())
+            }
+            None => None,
+        };
+        Ok(Device { id, name, number })
+    }
+
     /// `[[webhook]]`: an error points at the key's own line in its section.
     fn webhooks(
         &self,
@@ -471,6 +510,7 @@ impl Config {
     pub fn parse(text: &str) -> Result<Config, ConfigError> {
         let raw = read_raw(text)?;
         let check = Checker { text };
+        let device = check.device(&raw)?;
         let (listen, token, ready_grace) = check.api(&raw.api.unwrap_or_default())?;
         let (webhooks, subscriptions) = check.webhooks(&raw.webhook)?;
         Ok(Config {
@@ -496,6 +536,7 @@ impl Config {
                 Duration::from_secs(300),
                 Duration::ZERO..=DAY,
             )?,
+            device,
         })
     }
 
@@ -524,7 +565,7 @@ impl Config {
         let mask = |present: bool| if present { "\"********\"" } else { "(none)" };
         let seconds = |d: Duration| format!("\"{}\"", humantime::format_duration(d));
         let mut out = format!(
-            "data_dir = {:?}\nlog_level = \"{}\"\nwebhook_clock_check = {}\nwebhook_clock_wait = {}\n\n[modem]\ndevice = {:?}\nbaud = {}\npin = {}\nstorage = {:?}\ncommand_timeout = {}\nsend_timeout = {}\nsweep_interval = {}\nreset_command = {}\ncnmi = {}\n\n[api]\nlisten = \"{}\"\ntoken = {}\nready_grace = {}\n\n[sms]\nmax_parts = {}\nstatus_reports = {}\nvalidity = {}\nresend_interrupted = {}\nincomplete_timeout = {}\nreport_timeout_margin = {}\n\n[retention]\nevents = {}\nmessages = {}\n",
+            "data_dir = {:?}\nlog_level = \"{}\"\nwebhook_clock_check = {}\nwebhook_clock_wait = {}\n\n[modem]\ndevice = {:?}\nbaud = {}\npin = {}\nstorage = {:?}\ncommand_timeout = {}\nsend_timeout = {}\nsweep_interval = {}\nreset_command = {}\ncnmi = {}\nnumber = {}\n\n[api]\nlisten = \"{}\"\ntoken = {}\nready_grace = {}\n\n[sms]\nmax_parts = {}\nstatus_reports = {}\nvalidity = {}\nresend_interrupted = {}\nincomplete_timeout = {}\nreport_timeout_margin = {}\n\n[retention]\nevents = {}\nmessages = {}\n",
             self.data_dir.display().to_string(),
             self.log_level.to_string().to_ascii_lowercase(),
             self.webhook_clock_check,
@@ -544,6 +585,10 @@ impl Config {
                 .cnmi
                 .as_deref()
                 .map_or("(automatic)".into(), |c| format!("{c:?}")),
+            self.device
+                .number
+                .as_deref()
+                .map_or("(none)".into(), |n| format!("{n:?}")),
             self.listen,
             if self.token.is_some() {
                 "\"********\""
@@ -562,13 +607,26 @@ impl Config {
             seconds(self.gateway.retention_events),
             seconds(self.gateway.retention_messages),
         );
+        out.insert_str(
+            0,
+            &format!(
+                "device_id = {}\ndevice_name = {:?}\n",
+                self.device.id, self.device.name
+            ),
+        );
         for (endpoint, subscription) in self.webhooks.iter().zip(&self.subscriptions) {
+            let secrets = match (&endpoint.format_secret, endpoint.secrets.len()) {
+                (Some(_), _) => format!("\"********\" (the {} key)", endpoint.format.name()),
+                (None, 0) => "(unsigned)".to_string(),
+                (None, count) => format!("{count} × \"whsec_********\""),
+            };
             out.push_str(&format!(
-                "\n[[webhook]]\nname = {:?}\nurl = {:?}\nevents = {:?}\nsecrets = {}\ntimeout = {}\nattempts = {}\nenabled = {}\n",
+                "\n[[webhook]]\nname = {:?}\nurl = {:?}\nformat = {:?}\nevents = {:?}\nsecrets = {}\ntimeout = {}\nattempts = {}\nenabled = {}\n",
                 endpoint.name,
                 endpoint.url,
+                endpoint.format.name(),
                 subscription.events,
-                if endpoint.secrets.is_empty() { "(unsigned)".to_string() } else { format!("{} × \"whsec_********\"", endpoint.secrets.len()) },
+                secrets,
                 seconds(endpoint.timeout),
                 endpoint.schedule.len(),
                 endpoint.enabled,
@@ -635,6 +693,50 @@ mod tests {
     }
 
     #[test]
+    fn a_format_and_its_raw_key_are_described_masked() {
+        let text = "device_id = 3\n[modem]\ndevice = \"/dev/x\"\nnumber = \"+447700900999\"\n[[webhook]]\nname = \"gw\"\nurl = \"https://x\"\nformat = \"gatewayapi\"\nsecret = \"raw-key-123\"\n";
+        let config = Config::parse(text).expect("valid");
+        assert_eq!(
+            config.webhooks[0].format,
+            crate::webhook::Format::Gatewayapi
+        );
+        assert!(
+            config.webhooks[0].secrets.is_empty(),
+            "no Standard Webhooks secret"
+        );
+        let described = config.describe();
+        assert!(!described.contains("raw-key-123"), "{described}");
+        for line in [
+            "device_id = 3",
+            "number = \"+447700900999\"",
+            "format = \"gatewayapi\"",
+            "secrets = \"********\" (the gatewayapi key)",
+        ] {
+            assert!(described.contains(line), "{line} in {described}");
+        }
+    }
+
+    #[test]
+    fn the_device_identity_has_its_defaults_and_is_read() {
+        let check = |text: &str, id: u64, name: Option<&str>, number: Option<&str>| {
+            let device = Config::parse(text).expect(text).device;
+            assert_eq!(device.id, id, "{text}");
+            if let Some(name) = name {
+                assert_eq!(device.name, name, "{text}");
+            }
+            assert!(!device.name.is_empty(), "{text}");
+            assert_eq!(device.number.as_deref(), number, "{text}");
+        };
+        check("[modem]\ndevice = \"/dev/x\"\n", 1, None, None);
+        check(
+            "device_id = 7\ndevice_name = \"shop\"\n[modem]\ndevice = \"/dev/x\"\nnumber = \"+447700900999\"\n",
+            7,
+            Some("shop"),
+            Some("+447700900999"),
+        );
+    }
+
+    #[test]
     fn errors_name_the_key_and_the_line() {
         let cases = [
             (
@@ -691,6 +793,26 @@ mod tests {
                 "[modem]\ndevice = \"/dev/x\"\n[[webhook]]\nname = \"crm\"\nurl = \"https://x\"\n\ntimeout = \"2h\"\n",
                 "webhook[crm].timeout",
                 7,
+            ),
+            (
+                "[modem]\ndevice = \"/dev/x\"\n[[webhook]]\nname = \"crm\"\nurl = \"https://x\"\nformat = \"twilio\"\n",
+                "webhook[crm].format",
+                6,
+            ),
+            (
+                "device_id = 0\n[modem]\ndevice = \"/dev/x\"\n",
+                "device_id",
+                1,
+            ),
+            (
+                "device_name = \" \"\n[modem]\ndevice = \"/dev/x\"\n",
+                "device_name",
+                1,
+            ),
+            (
+                "[modem]\ndevice = \"/dev/x\"\nnumber = \"07700 900123\"\n",
+                "modem.number",
+                3,
             ),
         ];
         for (text, key, line) in cases {

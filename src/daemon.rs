@@ -157,6 +157,7 @@ impl Running {
                 wait: config.webhook_clock_wait,
                 ..ClockPolicy::default()
             },
+            device: config.device.clone(),
             ..DispatcherSettings::default()
         };
         let dispatcher = Arc::new(Dispatcher::start(

@@ -215,14 +215,14 @@ fn a_message_sent_through_the_api_is_sent_and_delivered_at_the_webhook() {
     );
     assert_eq!(status, 422, "{error}");
     assert_eq!(error["error"]["code"], "idempotency_key_reused");
-    let got = receiver.wait_for(2);
+    let got = receiver.wait_for(3);
     let names: Vec<_> = got.iter().map(|r| r.json()["name"].clone()).collect();
-    assert_eq!(names, ["sms.sent", "sms.delivered"]);
+    assert_eq!(names, ["sms.queued", "sms.sent", "sms.delivered"]);
     assert!(
         got.iter()
             .all(|r| r.json()["data"]["message_id"] == id.as_str())
     );
-    assert_eq!(got[1].json()["data"]["callback_data"], "order-7");
+    assert_eq!(got[2].json()["data"]["callback_data"], "order-7");
     assert_eq!(
         modem.submitted().len(),
         1,
@@ -235,10 +235,10 @@ fn a_message_sent_through_the_api_is_sent_and_delivered_at_the_webhook() {
         .as_array()
         .map(|events| events.iter().map(|e| e["name"].clone()).collect())
         .unwrap_or_default();
-    assert_eq!(names, ["sms.sent", "sms.delivered"]);
+    assert_eq!(names, ["sms.queued", "sms.sent", "sms.delivered"]);
     let (status, events) = api.get("/v1/events?after=0&limit=10");
     assert_eq!(status, 200);
-    assert_eq!(events["events"].as_array().map(Vec::len), Some(2));
+    assert_eq!(events["events"].as_array().map(Vec::len), Some(3));
     let (status, state) = api.get("/v1/status");
     assert_eq!(status, 200);
     assert_eq!(state["modem"]["state"], "ready");
@@ -512,6 +512,37 @@ fn send_wait_stops_at_sent_when_no_report_is_requested() {
     let (code, stdout, stderr) = cli(&stack.config, &[&SEND[..], &["--timeout", "30s"]].concat());
     assert_eq!(code, 0, "{stdout}{stderr}");
     assert_eq!(stdout.lines().last(), Some("sent"), "{stdout}");
+    assert_eq!(daemon.terminate(Duration::from_secs(10)), Some(0));
+}
+
+/// Issue #17: `send --no-status-report` asks no report for this one message, so it is final
+/// at `sent` although the config asks for reports.
+#[test]
+fn send_no_status_report_is_final_at_sent() {
+    let (stack, daemon) = Stack::start(quick_mock(ReportBehaviour::None));
+    let args = [&SEND[..], &["--no-status-report", "--timeout", "30s"]].concat();
+    let (code, stdout, stderr) = cli(&stack.config, &args);
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    assert_eq!(stdout.lines().last(), Some("sent"), "{stdout}");
+    assert_eq!(daemon.terminate(Duration::from_secs(10)), Some(0));
+}
+
+/// Issue #17: `send --dry-run` goes through queued, sent and delivered, and no SMS reaches
+/// the modem.
+#[test]
+fn send_dry_run_is_delivered_without_the_modem() {
+    let (stack, daemon) = Stack::start(quick_mock(ReportBehaviour::Delivered));
+    let args = [&SEND[..], &["--dry-run", "--timeout", "30s"]].concat();
+    let (code, stdout, stderr) = cli(&stack.config, &args);
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    assert!(
+        stdout
+            .lines()
+            .last()
+            .is_some_and(|l| l.starts_with("delivered at ")),
+        "{stdout}"
+    );
+    assert!(stack.modem.submitted().is_empty(), "the modem got an SMS");
     assert_eq!(daemon.terminate(Duration::from_secs(10)), Some(0));
 }
 

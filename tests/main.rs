@@ -20,6 +20,7 @@ mod modem_init;
 mod pdu_cli;
 mod pdu_properties;
 mod pdu_vectors;
+mod receiver_formats;
 mod scripted_modem;
 mod sim_pin;
 mod support;

@@ -26,6 +26,12 @@ pub struct SendRequest {
     validity: Option<String>,
     #[serde(default)]
     flash: bool,
+    /// Everything but the modem: the events of a delivered message, nothing sent.
+    #[serde(default)]
+    dry_run: bool,
+    /// `false` asks no status report for this message (overrides `[sms] status_reports`).
+    #[serde(default)]
+    status_report: Option<bool>,
 }
 
 /// `POST /v1/messages`: 202 once the message is on disk. The header's error waits until the
@@ -46,6 +52,8 @@ pub async fn send(
             validity,
             flash: request.flash,
             idempotency_key,
+            dry_run: request.dry_run,
+            status_report: request.status_report,
         })
         .await
         .map_err(enqueue_error)?;

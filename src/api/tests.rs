@@ -172,6 +172,8 @@ const CASES: &[Case] = &[
     Case { what: "unknown field", body: Body::Raw(r#"{"to": "+447700900123", "text": "hi", "priority": 1}"#), code: "invalid_request", field: Some("priority"), ..POST },
     Case { what: "a number where a string goes", body: Body::Raw(r#"{"to": 447700900123, "text": "hi"}"#), code: "invalid_request", field: Some("to"), ..POST },
     Case { what: "a string where a boolean goes", body: Body::Raw(r#"{"to": "+447700900123", "text": "hi", "flash": "yes"}"#), code: "invalid_request", field: Some("flash"), ..POST },
+    Case { what: "dry_run not a boolean", body: Body::Raw(r#"{"to": "+447700900123", "text": "hi", "dry_run": "yes"}"#), code: "invalid_request", field: Some("dry_run"), ..POST },
+    Case { what: "status_report not a boolean", body: Body::Raw(r#"{"to": "+447700900123", "text": "hi", "status_report": 0}"#), code: "invalid_request", field: Some("status_report"), ..POST },
     Case { what: "trailing characters", body: Body::Raw(r#"{"to": "+447700900123", "text": "hi"} x"#), code: "invalid_json", ..POST },
     Case { what: "oversized body", body: Body::TextOf(100_000), status: 413, code: "body_too_large", ..POST },
     Case { what: "no media type", headers: &[TOKEN_HEADER], status: 415, code: "unsupported_media_type", ..POST },

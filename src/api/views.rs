@@ -76,6 +76,8 @@ fn link_detail(state: &LinkState) -> (Option<&'static str>, Option<&str>) {
 #[derive(Debug, Serialize)]
 pub struct MessageView<'a> {
     id: &'a str,
+    /// The integer number (null for messages stored before numbers were kept).
+    message_number: Option<u64>,
     to: &'a str,
     text: &'a str,
     encoding: &'a str,
@@ -89,6 +91,9 @@ pub struct MessageView<'a> {
     updated_at: String,
     sent_at: Option<String>,
     delivered_at: Option<&'a str>,
+    /// Only present (true) for a dry run.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    dry_run: bool,
 }
 
 impl<'a> MessageView<'a> {
@@ -96,6 +101,7 @@ impl<'a> MessageView<'a> {
     pub fn new(message: &'a OutboundMessage) -> MessageView<'a> {
         MessageView {
             id: &message.id,
+            message_number: message.number,
             to: &message.to,
             text: &message.text,
             encoding: message.encoding.as_str(),
@@ -113,6 +119,7 @@ impl<'a> MessageView<'a> {
             updated_at: rfc3339(message.updated_at),
             sent_at: message.sent_at.map(rfc3339),
             delivered_at: message.delivered_at.as_deref(),
+            dry_run: message.dry_run,
         }
     }
 }
@@ -546,10 +553,12 @@ mod tests {
             sent_at: None,
             delivered_at: None,
             queue_key: None,
+            number: None,
+            dry_run: false,
         };
         let found = serde_json::to_string(&MessageView::new(&message)).expect("serialises");
         let expected = concat!(
-            r#"{"id":"m1","to":"+447700900123","text":"hi","encoding":"gsm7","state":"queued","#,
+            r#"{"id":"m1","message_number":null,"to":"+447700900123","text":"hi","encoding":"gsm7","state":"queued","#,
             r#""status_report":true,"parts":[{"state":"pending"}],"attempts":0,"last_error":null,"#,
             r#""callback_data":null,"created_at":"1970-01-01T00:00:00Z","#,
             r#""updated_at":"1970-01-01T00:00:01Z","sent_at":null,"delivered_at":null}"#

@@ -66,6 +66,13 @@ pub enum Commands {
         /// Makes a repeat within 24 h return the first answer instead of a second SMS.
         #[arg(long)]
         idempotency_key: Option<String>,
+        /// Everything but the modem: the message goes queued → sent → delivered with
+        /// `dry_run: true` in its events, and nothing reaches the network.
+        #[arg(long)]
+        dry_run: bool,
+        /// Ask no status report for this message (overrides `[sms] status_reports`).
+        #[arg(long)]
+        no_status_report: bool,
         /// Follow the message to delivered, failed or expired (or sent, when no status report
         /// was requested), showing each step. Exit 0 delivered or sent, 3 failed, 4 expired,
         /// 5 still under way at --timeout.

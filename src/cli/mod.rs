@@ -67,6 +67,8 @@ fn dispatch(command: Commands, config: &Path) -> anyhow::Result<u8> {
             text,
             callback_data,
             idempotency_key,
+            dry_run,
+            no_status_report,
             wait,
             timeout,
         } => remote::send(
@@ -76,6 +78,8 @@ fn dispatch(command: Commands, config: &Path) -> anyhow::Result<u8> {
                 text,
                 callback_data,
                 idempotency_key,
+                dry_run,
+                status_report: !no_status_report,
                 wait: wait.then_some(timeout),
             },
         ),

@@ -27,6 +27,10 @@ pub struct SendArgs {
     pub callback_data: Option<String>,
     /// Makes a repeat within 24 h return the first answer.
     pub idempotency_key: Option<String>,
+    /// Everything but the modem (`--dry-run`).
+    pub dry_run: bool,
+    /// `false` asks no status report for this message (`--no-status-report`).
+    pub status_report: bool,
     /// Follow the message to its end for at most this long.
     pub wait: Option<Duration>,
 }
@@ -47,7 +51,15 @@ fn print_json(value: &Value) {
 /// 3 failed, 4 expired, 5 still under way when the wait ran out.
 pub fn send(config: &Path, args: &SendArgs) -> anyhow::Result<u8> {
     let client = client(config)?;
-    let request = json!({ "to": args.to, "text": args.text, "callback_data": args.callback_data });
+    let mut request =
+        json!({ "to": args.to, "text": args.text, "callback_data": args.callback_data });
+    // Only when asked for: the request stays the one older daemons accept.
+    if args.dry_run {
+        request["dry_run"] = json!(true);
+    }
+    if !args.status_report {
+        request["status_report"] = json!(false);
+    }
     let message = client.send(
         &request,
         args.idempotency_key.as_deref(),

@@ -28,38 +28,88 @@ fn references(message: &OutboundMessage) -> Vec<Value> {
         .collect()
 }
 
+/// `name` with `data`, marked `dry_run: true` when the message is a dry run (only then:
+/// receivers of real messages see the same data as before).
+fn outbound(message: &OutboundMessage, name: &str, mut data: Value) -> NewEvent {
+    if message.number.is_none() {
+        // A record from before numbers were kept: no number rather than a null, which would
+        // ask the store for a new one.
+        if let Some(fields) = data.as_object_mut() {
+            fields.remove("message_number");
+        }
+    }
+    if message.dry_run {
+        data["dry_run"] = json!(true);
+    }
+    NewEvent {
+        name: name.into(),
+        data,
+    }
+}
+
+/// `sms.queued`: accepted into the outbox (written with the message).
+pub fn queued(message: &OutboundMessage) -> NewEvent {
+    let data = json!({
+        "message_id": message.id,
+        "message_number": message.number,
+        "to": message.to,
+        "parts": message.parts.len(),
+        "encoding": message.encoding,
+        "status_report": message.status_report,
+        "queued_at": rfc3339(message.created_at),
+        "callback_data": message.callback_data,
+    });
+    outbound(message, "sms.queued", data)
+}
+
+/// `sms.pending`: a status report (TP-ST `status`, 0x20–0x3F) says the network is still
+/// trying to deliver part `part` (from 0).
+pub fn pending(message: &OutboundMessage, part: usize, status: u8, text: &str) -> NewEvent {
+    let data = json!({
+        "message_id": message.id,
+        "message_number": message.number,
+        "to": message.to,
+        "parts": message.parts.len(),
+        "part": part,
+        "status": "pending",
+        "status_code": status,
+        "status_text": text,
+        "message_references": references(message),
+        "callback_data": message.callback_data,
+    });
+    outbound(message, "sms.pending", data)
+}
+
 /// `sms.sent`: every part accepted by the network.
 pub fn sent(message: &OutboundMessage) -> NewEvent {
-    NewEvent {
-        name: "sms.sent".into(),
-        data: json!({
-            "message_id": message.id,
-            "to": message.to,
-            "parts": message.parts.len(),
-            "encoding": message.encoding,
-            "message_references": references(message),
-            "sent_at": message.sent_at.map(rfc3339),
-            "callback_data": message.callback_data,
-        }),
-    }
+    let data = json!({
+        "message_id": message.id,
+        "message_number": message.number,
+        "to": message.to,
+        "parts": message.parts.len(),
+        "encoding": message.encoding,
+        "message_references": references(message),
+        "sent_at": message.sent_at.map(rfc3339),
+        "callback_data": message.callback_data,
+    });
+    outbound(message, "sms.sent", data)
 }
 
 /// `sms.delivered`: every part delivered; the status of the last report.
 pub fn delivered(message: &OutboundMessage, status: u8, text: &str, at: &str) -> NewEvent {
-    NewEvent {
-        name: "sms.delivered".into(),
-        data: json!({
-            "message_id": message.id,
-            "to": message.to,
-            "parts": message.parts.len(),
-            "status": "delivered",
-            "status_code": status,
-            "status_text": text,
-            "delivered_at": at,
-            "message_references": references(message),
-            "callback_data": message.callback_data,
-        }),
-    }
+    let data = json!({
+        "message_id": message.id,
+        "message_number": message.number,
+        "to": message.to,
+        "parts": message.parts.len(),
+        "status": "delivered",
+        "status_code": status,
+        "status_text": text,
+        "delivered_at": at,
+        "message_references": references(message),
+        "callback_data": message.callback_data,
+    });
+    outbound(message, "sms.delivered", data)
 }
 
 /// `sms.failed` at `stage` (`submit`, `delivery`, `interrupted`).
@@ -69,18 +119,17 @@ pub fn failed(
     code: Option<u16>,
     error: &str,
 ) -> NewEvent {
-    NewEvent {
-        name: "sms.failed".into(),
-        data: json!({
-            "message_id": message.id,
-            "to": message.to,
-            "stage": stage,
-            "error_code": code,
-            "error": error,
-            "parts": message.parts.len(),
-            "callback_data": message.callback_data,
-        }),
-    }
+    let data = json!({
+        "message_id": message.id,
+        "message_number": message.number,
+        "to": message.to,
+        "stage": stage,
+        "error_code": code,
+        "error": error,
+        "parts": message.parts.len(),
+        "callback_data": message.callback_data,
+    });
+    outbound(message, "sms.failed", data)
 }
 
 /// `sms.undecodable`: an inbound PDU we cannot read, with its hex so nothing is lost.
@@ -106,19 +155,18 @@ pub fn undecodable(
 /// `sms.expired`: a requested status report did not come within the validity period plus
 /// the margin; whether the message arrived is unknown.
 pub fn expired(message: &OutboundMessage, now: u64, reason: &str) -> NewEvent {
-    NewEvent {
-        name: "sms.expired".into(),
-        data: json!({
-            "message_id": message.id,
-            "to": message.to,
-            "parts": message.parts.len(),
-            "message_references": references(message),
-            "sent_at": message.sent_at.map(rfc3339),
-            "expired_at": rfc3339(now),
-            "reason": reason,
-            "callback_data": message.callback_data,
-        }),
-    }
+    let data = json!({
+        "message_id": message.id,
+        "message_number": message.number,
+        "to": message.to,
+        "parts": message.parts.len(),
+        "message_references": references(message),
+        "sent_at": message.sent_at.map(rfc3339),
+        "expired_at": rfc3339(now),
+        "reason": reason,
+        "callback_data": message.callback_data,
+    });
+    outbound(message, "sms.expired", data)
 }
 
 /// `sms.received`, complete or not.
@@ -133,6 +181,8 @@ pub fn received(id: &str, group: &InboundGroup, received_at: u64) -> NewEvent {
         .collect();
     let mut data = json!({
         "message_id": id,
+        // Null asks the store for the next number, in the transaction that records it.
+        "message_number": null,
         "from": group.from,
         "text": text,
         "encoding": group.encoding,

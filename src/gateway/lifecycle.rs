@@ -37,6 +37,35 @@ pub fn start(message: &mut OutboundMessage) -> Effects {
     }
 }
 
+/// A dry run at `now` (Unix ms), taken from the outbox in place of the modem: `sending`
+/// becomes `sent` then `delivered` with both events (`dry_run: true` in their data); no part
+/// is submitted, so the parts stay `pending` and have no reference.
+pub fn dry_run(message: &mut OutboundMessage, now: u64) -> Effects {
+    if !message.dry_run {
+        // Not ours: a real message goes to the modem.
+        return Effects::default();
+    }
+    if message.state.is_final() {
+        return Effects {
+            dequeue: true,
+            ..Effects::default()
+        };
+    }
+    message.state = MessageState::Sent;
+    message.sent_at = Some(now);
+    message.updated_at = now;
+    let sent = events::sent(message);
+    let at = events::rfc3339(now);
+    message.state = MessageState::Delivered;
+    message.delivered_at = Some(at.clone());
+    let delivered = events::delivered(message, 0, "delivered (dry run)", &at);
+    Effects {
+        events: vec![sent, delivered],
+        dequeue: true,
+        ..Effects::default()
+    }
+}
+
 /// Whether no part of the message is to be submitted any more (finished, or every part sent).
 pub fn is_done_sending(message: &OutboundMessage) -> bool {
     message.state.is_final() || message.state == MessageState::Sent
@@ -189,7 +218,7 @@ pub fn recover(message: &mut OutboundMessage, settings: &GatewaySettings) -> Eff
 
 /// A status report matched to `matched` (a part waiting for its report, picked by
 /// `reports::candidates`), with TP-ST `status` and the SC's `discharge` time (RFC 3339).
-/// Pending: noted on the part. Delivered: the part is; the last one makes the message
+/// Pending: noted on the part, with an `sms.pending` when its status changed. Delivered: the part is; the last one makes the message
 /// `delivered`.
 /// Failed (temporary or permanent, 23.040 9.2.3.15): the message fails at stage `delivery`.
 /// A final report removes the reference.
@@ -204,10 +233,7 @@ pub fn report(
         return Effects::default();
     };
     match status.class() {
-        StatusClass::Pending => {
-            part.pending_status = Some(status.0);
-            return Effects::default();
-        }
+        StatusClass::Pending => return note_pending(message, index, status),
         StatusClass::Delivered => {
             part.state = PartState::Delivered {
                 reference,
@@ -249,6 +275,22 @@ pub fn report(
         message.state = MessageState::Delivered;
         message.delivered_at = Some(discharge.to_string());
         let event = events::delivered(message, status.0, status.description(), discharge);
+        effects.events.push(event);
+    }
+    effects
+}
+
+/// A report saying the network still tries part `index`: noted on the part, with one
+/// `sms.pending` per change of that status (a repeat of the same status is no news).
+fn note_pending(message: &mut OutboundMessage, index: usize, status: Status) -> Effects {
+    let Some(part) = message.parts.get_mut(index) else {
+        return Effects::default();
+    };
+    let changed = part.pending_status != Some(status.0);
+    part.pending_status = Some(status.0);
+    let mut effects = Effects::default();
+    if changed && !message.state.is_final() {
+        let event = events::pending(message, index, status.0, status.description());
         effects.events.push(event);
     }
     effects
@@ -416,6 +458,8 @@ mod tests {
             sent_at: Some(0),
             delivered_at: None,
             queue_key: None,
+            number: None,
+            dry_run: false,
         }
     }
 
@@ -822,9 +866,38 @@ mod tests {
                 message(Sent, vec![submitted()]),
                 report_on(0, 0x20),
                 Outcome {
-                    parts: vec![noted],
+                    parts: vec![noted.clone()],
+                    ..to(Sent, vec![])
+                }
+                .event("sms.pending"),
+            ),
+            (
+                "still trying, the same status again: no news",
+                OutboundMessage {
+                    parts: vec![noted.clone()],
+                    ..message(Sent, vec![])
+                },
+                report_on(0, 0x20),
+                Outcome {
+                    parts: vec![noted.clone()],
                     ..to(Sent, vec![])
                 },
+            ),
+            (
+                "still trying, another status: news",
+                OutboundMessage {
+                    parts: vec![noted],
+                    ..message(Sent, vec![])
+                },
+                report_on(0, 0x21),
+                Outcome {
+                    parts: vec![OutPart {
+                        pending_status: Some(0x21),
+                        ..part(submitted())
+                    }],
+                    ..to(Sent, vec![])
+                }
+                .event("sms.pending"),
             ),
             (
                 "permanent failure",
@@ -857,6 +930,38 @@ mod tests {
         ];
         for (case, before, transition, expected) in table {
             check(case, before, transition, expected);
+        }
+    }
+
+    #[test]
+    fn a_dry_run_is_sent_and_delivered_without_a_part_going_out() {
+        let dry = |state| OutboundMessage {
+            dry_run: true,
+            ..message(state, vec![Pending])
+        };
+        let dry_run = |m: &mut OutboundMessage| dry_run(m, NOW);
+        let table = vec![
+            (
+                "taken from the outbox",
+                dry(Sending),
+                to(Delivered, vec![Pending])
+                    .event("sms.sent")
+                    .event("sms.delivered")
+                    .dequeued(),
+            ),
+            (
+                "already delivered",
+                dry(Delivered),
+                to(Delivered, vec![Pending]).dequeued(),
+            ),
+            (
+                "not a dry run: left for the modem",
+                message(Sending, vec![Pending]),
+                to(Sending, vec![Pending]),
+            ),
+        ];
+        for (case, before, expected) in table {
+            check(case, before, dry_run, expected);
         }
     }
 

@@ -8,7 +8,7 @@ use std::time::Duration;
 use log::{info, warn};
 use serde::Serialize;
 
-use super::{Gateway, GatewaySettings, lifecycle, reports};
+use super::{Gateway, GatewaySettings, events, lifecycle, reports};
 use crate::modem::LinkState;
 use crate::pdu::{
     self, Address, Alphabet, ConcatReference, MessageClass, StatusReport, SubmitOptions, Validity,
@@ -36,6 +36,10 @@ pub struct NewMessage {
     /// A repeat with the same key within 24 h returns the first answer instead of a
     /// second SMS.
     pub idempotency_key: Option<String>,
+    /// Runs the whole pipeline except the modem: queued → sent → delivered, nothing sent.
+    pub dry_run: bool,
+    /// Overrides `[sms] status_reports` for this message (`false`: no report asked).
+    pub status_report: Option<bool>,
 }
 
 /// What enqueue answers: the message is on disk.
@@ -126,13 +130,21 @@ fn check_request(
 
 /// What a repeat under the same idempotency key must match to be the same request.
 fn fingerprint(request: &NewMessage, to: &str) -> serde_json::Value {
-    serde_json::json!({
+    let mut fields = serde_json::json!({
         "to": to,
         "text": request.text,
         "callback_data": request.callback_data,
         "validity_ms": request.validity.map(|validity| validity.as_millis() as u64),
         "flash": request.flash,
-    })
+    });
+    // Only when set: a key stored before these options existed still matches a repeat.
+    if request.dry_run {
+        fields["dry_run"] = true.into();
+    }
+    if let Some(report) = request.status_report {
+        fields["status_report"] = report.into();
+    }
+    fields
 }
 
 /// The parts of a message as encoded for the modem.
@@ -157,7 +169,7 @@ fn encode(
         .map(Validity::relative);
     let options = SubmitOptions {
         smsc: None,
-        status_report: settings.status_reports,
+        status_report: request.status_report.unwrap_or(settings.status_reports),
         validity,
         class: request.flash.then_some(MessageClass::Flash),
         force_ucs2: false,
@@ -217,13 +229,15 @@ fn new_message(
         attempts: 0,
         next_attempt_at: None,
         last_error: None,
-        status_report: settings.status_reports,
+        status_report: request.status_report.unwrap_or(settings.status_reports),
         validity_ms: encoded.validity_ms,
         created_at: now,
         updated_at: now,
         sent_at: None,
         delivered_at: None,
         queue_key: None,
+        number: None,
+        dry_run: request.dry_run,
     }
 }
 
@@ -257,6 +271,7 @@ impl Gateway {
                         &fingerprint,
                         &answer,
                         Duration::from_secs(86_400),
+                        |message| vec![events::queued(message)],
                     )
                 })
                 .await?;
@@ -270,7 +285,9 @@ impl Gateway {
                     }
                 }
             }
-            None => blocking(move || store.enqueue(&message)).await?,
+            None => {
+                blocking(move || store.enqueue_with(&message, |m| vec![events::queued(m)])).await?;
+            }
         }
         self.inner.wake_sender.notify_one();
         Ok(accepted)
@@ -364,6 +381,13 @@ impl Gateway {
     async fn submit(&self, id: &str) -> Result<(), StoreError> {
         let mut message = self.update(id, lifecycle::start).await?;
         if lifecycle::is_done_sending(&message) {
+            return Ok(());
+        }
+        if message.dry_run {
+            // Everything but the modem: nothing below this line may run for a dry run.
+            let now = now_ms();
+            self.update(id, move |message| lifecycle::dry_run(message, now))
+                .await?;
             return Ok(());
         }
         while let Some(index) = lifecycle::next_part(&message) {

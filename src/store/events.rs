@@ -158,6 +158,12 @@ impl Store {
         let mut written = Vec::with_capacity(events.len());
         for new in events {
             sequence += 1;
+            let mut data = new.data.clone();
+            // A null `message_number` asks for the next one (inbound messages get theirs in
+            // the transaction that records them).
+            if data.get("message_number") == Some(&serde_json::Value::Null) {
+                data["message_number"] = next_message_number(meta)?.into();
+            }
             let event = Event {
                 sequence,
                 id: uuid::Uuid::now_v7().to_string(),
@@ -167,7 +173,7 @@ impl Store {
                 clock_suspect: self
                     .clock_suspect
                     .load(std::sync::atomic::Ordering::Relaxed),
-                data: new.data.clone(),
+                data,
             };
             events_tree.insert(&keys::event_key(sequence), encode(&event))?;
             let due = now_ms();
@@ -207,5 +213,17 @@ pub(super) fn next_endpoint_sequence(meta: &TransactionalTree, endpoint: &str) -
         .unwrap_or(0)
         + 1;
     meta.insert(counter, &next.to_be_bytes())?;
+    Ok(next)
+}
+
+/// The next message number (outbound and inbound share the counter), read and written in
+/// the caller's transaction so a number is never given twice.
+pub(super) fn next_message_number(meta: &TransactionalTree) -> TxResult<u64> {
+    let next = meta
+        .get(keys::MESSAGE_NUMBER)?
+        .and_then(|bytes| keys::read_u64(&bytes))
+        .unwrap_or(0)
+        + 1;
+    meta.insert(keys::MESSAGE_NUMBER, &next.to_be_bytes())?;
     Ok(next)
 }

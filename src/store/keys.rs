@@ -10,6 +10,8 @@ pub(super) const SCHEMA_VERSION: &[u8] = b"schema_version";
 pub(super) const EVENT_SEQUENCE: &[u8] = b"event_sequence";
 /// The `meta` key of the newest time known to be right (Unix ms): the clock rule's floor.
 pub(super) const CLOCK_FLOOR: &[u8] = b"clock_floor";
+/// The `meta` key of the last message number given (outbound and inbound share it).
+pub(super) const MESSAGE_NUMBER: &[u8] = b"message_number";
 
 /// A big-endian `u64` value (counters, times); `None` when it is not 8 bytes.
 pub(super) fn read_u64(bytes: &[u8]) -> Option<u64> {

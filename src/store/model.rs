@@ -223,6 +223,13 @@ pub struct OutboundMessage {
     /// Its key in the outbox, set by the store.
     #[serde(default)]
     pub queue_key: Option<u64>,
+    /// Its integer number (shared with inbound messages, never reused), set by the store
+    /// when it is enqueued; `None` for records written before numbers were kept.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub number: Option<u64>,
+    /// A dry run: the whole pipeline except the modem (nothing reaches the network).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub dry_run: bool,
 }
 
 impl OutboundMessage {

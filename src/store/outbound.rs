@@ -5,9 +5,10 @@
 use sled::Transactional;
 use sled::transaction::abort;
 
+use super::events::next_message_number;
 use super::{
-    Effects, Event, MessageReference, MessageState, OutboundMessage, Reference, Store, StoreError,
-    decode, encode, keys, now_ms, tx_decode,
+    Effects, Event, MessageReference, MessageState, NewEvent, OutboundMessage, Reference, Store,
+    StoreError, decode, encode, keys, now_ms, tx_decode,
 };
 
 /// The message's `awaiting_reports` key while a status report is awaited.
@@ -18,56 +19,98 @@ fn awaiting_key(message: &OutboundMessage) -> Option<Vec<u8>> {
 impl Store {
     /// Stores a new message and queues it; durable when this returns.
     pub fn enqueue(&self, message: &OutboundMessage) -> Result<(), StoreError> {
+        self.enqueue_with(message, |_| Vec::new()).map(|_| ())
+    }
+
+    /// As [`Store::enqueue`], with the events `events` makes from the message as stored
+    /// (numbered), written in the same transaction; returns the stored message.
+    pub fn enqueue_with<F>(
+        &self,
+        message: &OutboundMessage,
+        events: F,
+    ) -> Result<OutboundMessage, StoreError>
+    where
+        F: Fn(&OutboundMessage) -> Vec<NewEvent>,
+    {
         let id = self.db.generate_id()?;
         let queue_key = keys::queue_key(id);
-        let message = &OutboundMessage {
-            queue_key: Some(id),
-            ..message.clone()
-        };
-        self.commit(
-            (&self.messages, &self.outbox).transaction(|(messages, outbox)| {
-                messages.insert(message.id.as_bytes(), encode(message))?;
+        let trees = (
+            &self.messages,
+            &self.outbox,
+            &self.meta,
+            &self.events,
+            &self.jobs,
+        );
+        let stored = self.commit(trees.transaction(
+            |(messages, outbox, meta, events_tree, jobs)| {
+                let message = OutboundMessage {
+                    queue_key: Some(id),
+                    number: Some(next_message_number(meta)?),
+                    ..message.clone()
+                };
+                messages.insert(message.id.as_bytes(), encode(&message))?;
                 outbox.insert(&queue_key, message.id.as_bytes())?;
-                Ok(())
-            }),
-        )?;
-        self.flush()
+                self.write_events(meta, events_tree, jobs, &events(&message))?;
+                Ok(message)
+            },
+        ))?;
+        self.flush()?;
+        self.announce_jobs();
+        Ok(stored)
     }
 
     /// As [`Store::enqueue`], once per `key` within `window`: a repeat stores nothing and
     /// returns the first time's record, `{"at", "answer", "request"}`, so the caller can tell
     /// a retry from a different request that reuses the key.
-    pub fn enqueue_once(
+    /// `events` as in [`Store::enqueue_with`].
+    pub fn enqueue_once<F>(
         &self,
         message: &OutboundMessage,
         key: &str,
         request: &serde_json::Value,
         answer: &serde_json::Value,
         window: std::time::Duration,
-    ) -> Result<Option<serde_json::Value>, StoreError> {
+        events: F,
+    ) -> Result<Option<serde_json::Value>, StoreError>
+    where
+        F: Fn(&OutboundMessage) -> Vec<NewEvent>,
+    {
         let id = self.db.generate_id()?;
-        let message = &OutboundMessage {
-            queue_key: Some(id),
-            ..message.clone()
-        };
         let now = now_ms();
         let oldest = now.saturating_sub(window.as_millis() as u64);
-        let trees = (&self.messages, &self.outbox, &self.idempotency);
-        let earlier = self.commit(trees.transaction(|(messages, outbox, keys)| {
-            if let Some(bytes) = keys.get(key.as_bytes())? {
-                let record: serde_json::Value = tx_decode("idempotency", key.as_bytes(), &bytes)?;
-                if record["at"].as_u64().unwrap_or(0) >= oldest {
-                    return Ok(Some(record));
+        let trees = (
+            &self.messages,
+            &self.outbox,
+            &self.idempotency,
+            &self.meta,
+            &self.events,
+            &self.jobs,
+        );
+        let earlier = self.commit(trees.transaction(
+            |(messages, outbox, keys, meta, events_tree, jobs)| {
+                if let Some(bytes) = keys.get(key.as_bytes())? {
+                    let record: serde_json::Value =
+                        tx_decode("idempotency", key.as_bytes(), &bytes)?;
+                    if record["at"].as_u64().unwrap_or(0) >= oldest {
+                        return Ok(Some(record));
+                    }
                 }
-            }
-            messages.insert(message.id.as_bytes(), encode(message))?;
-            outbox.insert(&keys::queue_key(id), message.id.as_bytes())?;
-            let record = serde_json::json!({ "at": now, "answer": answer, "request": request });
-            keys.insert(key.as_bytes(), encode(&record))?;
-            Ok(None)
-        }))?;
+                let message = OutboundMessage {
+                    queue_key: Some(id),
+                    number: Some(next_message_number(meta)?),
+                    ..message.clone()
+                };
+                messages.insert(message.id.as_bytes(), encode(&message))?;
+                outbox.insert(&keys::queue_key(id), message.id.as_bytes())?;
+                let record = serde_json::json!({ "at": now, "answer": answer, "request": request });
+                keys.insert(key.as_bytes(), encode(&record))?;
+                self.write_events(meta, events_tree, jobs, &events(&message))?;
+                Ok(None)
+            },
+        ))?;
         if earlier.is_none() {
             self.flush()?;
+            self.announce_jobs();
         }
         Ok(earlier)
     }
@@ -278,6 +321,8 @@ mod transaction_tests {
             sent_at: None,
             delivered_at: None,
             queue_key: None,
+            number: None,
+            dry_run: false,
         };
         store.enqueue(&message).expect("enqueues");
         let (written, events) = store
@@ -359,5 +404,65 @@ mod expiry_tests {
         store.messages.remove("b").expect("removes");
         assert!(store.overdue_reports(62_000, 10).expect("reads").is_empty());
         assert_eq!(store.awaiting_reports.len(), 1);
+    }
+}
+
+#[cfg(test)]
+mod number_tests {
+    use crate::store::*;
+
+    fn message(id: &str) -> OutboundMessage {
+        serde_json::from_value(serde_json::json!({
+            "id": id, "to": "+447700900123", "text": "hi", "encoding": "gsm7", "parts": [],
+            "callback_data": null, "state": "queued", "attempts": 0, "next_attempt_at": null,
+            "last_error": null, "status_report": true, "created_at": 0, "updated_at": 0,
+            "sent_at": null, "delivered_at": null
+        }))
+        .expect("a message")
+    }
+
+    fn inbound() -> NewEvent {
+        NewEvent {
+            name: "sms.received".into(),
+            data: serde_json::json!({ "message_id": "in", "message_number": null }),
+        }
+    }
+
+    /// Outbound and inbound messages share one counter, taken in the transaction that
+    /// stores them; the numbers survive a reopen and are never given twice, and the events
+    /// written with the message carry its number.
+    #[test]
+    fn message_numbers_are_given_once_and_survive_a_restart() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let open = || Store::open(dir.path(), &StoreSettings::default(), Vec::new());
+        let queued = |message: &OutboundMessage| {
+            vec![NewEvent {
+                name: "sms.queued".into(),
+                data: serde_json::json!({ "message_number": message.number }),
+            }]
+        };
+        {
+            let store = open().expect("opens");
+            let first = store.enqueue_with(&message("a"), queued).expect("stored");
+            assert_eq!(first.number, Some(1));
+            let stored = store.message("a").expect("reads").expect("stored");
+            assert_eq!(stored.number, Some(1));
+            let events = store.record_events(&[inbound()]).expect("recorded");
+            assert_eq!(events[0].data["message_number"], 2);
+            let second = store.enqueue_with(&message("b"), queued).expect("stored");
+            assert_eq!(second.number, Some(3));
+            let numbers: Vec<_> = store
+                .events_after(0, 10)
+                .expect("reads")
+                .iter()
+                .map(|event| event.data["message_number"].clone())
+                .collect();
+            assert_eq!(numbers, [1, 2, 3]);
+        }
+        let store = open().expect("reopens");
+        let third = store.enqueue_with(&message("c"), queued).expect("stored");
+        assert_eq!(third.number, Some(4));
+        let stored = store.message("a").expect("reads").expect("stored");
+        assert_eq!(stored.number, Some(1), "unchanged by the restart");
     }
 }

@@ -6,6 +6,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use super::dispatch::EndpointConfig;
+use super::formats::Format;
 use super::schedule::DEFAULT_SCHEDULE;
 use super::sign::Secret;
 use crate::store::Subscription;
@@ -37,6 +38,10 @@ pub struct WebhookSection {
     /// `false` holds this endpoint's events until it is enabled.
     #[serde(default = "enabled_by_default")]
     pub enabled: bool,
+    /// The payload shape: `smsrelay` (the default), `lox24`, `gatewayapi`, `smsgateway24`,
+    /// `smsgate`.
+    #[serde(default)]
+    pub format: Option<String>,
 }
 
 fn enabled_by_default() -> bool {
@@ -90,6 +95,16 @@ impl WebhookSection {
                 ));
             }
         }
+        let format = match self.format.as_deref().map(str::trim) {
+            None => Format::Smsrelay,
+            Some(name) => Format::parse(name).ok_or_else(|| {
+                let known: Vec<&str> = Format::ALL.iter().map(|f| f.name()).collect();
+                fail(
+                    "format",
+                    format!("{name:?} is not one of {}", known.join(", ")),
+                )
+            })?,
+        };
         let events = self.events.clone().unwrap_or_else(|| vec!["*".into()]);
         if events.is_empty() || events.iter().any(|e| e.trim().is_empty()) {
             return Err(fail(
@@ -97,21 +112,7 @@ impl WebhookSection {
                 "list event names or patterns such as \"sms.*\"".into(),
             ));
         }
-        let mut secrets = Vec::new();
-        for (key, text) in [
-            ("secret", &self.secret),
-            ("previous_secret", &self.previous_secret),
-        ] {
-            if let Some(text) = text {
-                secrets.push(Secret::parse(text).map_err(|error| fail(key, error.to_string()))?);
-            }
-        }
-        if self.secret.is_none() && self.previous_secret.is_some() {
-            return Err(fail(
-                "previous_secret",
-                "set `secret` too: it signs first".into(),
-            ));
-        }
+        let (secrets, format_secret) = self.secrets(format, &fail)?;
         let timeout = match &self.timeout {
             Some(text) => duration(text).map_err(|message| fail("timeout", message))?,
             None => Duration::from_secs(15),
@@ -143,12 +144,50 @@ impl WebhookSection {
             timeout,
             schedule,
             enabled: self.enabled,
+            format,
+            format_secret,
         };
         let subscription = Subscription {
             endpoint: self.name.clone(),
             events,
         };
         Ok((endpoint, subscription))
+    }
+}
+
+impl WebhookSection {
+    /// The Standard Webhooks secrets, or (for a format that signs itself) the raw key.
+    fn secrets(
+        &self,
+        format: Format,
+        fail: &dyn Fn(&'static str, String) -> WebhookConfigError,
+    ) -> Result<(Vec<Secret>, Option<Secret>), WebhookConfigError> {
+        if self.secret.is_none() && self.previous_secret.is_some() {
+            return Err(fail(
+                "previous_secret",
+                "set `secret` too: it signs first".into(),
+            ));
+        }
+        if format.signs_itself() {
+            if self.previous_secret.is_some() {
+                let message = format!("the {} format signs with one key only", format.name());
+                return Err(fail("previous_secret", message));
+            }
+            if self.secret.as_deref().is_some_and(str::is_empty) {
+                return Err(fail("secret", "must not be empty".into()));
+            }
+            return Ok((Vec::new(), self.secret.as_deref().map(Secret::raw)));
+        }
+        let mut secrets = Vec::new();
+        for (key, text) in [
+            ("secret", &self.secret),
+            ("previous_secret", &self.previous_secret),
+        ] {
+            if let Some(text) = text {
+                secrets.push(Secret::parse(text).map_err(|error| fail(key, error.to_string()))?);
+            }
+        }
+        Ok((secrets, None))
     }
 }
 
@@ -243,6 +282,7 @@ mod tests {
             (r#"timeout = "forever""#, "timeout"),
             (r#"timeout = "5m""#, "timeout"),
             (r#"retry_schedule = ["5s", "soon"]"#, "retry_schedule"),
+            (r#"format = "twilio""#, "format"),
         ];
         for (line, key) in cases {
             let mut section = WebhookSection {
@@ -254,6 +294,7 @@ mod tests {
                 timeout: None,
                 retry_schedule: None,
                 enabled: true,
+                format: None,
             };
             let patch: toml::Table = toml::from_str(line).expect("toml");
             for (k, v) in patch {
@@ -265,6 +306,7 @@ mod tests {
                         section.previous_secret = Some(s)
                     }
                     ("timeout", toml::Value::String(s)) => section.timeout = Some(s),
+                    ("format", toml::Value::String(s)) => section.format = Some(s),
                     ("events", v) => section.events = Some(v.try_into().expect("list")),
                     ("retry_schedule", v) => {
                         section.retry_schedule = Some(v.try_into().expect("list"))

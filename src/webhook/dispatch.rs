@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use log::{info, warn};
 
 use super::clock::{Clock, ClockGuard, ClockPolicy, ClockVerdict};
+use super::formats::{Device, Format};
 use super::http;
 use super::schedule::DEFAULT_SCHEDULE;
 use super::sign::Secret;
@@ -32,6 +33,10 @@ pub struct EndpointConfig {
     pub schedule: Vec<Duration>,
     /// A disabled endpoint holds its events.
     pub enabled: bool,
+    /// How deliveries are rendered (`format = …`).
+    pub format: Format,
+    /// The raw signing key of a format that signs itself (GatewayAPI, SMSGate).
+    pub format_secret: Option<Secret>,
 }
 
 impl EndpointConfig {
@@ -44,6 +49,8 @@ impl EndpointConfig {
             timeout: Duration::from_secs(15),
             schedule: DEFAULT_SCHEDULE.to_vec(),
             enabled: true,
+            format: Format::Smsrelay,
+            format_secret: None,
         }
     }
 }
@@ -67,6 +74,8 @@ pub struct DispatcherSettings {
     /// The longest a thread sleeps before looking again (a manual clock moves without
     /// waking anyone).
     pub poll: Duration,
+    /// Who is sending: the device identity and receiving number the formats name.
+    pub device: Device,
 }
 
 impl Default for DispatcherSettings {
@@ -79,6 +88,7 @@ impl Default for DispatcherSettings {
             disable_after: Duration::from_secs(72 * 3600),
             disable_span: Duration::from_secs(12 * 3600),
             poll: Duration::from_secs(1),
+            device: Device::default(),
         }
     }
 }

@@ -1,16 +1,15 @@
 //! The HTTP side of an attempt, and the only code that touches ureq: the shared agent, the
-//! signed envelope, the POST, and the answer read into an [`AttemptOutcome`].
+//! POST of a rendered body (`formats`) with the Standard Webhooks headers, and the answer
+//! read into an [`AttemptOutcome`].
 
 use std::io::Read;
 use std::time::{Duration, SystemTime};
 
-use serde_json::json;
-
 use super::dispatch::EndpointConfig;
+use super::formats::Rendered;
 use super::policy::{AttemptError, AttemptOutcome};
 use super::schedule::parse_retry_after;
 use super::sign::signature_header;
-use crate::store::{Event, Job};
 
 /// How much of an answer's body is kept for the record.
 const KEPT_RESPONSE: usize = 2048;
@@ -28,36 +27,18 @@ pub(super) fn agent(connect_timeout: Duration) -> ureq::Agent {
         .into()
 }
 
-/// The JSON body of attempt `attempt` of `job`, out of `attempts_total`.
-pub(super) fn envelope(event: &Event, job: &Job, attempt: u32, attempts_total: usize) -> Vec<u8> {
-    let mut body = json!({
-        "id": event.id,
-        "name": event.name,
-        "api_version": event.api_version,
-        "created_at": event.created_at,
-        "attempt_number": attempt,
-        "attempts_total": attempts_total,
-        "notification_task_id": job.task_id,
-        "sequence": job.sequence,
-        "data": event.data,
-    });
-    if event.clock_suspect {
-        // Only when true: receivers that never meet a wrong clock see the same envelope.
-        body["clock_suspect"] = json!(true);
-    }
-    serde_json::to_vec(&body).unwrap_or_default()
-}
-
-/// POSTs `body` as message `webhook_id` to `endpoint`, signed at `timestamp` (Unix s), and
-/// reads at most `max_response` bytes of the answer.
+/// POSTs `rendered` as message `webhook_id` to `endpoint`, signed at `timestamp` (Unix s)
+/// with the Standard Webhooks headers (and the format's own), and reads at most
+/// `max_response` bytes of the answer.
 pub(super) fn post(
     agent: &ureq::Agent,
     endpoint: &EndpointConfig,
     webhook_id: &str,
     timestamp: i64,
-    body: &[u8],
+    rendered: &Rendered,
     max_response: u64,
 ) -> AttemptOutcome {
+    let body = rendered.body.as_slice();
     let mut request = agent
         .post(&endpoint.url)
         .header("content-type", "application/json")
@@ -66,6 +47,9 @@ pub(super) fn post(
     if !endpoint.secrets.is_empty() {
         let signature = signature_header(&endpoint.secrets, webhook_id, timestamp, body);
         request = request.header("webhook-signature", signature);
+    }
+    for (name, value) in &rendered.headers {
+        request = request.header(name, value);
     }
     let response = request
         .config()

@@ -2,12 +2,14 @@
 //! (`worker`: the loop), each attempt goes out through `http` and is settled by
 //! [`policy`] (retry, circuit, disable, dead letter; pure), [`clock`] says when the wall
 //! clock is good enough to deliver, [`sign`] makes Standard Webhooks signatures,
-//! [`schedule`] says when to try again, and [`config`] checks the `[[webhook]]` entries of
-//! the config file.
+//! [`schedule`] says when to try again, [`formats`] renders a delivery in the endpoint's
+//! `format` (ours, LOX24, GatewayAPI, SMSGateway24, SMSGate), and [`config`] checks the
+//! `[[webhook]]` entries of the config file.
 
 pub mod clock;
 pub mod config;
 pub mod dispatch;
+pub mod formats;
 mod http;
 pub mod policy;
 pub mod schedule;
@@ -19,4 +21,5 @@ pub use clock::{
 };
 pub use config::{WebhookConfigError, WebhookSection, resolve_all};
 pub use dispatch::{Dispatcher, DispatcherSettings, EndpointConfig, EndpointStatus};
+pub use formats::{Device, Format};
 pub use sign::{Secret, SecretError, signature_header};

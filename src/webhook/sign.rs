@@ -46,6 +46,18 @@ impl Secret {
         Ok(Secret { key })
     }
 
+    /// A key taken as it is written (GatewayAPI's and SMSGate's secrets are raw strings).
+    pub fn raw(text: &str) -> Secret {
+        Secret {
+            key: text.as_bytes().to_vec(),
+        }
+    }
+
+    /// The key's bytes.
+    pub fn key(&self) -> &[u8] {
+        &self.key
+    }
+
     /// A `v1,<base64>` signature entry.
     pub fn sign(&self, id: &str, timestamp: i64, body: &[u8]) -> String {
         format!("v1,{}", STANDARD.encode(self.mac(id, timestamp, body)))

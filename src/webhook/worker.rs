@@ -10,9 +10,12 @@ use log::{debug, error, info, warn};
 
 use super::clock::ClockGuard;
 use super::dispatch::{DispatcherSettings, EndpointConfig, judge_clock};
+use super::formats::{self, Context};
 use super::http;
 use super::policy::{AttemptError, AttemptOutcome, EndpointPolicy, Notice, Settlement, settle};
-use crate::store::{EndpointHealth, EndpointState, Event, Job, Store, StoreError};
+use crate::store::{
+    AttemptRecord, EndpointHealth, EndpointState, Event, Job, JobOutcome, Store, StoreError,
+};
 
 /// An endpoint's thread and what it needs.
 pub(super) struct Worker {
@@ -81,21 +84,73 @@ impl Worker {
         // Writers flush right after their commit, and this thread can see a job in between: a
         // flush first means no receiver hears of an event that a crash could still take back.
         self.store.flush()?;
-        let attempt = due.job.attempts + 1;
-        let body = http::envelope(event, &due.job, attempt, self.endpoint.schedule.len());
         let timestamp = (self.clock.clock().now_ms() / 1000) as i64;
+        let context = self.context(&due.job, timestamp);
+        let Some(rendered) = formats::render(self.endpoint.format, event, &due.job, &context)
+        else {
+            let event_name = event.name.clone();
+            return self.store_skipped(due, &event_name);
+        };
         let started = Instant::now();
         let outcome = http::post(
             &self.agent,
             &self.endpoint,
             &event.id,
             timestamp,
-            &body,
+            &rendered,
             self.settings.max_response,
         );
         let took = started.elapsed();
         let event_name = event.name.clone();
         self.store_settled(due, &event_name, &outcome, took)?;
+        Ok(None)
+    }
+
+    /// What the format needs to render attempt `job.attempts + 1` at `timestamp` (Unix s).
+    fn context(&self, job: &Job, timestamp: i64) -> Context {
+        let device = &self.settings.device;
+        Context {
+            device_id: device.id,
+            device_name: device.name.clone(),
+            number: device.number.clone(),
+            endpoint: self.endpoint.name.clone(),
+            secret: self
+                .endpoint
+                .format_secret
+                .as_ref()
+                .map(|secret| secret.key().to_vec()),
+            attempt: job.attempts + 1,
+            attempts_total: self.endpoint.schedule.len(),
+            now: timestamp,
+        }
+    }
+
+    /// A job whose event this endpoint's format has no message for: settled as delivered
+    /// without a request (the receiver's service would not have sent one either), its record
+    /// saying so with no HTTP status; the endpoint's health is left as it was.
+    fn store_skipped(&self, due: Due, event_name: &str) -> Result<Option<Duration>, StoreError> {
+        let format = self.endpoint.format.name();
+        let record = AttemptRecord {
+            endpoint: due.job.endpoint.clone(),
+            event_sequence: due.job.event_sequence,
+            attempt: due.job.attempts + 1,
+            at: due.now,
+            duration_ms: 0,
+            status: None,
+            error: None,
+            detail: format!("not sent: the {format} format has no message for {event_name}"),
+            response: String::new(),
+        };
+        let job = Job {
+            attempts: due.job.attempts + 1,
+            ..due.job.clone()
+        };
+        debug!(
+            "webhook {}: {event_name} #{} skipped ({format})",
+            self.endpoint.name, job.event_sequence
+        );
+        self.store
+            .settle_job(&due.key, &job, &record, &due.health, JobOutcome::Delivered)?;
         Ok(None)
     }
 
