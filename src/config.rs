@@ -523,10 +523,13 @@ impl Config {
             listen,
             token,
             ready_grace,
-            gateway: check.gateway(
-                &raw.sms.unwrap_or_default(),
-                &raw.retention.unwrap_or_default(),
-            )?,
+            gateway: GatewaySettings {
+                receiving_number: device.number.clone(),
+                ..check.gateway(
+                    &raw.sms.unwrap_or_default(),
+                    &raw.retention.unwrap_or_default(),
+                )?
+            },
             webhooks,
             subscriptions,
             webhook_clock_check: raw.webhook_clock_check.unwrap_or(true),

@@ -379,6 +379,8 @@ async fn inbound_single_is_received_and_deleted_from_the_modem() {
     assert_eq!(data["incomplete"], false);
     assert!(data.get("missing_parts").is_none());
     assert_eq!(data["smsc"], "+447700900001");
+    // No `[modem] number`: the number the SIM reports with AT+CNUM.
+    assert_eq!(data["to"], "+447700900999", "{data}");
     assert!(is_rfc3339(&data["sent_at"]), "{data}");
     assert!(is_rfc3339(&data["received_at"]), "{data}");
     let deadline = Instant::now() + WAIT;
@@ -846,4 +848,24 @@ async fn a_message_without_a_report_requested_never_expires() {
     let message = store.message(&accepted.id).expect("reads").expect("stored");
     assert_eq!(message.state, MessageState::Sent);
     assert!(!events(store).iter().any(|e| e.name == "sms.expired"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_configured_receiving_number_wins_over_the_sims() {
+    let h = harness(
+        fast(),
+        GatewaySettings {
+            receiving_number: Some("+15550001111".into()),
+            ..settings()
+        },
+    )
+    .await;
+    wait_ready(&h).await;
+    h.modem
+        .inject_sms(&InboundSms::new("+447700900555", "To whom?"))
+        .expect("injects");
+    let received = wait_events(h.gateway.store(), "sms.received", 1, |_| true)
+        .await
+        .remove(0);
+    assert_eq!(received.data["to"], "+15550001111", "{}", received.data);
 }

@@ -272,6 +272,7 @@ struct IdentityView<'a> {
     imei: &'a str,
     imsi: Option<&'a str>,
     iccid: Option<&'a str>,
+    number: Option<&'a str>,
 }
 
 impl<'a> IdentityView<'a> {
@@ -283,6 +284,7 @@ impl<'a> IdentityView<'a> {
             imei: &identity.imei,
             imsi: identity.imsi.as_deref(),
             iccid: identity.iccid.as_deref(),
+            number: identity.number.as_deref(),
         }
     }
 }

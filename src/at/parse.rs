@@ -363,6 +363,20 @@ pub fn csca(line: &str) -> Result<Option<String>, ParseError> {
     Ok(fields.first().and_then(|field| field.non_empty()))
 }
 
+/// `+CNUM: [<alpha>],<number>,<type>[,<speed>,<service>]` (3GPP TS 27.007 §7.1): the SIM's own
+/// number, with `+` when the type says international (145); `None` when the entry is empty.
+pub fn cnum(line: &str) -> Result<Option<String>, ParseError> {
+    let fields = fields("+CNUM:", line)?;
+    let Some(number) = fields.get(1).and_then(|field| field.non_empty()) else {
+        return Ok(None);
+    };
+    let international = fields.get(2).and_then(|field| field.number::<u8>()) == Some(145);
+    if international && !number.starts_with('+') {
+        return Ok(Some(format!("+{number}")));
+    }
+    Ok(Some(number))
+}
+
 /// `+CNMI: <mode>,<mt>,<bm>,<ds>,<bfr>`: the indication settings in force.
 pub fn cnmi(line: &str) -> Result<Vec<u8>, ParseError> {
     let fields = fields("+CNMI:", line)?;
@@ -498,6 +512,26 @@ pub fn banner(line: &str) -> Option<Banner> {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn own_numbers_in_every_form() {
+        for (line, expected) in [
+            (r#"+CNUM: "","+491701234567",145"#, Some("+491701234567")),
+            (
+                r#"+CNUM: "Own","491701234567",145,7,4"#,
+                Some("+491701234567"),
+            ),
+            (r#"+CNUM: ,"01701234567",129"#, Some("01701234567")),
+            (r#"+CNUM: "Voice","",129"#, None),
+        ] {
+            assert_eq!(
+                super::cnum(line).expect("parses").as_deref(),
+                expected,
+                "{line}"
+            );
+        }
+        assert!(super::cnum("+CNUM").is_err());
+    }
     use super::*;
 
     fn check<T: std::fmt::Debug + PartialEq>(parse: impl Fn(&str) -> T, input: &str, expected: T) {

@@ -170,7 +170,7 @@ pub fn expired(message: &OutboundMessage, now: u64, reason: &str) -> NewEvent {
 }
 
 /// `sms.received`, complete or not.
-pub fn received(id: &str, group: &InboundGroup, received_at: u64) -> NewEvent {
+pub fn received(id: &str, group: &InboundGroup, received_at: u64, to: Option<&str>) -> NewEvent {
     let missing: Vec<u8> = (1..=group.total)
         .filter(|sequence| !group.parts.contains_key(sequence))
         .collect();
@@ -184,6 +184,7 @@ pub fn received(id: &str, group: &InboundGroup, received_at: u64) -> NewEvent {
         // Null asks the store for the next number, in the transaction that records it.
         "message_number": null,
         "from": group.from,
+        "to": to,
         "text": text,
         "encoding": group.encoding,
         "parts": group.total,

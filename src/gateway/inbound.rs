@@ -121,6 +121,7 @@ impl Gateway {
             .map(|_| deliver.timestamp.to_string());
         let encoding = deliver.dcs.alphabet().name().to_string();
         let part = InboundPart { text, hex };
+        let to = self.receiving_number();
         let store = self.inner.store.clone();
         let recorded = blocking(move || {
             store.record_inbound(&fingerprint, group_key.as_deref(), |group| {
@@ -143,7 +144,12 @@ impl Gateway {
                     Some(_) => {
                         let id = uuid::Uuid::now_v7().to_string();
                         // Stamped with when its parts came, not with this stranger's arrival.
-                        emitted.push(events::received(&id, &group, group.first_received_at));
+                        emitted.push(events::received(
+                            &id,
+                            &group,
+                            group.first_received_at,
+                            to.as_deref(),
+                        ));
                         group.parts.clear();
                         group.sent_at = None;
                         group.first_received_at = now;
@@ -158,7 +164,7 @@ impl Gateway {
                     return (Some(group), emitted);
                 }
                 let id = uuid::Uuid::now_v7().to_string();
-                emitted.push(events::received(&id, &group, now));
+                emitted.push(events::received(&id, &group, now, to.as_deref()));
                 (None, emitted)
             })
         })
@@ -170,8 +176,20 @@ impl Gateway {
         Ok(())
     }
 
+    /// The number inbound SMS arrive at: `[modem] number`, else what the SIM reports.
+    fn receiving_number(&self) -> Option<String> {
+        self.inner.settings.receiving_number.clone().or_else(|| {
+            self.inner
+                .modem
+                .status()
+                .identity
+                .and_then(|identity| identity.number)
+        })
+    }
+
     /// Emits reassembly groups older than `incomplete_timeout` as incomplete messages.
     pub(super) async fn close_incomplete(&self) -> Result<(), StoreError> {
+        let to = self.receiving_number();
         let store = self.inner.store.clone();
         let timeout = self.inner.settings.incomplete_timeout.as_millis() as u64;
         blocking(move || {
@@ -193,7 +211,7 @@ impl Gateway {
                     (current.first_received_at.saturating_add(timeout) <= now).then(|| {
                         let id = uuid::Uuid::now_v7().to_string();
                         // When the SMS arrived, not when the timeout gave up on it.
-                        events::received(&id, current, current.first_received_at)
+                        events::received(&id, current, current.first_received_at, to.as_deref())
                     })
                 })?;
             }

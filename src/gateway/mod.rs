@@ -63,6 +63,9 @@ pub struct GatewaySettings {
     pub retention_events: Duration,
     /// Finished messages are kept this long.
     pub retention_messages: Duration,
+    /// `[modem] number`: the receiving number inbound events carry as `to`; without it, the
+    /// number the SIM reports (`AT+CNUM`), when it has one.
+    pub receiving_number: Option<String>,
 }
 
 impl Default for GatewaySettings {
@@ -80,6 +83,7 @@ impl Default for GatewaySettings {
             report_timeout_margin: Duration::from_secs(3600),
             retention_events: Duration::from_secs(30 * 86_400),
             retention_messages: Duration::from_secs(30 * 86_400),
+            receiving_number: None,
         }
     }
 }

@@ -99,6 +99,11 @@ impl Profile {
         "001010123456789"
     }
 
+    /// `AT+CNUM`: the SIM's own number, from the range Ofcom keeps for drama.
+    pub fn own_number(self) -> &'static str {
+        "+447700900999"
+    }
+
     /// `AT+CCID` and friends.
     pub fn iccid(self) -> &'static str {
         "8900101234567890123"

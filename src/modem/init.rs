@@ -75,6 +75,8 @@ pub struct Identity {
     pub imsi: Option<String>,
     /// `AT+CCID` or a vendor form, when supported.
     pub iccid: Option<String>,
+    /// The SIM's own number (`AT+CNUM`), when the SIM holds one; many do not.
+    pub number: Option<String>,
 }
 
 /// The state the init left the modem in.
@@ -191,6 +193,7 @@ pub async fn init_with_progress(
         Some(iccid) => Some(iccid),
         None => iccid(handle, settings).await?,
     };
+    identity.number = own_number(handle, settings).await?;
     info!(
         "modem: {} {} ({}), IMEI {}",
         identity.manufacturer, identity.model, identity.revision, identity.imei
@@ -280,7 +283,21 @@ async fn identify(handle: &SessionHandle, settings: &InitSettings) -> Result<Ide
             .unwrap_or_default(),
         imsi: None,
         iccid: None,
+        number: None,
     })
+}
+
+/// `AT+CNUM`: the SIM's own number (LOX24's `to`, GatewayAPI's `receiver`), when it has one.
+async fn own_number(
+    handle: &SessionHandle,
+    settings: &InitSettings,
+) -> Result<Option<String>, InitError> {
+    let response = execute(handle, Command::new("AT+CNUM"), settings).await?;
+    Ok(response
+        .info
+        .iter()
+        .filter(|line| line.trim_start().starts_with("+CNUM:"))
+        .find_map(|line| parse::cnum(line).ok().flatten()))
 }
 
 /// `AT+CCID`, else the Huawei and Quectel forms.

@@ -20,9 +20,8 @@ impl Engine {
             "I" | "+CGMI" | "+GMI" | "+CGMM" | "+GMM" | "+CGMR" | "+GMR" | "+CGSN" | "+GSN" => {
                 self.identity_command(&name, argument)
             }
-            "+CIMI" | "+CCID" | "^ICCID" | "+QCCID" | "+ICCID" | "+CPIN" | "+CPINR" | "^CPIN" => {
-                self.sim_command(&name, argument, now)
-            }
+            "+CIMI" | "+CNUM" | "+CCID" | "^ICCID" | "+QCCID" | "+ICCID" | "+CPIN" | "+CPINR"
+            | "^CPIN" => self.sim_command(&name, argument, now),
             "+CMEE" | "+CMGF" | "+CSCS" | "+CSMS" | "+CNMI" | "+CSMP" | "+CSDH" | "^CURC"
             | "+CIURC" | "+QURCCFG" | "+CSCB" => self.settings_command(&name, argument, now),
             "+CPMS" | "+CMGR" | "+CMGL" | "+CMGD" => self.storage_command(&name, argument, now),

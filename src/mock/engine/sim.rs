@@ -76,6 +76,13 @@ impl Engine {
                 Ok(vec![profile.imsi().into()])
             }
             ("+CIMI", Arg::Test) => Ok(vec![]),
+            ("+CNUM", Arg::Action) => {
+                self.sim_ready(now)?;
+                Ok(vec![format!(
+                    "+CNUM: \"\",\"{}\",145",
+                    profile.own_number()
+                )])
+            }
             ("+CCID" | "^ICCID" | "+QCCID" | "+ICCID", Arg::Action | Arg::Query) => {
                 // EF_ICCID is readable without the PIN (3GPP TS 31.102 §4.1.1); a locked-up
                 // SIM still gives it, a busy modem does not.

@@ -8,7 +8,7 @@ use hmac::{Hmac, Mac};
 use serde_json::{Value, json};
 use sha2::Sha256;
 
-use super::{Context, Outcome, Rendered, msisdn, outcome, text, times};
+use super::{Context, Outcome, Rendered, msisdn, outcome, receiving_number, text, times};
 use crate::store::Event;
 
 /// The `status` of an outcome; `None` when it does not change (a pending report: still
@@ -88,7 +88,7 @@ fn mo(event: &Event, context: &Context) -> Value {
     json!({
         "id": data["message_number"],
         "msisdn": msisdn(from),
-        "receiver": context.number.as_deref().and_then(msisdn),
+        "receiver": receiving_number(data, context).and_then(msisdn),
         "message": text(data, "text"),
         "senttime": senttime,
         "webhook_label": context.endpoint,

@@ -3,7 +3,7 @@
 
 use serde_json::{Value, json};
 
-use super::{Context, Outcome, Rendered, outcome, text};
+use super::{Context, Outcome, Rendered, outcome, receiving_number, text};
 use crate::store::{Event, Job};
 
 /// LOX24's data structure version.
@@ -63,12 +63,12 @@ fn delivery(data: &Value, dlr_code: u16, status_code: u16, context: &Context) ->
     })
 }
 
-/// `sms.incoming`'s data; `to` is null when the receiving number is not configured.
+/// `sms.incoming`'s data; `to` is null when the receiving number is not known.
 fn incoming(data: &Value, context: &Context) -> Value {
     json!({
         "id": text(data, "message_id"),
         "from": text(data, "from"),
-        "to": context.number,
+        "to": receiving_number(data, context),
         "text": text(data, "text"),
     })
 }

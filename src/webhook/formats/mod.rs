@@ -197,6 +197,12 @@ fn outcome(event: &Event) -> Option<Outcome> {
     })
 }
 
+/// The number an inbound SMS arrived at: the event's own `to` (the number when it was
+/// received: `[modem] number` or `AT+CNUM`), else the configured one.
+fn receiving_number<'a>(data: &'a Value, context: &'a Context) -> Option<&'a str> {
+    data["to"].as_str().or(context.number.as_deref())
+}
+
 /// The digits of a number (`+4477…` → 4477…), for formats that send numbers as integers.
 fn msisdn(number: &str) -> Option<u64> {
     let digits = number.strip_prefix('+').unwrap_or(number);

@@ -6,7 +6,7 @@ use hmac::{Hmac, Mac};
 use serde_json::{Value, json};
 use sha2::Sha256;
 
-use super::{Context, Outcome, Rendered, outcome, text, times};
+use super::{Context, Outcome, Rendered, outcome, receiving_number, text, times};
 use crate::store::Event;
 
 /// The webhook for `event`; `None` for events SMSGate has no name for (queued, pending).
@@ -73,7 +73,7 @@ fn received(event: &Event, context: &Context) -> Value {
         "messageId": text(data, "message_id"),
         "message": text(data, "text"),
         "sender": text(data, "from"),
-        "recipient": context.number,
+        "recipient": receiving_number(data, context),
         "simNumber": null,
         "receivedAt": times::iso8601(at),
     })
