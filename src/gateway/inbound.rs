@@ -12,7 +12,7 @@ use super::events::{self, rfc3339};
 use crate::modem::{Inbound, Origin};
 use crate::pdu::{Body, Concat, ConcatReference, Deliver, Tpdu};
 use crate::store::blocking;
-use crate::store::{InboundGroup, InboundPart, StoreError, now_ms};
+use crate::store::{InboundGroup, InboundPart, NewEvent, StoreError, now_ms};
 
 /// What identifies a part whatever route or read brought it (padding and the SMSC field
 /// vary between `+CMT`, `+CMGR` and `+CMGL`): sender, SC timestamp, concatenation, content.
@@ -42,6 +42,104 @@ fn concat_key(sender: &str, concat: &Concat) -> String {
         ConcatReference::Sixteen(value) => (16, value),
     };
     format!("{sender}|{bits}:{reference}|{}", concat.total)
+}
+
+/// One inbound part, ready to be folded into its reassembly group (pure: the store runs
+/// [`Arrival::fold_into`] inside its transaction, and may run it again on a conflict).
+struct Arrival {
+    from: String,
+    smsc: Option<String>,
+    encoding: String,
+    sequence: u8,
+    total: u8,
+    group_key: Option<String>,
+    sent_at: Option<String>,
+    part: InboundPart,
+    to: Option<String>,
+}
+
+impl Arrival {
+    fn of(deliver: &Deliver, smsc: Option<String>, hex: String, to: Option<String>) -> Arrival {
+        let from = deliver.sender.to_string();
+        let concat = deliver
+            .user_data
+            .header
+            .as_ref()
+            .and_then(|udh| udh.concat())
+            .filter(|concat| concat.total > 1 && (1..=concat.total).contains(&concat.sequence));
+        let (sequence, total, group_key) = match concat {
+            Some(concat) => (
+                concat.sequence,
+                concat.total,
+                Some(concat_key(&from, &concat)),
+            ),
+            None => (1, 1, None),
+        };
+        let text = match &deliver.user_data.body {
+            Body::Text(text) => text.clone(),
+            Body::Data(data) => hex::encode_upper(data),
+        };
+        Arrival {
+            smsc,
+            encoding: deliver.dcs.alphabet().name().to_string(),
+            sequence,
+            total,
+            group_key,
+            sent_at: deliver
+                .timestamp
+                .to_datetime()
+                .map(|_| deliver.timestamp.to_string()),
+            part: InboundPart { text, hex },
+            to,
+            from,
+        }
+    }
+
+    /// The group with this part in it, and the `sms.received` events that are now due: the
+    /// whole message once every part is there; an incomplete one when another message reuses
+    /// the concatenation reference; nothing for a part the SC repeated.
+    fn fold_into(
+        &self,
+        group: Option<InboundGroup>,
+        now: u64,
+    ) -> (Option<InboundGroup>, Vec<NewEvent>) {
+        let mut group = group.unwrap_or_else(|| InboundGroup {
+            from: self.from.clone(),
+            smsc: self.smsc.clone(),
+            encoding: self.encoding.clone(),
+            total: self.total,
+            parts: BTreeMap::new(),
+            sent_at: None,
+            first_received_at: now,
+        });
+        let mut emitted = Vec::new();
+        match group.parts.get(&self.sequence) {
+            // The same part again with another timestamp: the SC repeated it.
+            Some(kept) if kept.text == self.part.text => return (Some(group), emitted),
+            // Another message reusing the reference (it wraps at 256): the one being
+            // assembled will not complete, so it goes out now as incomplete.
+            Some(_) => {
+                let id = uuid::Uuid::now_v7().to_string();
+                // Stamped with when its parts came, not with this stranger's arrival.
+                let at = group.first_received_at;
+                emitted.push(events::received(&id, &group, at, self.to.as_deref()));
+                group.parts.clear();
+                group.sent_at = None;
+                group.first_received_at = now;
+            }
+            None => {}
+        }
+        if self.sequence == 1 || group.sent_at.is_none() {
+            group.sent_at = self.sent_at.clone().or(group.sent_at);
+        }
+        group.parts.insert(self.sequence, self.part.clone());
+        if group.parts.len() < usize::from(group.total) {
+            return (Some(group), emitted);
+        }
+        let id = uuid::Uuid::now_v7().to_string();
+        emitted.push(events::received(&id, &group, now, self.to.as_deref()));
+        (None, emitted)
+    }
 }
 
 impl Gateway {
@@ -96,76 +194,12 @@ impl Gateway {
         hex: String,
     ) -> Result<(), StoreError> {
         let fingerprint = fingerprint(&deliver);
-        let from = deliver.sender.to_string();
-        let concat = deliver
-            .user_data
-            .header
-            .as_ref()
-            .and_then(|udh| udh.concat())
-            .filter(|concat| concat.total > 1 && (1..=concat.total).contains(&concat.sequence));
-        let (sequence, total, group_key) = match concat {
-            Some(concat) => (
-                concat.sequence,
-                concat.total,
-                Some(concat_key(&from, &concat)),
-            ),
-            None => (1, 1, None),
-        };
-        let text = match &deliver.user_data.body {
-            Body::Text(text) => text.clone(),
-            Body::Data(data) => hex::encode_upper(data),
-        };
-        let sent_at = deliver
-            .timestamp
-            .to_datetime()
-            .map(|_| deliver.timestamp.to_string());
-        let encoding = deliver.dcs.alphabet().name().to_string();
-        let part = InboundPart { text, hex };
-        let to = self.receiving_number();
+        let arrival = Arrival::of(&deliver, smsc, hex, self.receiving_number());
+        let group_key = arrival.group_key.clone();
         let store = self.inner.store.clone();
         let recorded = blocking(move || {
             store.record_inbound(&fingerprint, group_key.as_deref(), |group| {
-                let now = now_ms();
-                let mut group = group.unwrap_or_else(|| InboundGroup {
-                    from: from.clone(),
-                    smsc: smsc.clone(),
-                    encoding: encoding.clone(),
-                    total,
-                    parts: BTreeMap::new(),
-                    sent_at: None,
-                    first_received_at: now,
-                });
-                let mut emitted = Vec::new();
-                match group.parts.get(&sequence) {
-                    // The same part again with another timestamp: the SC repeated it.
-                    Some(kept) if kept.text == part.text => return (Some(group), emitted),
-                    // Another message reusing the reference (it wraps at 256): the one being
-                    // assembled will not complete, so it goes out now as incomplete.
-                    Some(_) => {
-                        let id = uuid::Uuid::now_v7().to_string();
-                        // Stamped with when its parts came, not with this stranger's arrival.
-                        emitted.push(events::received(
-                            &id,
-                            &group,
-                            group.first_received_at,
-                            to.as_deref(),
-                        ));
-                        group.parts.clear();
-                        group.sent_at = None;
-                        group.first_received_at = now;
-                    }
-                    None => {}
-                }
-                if sequence == 1 || group.sent_at.is_none() {
-                    group.sent_at = sent_at.clone().or(group.sent_at);
-                }
-                group.parts.insert(sequence, part.clone());
-                if group.parts.len() < usize::from(group.total) {
-                    return (Some(group), emitted);
-                }
-                let id = uuid::Uuid::now_v7().to_string();
-                emitted.push(events::received(&id, &group, now, to.as_deref()));
-                (None, emitted)
+                arrival.fold_into(group, now_ms())
             })
         })
         .await?;
@@ -218,5 +252,61 @@ impl Gateway {
             Ok(())
         })
         .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn part(sequence: u8, total: u8, text: &str) -> Arrival {
+        Arrival {
+            from: "+447700900555".into(),
+            smsc: None,
+            encoding: "gsm7".into(),
+            sequence,
+            total,
+            group_key: (total > 1).then(|| "+447700900555|8:7|2".into()),
+            sent_at: None,
+            part: InboundPart {
+                text: text.into(),
+                hex: String::new(),
+            },
+            to: Some("+447700900999".into()),
+        }
+    }
+
+    /// Folds parts in order; the texts of the `sms.received` events and whether a group is
+    /// left waiting.
+    fn check(parts: &[Arrival], expected: (&[&str], bool)) {
+        let mut group = None;
+        let mut texts = Vec::new();
+        for (now, part) in parts.iter().enumerate() {
+            let (next, events) = part.fold_into(group, now as u64);
+            texts.extend(events.iter().map(|event| {
+                assert_eq!(event.data["to"], "+447700900999");
+                event.data["text"].as_str().unwrap_or_default().to_string()
+            }));
+            group = next;
+        }
+        let texts: Vec<&str> = texts.iter().map(String::as_str).collect();
+        assert_eq!((texts.as_slice(), group.is_some()), expected);
+    }
+
+    #[test]
+    fn parts_fold_into_messages() {
+        check(&[part(1, 1, "alone")], (&["alone"], false));
+        check(
+            &[part(1, 2, "first "), part(2, 2, "second")],
+            (&["first second"], false),
+        );
+        check(
+            &[part(2, 2, "second"), part(1, 2, "first ")],
+            (&["first second"], false),
+        );
+        // The SC repeats a part: nothing new.
+        check(&[part(1, 2, "first "), part(1, 2, "first ")], (&[], true));
+        // Another message reuses the reference: the first goes out incomplete.
+        check(&[part(1, 2, "old "), part(1, 2, "new ")], (&["old "], true));
     }
 }

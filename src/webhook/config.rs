@@ -67,44 +67,10 @@ fn duration(text: &str) -> Result<Duration, String> {
 impl WebhookSection {
     /// Checks the entry and returns the endpoint and its subscription.
     pub fn resolve(&self) -> Result<(EndpointConfig, Subscription), WebhookConfigError> {
-        let fail = |key, message: String| WebhookConfigError {
-            name: self.name.clone(),
-            key,
-            message,
-        };
-        let valid_name = !self.name.is_empty()
-            && self.name.len() <= 64
-            && self
-                .name
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
-        if !valid_name {
-            return Err(fail("name", "use 1–64 letters, digits, '-' or '_'".into()));
-        }
-        let url = self.url.trim();
-        let host = url
-            .strip_prefix("https://")
-            .or_else(|| url.strip_prefix("http://"))
-            .map(|rest| rest.split(['/', '?', '#']).next().unwrap_or(""));
-        match host {
-            Some(host) if !host.is_empty() && !host.contains(char::is_whitespace) => {}
-            _ => {
-                return Err(fail(
-                    "url",
-                    format!("{url:?} is not an http:// or https:// URL"),
-                ));
-            }
-        }
-        let format = match self.format.as_deref().map(str::trim) {
-            None => Format::Smsrelay,
-            Some(name) => Format::parse(name).ok_or_else(|| {
-                let known: Vec<&str> = Format::ALL.iter().map(|f| f.name()).collect();
-                fail(
-                    "format",
-                    format!("{name:?} is not one of {}", known.join(", ")),
-                )
-            })?,
-        };
+        let fail = |key, message: String| self.error(key, message);
+        self.check_name()?;
+        let url = self.checked_url()?;
+        let format = self.checked_format()?;
         let events = self.events.clone().unwrap_or_else(|| vec!["*".into()]);
         if events.is_empty() || events.iter().any(|e| e.trim().is_empty()) {
             return Err(fail(
@@ -120,29 +86,12 @@ impl WebhookSection {
         if !(Duration::from_secs(1)..=Duration::from_secs(60)).contains(&timeout) {
             return Err(fail("timeout", "must be between 1s and 60s".into()));
         }
-        let schedule = match &self.retry_schedule {
-            Some(list) => list
-                .iter()
-                .map(|text| duration(text))
-                .collect::<Result<Vec<_>, _>>()
-                .map_err(|message| fail("retry_schedule", message))?,
-            None => DEFAULT_SCHEDULE.to_vec(),
-        };
-        if schedule
-            .iter()
-            .any(|pause| *pause > Duration::from_secs(7 * 86_400))
-        {
-            return Err(fail("retry_schedule", "no pause may exceed 7 days".into()));
-        }
-        if schedule.is_empty() || schedule.len() > 50 {
-            return Err(fail("retry_schedule", "give 1 to 50 pauses".into()));
-        }
         let endpoint = EndpointConfig {
             name: self.name.clone(),
-            url: url.to_string(),
+            url,
             secrets,
             timeout,
-            schedule,
+            schedule: self.checked_schedule()?,
             enabled: self.enabled,
             format,
             format_secret,
@@ -152,6 +101,76 @@ impl WebhookSection {
             events,
         };
         Ok((endpoint, subscription))
+    }
+
+    fn error(&self, key: &'static str, message: String) -> WebhookConfigError {
+        WebhookConfigError {
+            name: self.name.clone(),
+            key,
+            message,
+        }
+    }
+
+    fn check_name(&self) -> Result<(), WebhookConfigError> {
+        let valid = !self.name.is_empty()
+            && self.name.len() <= 64
+            && self
+                .name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+        if valid {
+            Ok(())
+        } else {
+            Err(self.error("name", "use 1–64 letters, digits, '-' or '_'".into()))
+        }
+    }
+
+    fn checked_url(&self) -> Result<String, WebhookConfigError> {
+        let url = self.url.trim();
+        let host = url
+            .strip_prefix("https://")
+            .or_else(|| url.strip_prefix("http://"))
+            .map(|rest| rest.split(['/', '?', '#']).next().unwrap_or(""));
+        match host {
+            Some(host) if !host.is_empty() && !host.contains(char::is_whitespace) => {
+                Ok(url.to_string())
+            }
+            _ => Err(self.error("url", format!("{url:?} is not an http:// or https:// URL"))),
+        }
+    }
+
+    fn checked_format(&self) -> Result<Format, WebhookConfigError> {
+        match self.format.as_deref().map(str::trim) {
+            None => Ok(Format::Smsrelay),
+            Some(name) => Format::parse(name).ok_or_else(|| {
+                let known: Vec<&str> = Format::ALL.iter().map(|f| f.name()).collect();
+                self.error(
+                    "format",
+                    format!("{name:?} is not one of {}", known.join(", ")),
+                )
+            }),
+        }
+    }
+
+    fn checked_schedule(&self) -> Result<Vec<Duration>, WebhookConfigError> {
+        let schedule = match &self.retry_schedule {
+            Some(list) => list
+                .iter()
+                .map(|text| duration(text))
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|message| self.error("retry_schedule", message))?,
+            None => DEFAULT_SCHEDULE.to_vec(),
+        };
+        if schedule
+            .iter()
+            .any(|pause| *pause > Duration::from_secs(7 * 86_400))
+        {
+            return Err(self.error("retry_schedule", "no pause may exceed 7 days".into()));
+        }
+        if schedule.is_empty() || schedule.len() > 50 {
+            return Err(self.error("retry_schedule", "give 1 to 50 pauses".into()));
+        }
+        Ok(schedule)
     }
 }
 
