@@ -404,7 +404,8 @@ fn relay_burst(modem: &MockModem, receiver: &Receiver, pid: u32) -> Option<Durat
     took
 }
 
-/// `+CMTI` → webhook request, one SMS at a time, the next once the modem's store is empty.
+/// `+CMTI` → webhook request, one SMS at a time, the next once the modem's store is empty and
+/// the port has been idle for longer than the command gap.
 fn latency(modem: &MockModem, receiver: &Receiver) {
     let mut samples = Vec::with_capacity(LATENCY_SAMPLES);
     for n in 0..LATENCY_SAMPLES {
@@ -419,6 +420,8 @@ fn latency(modem: &MockModem, receiver: &Receiver) {
         }
         samples.push(injected.elapsed());
         wait_until(|| modem.with_engine(|engine, _| engine.stored("SM").is_empty()));
+        // A single SMS finds the port idle, not inside the command gap the delete just began.
+        std::thread::sleep(Duration::from_millis(300));
     }
     samples.sort();
     let at = |q: f64| samples[((samples.len() - 1) as f64 * q).round() as usize];
