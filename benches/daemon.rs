@@ -8,32 +8,10 @@ use std::time::{Duration, Instant};
 
 use smsrelay::mock::{MockConfig, MockModem};
 
-fn proc_field(pid: u32, file: &str) -> String {
-    std::fs::read_to_string(format!("/proc/{pid}/{file}")).unwrap_or_default()
-}
+#[path = "common/process.rs"]
+mod process;
 
-/// utime + stime of a process, in clock ticks (100 per second on Linux).
-fn cpu_ticks(pid: u32) -> u64 {
-    let stat = proc_field(pid, "stat");
-    // Fields after the parenthesised command name; utime and stime are the 12th and 13th.
-    let rest = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    let field = |n: usize| {
-        fields
-            .get(n)
-            .and_then(|f| f.parse::<u64>().ok())
-            .unwrap_or(0)
-    };
-    field(11) + field(12)
-}
-
-fn rss_mib(pid: u32) -> f64 {
-    proc_field(pid, "status")
-        .lines()
-        .find(|line| line.starts_with("VmRSS:"))
-        .and_then(|line| line.split_whitespace().nth(1)?.parse::<f64>().ok())
-        .map_or(0.0, |kib| kib / 1024.0)
-}
+use process::{cpu_ticks, rss_mib};
 
 fn main() {
     if std::env::args().any(|arg| arg == "--list") {
