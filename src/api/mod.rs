@@ -21,6 +21,8 @@ pub use views::link_state_name;
 pub(crate) mod webhooks;
 
 #[cfg(test)]
+pub(crate) mod test_stack;
+#[cfg(test)]
 mod tests;
 
 use std::sync::Arc;

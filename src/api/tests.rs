@@ -1,19 +1,12 @@
 //! The router in process (tower's `oneshot`, no socket): every bad request gets its JSON error
 //! and stores nothing; the OpenAPI document lists every route.
 
-use std::sync::Arc;
-use std::time::{Duration, Instant};
-
-use axum::Router;
 use axum::http::{Request, header};
 use serde_json::Value;
 use tower::ServiceExt;
 
-use super::{AppState, OPENAPI, Readiness, router, same};
-use crate::gateway::{Gateway, GatewaySettings};
-use crate::modem::{Modem, ModemSettings};
-use crate::store::{Store, StoreSettings};
-use crate::webhook::{Dispatcher, DispatcherSettings, EndpointConfig, SystemClock};
+use super::test_stack::TestStack;
+use super::{OPENAPI, same};
 
 const TOKEN: &str = "test-token-0123456789";
 
@@ -21,48 +14,13 @@ const TOKEN: &str = "test-token-0123456789";
 /// that does not exist, and a dispatcher with one endpoint that is never reached (no event
 /// is written, so it has nothing to deliver).
 struct Fixture {
-    app: Router,
-    store: Store,
-    _modem: Modem,
-    _dir: tempfile::TempDir,
+    stack: TestStack,
 }
 
 impl Fixture {
     fn start() -> Fixture {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let store = Store::open(
-            &dir.path().join("db"),
-            &StoreSettings::default(),
-            Vec::new(),
-        )
-        .expect("store opens");
-        let modem = Modem::start(ModemSettings::new(dir.path().join("no-such-modem")));
-        let gateway = Gateway::new(
-            store.clone(),
-            modem.handle.clone(),
-            GatewaySettings::default(),
-        );
-        let endpoint = EndpointConfig::new("crm", "http://127.0.0.1:9/never");
-        let dispatcher = Dispatcher::start(
-            store.clone(),
-            vec![endpoint],
-            DispatcherSettings::default(),
-            Arc::new(SystemClock),
-        );
-        let state = AppState {
-            gateway,
-            modem: modem.handle.clone(),
-            dispatcher: Arc::new(dispatcher),
-            token: TOKEN.into(),
-            started: Instant::now(),
-            readiness: Arc::new(Readiness::default()),
-            ready_grace: Duration::from_secs(60),
-        };
         Fixture {
-            app: router(Arc::new(state)),
-            store,
-            _modem: modem,
-            _dir: dir,
+            stack: TestStack::start(TOKEN),
         }
     }
 
@@ -82,6 +40,7 @@ impl Fixture {
             .body(axum::body::Body::from(body.to_string()))
             .expect("a valid request");
         let response = self
+            .stack
             .app
             .clone()
             .oneshot(request)
@@ -225,7 +184,7 @@ async fn bad_requests_get_a_clear_json_error_and_store_nothing() {
         .await;
     assert_eq!(status, 200, "{listed}");
     assert_eq!(listed["messages"].as_array().map(Vec::len), Some(0));
-    assert_eq!(fixture.store.outbox_len(), 0, "nothing queued");
+    assert_eq!(fixture.stack.store.outbox_len(), 0, "nothing queued");
     // Header names, the auth scheme and the media type are case-insensitive (RFC 9110).
     let headers = [
         ("Authorization", "bearer test-token-0123456789"),
@@ -235,7 +194,7 @@ async fn bad_requests_get_a_clear_json_error_and_store_nothing() {
         .call("POST", "/v1/messages", &headers, &send_body("hi"))
         .await;
     assert_eq!(status, 202, "{accepted}");
-    assert_eq!(fixture.store.outbox_len(), 1, "{accepted}");
+    assert_eq!(fixture.stack.store.outbox_len(), 1, "{accepted}");
 }
 
 #[tokio::test]

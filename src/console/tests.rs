@@ -1,28 +1,19 @@
 //! The console through the API's router in process (tower's `oneshot`, no socket): every page
 //! and form needs a session, every POST the session's CSRF token, and no page shows the token.
 
-use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use axum::Router;
 use axum::http::{Request, header};
 use tower::ServiceExt;
 
-use crate::api::{AppState, Readiness, router};
-use crate::gateway::{Gateway, GatewaySettings};
-use crate::modem::{Modem, ModemSettings};
-use crate::store::{Store, StoreSettings};
-use crate::webhook::{Dispatcher, DispatcherSettings, EndpointConfig, SystemClock};
+use crate::api::test_stack::TestStack;
 
 const TOKEN: &str = "console-test-token-0123456789";
 
 /// The API and console over a temp store, a modem that never opens, and one webhook that is
 /// never reached.
 struct Fixture {
-    app: Router,
-    store: Store,
-    _modem: Modem,
-    _dir: tempfile::TempDir,
+    stack: TestStack,
 }
 
 /// One answer: status, `Location`, `Set-Cookie`, body.
@@ -41,40 +32,8 @@ struct Browser {
 
 impl Fixture {
     fn start() -> Fixture {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let store = Store::open(
-            &dir.path().join("db"),
-            &StoreSettings::default(),
-            Vec::new(),
-        )
-        .expect("store opens");
-        let modem = Modem::start(ModemSettings::new(dir.path().join("no-such-modem")));
-        let gateway = Gateway::new(
-            store.clone(),
-            modem.handle.clone(),
-            GatewaySettings::default(),
-        );
-        let endpoint = EndpointConfig::new("crm", "http://127.0.0.1:9/never");
-        let dispatcher = Dispatcher::start(
-            store.clone(),
-            vec![endpoint],
-            DispatcherSettings::default(),
-            Arc::new(SystemClock),
-        );
-        let state = AppState {
-            gateway,
-            modem: modem.handle.clone(),
-            dispatcher: Arc::new(dispatcher),
-            token: TOKEN.into(),
-            started: Instant::now(),
-            readiness: Arc::new(Readiness::default()),
-            ready_grace: Duration::from_secs(60),
-        };
         Fixture {
-            app: router(Arc::new(state)),
-            store,
-            _modem: modem,
-            _dir: dir,
+            stack: TestStack::start(TOKEN),
         }
     }
 
@@ -88,6 +47,7 @@ impl Fixture {
             .body(axum::body::Body::from(body.to_string()))
             .expect("a valid request");
         let response = self
+            .stack
             .app
             .clone()
             .oneshot(request)
@@ -276,7 +236,7 @@ async fn a_post_without_the_sessions_csrf_token_is_refused() {
             assert_eq!(answer.status, 403, "POST {path} {body}");
         }
     }
-    let sent = fixture.store.messages(None, 10).expect("reads");
+    let sent = fixture.stack.store.messages(None, 10).expect("reads");
     assert!(sent.is_empty(), "a refused form sent {sent:?}");
 }
 
@@ -334,7 +294,7 @@ async fn a_send_from_the_form_is_enqueued_and_a_refusal_shows_the_form_escaped()
     let body = format!("to=%2B447700900123&text=hello&csrf={}", browser.csrf);
     let answer = fixture.post(&browser, "/console/send", &body).await;
     assert_eq!(answer.status, 303, "{}", answer.body);
-    let sent = fixture.store.messages(None, 10).expect("reads");
+    let sent = fixture.stack.store.messages(None, 10).expect("reads");
     assert_eq!(sent.len(), 1);
     assert_eq!(sent[0].text, "hello");
     let expected = format!("/console/messages/{}?done=sent", sent[0].id);
@@ -352,7 +312,10 @@ async fn a_send_from_the_form_is_enqueued_and_a_refusal_shows_the_form_escaped()
     assert_eq!(answer.status, 422);
     assert!(answer.body.contains("&lt;script&gt;x"), "{}", answer.body);
     assert!(!answer.body.contains("<script>x"));
-    assert_eq!(fixture.store.messages(None, 10).expect("reads").len(), 1);
+    assert_eq!(
+        fixture.stack.store.messages(None, 10).expect("reads").len(),
+        1
+    );
 }
 
 #[tokio::test]
@@ -386,7 +349,7 @@ async fn the_webhook_buttons_do_what_the_api_does() {
         test.location.as_deref(),
         Some("/console/webhooks?done=tested")
     );
-    let events = fixture.store.events_after(0, 10).expect("reads");
+    let events = fixture.stack.store.events_after(0, 10).expect("reads");
     assert_eq!(events.len(), 1);
     assert_eq!(events[0].name, "webhook.test");
     let path = format!("/console/events/{}/redeliver", events[0].sequence);
@@ -416,16 +379,17 @@ async fn the_webhook_buttons_do_what_the_api_does() {
 async fn the_newest_sequence_is_found_without_a_scan() {
     let fixture = Fixture::start();
     assert_eq!(
-        super::pages::last_sequence(&fixture.store).expect("reads"),
+        super::pages::last_sequence(&fixture.stack.store).expect("reads"),
         0
     );
     for expected in 1..=5u64 {
         let event = fixture
+            .stack
             .store
             .enqueue_test_event("crm", false)
             .expect("writes");
         assert_eq!(event.sequence, expected);
-        let found = super::pages::last_sequence(&fixture.store).expect("reads");
+        let found = super::pages::last_sequence(&fixture.stack.store).expect("reads");
         assert_eq!(found, expected);
     }
 }
@@ -443,7 +407,13 @@ impl Fixture {
         let request = request
             .body(axum::body::Body::empty())
             .expect("a valid request");
-        let response = self.app.clone().oneshot(request).await.expect("answers");
+        let response = self
+            .stack
+            .app
+            .clone()
+            .oneshot(request)
+            .await
+            .expect("answers");
         assert_eq!(response.status(), 200);
         let mut body = response.into_body().into_data_stream();
         let mut text = String::new();
@@ -465,6 +435,7 @@ async fn the_live_stream_sends_new_events_and_resumes_after_the_last_seen() {
     let browser = fixture.sign_in().await;
     for _ in 0..2 {
         fixture
+            .stack
             .store
             .enqueue_test_event("crm", false)
             .expect("writes");
