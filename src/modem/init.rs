@@ -332,7 +332,7 @@ async fn unlock_sim(
             (Some(Ok(PinState::SimPin)), _) if entered_for.is_some() => {
                 // The PIN was taken but the SIM still asks: treat as refused, never resend.
                 let sim = entered_for.unwrap_or_default();
-                remember_refusal(settings, &sim);
+                remember_refusal(settings, &sim).await;
                 return Err(InitError::WrongPin(format!(
                     "{sim}: still asking after the PIN"
                 )));
@@ -373,8 +373,10 @@ async fn enter_pin(
     let early_iccid = iccid(handle, settings).await?;
     let sim = pin::sim_key(early_iccid.as_deref());
     let attempts = pin_attempts(handle, settings).await?;
-    let marks = match &settings.refused_pins {
-        Some(path) => RefusedPins::load(path),
+    let marks = match settings.refused_pins.clone() {
+        Some(path) => off_the_runtime(move || RefusedPins::load(&path))
+            .await
+            .unwrap_or_else(Err),
         None => Ok(RefusedPins::default()),
     };
     if let PinDecision::Withhold(reason) = pin::decide(attempts, &marks, &sim, pin) {
@@ -397,12 +399,12 @@ async fn enter_pin(
             ));
         }
         other => {
-            remember_refusal(settings, &sim);
+            remember_refusal(settings, &sim).await;
             return Err(InitError::WrongPin(format!("{sim}: {other}")));
         }
     }
     info!("modem: SIM PIN accepted");
-    forget_refusal(settings, &sim, marks);
+    forget_refusal(settings, &sim, marks).await;
     Ok((early_iccid, sim))
 }
 
@@ -435,32 +437,55 @@ async fn pin_attempts(
     Ok(None)
 }
 
-/// Records that `sim` refused the configured PIN. The file is tiny and written once per
-/// refusal, so it is written here rather than on a blocking thread.
-fn remember_refusal(settings: &InitSettings, sim: &str) {
-    let (Some(path), Some(pin)) = (&settings.refused_pins, &settings.pin) else {
+/// Runs file work (the record is synced to disk, a slow SD card can take a while) on a
+/// blocking thread, so the driver's runtime never waits on it.
+async fn off_the_runtime<T: Send + 'static>(
+    work: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, String> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|error| format!("file task failed: {error}"))
+}
+
+/// Records that `sim` refused the configured PIN.
+async fn remember_refusal(settings: &InitSettings, sim: &str) {
+    let (Some(path), Some(pin)) = (settings.refused_pins.clone(), settings.pin.clone()) else {
         return;
     };
-    // An unreadable record is replaced: the refusal just seen is what matters now.
-    let mut marks = RefusedPins::load(path).unwrap_or_default();
-    marks.mark(sim, pin);
-    match marks.save(path) {
+    let key = sim.to_string();
+    let saved = off_the_runtime(move || {
+        // An unreadable record is replaced: the refusal just seen is what matters now.
+        let mut marks = RefusedPins::load(&path).unwrap_or_default();
+        marks.mark(&key, &pin);
+        marks
+            .save(&path)
+            .map_err(|why| format!("{}: {why}", path.display()))
+    })
+    .await
+    .and_then(|saved| saved);
+    match saved {
         Ok(()) => info!("modem: remembered that {sim} refused the configured PIN"),
-        Err(why) => error!(
-            "modem: cannot record the refused PIN in {}: {why}; a restart may enter it again",
-            path.display()
-        ),
+        Err(why) => {
+            error!("modem: cannot record the refused PIN ({why}); a restart may enter it again")
+        }
     }
 }
 
 /// Drops `sim`'s mark once its PIN was accepted (an older, different PIN's mark).
-fn forget_refusal(settings: &InitSettings, sim: &str, marks: Result<RefusedPins, String>) {
-    let (Some(path), Ok(mut marks)) = (&settings.refused_pins, marks) else {
+async fn forget_refusal(settings: &InitSettings, sim: &str, marks: Result<RefusedPins, String>) {
+    let (Some(path), Ok(mut marks)) = (settings.refused_pins.clone(), marks) else {
         return;
     };
     if marks.clear(sim) {
-        if let Err(why) = marks.save(path) {
-            warn!("modem: cannot update {}: {why}", path.display());
+        let saved = off_the_runtime(move || {
+            marks
+                .save(&path)
+                .map_err(|why| format!("{}: {why}", path.display()))
+        })
+        .await
+        .and_then(|saved| saved);
+        if let Err(why) = saved {
+            warn!("modem: cannot update the refused-PIN record ({why})");
         }
     }
 }
