@@ -21,6 +21,7 @@ mod keys;
 pub mod model;
 mod outbound;
 mod retention;
+pub mod routing;
 mod webhooks;
 
 pub use health::StoreFailure;
@@ -101,12 +102,14 @@ impl Default for StoreSettings {
 }
 
 /// An endpoint's interest in events (from `[[webhook]]`).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Subscription {
     /// The endpoint's name.
     pub endpoint: String,
     /// Event name patterns: `sms.*`, `sms.delivered`, `*`.
     pub events: Vec<String>,
+    /// Inbound SMS routing (`keywords`, `senders`, `unmatched`); outbound events ignore it.
+    pub routing: routing::Routing,
 }
 
 impl Subscription {
@@ -330,6 +333,7 @@ mod tests {
         Subscription {
             endpoint: "crm".into(),
             events: events.iter().map(|e| e.to_string()).collect(),
+            ..Subscription::default()
         }
     }
 
