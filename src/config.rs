@@ -702,7 +702,7 @@ impl Config {
 /// An endpoint's inbound SMS routing in words, for `check-config`.
 fn describe_routing(routing: &crate::store::routing::Routing) -> String {
     if routing.unmatched {
-        return "\"inbound SMS no keyword endpoint took\"".into();
+        return "\"inbound SMS no keywords or senders endpoint took\"".into();
     }
     if routing.takes_all() {
         return "\"every event subscribed to\"".into();

@@ -1,5 +1,5 @@
 //! Which endpoints get an inbound SMS: `keywords` (the first word of the text), `senders`
-//! (exact, or a prefix ending in `*`) and `unmatched` (what no keyword endpoint took). Pure:
+//! (exact, or a prefix ending in `*`) and `unmatched` (what no routed endpoint took). Pure:
 //! the subscriptions and the event in, the endpoints and the matched keyword out. Every
 //! event other than `sms.received` goes to every endpoint subscribed to its name.
 //!
@@ -7,7 +7,9 @@
 //! - an endpoint with neither list and not `unmatched` gets every inbound SMS;
 //! - an endpoint with lists gets the SMS only when each list it has matches (both lists:
 //!   the keyword *and* the sender);
-//! - an `unmatched` endpoint gets the SMS when no endpoint with a `keywords` list took it.
+//! - an `unmatched` endpoint gets the SMS when no endpoint with a list (`keywords` or
+//!   `senders`) took it: the "everything else" inbox beside keyword and sender endpoints.
+//!   Endpoints without lists take every SMS and do not count as taking it.
 //!
 //! The event is stored once for all endpoints, so its `keyword` is one value: the keyword,
 //! as configured, of the first endpoint (config order) that took the SMS by its keywords;
@@ -28,7 +30,7 @@ pub struct Routing {
     /// Senders that select the SMS: exact (case-insensitive), or a prefix ending in `*`;
     /// empty: any.
     pub senders: Vec<String>,
-    /// Gets the inbound SMS no endpoint with `keywords` took.
+    /// Gets the inbound SMS no endpoint with `keywords` or `senders` took.
     pub unmatched: bool,
 }
 
@@ -88,6 +90,7 @@ pub fn route<'a>(subscriptions: &'a [Subscription], name: &str, data: &Value) ->
     let mut endpoints = Vec::new();
     let mut keyword: Option<String> = None;
     let mut unmatched = Vec::new();
+    let mut taken = false;
     for subscription in wanting {
         let routing = &subscription.routing;
         if routing.unmatched {
@@ -100,10 +103,11 @@ pub fn route<'a>(subscriptions: &'a [Subscription], name: &str, data: &Value) ->
             if keyword.is_none() {
                 keyword = matched_keyword.map(str::to_string);
             }
+            taken |= !routing.takes_all();
             endpoints.push(subscription);
         }
     }
-    if keyword.is_none() {
+    if !taken {
         endpoints.extend(unmatched);
         // Keep config order: the log and the tests read the endpoints in it.
         endpoints.sort_by_key(|s| subscriptions.iter().position(|o| std::ptr::eq(o, *s)));
@@ -172,8 +176,8 @@ mod tests {
             "stop",
             (&["all", "stop", "dhl", "stop-dhl"], Some("STOP")),
         );
-        check("dhl", "parcel", (&["all", "dhl", "rest"], None));
-        check("+4917012", "parcel", (&["all", "dhl", "rest"], None));
+        check("dhl", "parcel", (&["all", "dhl"], None));
+        check("+4917012", "parcel", (&["all", "dhl"], None));
         check("+4916012", "parcel", (&["all", "rest"], None));
         check("+441234", "", (&["all", "rest"], None));
         check("", "hello", (&["all", "rest"], None));

@@ -53,7 +53,7 @@ pub struct WebhookSection {
     /// Inbound SMS from these senders (exact, or a prefix ending in `*`).
     #[serde(default)]
     pub senders: Option<Vec<String>>,
-    /// Gets the inbound SMS that no endpoint with `keywords` took.
+    /// Gets the inbound SMS that no endpoint with `keywords` or `senders` took.
     #[serde(default)]
     pub unmatched: bool,
     /// A minijinja body template, instead of `format`.
