@@ -914,4 +914,64 @@ mod tests {
         let syntax = Config::parse("[modem\ndevice = 1").expect_err("broken");
         assert_eq!(syntax.line, Some(1), "{syntax}");
     }
+
+    #[test]
+    fn the_readme_endpoint_example_loads_and_its_templates_render() {
+        use crate::store::{Event, Job};
+        use crate::webhook::formats::Context;
+
+        let text = include_str!("../tests/fixtures/config/endpoints-example.toml");
+        let readme = include_str!("../README.md");
+        assert!(readme.contains(text), "README shows the fixture verbatim");
+        let config = Config::parse(text).expect("valid");
+        let smtp = config.smtp.as_ref().expect("[smtp]");
+        assert_eq!((smtp.port, smtp.security.name()), (587, "starttls"));
+        let names: Vec<&str> = config.webhooks.iter().map(|e| e.name.as_str()).collect();
+        assert_eq!(names, ["opening-hours", "parcels", "office", "telegram", "ntfy"]);
+        assert_eq!(config.webhooks[2].transport.name(), "email");
+        let described = config.describe();
+        assert!(!described.contains("app-password"), "{described}");
+        let event = Event {
+            sequence: 1,
+            id: "0190c0de-0000-7000-8000-000000000001".into(),
+            name: "sms.received".into(),
+            api_version: "2025-01-01".into(),
+            created_at: 1_700_000_000,
+            clock_suspect: false,
+            data: serde_json::json!({
+                "from": "+4917012345",
+                "text": "Parcel \"42\" is\nhere",
+                "received_at": "2023-11-14T22:13:20Z",
+            }),
+        };
+        let job = Job {
+            event_sequence: 1,
+            sequence: 1,
+            endpoint: "telegram".into(),
+            task_id: "t".into(),
+            attempts: 0,
+            created_at: 0,
+            enable_probe: false,
+        };
+        let render = |index: usize| {
+            let template = config.webhooks[index].template.as_ref().expect("a template");
+            let body = template
+                .render(&event, &job, &Context::default())
+                .expect("renders");
+            String::from_utf8(body).expect("UTF-8")
+        };
+        let telegram: serde_json::Value = serde_json::from_str(&render(3)).expect("JSON");
+        assert_eq!(
+            telegram,
+            serde_json::json!({
+                "chat_id": 123456789_u64,
+                "text": "SMS from +4917012345: Parcel \"42\" is\nhere",
+            })
+        );
+        assert_eq!(render(4), "+4917012345: Parcel \"42\" is\nhere");
+        assert_eq!(
+            render(2),
+            "Parcel \"42\" is\nhere\n\n-- \nFrom +4917012345, received 2023-11-14T22:13:20Z"
+        );
+    }
 }
