@@ -927,7 +927,10 @@ mod tests {
         let smtp = config.smtp.as_ref().expect("[smtp]");
         assert_eq!((smtp.port, smtp.security.name()), (587, "starttls"));
         let names: Vec<&str> = config.webhooks.iter().map(|e| e.name.as_str()).collect();
-        assert_eq!(names, ["opening-hours", "parcels", "office", "telegram", "ntfy"]);
+        assert_eq!(
+            names,
+            ["opening-hours", "parcels", "office", "telegram", "ntfy"]
+        );
         assert_eq!(config.webhooks[2].transport.name(), "email");
         let described = config.describe();
         assert!(!described.contains("app-password"), "{described}");
@@ -954,7 +957,10 @@ mod tests {
             enable_probe: false,
         };
         let render = |index: usize| {
-            let template = config.webhooks[index].template.as_ref().expect("a template");
+            let template = config.webhooks[index]
+                .template
+                .as_ref()
+                .expect("a template");
             let body = template
                 .render(&event, &job, &Context::default())
                 .expect("renders");
