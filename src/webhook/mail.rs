@@ -302,9 +302,30 @@ fn classify(error: &lettre::transport::smtp::Error) -> AttemptError {
         Some(code) if error.is_permanent() => AttemptError::MailRejected(u16::from(code)),
         Some(code) => AttemptError::MailDeferred(u16::from(code)),
         None if error.is_timeout() => AttemptError::Timeout,
-        None if error.is_tls() => AttemptError::Tls,
+        None if error.is_tls() || tls_failure(error) => AttemptError::Tls,
         None => AttemptError::Connect,
     }
+}
+
+/// Whether rustls failed somewhere in the error's chain: lettre reports a refused
+/// certificate during the handshake as a network error, an `io::Error` holding rustls's.
+fn tls_failure(error: &lettre::transport::smtp::Error) -> bool {
+    let mut source = std::error::Error::source(error);
+    while let Some(current) = source {
+        if current.is::<rustls::Error>() {
+            return true;
+        }
+        if let Some(io) = current.downcast_ref::<std::io::Error>() {
+            if io
+                .get_ref()
+                .is_some_and(|inner| inner.is::<rustls::Error>())
+            {
+                return true;
+            }
+        }
+        source = current.source();
+    }
+    false
 }
 
 #[cfg(test)]

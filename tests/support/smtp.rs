@@ -24,12 +24,10 @@ impl SmtpSink {
     /// Starts the server, with STARTTLS required when `tls` gives a certificate and key.
     /// `None` when aiosmtpd is missing outside CI (a failure with `CI=true`).
     pub(crate) fn start(dir: &Path, tls: Option<(&Path, &Path)>) -> Option<SmtpSink> {
-        if !aiosmtpd_installed() {
-            return None;
-        }
+        let python = python_with_aiosmtpd()?;
         let log = dir.join("smtp-log.jsonl");
         let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/support/smtp_sink.py");
-        let mut command = Command::new("python3");
+        let mut command = Command::new(python);
         command.arg(script).arg("--log").arg(&log);
         if let Some((cert, key)) = tls {
             command.arg("--cert").arg(cert).arg("--key").arg(key);
@@ -144,15 +142,19 @@ fn openssl(args: &[&str], paths: &[(&str, &Path)]) {
     );
 }
 
-/// Whether Python's aiosmtpd can be imported. Missing: a failure in CI, a note elsewhere.
-fn aiosmtpd_installed() -> bool {
-    let found = Command::new("python3")
-        .args(["-c", "import aiosmtpd"])
-        .stdin(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|status| status.success());
-    if !found {
+/// A Python that can import aiosmtpd: Debian's (where `apt-get install python3-aiosmtpd`
+/// puts it, even when another `python3` comes first on the PATH), else `python3`. None
+/// outside CI when neither can (a note); a failure with `CI=true`.
+fn python_with_aiosmtpd() -> Option<&'static str> {
+    let found = ["/usr/bin/python3", "python3"].into_iter().find(|python| {
+        Command::new(python)
+            .args(["-c", "import aiosmtpd"])
+            .stdin(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|status| status.success())
+    });
+    if found.is_none() {
         assert!(
             std::env::var("CI").as_deref() != Ok("true"),
             "python3-aiosmtpd is not installed, and with CI=true the e-mail tests are \
