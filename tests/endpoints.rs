@@ -383,19 +383,21 @@ fn e_mail_is_delivered_a_4xx_is_retried_and_a_5xx_is_a_dead_letter() {
 }
 
 #[test]
-fn e_mail_goes_over_starttls_to_a_server_whose_certificate_the_config_trusts() {
+fn e_mail_goes_over_starttls_with_a_login_to_a_server_whose_certificate_the_config_trusts() {
     let dir = tempfile::tempdir().expect("temp dir");
     let (ca, cert, key) = certificates(dir.path());
-    let Some(sink) = SmtpSink::start(dir.path(), Some((&cert, &key))) else {
+    let login = Some("relay-user:s3cret pass");
+    let Some(sink) = SmtpSink::start_with_login(dir.path(), Some((&cert, &key)), login) else {
         return;
     };
+    let credentials = "username = \"relay-user\"\npassword = \"s3cret pass\"\n";
     let link = dir.path().join("modem");
     let _modem = MockModem::start(MockConfig::default(), Some(link.clone())).expect("mock starts");
     let port = free_port();
     let endpoint = "\n[[webhook]]\nname = \"mail\"\nurl = \"mailto:ops@example.com\"\n\
                     retry_schedule = [\"0s\"]\n";
     let trusted = format!(
-        "{}{endpoint}",
+        "{}{credentials}{endpoint}",
         smtp_section(sink.port, "starttls", Some(&ca))
     );
     let config = write_config(dir.path(), &link, port, &trusted);
@@ -414,7 +416,10 @@ fn e_mail_goes_over_starttls_to_a_server_whose_certificate_the_config_trusts() {
 
     // Without the CA the certificate is not trusted: the attempt fails as a TLS error and
     // nothing is handed over.
-    let untrusted = format!("{}{endpoint}", smtp_section(sink.port, "starttls", None));
+    let untrusted = format!(
+        "{}{credentials}{endpoint}",
+        smtp_section(sink.port, "starttls", None)
+    );
     let config = write_config(dir.path(), &link, port, &untrusted);
     let daemon = Daemon::start(&config);
     api.wait_up();

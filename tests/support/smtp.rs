@@ -24,6 +24,15 @@ impl SmtpSink {
     /// Starts the server, with STARTTLS required when `tls` gives a certificate and key.
     /// `None` when aiosmtpd is missing outside CI (a failure with `CI=true`).
     pub(crate) fn start(dir: &Path, tls: Option<(&Path, &Path)>) -> Option<SmtpSink> {
+        SmtpSink::start_with_login(dir, tls, None)
+    }
+
+    /// As [`SmtpSink::start`]; with `login` (`user:password`) AUTH is required too.
+    pub(crate) fn start_with_login(
+        dir: &Path,
+        tls: Option<(&Path, &Path)>,
+        login: Option<&str>,
+    ) -> Option<SmtpSink> {
         let python = python_with_aiosmtpd()?;
         let log = dir.join("smtp-log.jsonl");
         let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/support/smtp_sink.py");
@@ -31,6 +40,9 @@ impl SmtpSink {
         command.arg(script).arg("--log").arg(&log);
         if let Some((cert, key)) = tls {
             command.arg("--cert").arg(cert).arg("--key").arg(key);
+        }
+        if let Some(login) = login {
+            command.arg("--auth").arg(login);
         }
         let mut child = command
             .stdin(Stdio::piped())

@@ -4,7 +4,8 @@
 Prints "PORT <n>" once it listens. Every transaction is appended to the JSON-lines file given
 with --log: {"mail_from", "rcpt_tos", "reply", "headers" (decoded), "body" (decoded)}. The recipient chooses the answer:
 reject@… gets 554 at RCPT (permanent), defer@… gets 451 at DATA the first time (transient)
-and 250 after, anyone else 250. With --cert/--key the server offers STARTTLS and requires it.
+and 250 after, anyone else 250. With --cert/--key the server offers STARTTLS and requires it;
+with --auth user:password it also requires that login (after STARTTLS).
 """
 
 import argparse
@@ -16,7 +17,7 @@ import logging
 import ssl
 import sys
 
-from aiosmtpd.smtp import SMTP
+from aiosmtpd.smtp import SMTP, AuthResult, LoginPassword
 
 
 class Sink:
@@ -62,6 +63,7 @@ def main():
     parser.add_argument("--log", required=True)
     parser.add_argument("--cert")
     parser.add_argument("--key")
+    parser.add_argument("--auth")
     args = parser.parse_args()
     # A refused handshake is what one test wants: no traceback for it on the test's stderr.
     logging.getLogger("mail.log").setLevel(logging.CRITICAL)
@@ -73,6 +75,13 @@ def main():
     asyncio.set_event_loop(loop)
     sink = Sink(args.log)
 
+    def authenticator(server, session, envelope, mechanism, auth_data):
+        wanted = (args.auth or "").encode("utf-8")
+        given = b""
+        if isinstance(auth_data, LoginPassword):
+            given = auth_data.login + b":" + auth_data.password
+        return AuthResult(success=bool(wanted) and given == wanted)
+
     def factory():
         return SMTP(
             sink,
@@ -80,6 +89,8 @@ def main():
             decode_data=False,
             tls_context=context,
             require_starttls=context is not None,
+            authenticator=authenticator if args.auth else None,
+            auth_required=bool(args.auth),
         )
 
     server = loop.run_until_complete(loop.create_server(factory, host="127.0.0.1", port=0))
