@@ -62,7 +62,7 @@ impl Security {
 }
 
 /// `[smtp]`, checked.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct SmtpSettings {
     /// The server.
     pub host: String,
@@ -78,6 +78,20 @@ pub struct SmtpSettings {
     pub ca_file: Option<String>,
     /// Its certificates (read when the config was checked).
     ca_pem: Option<Vec<u8>>,
+}
+
+impl std::fmt::Debug for SmtpSettings {
+    /// Everything but the password.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SmtpSettings")
+            .field("host", &self.host)
+            .field("port", &self.port)
+            .field("security", &self.security)
+            .field("username", &self.credentials.as_ref().map(|(user, _)| user))
+            .field("from", &self.from)
+            .field("ca_file", &self.ca_file)
+            .finish_non_exhaustive()
+    }
 }
 
 impl SmtpSection {
@@ -400,6 +414,11 @@ mod tests {
             .resolve()
             .expect("valid");
         assert_eq!((good.port, good.security), (587, Security::Starttls));
+        let with_login =
+            section("host = \"m\"\nfrom = \"a@b.c\"\nusername = \"u\"\npassword = \"hunter2\"")
+                .resolve()
+                .expect("valid");
+        assert!(!format!("{with_login:?}").contains("hunter2"));
         let cases = [
             ("from = \"a@b.c\"", "host"),
             ("host = \"m\"", "from"),
