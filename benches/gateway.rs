@@ -19,6 +19,7 @@ fn subscriptions() -> Vec<Subscription> {
     vec![Subscription {
         endpoint: "crm".into(),
         events: vec!["sms.*".into()],
+        ..Subscription::default()
     }]
 }
 

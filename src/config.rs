@@ -12,7 +12,8 @@ use toml::Spanned;
 use crate::gateway::GatewaySettings;
 use crate::modem::{InitSettings, ModemSettings};
 use crate::store::Subscription;
-use crate::webhook::{Device, EndpointConfig, WebhookSection, resolve_all};
+use crate::webhook::mail::{SmtpSection, SmtpSettings};
+use crate::webhook::{Device, EndpointConfig, Transport, WebhookSection, resolve_all};
 
 /// A config problem: the key, its line (when known), and what is wrong.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -40,6 +41,7 @@ struct Raw {
     sms: Option<RawSms>,
     #[serde(default)]
     webhook: Vec<Spanned<WebhookSection>>,
+    smtp: Option<Spanned<SmtpSection>>,
     retention: Option<RawRetention>,
 }
 
@@ -134,6 +136,8 @@ pub struct Config {
     pub webhooks: Vec<EndpointConfig>,
     /// What each endpoint subscribed to.
     pub subscriptions: Vec<Subscription>,
+    /// `[smtp]`: the server `mailto:` endpoints send through.
+    pub smtp: Option<SmtpSettings>,
     /// Hold webhooks while the system clock is implausible (a Pi has no RTC).
     pub webhook_clock_check: bool,
     /// How long after boot an unsynchronised clock holds webhooks, waiting for NTP.
@@ -471,13 +475,33 @@ impl Checker<'_> {
         Ok(Device { id, name, number })
     }
 
+    /// `[smtp]`: an error points at the key's line in the section.
+    fn smtp(
+        &self,
+        raw: Option<&Spanned<SmtpSection>>,
+    ) -> Result<Option<SmtpSettings>, ConfigError> {
+        let Some(raw) = raw else {
+            return Ok(None);
+        };
+        raw.get_ref()
+            .resolve()
+            .map(Some)
+            .map_err(|(key, message)| ConfigError {
+                key: format!("smtp.{key}"),
+                line: key_line_after(self.text, raw.span().start, key)
+                    .or_else(|| Some(line_of(self.text, raw.span().start))),
+                message,
+            })
+    }
+
     /// `[[webhook]]`: an error points at the key's own line in its section.
     fn webhooks(
         &self,
         raw: &[Spanned<WebhookSection>],
+        smtp: Option<&SmtpSettings>,
     ) -> Result<(Vec<EndpointConfig>, Vec<Subscription>), ConfigError> {
         let sections: Vec<WebhookSection> = raw.iter().map(|s| s.get_ref().clone()).collect();
-        resolve_all(&sections).map_err(|error| {
+        resolve_all(&sections, smtp).map_err(|error| {
             let line = raw
                 .iter()
                 .find(|section| section.get_ref().name == error.name)
@@ -512,7 +536,8 @@ impl Config {
         let check = Checker { text };
         let device = check.device(&raw)?;
         let (listen, token, ready_grace) = check.api(&raw.api.unwrap_or_default())?;
-        let (webhooks, subscriptions) = check.webhooks(&raw.webhook)?;
+        let smtp = check.smtp(raw.smtp.as_ref())?;
+        let (webhooks, subscriptions) = check.webhooks(&raw.webhook, smtp.as_ref())?;
         Ok(Config {
             data_dir: raw.data_dir.as_ref().map_or_else(
                 || PathBuf::from("/var/lib/smsrelay"),
@@ -532,6 +557,7 @@ impl Config {
             },
             webhooks,
             subscriptions,
+            smtp,
             webhook_clock_check: raw.webhook_clock_check.unwrap_or(true),
             webhook_clock_wait: check.duration(
                 "webhook_clock_wait",
@@ -624,19 +650,74 @@ impl Config {
                 (None, count) => format!("{count} × \"whsec_********\""),
             };
             out.push_str(&format!(
-                "\n[[webhook]]\nname = {:?}\nurl = {:?}\nformat = {:?}\nevents = {:?}\nsecrets = {}\ntimeout = {}\nattempts = {}\nenabled = {}\n",
+                "\n[[webhook]]\nname = {:?}\nurl = {:?}\ntransport = {:?}\nformat = {:?}\nevents = {:?}\nrouting = {}\nsecrets = {}\ntimeout = {}\nattempts = {}\nenabled = {}\n",
                 endpoint.name,
                 endpoint.url,
-                endpoint.format.name(),
+                endpoint.transport.name(),
+                match endpoint.template {
+                    Some(_) => "template",
+                    None => endpoint.format.name(),
+                },
                 subscription.events,
+                describe_routing(&subscription.routing),
                 secrets,
                 seconds(endpoint.timeout),
                 endpoint.schedule.len(),
                 endpoint.enabled,
             ));
+            if let Some(template) = &endpoint.template {
+                out.push_str(&format!("template = {:?}\n", template.source()));
+            }
+            if let Some(content_type) = &endpoint.content_type {
+                out.push_str(&format!("content_type = {content_type:?}\n"));
+            }
+            for (name, value) in &endpoint.headers {
+                out.push_str(&format!("header = \"{name}: {value}\"\n"));
+            }
+            if let Transport::Mail(mail) = &endpoint.transport {
+                let to: Vec<String> = mail.to.iter().map(ToString::to_string).collect();
+                out.push_str(&format!("mail_to = {to:?}\n"));
+            }
+        }
+        if let Some(smtp) = &self.smtp {
+            out.push_str(&format!(
+                "\n[smtp]\nhost = {:?}\nport = {}\nsecurity = {:?}\nusername = {}\npassword = {}\nfrom = {:?}\nca_file = {}\n",
+                smtp.host,
+                smtp.port,
+                smtp.security.name(),
+                smtp.credentials
+                    .as_ref()
+                    .map_or("(none)".into(), |(user, _)| format!("{user:?}")),
+                mask(smtp.credentials.is_some()),
+                smtp.from.to_string(),
+                smtp.ca_file
+                    .as_deref()
+                    .map_or("(bundled roots only)".into(), |path| format!("{path:?}")),
+            ));
         }
         out
     }
+}
+
+/// An endpoint's inbound SMS routing in words, for `check-config`.
+fn describe_routing(routing: &crate::store::routing::Routing) -> String {
+    if routing.unmatched {
+        return "\"inbound SMS no keywords or senders endpoint took\"".into();
+    }
+    if routing.takes_all() {
+        return "\"every event subscribed to\"".into();
+    }
+    let mut parts = Vec::new();
+    if !routing.keywords.is_empty() {
+        parts.push(format!("keywords {:?}", routing.keywords));
+    }
+    if !routing.senders.is_empty() {
+        parts.push(format!("senders {:?}", routing.senders));
+    }
+    format!(
+        "{:?}",
+        format!("inbound SMS matching {}", parts.join(" and "))
+    )
 }
 
 #[cfg(test)]
@@ -832,5 +913,71 @@ mod tests {
         assert!(unknown.message.contains("baudrate"), "{unknown}");
         let syntax = Config::parse("[modem\ndevice = 1").expect_err("broken");
         assert_eq!(syntax.line, Some(1), "{syntax}");
+    }
+
+    #[test]
+    fn the_readme_endpoint_example_loads_and_its_templates_render() {
+        use crate::store::{Event, Job};
+        use crate::webhook::formats::Context;
+
+        let text = include_str!("../tests/fixtures/config/endpoints-example.toml");
+        let readme = include_str!("../README.md");
+        assert!(readme.contains(text), "README shows the fixture verbatim");
+        let config = Config::parse(text).expect("valid");
+        let smtp = config.smtp.as_ref().expect("[smtp]");
+        assert_eq!((smtp.port, smtp.security.name()), (587, "starttls"));
+        let names: Vec<&str> = config.webhooks.iter().map(|e| e.name.as_str()).collect();
+        assert_eq!(
+            names,
+            ["opening-hours", "parcels", "office", "telegram", "ntfy"]
+        );
+        assert_eq!(config.webhooks[2].transport.name(), "email");
+        let described = config.describe();
+        assert!(!described.contains("app-password"), "{described}");
+        let event = Event {
+            sequence: 1,
+            id: "0190c0de-0000-7000-8000-000000000001".into(),
+            name: "sms.received".into(),
+            api_version: "2025-01-01".into(),
+            created_at: 1_700_000_000,
+            clock_suspect: false,
+            data: serde_json::json!({
+                "from": "+4917012345",
+                "text": "Parcel \"42\" is\nhere",
+                "received_at": "2023-11-14T22:13:20Z",
+            }),
+        };
+        let job = Job {
+            event_sequence: 1,
+            sequence: 1,
+            endpoint: "telegram".into(),
+            task_id: "t".into(),
+            attempts: 0,
+            created_at: 0,
+            enable_probe: false,
+        };
+        let render = |index: usize| {
+            let template = config.webhooks[index]
+                .template
+                .as_ref()
+                .expect("a template");
+            let body = template
+                .render(&event, &job, &Context::default())
+                .expect("renders");
+            String::from_utf8(body).expect("UTF-8")
+        };
+        let telegram: serde_json::Value = serde_json::from_str(&render(3)).expect("JSON");
+        assert_eq!(
+            telegram,
+            serde_json::json!({
+                "chat_id": 123456789_u64,
+                "text": "SMS from +4917012345: Parcel \"42\" is\nhere",
+            })
+        );
+        assert_eq!(render(4), "+4917012345: Parcel \"42\" is\nhere");
+        assert_eq!(
+            render(2),
+            "Parcel \"42\" is\nhere\n\n-- \nFrom +4917012345, received 2023-11-14T22:13:20Z"
+        );
     }
 }

@@ -29,6 +29,7 @@ fn open_store(dir: &str) -> Store {
     let subscriptions = vec![Subscription {
         endpoint: "crm".into(),
         events: vec!["sms.*".into()],
+        ..Subscription::default()
     }];
     Store::open(dir.as_ref(), &StoreSettings::default(), subscriptions).expect("store opens")
 }

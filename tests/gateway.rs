@@ -48,6 +48,7 @@ fn open_store(dir: &TempDir) -> Store {
     let subscriptions = vec![Subscription {
         endpoint: "crm".into(),
         events: vec!["sms.*".into()],
+        ..Subscription::default()
     }];
     Store::open(dir.path(), &StoreSettings::default(), subscriptions).expect("store opens")
 }

@@ -10,6 +10,7 @@ mod console_browser;
 mod crash;
 mod daemon;
 mod daemon_in_process;
+mod endpoints;
 mod gateway;
 mod health;
 mod mock_gammu;

@@ -145,6 +145,7 @@ async fn stack(report: ReportBehaviour) -> Stack {
         .map(|format| Subscription {
             endpoint: format.name().into(),
             events: vec!["sms.*".into()],
+            ..Subscription::default()
         })
         .collect();
     let store = Store::open(dir.path(), &StoreSettings::default(), subscriptions).expect("opens");

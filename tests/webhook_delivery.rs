@@ -25,6 +25,7 @@ fn store(dir: &TempDir, endpoints: &[(&str, &[&str])]) -> Store {
         .map(|(name, events)| Subscription {
             endpoint: name.to_string(),
             events: events.iter().map(|e| e.to_string()).collect(),
+            ..Subscription::default()
         })
         .collect();
     Store::open(dir.path(), &StoreSettings::default(), subscriptions).expect("opens")

@@ -1,12 +1,12 @@
 //! The event log and the webhook jobs written with each event: sequence numbers, one job per
-//! subscribed endpoint, and the signal the dispatcher waits on.
+//! subscribed endpoint (inbound SMS routed by `routing`), and the signal the dispatcher waits on.
 
 use sled::Transactional;
 use sled::transaction::TransactionalTree;
 
 use super::{
     API_VERSION, Event, Job, NewEvent, Store, StoreError, Subscription, TxResult, decode, encode,
-    keys, now_ms,
+    keys, now_ms, routing,
 };
 
 impl Store {
@@ -48,6 +48,7 @@ impl Store {
         let filter = Subscription {
             endpoint: String::new(),
             events: vec![pattern.to_string()],
+            ..Subscription::default()
         };
         let start = keys::event_key(after.saturating_add(1));
         let mut found = Vec::new();
@@ -159,6 +160,10 @@ impl Store {
         for new in events {
             sequence += 1;
             let mut data = new.data.clone();
+            let route = routing::route(&self.subscriptions, &new.name, &data);
+            if let Some(keyword) = &route.keyword {
+                data["keyword"] = keyword.as_str().into();
+            }
             // A null `message_number` asks for the next one (inbound messages get theirs in
             // the transaction that records them).
             if data.get("message_number") == Some(&serde_json::Value::Null) {
@@ -177,10 +182,7 @@ impl Store {
             };
             events_tree.insert(&keys::event_key(sequence), encode(&event))?;
             let due = now_ms();
-            for subscription in &self.subscriptions {
-                if !subscribed || !subscription.wants(&event.name) {
-                    continue;
-                }
+            for subscription in route.endpoints.iter().filter(|_| subscribed) {
                 let job = Job {
                     event_sequence: sequence,
                     sequence: next_endpoint_sequence(meta, &subscription.endpoint)?,

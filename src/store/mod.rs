@@ -21,6 +21,7 @@ mod keys;
 pub mod model;
 mod outbound;
 mod retention;
+pub mod routing;
 mod webhooks;
 
 pub use health::StoreFailure;
@@ -101,12 +102,14 @@ impl Default for StoreSettings {
 }
 
 /// An endpoint's interest in events (from `[[webhook]]`).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Subscription {
     /// The endpoint's name.
     pub endpoint: String,
     /// Event name patterns: `sms.*`, `sms.delivered`, `*`.
     pub events: Vec<String>,
+    /// Inbound SMS routing (`keywords`, `senders`, `unmatched`); outbound events ignore it.
+    pub routing: routing::Routing,
 }
 
 impl Subscription {
@@ -330,6 +333,7 @@ mod tests {
         Subscription {
             endpoint: "crm".into(),
             events: events.iter().map(|e| e.to_string()).collect(),
+            ..Subscription::default()
         }
     }
 
@@ -341,6 +345,47 @@ mod tests {
         assert!(!subscription(&["sms.sent"]).wants("sms.delivered"));
         assert!(!subscription(&["sms.*"]).wants("modem.connected"));
         assert!(!subscription(&[]).wants("sms.sent"));
+    }
+
+    /// The routing decided when the event is written holds for its jobs, its `keyword`, and
+    /// a replay by hand.
+    #[test]
+    fn an_inbound_sms_is_queued_and_replayed_only_for_the_endpoints_it_was_routed_to() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let routed = |name: &str, keywords: &[&str], unmatched: bool| Subscription {
+            routing: routing::Routing {
+                keywords: keywords.iter().map(|k| k.to_string()).collect(),
+                unmatched,
+                ..routing::Routing::default()
+            },
+            endpoint: name.into(),
+            ..subscription(&["sms.*"])
+        };
+        let subscriptions = vec![routed("info", &["INFO"], false), routed("rest", &[], true)];
+        let store =
+            Store::open(dir.path(), &StoreSettings::default(), subscriptions).expect("opens");
+        let written = store
+            .record_events(&[
+                NewEvent {
+                    name: "sms.received".into(),
+                    data: serde_json::json!({ "from": "+441234", "text": "Info please" }),
+                },
+                NewEvent {
+                    name: "sms.sent".into(),
+                    data: serde_json::json!({ "to": "+441234", "text": "info" }),
+                },
+            ])
+            .expect("written");
+        assert_eq!(written[0].data["keyword"], "INFO");
+        assert!(written[1].data.get("keyword").is_none());
+        assert_eq!(
+            (store.queue_depth("info"), store.queue_depth("rest")),
+            (2, 1)
+        );
+        let replayed = store.redeliver(written[0].sequence).expect("redelivers");
+        assert_eq!(replayed, Some(vec!["info".to_string()]));
+        let replayed = store.redeliver(written[1].sequence).expect("redelivers");
+        assert_eq!(replayed, Some(vec!["info".to_string(), "rest".to_string()]));
     }
 
     #[test]

@@ -300,6 +300,7 @@ mod transaction_tests {
         let subscriptions = vec![Subscription {
             endpoint: "crm".into(),
             events: vec!["sms.*".into()],
+            ..Subscription::default()
         }];
         let store =
             Store::open(dir.path(), &StoreSettings::default(), subscriptions).expect("opens");

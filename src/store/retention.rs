@@ -146,6 +146,7 @@ mod retention_tests {
         let subscriptions = vec![Subscription {
             endpoint: "crm".into(),
             events: vec!["sms.sent".into()],
+            ..Subscription::default()
         }];
         let store =
             Store::open(dir.path(), &StoreSettings::default(), subscriptions).expect("opens");

@@ -273,8 +273,10 @@ impl Store {
         self.flush()
     }
 
-    /// Queues an event again for every endpoint that subscribes to it (a replay by hand):
-    /// the endpoints, or `None` when the event is not stored.
+    /// Queues an event again for every endpoint that subscribes to it, as routed when it was
+    /// written (`routing::route`: an inbound SMS goes back only to the endpoints its keyword
+    /// or sender chose), a replay by hand: the endpoints, or `None` when the event is not
+    /// stored.
     ///
     /// An endpoint keeps at most one job per event: a job still queued (or held) stays as it
     /// is, and a dead letter is replayed. A second job would share the first one's keys, and
@@ -284,7 +286,8 @@ impl Store {
             return Ok(None);
         };
         let mut endpoints = Vec::new();
-        for subscription in self.subscriptions.iter().filter(|s| s.wants(&event.name)) {
+        let route = super::routing::route(&self.subscriptions, &event.name, &event.data);
+        for subscription in route.endpoints {
             let endpoint = subscription.endpoint.as_str();
             endpoints.push(endpoint.to_string());
             if self.has_job(endpoint, event_sequence)?

@@ -1,18 +1,23 @@
 //! The `[[webhook]]` entries of the config file, checked and turned into what the dispatcher
 //! and the store need.
 
+use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde::Deserialize;
 
-use super::dispatch::EndpointConfig;
+use super::dispatch::{EndpointConfig, Transport};
 use super::formats::Format;
+use super::mail::{self, MailTo, SmtpSettings};
 use super::schedule::DEFAULT_SCHEDULE;
 use super::sign::Secret;
+use super::template::BodyTemplate;
 use crate::store::Subscription;
+use crate::store::routing::{ROUTED_EVENT, Routing};
 
 /// One `[[webhook]]` table as written.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct WebhookSection {
     /// A short name (letters, digits, `-`, `_`): the API and the logs use it.
@@ -42,7 +47,39 @@ pub struct WebhookSection {
     /// `smsgate`.
     #[serde(default)]
     pub format: Option<String>,
+    /// Inbound SMS whose first word is one of these (case-insensitive).
+    #[serde(default)]
+    pub keywords: Option<Vec<String>>,
+    /// Inbound SMS from these senders (exact, or a prefix ending in `*`).
+    #[serde(default)]
+    pub senders: Option<Vec<String>>,
+    /// Gets the inbound SMS that no endpoint with `keywords` or `senders` took.
+    #[serde(default)]
+    pub unmatched: bool,
+    /// A minijinja body template, instead of `format`.
+    #[serde(default)]
+    pub template: Option<String>,
+    /// A file holding the template.
+    #[serde(default)]
+    pub template_file: Option<String>,
+    /// The body's media type, e.g. `application/json`.
+    #[serde(default)]
+    pub content_type: Option<String>,
+    /// Extra HTTP headers, e.g. `{ Title = "SMS" }`.
+    #[serde(default)]
+    pub headers: Option<BTreeMap<String, String>>,
 }
+
+/// Headers the delivery sets itself: `headers` may not replace them.
+const RESERVED_HEADERS: [&str; 7] = [
+    "content-type",
+    "content-length",
+    "host",
+    "transfer-encoding",
+    "webhook-id",
+    "webhook-timestamp",
+    "webhook-signature",
+];
 
 fn enabled_by_default() -> bool {
     true
@@ -65,12 +102,22 @@ fn duration(text: &str) -> Result<Duration, String> {
 }
 
 impl WebhookSection {
-    /// Checks the entry and returns the endpoint and its subscription.
-    pub fn resolve(&self) -> Result<(EndpointConfig, Subscription), WebhookConfigError> {
+    /// Checks the entry and returns the endpoint and its subscription; `smtp` is the
+    /// `[smtp]` section a `mailto:` endpoint sends through.
+    pub fn resolve(
+        &self,
+        smtp: Option<&Arc<SmtpSettings>>,
+    ) -> Result<(EndpointConfig, Subscription), WebhookConfigError> {
         let fail = |key, message: String| self.error(key, message);
         self.check_name()?;
-        let url = self.checked_url()?;
+        let (url, transport) = self.checked_url(smtp)?;
         let format = self.checked_format()?;
+        let template = self.checked_template()?;
+        let headers = self.checked_headers(&transport)?;
+        let content_type = self.checked_content_type()?;
+        if matches!(transport, Transport::Mail(_)) && self.secret.is_some() {
+            return Err(fail("secret", "e-mail is not signed: remove it".into()));
+        }
         let events = self.events.clone().unwrap_or_else(|| vec!["*".into()]);
         if events.is_empty() || events.iter().any(|e| e.trim().is_empty()) {
             return Err(fail(
@@ -95,12 +142,127 @@ impl WebhookSection {
             enabled: self.enabled,
             format,
             format_secret,
+            transport,
+            template,
+            content_type,
+            headers,
         };
-        let subscription = Subscription {
+        let mut subscription = Subscription {
             endpoint: self.name.clone(),
             events,
+            routing: Routing::default(),
         };
+        subscription.routing = self.checked_routing(&subscription)?;
         Ok((endpoint, subscription))
+    }
+
+    /// `keywords`, `senders`, `unmatched`: words without spaces, and only on an endpoint that
+    /// gets inbound SMS at all.
+    fn checked_routing(&self, subscription: &Subscription) -> Result<Routing, WebhookConfigError> {
+        let list = |key: &'static str, list: &Option<Vec<String>>| match list {
+            None => Ok(Vec::new()),
+            Some(items) if items.is_empty() => Err(self.error(key, "list at least one".into())),
+            Some(items) => items
+                .iter()
+                .map(|item| {
+                    let item = item.trim();
+                    if item.is_empty() || item.contains(char::is_whitespace) {
+                        Err(self.error(key, format!("{item:?}: give one word, no spaces")))
+                    } else {
+                        Ok(item.to_string())
+                    }
+                })
+                .collect(),
+        };
+        let routing = Routing {
+            keywords: list("keywords", &self.keywords)?,
+            senders: list("senders", &self.senders)?,
+            unmatched: self.unmatched,
+        };
+        if routing.unmatched && !(routing.keywords.is_empty() && routing.senders.is_empty()) {
+            let message = "an `unmatched` endpoint takes no `keywords` or `senders`".into();
+            return Err(self.error("unmatched", message));
+        }
+        if !routing.takes_all() && !subscription.wants(ROUTED_EVENT) {
+            let key = if routing.unmatched {
+                "unmatched"
+            } else if routing.keywords.is_empty() {
+                "senders"
+            } else {
+                "keywords"
+            };
+            let message = format!("routes {ROUTED_EVENT}, which `events` leaves out");
+            return Err(self.error(key, message));
+        }
+        Ok(routing)
+    }
+
+    /// `template` or `template_file` (read now), parsed; never with `format`.
+    fn checked_template(&self) -> Result<Option<BodyTemplate>, WebhookConfigError> {
+        let (key, source) = match (&self.template, &self.template_file) {
+            (None, None) => return Ok(None),
+            (Some(_), Some(_)) => {
+                let message = "set `template` or `template_file`, not both".into();
+                return Err(self.error("template_file", message));
+            }
+            (Some(text), None) => ("template", text.clone()),
+            (None, Some(path)) => {
+                let text = std::fs::read_to_string(path).map_err(|error| {
+                    self.error("template_file", format!("cannot read {path:?}: {error}"))
+                })?;
+                ("template_file", text)
+            }
+        };
+        if self.format.is_some() {
+            let message = "a template replaces `format`: set one of them".into();
+            return Err(self.error(key, message));
+        }
+        BodyTemplate::parse(&source)
+            .map(Some)
+            .map_err(|message| self.error(key, message))
+    }
+
+    fn checked_content_type(&self) -> Result<Option<String>, WebhookConfigError> {
+        match self.content_type.as_deref().map(str::trim) {
+            None => Ok(None),
+            Some(text) if ureq::http::HeaderValue::from_str(text).is_ok() && text.contains('/') => {
+                Ok(Some(text.to_string()))
+            }
+            Some(text) => Err(self.error(
+                "content_type",
+                format!("{text:?} is not a media type such as \"application/json\""),
+            )),
+        }
+    }
+
+    /// `headers`: valid names and values, none the delivery sets itself; HTTP only.
+    fn checked_headers(
+        &self,
+        transport: &Transport,
+    ) -> Result<Vec<(String, String)>, WebhookConfigError> {
+        let Some(headers) = &self.headers else {
+            return Ok(Vec::new());
+        };
+        if matches!(transport, Transport::Mail(_)) {
+            let message = "headers are for http:// and https:// endpoints".into();
+            return Err(self.error("headers", message));
+        }
+        let mut checked = Vec::new();
+        for (name, value) in headers {
+            let lower = name.to_ascii_lowercase();
+            if RESERVED_HEADERS.contains(&lower.as_str()) {
+                let message = format!("{name:?} is set by smsrelay (see `content_type`)");
+                return Err(self.error("headers", message));
+            }
+            if ureq::http::HeaderName::from_bytes(name.as_bytes()).is_err()
+                || ureq::http::HeaderValue::from_str(value).is_err()
+            {
+                let message = format!("{name:?} = {value:?} is not a valid HTTP header");
+                return Err(self.error("headers", message));
+            }
+            checked.push((name.clone(), value.clone()));
+        }
+        Ok(checked)
     }
 
     fn error(&self, key: &'static str, message: String) -> WebhookConfigError {
@@ -125,17 +287,32 @@ impl WebhookSection {
         }
     }
 
-    fn checked_url(&self) -> Result<String, WebhookConfigError> {
+    fn checked_url(
+        &self,
+        smtp: Option<&Arc<SmtpSettings>>,
+    ) -> Result<(String, Transport), WebhookConfigError> {
         let url = self.url.trim();
+        if url.starts_with("mailto:") {
+            let to = mail::recipients(url).map_err(|message| self.error("url", message))?;
+            let Some(smtp) = smtp else {
+                let message = "a mailto: endpoint needs an [smtp] section".into();
+                return Err(self.error("url", message));
+            };
+            let smtp = Arc::clone(smtp);
+            return Ok((url.to_string(), Transport::Mail(MailTo { to, smtp })));
+        }
         let host = url
             .strip_prefix("https://")
             .or_else(|| url.strip_prefix("http://"))
             .map(|rest| rest.split(['/', '?', '#']).next().unwrap_or(""));
         match host {
             Some(host) if !host.is_empty() && !host.contains(char::is_whitespace) => {
-                Ok(url.to_string())
+                Ok((url.to_string(), Transport::Http))
             }
-            _ => Err(self.error("url", format!("{url:?} is not an http:// or https:// URL"))),
+            _ => Err(self.error(
+                "url",
+                format!("{url:?} is not an http://, https:// or mailto: URL"),
+            )),
         }
     }
 
@@ -210,10 +387,12 @@ impl WebhookSection {
     }
 }
 
-/// Checks every entry (names must be unique).
+/// Checks every entry (names must be unique); `smtp` is `[smtp]`, when there is one.
 pub fn resolve_all(
     sections: &[WebhookSection],
+    smtp: Option<&SmtpSettings>,
 ) -> Result<(Vec<EndpointConfig>, Vec<Subscription>), WebhookConfigError> {
+    let smtp = smtp.map(|settings| Arc::new(settings.clone()));
     let mut endpoints = Vec::new();
     let mut subscriptions = Vec::new();
     for section in sections {
@@ -227,7 +406,7 @@ pub fn resolve_all(
                 message: "used by another [[webhook]]".into(),
             });
         }
-        let (endpoint, subscription) = section.resolve()?;
+        let (endpoint, subscription) = section.resolve(smtp.as_ref())?;
         endpoints.push(endpoint);
         subscriptions.push(subscription);
     }
@@ -267,7 +446,7 @@ mod tests {
             enabled = false
             "#,
         );
-        let (endpoints, subscriptions) = resolve_all(&sections).expect("valid");
+        let (endpoints, subscriptions) = resolve_all(&sections, None).expect("valid");
         assert_eq!(endpoints[0].schedule.len(), 10);
         assert_eq!(endpoints[0].timeout, Duration::from_secs(15));
         assert_eq!(endpoints[0].secrets.len(), 1);
@@ -302,6 +481,23 @@ mod tests {
             (r#"timeout = "5m""#, "timeout"),
             (r#"retry_schedule = ["5s", "soon"]"#, "retry_schedule"),
             (r#"format = "twilio""#, "format"),
+            (r#"url = "mailto:ops@example.com""#, "url"),
+            (r#"url = "mailto:ops""#, "url"),
+            (r#"keywords = []"#, "keywords"),
+            (r#"keywords = ["two words"]"#, "keywords"),
+            (r#"senders = [""]"#, "senders"),
+            ("unmatched = true\nkeywords = [\"INFO\"]", "unmatched"),
+            ("events = [\"sms.sent\"]\nkeywords = [\"INFO\"]", "keywords"),
+            (r#"template = "{{ data.text ""#, "template"),
+            ("template = \"x\"\nformat = \"lox24\"", "template"),
+            (
+                "template = \"x\"\ntemplate_file = \"/etc/hostname\"",
+                "template_file",
+            ),
+            (r#"template_file = "/nonexistent/body.j2""#, "template_file"),
+            (r#"content_type = "json""#, "content_type"),
+            (r#"headers = { Content-Type = "text/plain" }"#, "headers"),
+            (r#"headers = { "Bad Name" = "x" }"#, "headers"),
         ];
         for (line, key) in cases {
             let mut section = WebhookSection {
@@ -313,7 +509,7 @@ mod tests {
                 timeout: None,
                 retry_schedule: None,
                 enabled: true,
-                format: None,
+                ..WebhookSection::default()
             };
             let patch: toml::Table = toml::from_str(line).expect("toml");
             for (k, v) in patch {
@@ -326,6 +522,13 @@ mod tests {
                     }
                     ("timeout", toml::Value::String(s)) => section.timeout = Some(s),
                     ("format", toml::Value::String(s)) => section.format = Some(s),
+                    ("template", toml::Value::String(s)) => section.template = Some(s),
+                    ("template_file", toml::Value::String(s)) => section.template_file = Some(s),
+                    ("content_type", toml::Value::String(s)) => section.content_type = Some(s),
+                    ("unmatched", toml::Value::Boolean(b)) => section.unmatched = b,
+                    ("keywords", v) => section.keywords = Some(v.try_into().expect("list")),
+                    ("senders", v) => section.senders = Some(v.try_into().expect("list")),
+                    ("headers", v) => section.headers = Some(v.try_into().expect("table")),
                     ("events", v) => section.events = Some(v.try_into().expect("list")),
                     ("retry_schedule", v) => {
                         section.retry_schedule = Some(v.try_into().expect("list"))
@@ -333,7 +536,7 @@ mod tests {
                     other => panic!("{other:?}"),
                 }
             }
-            let error = section.resolve().expect_err(line);
+            let error = section.resolve(None).expect_err(line);
             assert_eq!(error.key, key, "{line}: {error}");
         }
         let twice = parse(
@@ -346,7 +549,10 @@ mod tests {
             url = "https://b.example/"
             "#,
         );
-        assert_eq!(resolve_all(&twice).expect_err("duplicate").key, "name");
+        assert_eq!(
+            resolve_all(&twice, None).expect_err("duplicate").key,
+            "name"
+        );
     }
 
     #[test]

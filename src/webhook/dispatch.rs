@@ -13,8 +13,10 @@ use log::{info, warn};
 use super::clock::{Clock, ClockGuard, ClockPolicy, ClockVerdict};
 use super::formats::{Device, Format};
 use super::http;
+use super::mail::MailTo;
 use super::schedule::DEFAULT_SCHEDULE;
 use super::sign::Secret;
+use super::template::BodyTemplate;
 use super::worker::Worker;
 use crate::store::{EndpointHealth, EndpointState, Event, Store, StoreError};
 
@@ -37,6 +39,34 @@ pub struct EndpointConfig {
     pub format: Format,
     /// The raw signing key of a format that signs itself (GatewayAPI, SMSGate).
     pub format_secret: Option<Secret>,
+    /// HTTP, or e-mail for a `mailto:` URL.
+    pub transport: Transport,
+    /// A body template, used instead of `format`.
+    pub template: Option<BodyTemplate>,
+    /// The body's media type when not the transport's default (JSON for a format over HTTP,
+    /// plain text for a template and for e-mail).
+    pub content_type: Option<String>,
+    /// Extra HTTP headers for every request.
+    pub headers: Vec<(String, String)>,
+}
+
+/// How an endpoint's deliveries travel.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Transport {
+    /// A POST to the `url`.
+    Http,
+    /// An e-mail through `[smtp]`.
+    Mail(MailTo),
+}
+
+impl Transport {
+    /// The name `check-config` shows.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Transport::Http => "http",
+            Transport::Mail(_) => "email",
+        }
+    }
 }
 
 impl EndpointConfig {
@@ -51,6 +81,10 @@ impl EndpointConfig {
             enabled: true,
             format: Format::Smsrelay,
             format_secret: None,
+            transport: Transport::Http,
+            template: None,
+            content_type: None,
+            headers: Vec::new(),
         }
     }
 }

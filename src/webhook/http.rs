@@ -1,6 +1,6 @@
 //! The HTTP side of an attempt, and the only code that touches ureq: the shared agent, the
-//! POST of a rendered body (`formats`) with the Standard Webhooks headers, and the answer
-//! read into an [`AttemptOutcome`].
+//! POST of a rendered body (`formats` or a template) with the Standard Webhooks headers and
+//! the endpoint's own, and the answer read into an [`AttemptOutcome`].
 
 use std::io::Read;
 use std::time::{Duration, SystemTime};
@@ -39,16 +39,22 @@ pub(super) fn post(
     max_response: u64,
 ) -> AttemptOutcome {
     let body = rendered.body.as_slice();
+    let default_type = if endpoint.template.is_some() {
+        "text/plain; charset=utf-8"
+    } else {
+        "application/json"
+    };
+    let content_type = endpoint.content_type.as_deref().unwrap_or(default_type);
     let mut request = agent
         .post(&endpoint.url)
-        .header("content-type", "application/json")
+        .header("content-type", content_type)
         .header("webhook-id", webhook_id)
         .header("webhook-timestamp", timestamp.to_string());
     if !endpoint.secrets.is_empty() {
         let signature = signature_header(&endpoint.secrets, webhook_id, timestamp, body);
         request = request.header("webhook-signature", signature);
     }
-    for (name, value) in &rendered.headers {
+    for (name, value) in rendered.headers.iter().chain(&endpoint.headers) {
         request = request.header(name, value);
     }
     let response = request

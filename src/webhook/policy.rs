@@ -35,6 +35,13 @@ pub enum AttemptError {
     Protocol,
     /// The event is no longer stored: nothing to send.
     MissingEvent,
+    /// The SMTP server refused the e-mail for good (a 5xx reply): not retried.
+    MailRejected(u16),
+    /// The SMTP server asked to try later (a 4xx reply).
+    MailDeferred(u16),
+    /// The endpoint's template (or content type) cannot make a body for this event: not
+    /// retried, as every attempt would fail the same way.
+    Template,
 }
 
 impl AttemptError {
@@ -51,7 +58,15 @@ impl AttemptError {
             AttemptError::Io => "io",
             AttemptError::Protocol => "protocol",
             AttemptError::MissingEvent => "missing_event",
+            AttemptError::MailRejected(_) => "mail_rejected",
+            AttemptError::MailDeferred(_) => "mail_deferred",
+            AttemptError::Template => "template",
         }
+    }
+
+    /// Whether another attempt would fail the same way: a dead letter at once.
+    pub fn is_permanent(&self) -> bool {
+        matches!(self, AttemptError::MailRejected(_) | AttemptError::Template)
     }
 
     /// The HTTP status, when one came back.
@@ -153,6 +168,8 @@ pub enum Notice {
     CircuitOpened(u32),
     /// The event is gone: the job is a dead letter.
     EventMissing,
+    /// The failure is permanent (an SMTP 5xx, a template error): a dead letter at once.
+    Permanent,
 }
 
 /// What to store after an attempt.
@@ -252,10 +269,20 @@ fn settle_failure(
 ) -> Settlement {
     let what = outcome.summary();
     let status = outcome.status();
-    if counts_towards_circuit(status) {
+    let permanent = outcome
+        .result
+        .as_ref()
+        .is_err_and(AttemptError::is_permanent);
+    // A permanent failure is about this one delivery, not the endpoint's health.
+    if counts_towards_circuit(status) && !permanent {
         health.consecutive_failures += 1;
     }
-    let first = *health.first_failure_at.get_or_insert(now);
+    // Likewise it starts no "failing since" clock: only a probe's failure disables.
+    let first = if permanent {
+        health.first_failure_at.unwrap_or(now)
+    } else {
+        *health.first_failure_at.get_or_insert(now)
+    };
     health.last_error = Some(what.clone());
     let settled = |outcome, health, notice| Settlement {
         job: job.clone(),
@@ -268,6 +295,9 @@ fn settle_failure(
         health.state = EndpointState::Disabled;
         health.disabled_reason = Some(format!("the test event after enabling failed: {what}"));
         return settled(JobOutcome::DeadLetter, health, Notice::ProbeFailed);
+    }
+    if permanent {
+        return settled(JobOutcome::DeadLetter, health, Notice::Permanent);
     }
     let failing_for = Duration::from_millis(now.saturating_sub(first));
     if let Some(reason) = disable_reason(status, failing_for, policy) {
@@ -543,6 +573,12 @@ mod tests {
             (answer(500), job(1), ev, open(20), p, T, (retry(T + 24 * HOUR), CircuitOpen, 21, Some(T + 24 * HOUR), None)),
             // Open and throttled: the endpoint waits for the later of the two.
             (retry_after(429, 600), job(0), ev, failing(4, T - HOUR), p, T, (retry(T + 600 * SECOND), CircuitOpen, 5, Some(T + 600 * SECOND), Some(Notice::CircuitOpened(5)))),
+            // Permanent (SMTP 5xx, a template that cannot render): a dead letter at once,
+            // no count towards the circuit; an SMTP 4xx is retried and counts.
+            (failed(AttemptError::MailRejected(550)), job(0), ev, healthy(), p, T, (DeadLetter, Active, 0, None, Some(Notice::Permanent))),
+            (failed(AttemptError::Template), job(0), ev, failing(2, T - HOUR), p, T, (DeadLetter, Active, 2, None, Some(Notice::Permanent))),
+            (failed(AttemptError::Template), probe(), "webhook.test", healthy(), p, T, (DeadLetter, Disabled, 0, None, Some(Notice::ProbeFailed))),
+            (failed(AttemptError::MailDeferred(451)), job(0), ev, healthy(), p, T, (retry(T + 5 * SECOND), Active, 1, None, None)),
             // The event is gone: a dead letter, no attempt spent, the endpoint untouched.
             (failed(AttemptError::MissingEvent), job(2), "", failing(2, T - HOUR), p, T, (DeadLetter, Active, 2, None, Some(Notice::EventMissing))),
             (failed(AttemptError::MissingEvent), job(0), "", open(6), p, T, (DeadLetter, CircuitOpen, 6, Some(T - SECOND), Some(Notice::EventMissing))),

@@ -1,6 +1,7 @@
 //! One endpoint's thread: hold for the clock, skip while disabled or while the circuit is
-//! open, take the earliest due job, flush, send it (`http`), settle it (`policy::settle`)
-//! and store the settlement. No delivery rule lives here.
+//! open, take the earliest due job, flush, render it (format or template), send it (`http`
+//! or `mail`), settle it (`policy::settle`) and store the settlement. No delivery rule
+//! lives here.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -9,10 +10,10 @@ use std::time::{Duration, Instant};
 use log::{debug, error, info, warn};
 
 use super::clock::ClockGuard;
-use super::dispatch::{DispatcherSettings, EndpointConfig, judge_clock};
-use super::formats::{self, Context};
-use super::http;
+use super::dispatch::{DispatcherSettings, EndpointConfig, Transport, judge_clock};
+use super::formats::{self, Context, Rendered};
 use super::policy::{AttemptError, AttemptOutcome, EndpointPolicy, Notice, Settlement, settle};
+use super::{http, mail};
 use crate::store::{
     AttemptRecord, EndpointHealth, EndpointState, Event, Job, JobOutcome, Store, StoreError,
 };
@@ -86,24 +87,54 @@ impl Worker {
         self.store.flush()?;
         let timestamp = (self.clock.clock().now_ms() / 1000) as i64;
         let context = self.context(&due.job, timestamp);
-        let Some(rendered) = formats::render(self.endpoint.format, event, &due.job, &context)
-        else {
-            let event_name = event.name.clone();
-            return self.store_skipped(due, &event_name);
+        let event_name = event.name.clone();
+        let rendered = match &self.endpoint.template {
+            Some(template) => match template.render(event, &due.job, &context) {
+                Ok(body) => Rendered {
+                    body,
+                    headers: Vec::new(),
+                },
+                Err(reason) => {
+                    let outcome = AttemptOutcome::failed(AttemptError::Template, reason);
+                    self.store_settled(due, &event_name, &outcome, Duration::ZERO)?;
+                    return Ok(None);
+                }
+            },
+            None => match formats::render(self.endpoint.format, event, &due.job, &context) {
+                Some(rendered) => rendered,
+                None => return self.store_skipped(due, &event_name),
+            },
         };
         let started = Instant::now();
-        let outcome = http::post(
-            &self.agent,
-            &self.endpoint,
-            &event.id,
-            timestamp,
-            &rendered,
-            self.settings.max_response,
-        );
+        let outcome = self.send(event, timestamp, rendered);
         let took = started.elapsed();
-        let event_name = event.name.clone();
         self.store_settled(due, &event_name, &outcome, took)?;
         Ok(None)
+    }
+
+    /// One attempt over the endpoint's transport.
+    fn send(&self, event: &Event, timestamp: i64, rendered: Rendered) -> AttemptOutcome {
+        match &self.endpoint.transport {
+            Transport::Http => http::post(
+                &self.agent,
+                &self.endpoint,
+                &event.id,
+                timestamp,
+                &rendered,
+                self.settings.max_response,
+            ),
+            Transport::Mail(mail) => match mail.smtp.transport(self.endpoint.timeout) {
+                Ok(transport) => mail::send(
+                    &transport,
+                    mail,
+                    &self.endpoint.name,
+                    event,
+                    rendered.body,
+                    self.endpoint.content_type.as_deref(),
+                ),
+                Err(error) => AttemptOutcome::failed(AttemptError::Tls, error),
+            },
+        }
     }
 
     /// What the format needs to render attempt `job.attempts + 1` at `timestamp` (Unix s).
@@ -250,6 +281,9 @@ impl Worker {
             }
             Some(Notice::EventMissing) => {
                 warn!("webhook {name}: event {sequence} is gone; job moved to the dead letters")
+            }
+            Some(Notice::Permanent) => {
+                warn!("webhook {name}: {event_name} #{sequence} cannot succeed; dead letter")
             }
         }
     }

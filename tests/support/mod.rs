@@ -1,8 +1,10 @@
 //! Shared by the test modules: the binary ([`run_smsrelay`], [`daemon`]), a webhook receiver
-//! ([`receiver`]), our AT session on a simulated modem's PTY, and driver settings for tests.
+//! ([`receiver`]), an SMTP server ([`smtp`]), our AT session on a simulated modem's PTY, and
+//! driver settings for tests.
 
 pub mod daemon;
 pub mod receiver;
+pub mod smtp;
 
 use std::ffi::OsStr;
 use std::process::{Command, Output};

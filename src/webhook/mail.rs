@@ -1,0 +1,444 @@
+//! E-mail endpoints (`url = "mailto:a@example.com,b@example.com"`), and the only code that
+//! touches lettre: the `[smtp]` settings checked at start, the subject line (pure), and one
+//! blocking SMTP send per attempt read into an [`AttemptOutcome`]. A 5xx reply is permanent
+//! (a dead letter at once); a 4xx, a timeout or a broken connection is retried on the
+//! endpoint's schedule like an HTTP failure.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use lettre::message::header::ContentType;
+use lettre::message::{Mailbox, Mailboxes, Message};
+use lettre::transport::smtp::SmtpTransport;
+use lettre::transport::smtp::authentication::Credentials;
+use lettre::transport::smtp::client::{Certificate, Tls, TlsParameters};
+use lettre::{Address, Transport};
+use serde::Deserialize;
+
+use super::policy::{AttemptError, AttemptOutcome};
+use crate::store::Event;
+
+/// `[smtp]` as written.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SmtpSection {
+    /// The server's host name or address.
+    pub host: Option<String>,
+    /// Default: 587 for `starttls`, 465 for `tls`, 25 for `none`.
+    pub port: Option<u16>,
+    /// `starttls` (the default), `tls` (implicit TLS) or `none`.
+    pub security: Option<String>,
+    /// Log in with this user (with `password`).
+    pub username: Option<String>,
+    /// The user's password.
+    pub password: Option<String>,
+    /// The sender, `smsrelay@example.com` or `SMS gateway <smsrelay@example.com>`.
+    pub from: Option<String>,
+    /// A PEM file of certificates to trust besides the bundled roots (a private CA, or a
+    /// server's self-signed certificate).
+    pub ca_file: Option<String>,
+}
+
+/// How the connection to the SMTP server is protected.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Security {
+    /// Plain, then `STARTTLS` (required: no fallback to plain text).
+    Starttls,
+    /// TLS from the first byte (SMTPS).
+    Tls,
+    /// No TLS (a relay on localhost).
+    None,
+}
+
+impl Security {
+    /// The config name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Security::Starttls => "starttls",
+            Security::Tls => "tls",
+            Security::None => "none",
+        }
+    }
+}
+
+/// `[smtp]`, checked.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SmtpSettings {
+    /// The server.
+    pub host: String,
+    /// Its port.
+    pub port: u16,
+    /// The protection.
+    pub security: Security,
+    /// User and password, when the server wants a login.
+    pub credentials: Option<(String, String)>,
+    /// The `From:` of every e-mail.
+    pub from: Mailbox,
+    /// `ca_file`, as configured.
+    pub ca_file: Option<String>,
+    /// Its certificates (read when the config was checked).
+    ca_pem: Option<Vec<u8>>,
+}
+
+impl std::fmt::Debug for SmtpSettings {
+    /// Everything but the password.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SmtpSettings")
+            .field("host", &self.host)
+            .field("port", &self.port)
+            .field("security", &self.security)
+            .field("username", &self.credentials.as_ref().map(|(user, _)| user))
+            .field("from", &self.from)
+            .field("ca_file", &self.ca_file)
+            .finish_non_exhaustive()
+    }
+}
+
+impl SmtpSection {
+    /// Checks the section; errors name the key.
+    pub fn resolve(&self) -> Result<SmtpSettings, (&'static str, String)> {
+        let host = match self.host.as_deref().map(str::trim) {
+            Some(host) if !host.is_empty() && !host.contains(char::is_whitespace) => host,
+            _ => return Err(("host", "set the SMTP server's host name".into())),
+        };
+        let security = match self.security.as_deref().map(str::trim) {
+            None | Some("starttls") => Security::Starttls,
+            Some("tls") => Security::Tls,
+            Some("none") => Security::None,
+            Some(other) => {
+                let message = format!("{other:?} is not one of starttls, tls, none");
+                return Err(("security", message));
+            }
+        };
+        let port = match self.port {
+            Some(0) => return Err(("port", "must be 1–65535".into())),
+            Some(port) => port,
+            None => match security {
+                Security::Starttls => 587,
+                Security::Tls => 465,
+                Security::None => 25,
+            },
+        };
+        let credentials = match (&self.username, &self.password) {
+            (Some(user), Some(password)) => Some((user.clone(), password.clone())),
+            (None, None) => None,
+            (Some(_), None) => return Err(("password", "set it with `username`".into())),
+            (None, Some(_)) => return Err(("username", "set it with `password`".into())),
+        };
+        let from = match self.from.as_deref() {
+            Some(from) => from
+                .trim()
+                .parse::<Mailbox>()
+                .map_err(|error| ("from", format!("{from:?} is not an address: {error}")))?,
+            None => return Err(("from", "set the sender address".into())),
+        };
+        let ca_pem = match &self.ca_file {
+            Some(path) => {
+                let pem = std::fs::read(path)
+                    .map_err(|error| ("ca_file", format!("cannot read {path:?}: {error}")))?;
+                Certificate::from_pem(&pem)
+                    .map_err(|error| ("ca_file", format!("{path:?}: {error}")))?;
+                Some(pem)
+            }
+            None => None,
+        };
+        let settings = SmtpSettings {
+            host: host.to_string(),
+            port,
+            security,
+            credentials,
+            from,
+            ca_file: self.ca_file.clone(),
+            ca_pem,
+        };
+        settings
+            .transport(Duration::from_secs(15))
+            .map_err(|message| ("ca_file", message))?;
+        Ok(settings)
+    }
+}
+
+impl SmtpSettings {
+    /// A blocking SMTP client for these settings; each send opens its own connection and
+    /// every command waits at most `timeout`.
+    pub fn transport(&self, timeout: Duration) -> Result<SmtpTransport, String> {
+        let tls = match self.security {
+            Security::None => Tls::None,
+            Security::Starttls => Tls::Required(self.tls_parameters()?),
+            Security::Tls => Tls::Wrapper(self.tls_parameters()?),
+        };
+        let mut builder = SmtpTransport::builder_dangerous(&self.host)
+            .port(self.port)
+            .tls(tls)
+            .timeout(Some(timeout));
+        if let Some((user, password)) = &self.credentials {
+            builder = builder.credentials(Credentials::new(user.clone(), password.clone()));
+        }
+        Ok(builder.build())
+    }
+
+    fn tls_parameters(&self) -> Result<TlsParameters, String> {
+        let mut builder = TlsParameters::builder(self.host.clone());
+        if let Some(pem) = &self.ca_pem {
+            let certificate = Certificate::from_pem(pem).map_err(|error| error.to_string())?;
+            builder = builder.add_root_certificate(certificate);
+        }
+        builder
+            .build_rustls()
+            .map_err(|error| format!("TLS set-up: {error}"))
+    }
+}
+
+/// The recipients of a `mailto:` URL (comma-separated; at most 50).
+pub fn recipients(url: &str) -> Result<Vec<Address>, String> {
+    let Some(list) = url.trim().strip_prefix("mailto:") else {
+        return Err(format!("{url:?} is not a mailto: URL"));
+    };
+    let addresses = list
+        .split(',')
+        .map(str::trim)
+        .filter(|address| !address.is_empty())
+        .map(|address| {
+            address
+                .parse::<Address>()
+                .map_err(|error| format!("{address:?} is not an e-mail address: {error}"))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    if addresses.is_empty() || addresses.len() > 50 {
+        return Err("give 1 to 50 addresses after mailto:, separated by commas".into());
+    }
+    Ok(addresses)
+}
+
+/// An e-mail endpoint's recipients and server.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MailTo {
+    /// The `To:` addresses.
+    pub to: Vec<Address>,
+    /// `[smtp]`.
+    pub smtp: Arc<SmtpSettings>,
+}
+
+/// The most of an SMS text a subject line quotes.
+const SUBJECT_WORDS: usize = 8;
+
+/// The subject line: what happened, and to or from whom.
+pub fn subject(event: &Event) -> String {
+    let data = &event.data;
+    let field = |key: &str| data[key].as_str().unwrap_or("").to_string();
+    let to = field("to");
+    let what = match event.name.as_str() {
+        "sms.received" => return received_subject(&field("from"), &field("text")),
+        "sms.queued" => "queued",
+        "sms.sent" => "sent",
+        "sms.pending" => "still pending",
+        "sms.delivered" => "delivered",
+        "sms.failed" => "failed",
+        "sms.expired" => "expired",
+        other => return format!("smsrelay: {other}"),
+    };
+    if to.is_empty() {
+        format!("SMS {what}")
+    } else {
+        format!("SMS to {to} {what}")
+    }
+}
+
+/// `SMS from +49…: first words…`.
+fn received_subject(from: &str, text: &str) -> String {
+    let mut words = text.split_whitespace();
+    let quoted: Vec<&str> = words.by_ref().take(SUBJECT_WORDS).collect();
+    let more = if words.next().is_some() { " …" } else { "" };
+    let from = if from.is_empty() {
+        "an unknown sender"
+    } else {
+        from
+    };
+    format!("SMS from {from}: {}{more}", quoted.join(" "))
+}
+
+/// Sends `body` about `event` to `mail.to` through `transport`.
+pub(super) fn send(
+    transport: &SmtpTransport,
+    mail: &MailTo,
+    endpoint: &str,
+    event: &Event,
+    body: Vec<u8>,
+    content_type: Option<&str>,
+) -> AttemptOutcome {
+    let message = match build(mail, endpoint, event, body, content_type) {
+        Ok(message) => message,
+        Err(error) => return AttemptOutcome::failed(AttemptError::Template, error),
+    };
+    match transport.send(&message) {
+        Ok(response) => AttemptOutcome {
+            result: Ok(u16::from(response.code())),
+            detail: String::new(),
+            response: response.message().collect::<Vec<_>>().join("\n"),
+            retry_after: None,
+        },
+        Err(error) => AttemptOutcome::failed(classify(&error), error.to_string()),
+    }
+}
+
+/// The message: `From:` the settings, `To:` every recipient, a `Message-ID` made from the
+/// event and the endpoint (the same on every attempt, so a mail client can drop a repeat).
+fn build(
+    mail: &MailTo,
+    endpoint: &str,
+    event: &Event,
+    body: Vec<u8>,
+    content_type: Option<&str>,
+) -> Result<Message, String> {
+    let to: Mailboxes = mail
+        .to
+        .iter()
+        .map(|address| Mailbox::new(None, address.clone()))
+        .collect();
+    let domain = mail.smtp.from.email.domain().to_string();
+    let content_type = match content_type {
+        Some(text) => ContentType::parse(text).map_err(|error| format!("{text:?}: {error}"))?,
+        None => ContentType::TEXT_PLAIN,
+    };
+    Message::builder()
+        .from(mail.smtp.from.clone())
+        .mailbox(lettre::message::header::To::from(to))
+        .subject(subject(event))
+        .message_id(Some(format!("<{}.{endpoint}@{domain}>", event.id)))
+        .header(content_type)
+        .body(body)
+        .map_err(|error| error.to_string())
+}
+
+/// Why a send failed: the server's 5xx is permanent, a 4xx is retried.
+fn classify(error: &lettre::transport::smtp::Error) -> AttemptError {
+    match error.status() {
+        Some(code) if error.is_permanent() => AttemptError::MailRejected(u16::from(code)),
+        Some(code) => AttemptError::MailDeferred(u16::from(code)),
+        None if error.is_timeout() => AttemptError::Timeout,
+        None if error.is_tls() || tls_failure(error) => AttemptError::Tls,
+        None => AttemptError::Connect,
+    }
+}
+
+/// Whether rustls failed somewhere in the error's chain: lettre reports a refused
+/// certificate during the handshake as a network error, an `io::Error` holding rustls's.
+fn tls_failure(error: &lettre::transport::smtp::Error) -> bool {
+    let mut source = std::error::Error::source(error);
+    while let Some(current) = source {
+        if current.is::<rustls::Error>() {
+            return true;
+        }
+        if let Some(io) = current.downcast_ref::<std::io::Error>() {
+            if io
+                .get_ref()
+                .is_some_and(|inner| inner.is::<rustls::Error>())
+            {
+                return true;
+            }
+        }
+        source = current.source();
+    }
+    false
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn event(name: &str, data: serde_json::Value) -> Event {
+        Event {
+            sequence: 1,
+            id: "e".into(),
+            name: name.into(),
+            api_version: "x".into(),
+            created_at: 0,
+            clock_suspect: false,
+            data,
+        }
+    }
+
+    #[test]
+    fn subjects_say_what_happened() {
+        let cases = [
+            (
+                event(
+                    "sms.received",
+                    json!({"from": "+4917012", "text": "info hours"}),
+                ),
+                "SMS from +4917012: info hours",
+            ),
+            (
+                event(
+                    "sms.received",
+                    json!({"from": "DHL", "text": "one two three four five six seven eight nine"}),
+                ),
+                "SMS from DHL: one two three four five six seven eight …",
+            ),
+            (
+                event("sms.received", json!({"text": ""})),
+                "SMS from an unknown sender: ",
+            ),
+            (
+                event("sms.delivered", json!({"to": "+441234"})),
+                "SMS to +441234 delivered",
+            ),
+            (event("sms.failed", json!({})), "SMS failed"),
+            (event("webhook.test", json!({})), "smsrelay: webhook.test"),
+        ];
+        for (event, expected) in cases {
+            assert_eq!(subject(&event), expected);
+        }
+    }
+
+    #[test]
+    fn mailto_urls_list_addresses() {
+        let list = recipients("mailto:ops@example.com, b@example.org").expect("valid");
+        assert_eq!(list.len(), 2);
+        for bad in [
+            "mailto:",
+            "mailto:not-an-address",
+            "https://x",
+            "mailto:a@b.c,,x",
+        ] {
+            assert!(recipients(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn smtp_settings_are_checked() {
+        let section = |text: &str| toml::from_str::<SmtpSection>(text).expect("toml");
+        let good = section("host = \"mail.example.com\"\nfrom = \"SMS <sms@example.com>\"\n")
+            .resolve()
+            .expect("valid");
+        assert_eq!((good.port, good.security), (587, Security::Starttls));
+        let with_login =
+            section("host = \"m\"\nfrom = \"a@b.c\"\nusername = \"u\"\npassword = \"hunter2\"")
+                .resolve()
+                .expect("valid");
+        assert!(!format!("{with_login:?}").contains("hunter2"));
+        let cases = [
+            ("from = \"a@b.c\"", "host"),
+            ("host = \"m\"", "from"),
+            ("host = \"m\"\nfrom = \"nope\"", "from"),
+            (
+                "host = \"m\"\nfrom = \"a@b.c\"\nsecurity = \"ssl\"",
+                "security",
+            ),
+            (
+                "host = \"m\"\nfrom = \"a@b.c\"\nusername = \"u\"",
+                "password",
+            ),
+            (
+                "host = \"m\"\nfrom = \"a@b.c\"\nca_file = \"/nonexistent.pem\"",
+                "ca_file",
+            ),
+        ];
+        for (text, key) in cases {
+            let error = section(text).resolve().expect_err(text);
+            assert_eq!(error.0, key, "{text}: {}", error.1);
+        }
+    }
+}

@@ -1,0 +1,436 @@
+//! Endpoints beyond a plain webhook, through the real binary: e-mail (`mailto:` through a real
+//! SMTP server on 127.0.0.1), inbound SMS routing (`keywords`, `senders`, `unmatched`) and body
+//! templates, against the simulated modem and webhook receivers.
+
+use std::ffi::OsStr;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use smsrelay::mock::{InboundSms, MockConfig, MockModem};
+
+use crate::support::daemon::{Api, Daemon, TOKEN, free_port};
+use crate::support::receiver::{Received, Receiver, ok};
+use crate::support::smtp::{SmtpSink, certificates};
+use crate::support::{outcome, run_smsrelay};
+
+const WAIT: Duration = Duration::from_secs(20);
+
+/// Writes a config for the modem at `device` and the API on `port`, with `extra` appended.
+fn write_config(dir: &Path, device: &Path, port: u16, extra: &str) -> PathBuf {
+    let path = dir.join("smsrelay.toml");
+    let text = format!(
+        "data_dir = \"{data}\"\nwebhook_clock_check = false\n\n[modem]\ndevice = \"{device}\"\n\n\
+         [api]\nlisten = \"127.0.0.1:{port}\"\ntoken = \"{TOKEN}\"\n{extra}",
+        data = dir.join("data").display(),
+        device = device.display(),
+    );
+    std::fs::write(&path, text).expect("config written");
+    path
+}
+
+/// Polls `check` until it gives a value, or fails with `what`.
+fn until<T>(what: &str, check: impl Fn() -> Option<T>) -> T {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        if let Some(value) = check() {
+            return value;
+        }
+        assert!(Instant::now() < deadline, "{what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Waits until the daemon has set the modem up (it reads the storage use last).
+fn wait_for_modem(modem: &MockModem) {
+    until("the daemon did not initialise the modem", || {
+        modem
+            .commands()
+            .iter()
+            .any(|c| c == "AT+CPMS?")
+            .then_some(())
+    });
+}
+
+/// Waits until every endpoint's queue is empty, so what each receiver got is final.
+fn wait_for_empty_queues(api: &Api) {
+    until("deliveries are still queued", || {
+        let (_, webhooks) = api.get("/v1/webhooks");
+        let list = webhooks["webhooks"].as_array()?.clone();
+        list.iter()
+            .all(|endpoint| endpoint["queue_depth"] == 0)
+            .then_some(())
+    });
+}
+
+/// The first dead letter of endpoint `name`, once there is one.
+fn dead_letter(api: &Api, name: &str) -> Value {
+    until(&format!("no dead letter for {name}"), || {
+        let (_, listed) = api.get(&format!("/v1/webhooks/{name}/dead-letters"));
+        listed["dead_letters"].as_array()?.first().cloned()
+    })
+}
+
+fn names(got: &[Received]) -> Vec<String> {
+    got.iter()
+        .map(|r| r.json()["name"].as_str().unwrap_or("").to_string())
+        .collect()
+}
+
+fn texts(got: &[Received]) -> Vec<String> {
+    got.iter()
+        .map(|r| r.json()["data"]["text"].as_str().unwrap_or("").to_string())
+        .collect()
+}
+
+#[test]
+fn inbound_sms_are_routed_by_keyword_and_sender_outbound_events_reach_everyone_and_templates_render()
+ {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let link = dir.path().join("modem");
+    let mock = MockConfig {
+        submit_delay: Duration::from_millis(50),
+        report_delay: Duration::from_millis(50),
+        ..MockConfig::default()
+    };
+    let modem = MockModem::start(mock, Some(link.clone())).expect("mock starts");
+    let info = Receiver::start(ok);
+    let dhl = Receiver::start(ok);
+    let rest = Receiver::start(ok);
+    let telegram = Receiver::start(ok);
+    let port = free_port();
+    let template = r#"{"chat_id": 4242, "text": {{ ("SMS from " ~ data.from ~ " [" ~ data.keyword ~ "]: " ~ data.text) | tojson }}, "event": "{{ id }}"}"#;
+    let extra = format!(
+        r#"
+[[webhook]]
+name = "info"
+url = "{info}"
+events = ["sms.*"]
+keywords = ["INFO"]
+
+[[webhook]]
+name = "dhl"
+url = "{dhl}"
+events = ["sms.*"]
+senders = ["DHL", "+4917*"]
+
+[[webhook]]
+name = "rest"
+url = "{rest}"
+events = ["sms.*"]
+unmatched = true
+
+[[webhook]]
+name = "telegram"
+url = "{telegram}"
+events = ["sms.received"]
+keywords = ["info"]
+template = '{template}'
+content_type = "application/json"
+headers = {{ X-Chat = "ops" }}
+
+[[webhook]]
+name = "broken"
+url = "{telegram}"
+events = ["webhook.test"]
+template = "{{{{ data.missing.deeper }}}}"
+retry_schedule = ["0s", "1s", "1s"]
+"#,
+        info = info.url,
+        dhl = dhl.url,
+        rest = rest.url,
+        telegram = telegram.url,
+    );
+    let config = write_config(dir.path(), &link, port, &extra);
+
+    // check-config shows each endpoint's transport, format, routing and template.
+    let (code, stdout, stderr) = outcome(&run_smsrelay([
+        OsStr::new("check-config"),
+        config.as_os_str(),
+    ]));
+    assert_eq!(code, 0, "{stderr}");
+    for line in [
+        "transport = \"http\"",
+        "routing = \"inbound SMS matching keywords [\\\"INFO\\\"]\"",
+        "routing = \"inbound SMS matching senders [\\\"DHL\\\", \\\"+4917*\\\"]\"",
+        "routing = \"inbound SMS no keywords or senders endpoint took\"",
+        "format = \"template\"",
+        "content_type = \"application/json\"",
+        "header = \"X-Chat: ops\"",
+    ] {
+        assert!(stdout.contains(line), "{line} in {stdout}");
+    }
+
+    let daemon = Daemon::start(&config);
+    let api = Api::new(port);
+    api.wait_up();
+    wait_for_modem(&modem);
+    for (from, text) in [
+        ("+447700900555", "info hours"),
+        ("+4917012345", "parcel waiting"),
+        ("DHL", "Your parcel is here"),
+        ("+447700900666", "hello there"),
+    ] {
+        modem
+            .inject_sms(&InboundSms::new(from, text))
+            .expect("injects");
+    }
+    let (status, accepted) = api.post(
+        "/v1/messages",
+        Some(TOKEN),
+        r#"{"to": "+447700900123", "text": "out we go"}"#,
+        &[],
+    );
+    assert_eq!(status, 202, "{accepted}");
+    // Each routed endpoint gets its inbound SMS plus the three outbound events.
+    for receiver in [&info, &dhl, &rest] {
+        until("the outbound events to arrive", || {
+            let got = receiver.got();
+            (names(&got)
+                .iter()
+                .filter(|n| !n.starts_with("sms.received"))
+                .count()
+                == 3)
+                .then_some(())
+        });
+    }
+    wait_for_empty_queues(&api);
+    let received = |receiver: &Receiver| {
+        receiver
+            .got()
+            .into_iter()
+            .filter(|r| r.json()["name"] == "sms.received")
+            .collect::<Vec<_>>()
+    };
+    let info_got = received(&info);
+    assert_eq!(texts(&info_got), ["info hours"]);
+    assert_eq!(info_got[0].json()["data"]["keyword"], "INFO");
+    let mut dhl_texts = texts(&received(&dhl));
+    dhl_texts.sort();
+    assert_eq!(dhl_texts, ["Your parcel is here", "parcel waiting"]);
+    assert!(
+        received(&dhl)
+            .iter()
+            .all(|r| r.json()["data"].get("keyword").is_none())
+    );
+    assert_eq!(texts(&received(&rest)), ["hello there"]);
+    for receiver in [&info, &dhl, &rest] {
+        let mut outbound: Vec<String> = names(&receiver.got())
+            .into_iter()
+            .filter(|n| n != "sms.received")
+            .collect();
+        outbound.sort();
+        assert_eq!(outbound, ["sms.delivered", "sms.queued", "sms.sent"]);
+    }
+
+    // The template's body, byte for byte, with its content type and extra header.
+    let got = telegram.got();
+    assert_eq!(got.len(), 1, "only the INFO message");
+    let id = info_got[0].json()["id"]
+        .as_str()
+        .expect("an id")
+        .to_string();
+    let expected = format!(
+        r#"{{"chat_id": 4242, "text": "SMS from +447700900555 [INFO]: info hours", "event": "{id}"}}"#
+    );
+    assert_eq!(String::from_utf8_lossy(&got[0].body), expected);
+    assert_eq!(got[0].header("content-type"), Some("application/json"));
+    assert_eq!(got[0].header("x-chat"), Some("ops"));
+
+    // A template that cannot render this event: a dead letter after one attempt, saying why.
+    let (status, _) = api.post("/v1/webhooks/broken/test", Some(TOKEN), "", &[]);
+    assert_eq!(status, 202);
+    let dead = dead_letter(&api, "broken");
+    assert_eq!(dead["attempts"], 1, "{dead}");
+    assert_eq!(dead["last_attempt"]["error"], "template", "{dead}");
+    let detail = dead["last_attempt"]["detail"].as_str().unwrap_or("");
+    assert!(detail.starts_with("template line 1"), "{dead}");
+    assert_eq!(telegram.got().len(), 1, "nothing was sent for it");
+    assert_eq!(daemon.terminate(Duration::from_secs(10)), Some(0));
+}
+
+#[test]
+fn a_template_that_does_not_parse_is_a_config_error_naming_its_line() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let text = "[modem]\ndevice = \"/dev/ttyUSB0\"\n\n[[webhook]]\nname = \"ntfy\"\n\
+                url = \"https://ntfy.example/sms\"\ntemplate = \"{{ data.text \"\n";
+    let path = dir.path().join("smsrelay.toml");
+    std::fs::write(&path, text).expect("written");
+    let (code, _, stderr) = outcome(&run_smsrelay([
+        OsStr::new("check-config"),
+        path.as_os_str(),
+    ]));
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains("line 7"), "{stderr}");
+    assert!(stderr.contains("webhook[ntfy].template"), "{stderr}");
+}
+
+/// The `[smtp]` section for a sink on `port`.
+fn smtp_section(port: u16, security: &str, ca_file: Option<&Path>) -> String {
+    let ca = ca_file.map_or(String::new(), |path| {
+        format!("ca_file = \"{}\"\n", path.display())
+    });
+    format!(
+        "\n[smtp]\nhost = \"127.0.0.1\"\nport = {port}\nsecurity = \"{security}\"\n\
+         from = \"SMS gateway <sms@gateway.test>\"\n{ca}"
+    )
+}
+
+fn replies_to(transactions: &[Value], recipient: &str) -> Vec<String> {
+    transactions
+        .iter()
+        .filter(|t| {
+            t["rcpt_tos"]
+                .as_array()
+                .is_some_and(|r| r.iter().any(|a| a == recipient))
+        })
+        .map(|t| t["reply"].as_str().unwrap_or("").to_string())
+        .collect()
+}
+
+#[test]
+fn e_mail_is_delivered_a_4xx_is_retried_and_a_5xx_is_a_dead_letter() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let Some(sink) = SmtpSink::start(dir.path(), None) else {
+        return;
+    };
+    let link = dir.path().join("modem");
+    let modem = MockModem::start(MockConfig::default(), Some(link.clone())).expect("mock starts");
+    let port = free_port();
+    let mut extra = smtp_section(sink.port, "none", None);
+    for (name, to) in [
+        ("mail", "ops@example.com,oncall@example.com"),
+        ("deferred", "defer@example.com"),
+        ("refused", "reject@example.com"),
+    ] {
+        extra.push_str(&format!(
+            "\n[[webhook]]\nname = \"{name}\"\nurl = \"mailto:{to}\"\nevents = [\"sms.received\"]\n\
+             retry_schedule = [\"0s\", \"1s\", \"1s\"]\n"
+        ));
+    }
+    let config = write_config(dir.path(), &link, port, &extra);
+    let daemon = Daemon::start(&config);
+    let api = Api::new(port);
+    api.wait_up();
+    wait_for_modem(&modem);
+    let text = "Meeting moved to 3pm, room 4 – bring the Grüße";
+    modem
+        .inject_sms(&InboundSms::new("+447700900555", text))
+        .expect("injects");
+
+    let transactions = sink.wait_until("the e-mails and the retry", |all| {
+        replies_to(all, "ops@example.com").len() == 1
+            && replies_to(all, "defer@example.com").len() == 2
+            && replies_to(all, "reject@example.com").len() == 1
+    });
+    let mail = transactions
+        .iter()
+        .find(|t| t["rcpt_tos"][0] == "ops@example.com")
+        .expect("the e-mail");
+    assert_eq!(
+        mail["rcpt_tos"],
+        serde_json::json!(["ops@example.com", "oncall@example.com"])
+    );
+    assert_eq!(mail["mail_from"], "sms@gateway.test");
+    let headers = &mail["headers"];
+    assert_eq!(
+        headers["subject"],
+        "SMS from +447700900555: Meeting moved to 3pm, room 4 – bring …"
+    );
+    assert_eq!(headers["from"], "SMS gateway <sms@gateway.test>");
+    assert_eq!(headers["to"], "ops@example.com, oncall@example.com");
+    // The body is the event in the endpoint's format (our envelope, JSON).
+    let body: Value = serde_json::from_str(mail["body"].as_str().unwrap_or("")).expect("JSON");
+    assert_eq!(body["name"], "sms.received");
+    assert_eq!(body["data"]["text"], text);
+    assert_eq!(body["data"]["from"], "+447700900555");
+
+    // 451 then 250: the same message (same Message-ID) twice.
+    assert_eq!(
+        replies_to(&transactions, "defer@example.com"),
+        ["451 4.3.0 try again later", "250 2.0.0 accepted"]
+    );
+    let ids: Vec<&Value> = transactions
+        .iter()
+        .filter(|t| t["rcpt_tos"][0] == "defer@example.com")
+        .map(|t| &t["headers"]["message-id"])
+        .collect();
+    assert_eq!(ids[0], ids[1]);
+    assert!(
+        ids[0]
+            .as_str()
+            .is_some_and(|id| id.contains(body["id"].as_str().unwrap_or("?")))
+    );
+
+    // 554 at RCPT: permanent, a dead letter after one attempt of three.
+    let dead = dead_letter(&api, "refused");
+    assert_eq!(dead["attempts"], 1, "{dead}");
+    assert_eq!(dead["last_attempt"]["error"], "mail_rejected", "{dead}");
+    assert!(
+        dead["last_attempt"]["detail"]
+            .as_str()
+            .is_some_and(|d| d.contains("554")),
+        "{dead}"
+    );
+    wait_for_empty_queues(&api);
+    let (_, deferred) = api.get("/v1/webhooks/deferred/dead-letters");
+    assert_eq!(deferred["dead_letters"], serde_json::json!([]));
+    assert_eq!(
+        replies_to(&sink.transactions(), "reject@example.com").len(),
+        1
+    );
+    assert_eq!(daemon.terminate(Duration::from_secs(10)), Some(0));
+}
+
+#[test]
+fn e_mail_goes_over_starttls_with_a_login_to_a_server_whose_certificate_the_config_trusts() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (ca, cert, key) = certificates(dir.path());
+    let login = Some("relay-user:s3cret pass");
+    let Some(sink) = SmtpSink::start_with_login(dir.path(), Some((&cert, &key)), login) else {
+        return;
+    };
+    let credentials = "username = \"relay-user\"\npassword = \"s3cret pass\"\n";
+    let link = dir.path().join("modem");
+    let _modem = MockModem::start(MockConfig::default(), Some(link.clone())).expect("mock starts");
+    let port = free_port();
+    let endpoint = "\n[[webhook]]\nname = \"mail\"\nurl = \"mailto:ops@example.com\"\n\
+                    retry_schedule = [\"0s\"]\n";
+    let trusted = format!(
+        "{}{credentials}{endpoint}",
+        smtp_section(sink.port, "starttls", Some(&ca))
+    );
+    let config = write_config(dir.path(), &link, port, &trusted);
+    let daemon = Daemon::start(&config);
+    let api = Api::new(port);
+    api.wait_up();
+    let (status, _) = api.post("/v1/webhooks/mail/test", Some(TOKEN), "", &[]);
+    assert_eq!(status, 202);
+    let transactions = sink.wait_until("the e-mail over STARTTLS", |all| !all.is_empty());
+    assert_eq!(transactions[0]["reply"], "250 2.0.0 accepted");
+    assert_eq!(
+        transactions[0]["headers"]["subject"],
+        "smsrelay: webhook.test"
+    );
+    assert_eq!(daemon.terminate(Duration::from_secs(10)), Some(0));
+
+    // Without the CA the certificate is not trusted: the attempt fails as a TLS error and
+    // nothing is handed over.
+    let untrusted = format!(
+        "{}{credentials}{endpoint}",
+        smtp_section(sink.port, "starttls", None)
+    );
+    let config = write_config(dir.path(), &link, port, &untrusted);
+    let daemon = Daemon::start(&config);
+    api.wait_up();
+    let (status, _) = api.post("/v1/webhooks/mail/test", Some(TOKEN), "", &[]);
+    assert_eq!(status, 202);
+    let dead = dead_letter(&api, "mail");
+    assert_eq!(dead["last_attempt"]["error"], "tls", "{dead}");
+    assert_eq!(
+        sink.transactions().len(),
+        1,
+        "only the first e-mail arrived"
+    );
+    assert_eq!(daemon.terminate(Duration::from_secs(10)), Some(0));
+}
