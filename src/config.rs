@@ -11,6 +11,7 @@ use toml::Spanned;
 
 use crate::gateway::GatewaySettings;
 use crate::modem::{InitSettings, ModemSettings};
+use crate::mqtt::{MqttSection, MqttSettings};
 use crate::store::Subscription;
 use crate::webhook::{Device, EndpointConfig, WebhookSection, resolve_all};
 
@@ -41,6 +42,7 @@ struct Raw {
     #[serde(default)]
     webhook: Vec<Spanned<WebhookSection>>,
     retention: Option<RawRetention>,
+    mqtt: Option<Spanned<MqttSection>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -140,7 +142,14 @@ pub struct Config {
     pub webhook_clock_wait: Duration,
     /// `device_id`, `device_name` and `[modem] number`, as the webhook formats name them.
     pub device: Device,
+    /// `[mqtt]`, when present. Its events go out through the endpoint named
+    /// [`MQTT_ENDPOINT`] in `webhooks`.
+    pub mqtt: Option<MqttSettings>,
 }
+
+/// The name of the endpoint (job queue) that publishes events to MQTT; no `[[webhook]]` may
+/// take it.
+pub const MQTT_ENDPOINT: &str = "mqtt";
 
 fn line_of(text: &str, offset: usize) -> usize {
     text.get(..offset)
@@ -495,6 +504,43 @@ impl Checker<'_> {
     }
 }
 
+impl Checker<'_> {
+    /// `[mqtt]`: the settings, and the endpoint and subscription of its event queue (checked
+    /// as a `[[webhook]]` with the same `events` and `format` keys would be).
+    fn mqtt(
+        &self,
+        section: &Spanned<MqttSection>,
+        device: &Device,
+    ) -> Result<(MqttSettings, EndpointConfig, Subscription), ConfigError> {
+        let start = section.span().start;
+        let located = |key: &str, message: String| ConfigError {
+            key: format!("mqtt.{key}"),
+            line: key_line_after(self.text, start, key).or(Some(line_of(self.text, start))),
+            message,
+        };
+        let mqtt = section.get_ref();
+        let settings = mqtt
+            .resolve(&device.name)
+            .map_err(|error| located(error.key, error.message))?;
+        let queue = WebhookSection {
+            name: MQTT_ENDPOINT.into(),
+            url: "https://mqtt.invalid/".into(),
+            events: mqtt.events.clone(),
+            secret: None,
+            previous_secret: None,
+            timeout: None,
+            retry_schedule: None,
+            enabled: true,
+            format: mqtt.format.clone(),
+        };
+        let (mut endpoint, subscription) = queue
+            .resolve()
+            .map_err(|error| located(error.key, error.message))?;
+        endpoint.url = format!("mqtt://{}:{}", settings.host, settings.port);
+        Ok((settings, endpoint, subscription))
+    }
+}
+
 impl Config {
     /// Reads and checks a config file.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
@@ -512,7 +558,23 @@ impl Config {
         let check = Checker { text };
         let device = check.device(&raw)?;
         let (listen, token, ready_grace) = check.api(&raw.api.unwrap_or_default())?;
-        let (webhooks, subscriptions) = check.webhooks(&raw.webhook)?;
+        let (mut webhooks, mut subscriptions) = check.webhooks(&raw.webhook)?;
+        let mqtt = match &raw.mqtt {
+            Some(section) => {
+                if webhooks.iter().any(|endpoint| endpoint.name == MQTT_ENDPOINT) {
+                    return Err(ConfigError {
+                        key: format!("webhook[{MQTT_ENDPOINT}].name"),
+                        line: None,
+                        message: format!("{MQTT_ENDPOINT:?} is the [mqtt] section's queue; pick another name"),
+                    });
+                }
+                let (settings, endpoint, subscription) = check.mqtt(section, &device)?;
+                webhooks.push(endpoint);
+                subscriptions.push(subscription);
+                Some(settings)
+            }
+            None => None,
+        };
         Ok(Config {
             data_dir: raw.data_dir.as_ref().map_or_else(
                 || PathBuf::from("/var/lib/smsrelay"),
@@ -540,6 +602,7 @@ impl Config {
                 Duration::ZERO..=DAY,
             )?,
             device,
+            mqtt,
         })
     }
 

@@ -36,11 +36,12 @@ pub struct Gateway<'a> {
 impl Gateway<'_> {
     /// The id every component's `unique_id` starts with.
     fn unique(&self, what: &str) -> String {
-        format!("smsrelay_{}_{what}", self.id)
+        format!("{}_{what}", self.id)
     }
 }
 
-/// The device id used in the discovery topic: the prefix as one topic level.
+/// The device id used in the discovery topic and as the device's identifier: the prefix as
+/// one topic level (`smsrelay/shed` → `smsrelay_shed`), unique on the broker as prefixes are.
 pub fn device_id(prefix: &str) -> String {
     topics::segment(&prefix.replace('/', "_"))
 }
@@ -53,7 +54,7 @@ pub fn message(gateway: &Gateway, discovery_prefix: &str) -> (String, Value) {
     senders(gateway, &mut components);
     let payload = json!({
         "dev": {
-            "ids": [format!("smsrelay_{}", gateway.id)],
+            "ids": [gateway.id.clone()],
             "name": gateway.name,
             "mf": "smsrelay",
             "mdl": "SMS gateway",

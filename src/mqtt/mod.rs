@@ -44,6 +44,38 @@ const OFFLINE: &[u8] = b"offline";
 /// How long a clean stop waits to publish `offline`.
 const STOP_BUDGET: Duration = Duration::from_secs(2);
 
+/// Where an endpoint's events go when its transport is MQTT: the webhook worker of the
+/// [`crate::config::MQTT_ENDPOINT`] queue publishes through this.
+#[derive(Clone)]
+pub struct MqttTarget {
+    link: MqttLink,
+    prefix: String,
+    runtime: tokio::runtime::Handle,
+}
+
+impl std::fmt::Debug for MqttTarget {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MqttTarget")
+            .field("prefix", &self.prefix)
+            .finish_non_exhaustive()
+    }
+}
+
+impl MqttTarget {
+    /// Whether the broker is connected now (the worker holds its queue while it is not).
+    pub fn connected(&self) -> bool {
+        self.link.status().connected
+    }
+
+    /// Publishes a rendered event to `<prefix>/event/<name>` and waits for the PUBACK. Blocks:
+    /// for the webhook worker's thread, never for the runtime's.
+    pub fn publish_event(&self, name: &str, body: Vec<u8>) -> Result<(), PublishError> {
+        let topic = topics::event(&self.prefix, name);
+        self.runtime
+            .block_on(self.link.publish(topic, body, false))
+    }
+}
+
 /// What the MQTT side needs from the rest of the daemon.
 #[derive(Clone)]
 pub struct MqttContext {
@@ -60,6 +92,74 @@ pub struct MqttContext {
     /// Which events are published in the native envelope (Home Assistant's entities read
     /// them): `sms.received`, `call.missed`, `sim.balance`.
     pub native_events: Vec<&'static str>,
+}
+
+impl MqttContext {
+    /// The daemon's context: the state document is read from the modem's status and the
+    /// store's queues.
+    pub fn for_daemon(
+        config: &crate::config::Config,
+        store: &Store,
+        gateway: &Gateway,
+        modem: &crate::modem::ModemHandle,
+    ) -> MqttContext {
+        let modem_name = "modem1".to_string();
+        let endpoints: Vec<String> = config
+            .webhooks
+            .iter()
+            .map(|endpoint| endpoint.name.clone())
+            .filter(|name| name != crate::config::MQTT_ENDPOINT)
+            .collect();
+        let mqtt_queue = config
+            .subscriptions
+            .iter()
+            .find(|s| s.endpoint == crate::config::MQTT_ENDPOINT);
+        let native = config
+            .webhooks
+            .iter()
+            .find(|endpoint| endpoint.name == crate::config::MQTT_ENDPOINT)
+            .is_some_and(|endpoint| endpoint.format == crate::webhook::Format::Smsrelay);
+        let native_events = ["sms.received", "call.missed", "sim.balance"]
+            .into_iter()
+            .filter(|name| native && mqtt_queue.is_some_and(|s| s.wants(name)))
+            .collect();
+        let state = {
+            let store = store.clone();
+            let modem = modem.clone();
+            let device = config.device.name.clone();
+            let modem_name = modem_name.clone();
+            Arc::new(move || StateDocument {
+                device: device.clone(),
+                version: env!("CARGO_PKG_VERSION").into(),
+                modems: vec![state::ModemState::new(&modem_name, &modem.status())],
+                queue: state::QueueState {
+                    outbox: store.outbox_len(),
+                    mqtt: store.queue_depth(crate::config::MQTT_ENDPOINT) as u64,
+                },
+                webhooks: endpoints
+                    .iter()
+                    .map(|name| state::WebhookState {
+                        name: name.clone(),
+                        state: store
+                            .endpoint_health(name)
+                            .ok()
+                            .and_then(|health| serde_json::to_value(health.state).ok())
+                            .and_then(|state| state.as_str().map(str::to_string))
+                            .unwrap_or_else(|| "unknown".into()),
+                        pending: store.queue_depth(name) as u64,
+                    })
+                    .collect(),
+            }) as Arc<dyn Fn() -> StateDocument + Send + Sync>
+        };
+        MqttContext {
+            gateway: gateway.clone(),
+            store: store.clone(),
+            device_name: config.device.name.clone(),
+            modems: vec![modem_name],
+            state,
+            native_events,
+        }
+    }
 }
 
 /// The running MQTT side.
@@ -97,9 +197,18 @@ impl Mqtt {
         })
     }
 
-    /// The link, for the event worker.
+    /// The link, for status and metrics.
     pub fn link(&self) -> MqttLink {
         self.link.clone()
+    }
+
+    /// The event queue's transport; `runtime` is the one this link runs on.
+    pub fn target(&self, runtime: tokio::runtime::Handle) -> MqttTarget {
+        MqttTarget {
+            link: self.link.clone(),
+            prefix: self.prefix.clone(),
+            runtime,
+        }
     }
 
     /// The topic prefix.

@@ -95,6 +95,7 @@ impl WebhookSection {
             enabled: self.enabled,
             format,
             format_secret,
+            mqtt: None,
         };
         let subscription = Subscription {
             endpoint: self.name.clone(),

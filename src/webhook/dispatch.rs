@@ -37,6 +37,8 @@ pub struct EndpointConfig {
     pub format: Format,
     /// The raw signing key of a format that signs itself (GatewayAPI, SMSGate).
     pub format_secret: Option<Secret>,
+    /// Publish to MQTT instead of POSTing (the `[mqtt]` section's queue).
+    pub mqtt: Option<crate::mqtt::MqttTarget>,
 }
 
 impl EndpointConfig {
@@ -51,6 +53,7 @@ impl EndpointConfig {
             enabled: true,
             format: Format::Smsrelay,
             format_secret: None,
+            mqtt: None,
         }
     }
 }
