@@ -561,11 +561,16 @@ impl Config {
         let (mut webhooks, mut subscriptions) = check.webhooks(&raw.webhook)?;
         let mqtt = match &raw.mqtt {
             Some(section) => {
-                if webhooks.iter().any(|endpoint| endpoint.name == MQTT_ENDPOINT) {
+                if webhooks
+                    .iter()
+                    .any(|endpoint| endpoint.name == MQTT_ENDPOINT)
+                {
                     return Err(ConfigError {
                         key: format!("webhook[{MQTT_ENDPOINT}].name"),
                         line: None,
-                        message: format!("{MQTT_ENDPOINT:?} is the [mqtt] section's queue; pick another name"),
+                        message: format!(
+                            "{MQTT_ENDPOINT:?} is the [mqtt] section's queue; pick another name"
+                        ),
                     });
                 }
                 let (settings, endpoint, subscription) = check.mqtt(section, &device)?;

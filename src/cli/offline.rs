@@ -268,7 +268,10 @@ pub fn fleet(action: FleetAction) -> anyhow::Result<u8> {
             .collect();
         println!("{}", serde_json::to_string_pretty(&rows)?);
     } else if rows.is_empty() {
-        eprintln!("no gateway publishes under {}/+/ on {}", options.base, options.url);
+        eprintln!(
+            "no gateway publishes under {}/+/ on {}",
+            options.base, options.url
+        );
     } else {
         print!("{}", crate::mqtt::fleet::table(&rows));
     }

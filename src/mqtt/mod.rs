@@ -71,8 +71,7 @@ impl MqttTarget {
     /// for the webhook worker's thread, never for the runtime's.
     pub fn publish_event(&self, name: &str, body: Vec<u8>) -> Result<(), PublishError> {
         let topic = topics::event(&self.prefix, name);
-        self.runtime
-            .block_on(self.link.publish(topic, body, false))
+        self.runtime.block_on(self.link.publish(topic, body, false))
     }
 }
 

@@ -197,7 +197,12 @@ impl Worker {
         if !self.endpoint.enabled {
             return Ok(poll);
         }
-        if self.endpoint.mqtt.as_ref().is_some_and(|target| !target.connected()) {
+        if self
+            .endpoint
+            .mqtt
+            .as_ref()
+            .is_some_and(|target| !target.connected())
+        {
             // Held while the broker is away; the link retries the connection and logs it.
             return Ok(poll);
         }

@@ -1,6 +1,7 @@
 //! Shared by the test modules: the binary ([`run_smsrelay`], [`daemon`]), a webhook receiver
 //! ([`receiver`]), our AT session on a simulated modem's PTY, and driver settings for tests.
 
+pub mod broker;
 pub mod daemon;
 pub mod receiver;
 
