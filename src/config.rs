@@ -686,6 +686,10 @@ impl Config {
             ),
         );
         for (endpoint, subscription) in self.webhooks.iter().zip(&self.subscriptions) {
+            if self.mqtt.is_some() && endpoint.name == MQTT_ENDPOINT {
+                out.push_str(&self.describe_mqtt(endpoint, subscription));
+                continue;
+            }
             let secrets = match (&endpoint.format_secret, endpoint.secrets.len()) {
                 (Some(_), _) => format!("\"********\" (the {} key)", endpoint.format.name()),
                 (None, 0) => "(unsigned)".to_string(),
@@ -704,6 +708,46 @@ impl Config {
             ));
         }
         out
+    }
+
+    /// `[mqtt]` as `check-config` shows it, the password masked.
+    fn describe_mqtt(&self, endpoint: &EndpointConfig, subscription: &Subscription) -> String {
+        let Some(mqtt) = &self.mqtt else {
+            return String::new();
+        };
+        let security = match &mqtt.security {
+            crate::mqtt::Security::Plain => "none".to_string(),
+            crate::mqtt::Security::Tls { ca_file: None } => "tls (web roots)".to_string(),
+            crate::mqtt::Security::Tls {
+                ca_file: Some(file),
+            } => {
+                format!("tls (trusting {})", file.display())
+            }
+        };
+        format!(
+            "\n[mqtt]\nbroker = {:?}\ntls = {:?}\nusername = {}\npassword = {}\nclient_id = {:?}\n\
+             topic_prefix = {:?}\nformat = {:?}\nevents = {:?}\ncommands = {}\n\
+             home_assistant = {}\nnotify_to = {}\n",
+            format!("{}:{}", mqtt.host, mqtt.port),
+            security,
+            mqtt.credentials
+                .as_ref()
+                .map_or("(none)".to_string(), |(user, _)| format!("{user:?}")),
+            if mqtt.credentials.is_some() {
+                "\"********\""
+            } else {
+                "(none)"
+            },
+            mqtt.client_id,
+            mqtt.prefix,
+            endpoint.format.name(),
+            subscription.events,
+            mqtt.commands,
+            mqtt.home_assistant,
+            mqtt.notify_to
+                .as_deref()
+                .map_or("(none)".to_string(), |to| format!("{to:?}")),
+        )
     }
 }
 
@@ -733,6 +777,69 @@ mod tests {
         assert!(!shown.contains("MfKQ9r8"), "{shown}");
         assert!(!shown.contains("change-me"), "{shown}");
         assert!(shown.contains("sweep_interval = \"5m\""), "{shown}");
+    }
+
+    #[test]
+    fn an_mqtt_section_becomes_a_queue_and_is_shown_masked() {
+        let text = "device_name = \"shed\"\n[modem]\ndevice = \"/dev/x\"\n[mqtt]\n\
+                    url = \"mqtt://10.0.0.5\"\nusername = \"gw\"\npassword = \"s3cret\"\n\
+                    events = [\"sms.received\"]\n";
+        let config = Config::parse(text).expect("valid");
+        let mqtt = config.mqtt.as_ref().expect("mqtt");
+        assert_eq!((mqtt.host.as_str(), mqtt.port), ("10.0.0.5", 1883));
+        assert_eq!(mqtt.prefix, "smsrelay/shed");
+        let queue = config
+            .subscriptions
+            .iter()
+            .find(|s| s.endpoint == MQTT_ENDPOINT);
+        assert_eq!(
+            queue.map(|s| s.events.clone()),
+            Some(vec!["sms.received".to_string()])
+        );
+        let shown = config.describe();
+        assert!(
+            shown.contains("[mqtt]") && !shown.contains("[[webhook]]"),
+            "{shown}"
+        );
+        assert!(!shown.contains("s3cret"), "{shown}");
+
+        struct Case {
+            what: &'static str,
+            text: &'static str,
+            key: &'static str,
+            line: Option<usize>,
+        }
+        let cases = [
+            Case {
+                what: "bad url",
+                text: "[modem]\ndevice = \"/d\"\n[mqtt]\nurl = \"http://x\"\n",
+                key: "mqtt.url",
+                line: Some(4),
+            },
+            Case {
+                what: "unknown key",
+                text: "[modem]\ndevice = \"/d\"\n[mqtt]\nurl = \"mqtt://x\"\nqos = 2\n",
+                key: "mqtt.qos",
+                line: Some(5),
+            },
+            Case {
+                what: "bad pattern",
+                text: "[modem]\ndevice = \"/d\"\n[mqtt]\nurl = \"mqtt://x\"\nevents = [\"\"]\n",
+                key: "mqtt.events",
+                line: Some(5),
+            },
+            Case {
+                what: "a webhook named mqtt",
+                text: "[modem]\ndevice = \"/d\"\n[mqtt]\nurl = \"mqtt://x\"\n[[webhook]]\nname = \"mqtt\"\nurl = \"http://h/\"\n",
+                key: "webhook[mqtt].name",
+                line: None,
+            },
+        ];
+        for case in cases {
+            let error = Config::parse(case.text).expect_err(case.what);
+            assert_eq!(error.key, case.key, "{}: {error}", case.what);
+            assert_eq!(error.line, case.line, "{}: {error}", case.what);
+        }
     }
 
     #[test]
