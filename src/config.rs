@@ -11,6 +11,7 @@ use toml::Spanned;
 
 use crate::gateway::GatewaySettings;
 use crate::modem::{InitSettings, ModemSettings};
+use crate::mqtt::{MqttSection, MqttSettings};
 use crate::store::Subscription;
 use crate::webhook::mail::{SmtpSection, SmtpSettings};
 use crate::webhook::{Device, EndpointConfig, Transport, WebhookSection, resolve_all};
@@ -43,6 +44,7 @@ struct Raw {
     webhook: Vec<Spanned<WebhookSection>>,
     smtp: Option<Spanned<SmtpSection>>,
     retention: Option<RawRetention>,
+    mqtt: Option<Spanned<MqttSection>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -144,7 +146,14 @@ pub struct Config {
     pub webhook_clock_wait: Duration,
     /// `device_id`, `device_name` and `[modem] number`, as the webhook formats name them.
     pub device: Device,
+    /// `[mqtt]`, when present. Its events go out through the endpoint named
+    /// [`MQTT_ENDPOINT`] in `webhooks`.
+    pub mqtt: Option<MqttSettings>,
 }
+
+/// The name of the endpoint (job queue) that publishes events to MQTT; no `[[webhook]]` may
+/// take it.
+pub const MQTT_ENDPOINT: &str = "mqtt";
 
 fn line_of(text: &str, offset: usize) -> usize {
     text.get(..offset)
@@ -519,6 +528,40 @@ impl Checker<'_> {
     }
 }
 
+impl Checker<'_> {
+    /// `[mqtt]`: the settings, and the endpoint and subscription of its event queue (checked
+    /// as a `[[webhook]]` with the same `events` and `format` keys would be).
+    fn mqtt(
+        &self,
+        section: &Spanned<MqttSection>,
+        device: &Device,
+    ) -> Result<(MqttSettings, EndpointConfig, Subscription), ConfigError> {
+        let start = section.span().start;
+        let located = |key: &str, message: String| ConfigError {
+            key: format!("mqtt.{key}"),
+            line: key_line_after(self.text, start, key).or(Some(line_of(self.text, start))),
+            message,
+        };
+        let mqtt = section.get_ref();
+        let settings = mqtt
+            .resolve(&device.name)
+            .map_err(|error| located(error.key, error.message))?;
+        let queue = WebhookSection {
+            name: MQTT_ENDPOINT.into(),
+            url: "https://mqtt.invalid/".into(),
+            events: mqtt.events.clone(),
+            enabled: true,
+            format: mqtt.format.clone(),
+            ..WebhookSection::default()
+        };
+        let (mut endpoint, subscription) = queue
+            .resolve(None)
+            .map_err(|error| located(error.key, error.message))?;
+        endpoint.url = format!("mqtt://{}:{}", settings.host, settings.port);
+        Ok((settings, endpoint, subscription))
+    }
+}
+
 impl Config {
     /// Reads and checks a config file.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
@@ -537,7 +580,28 @@ impl Config {
         let device = check.device(&raw)?;
         let (listen, token, ready_grace) = check.api(&raw.api.unwrap_or_default())?;
         let smtp = check.smtp(raw.smtp.as_ref())?;
-        let (webhooks, subscriptions) = check.webhooks(&raw.webhook, smtp.as_ref())?;
+        let (mut webhooks, mut subscriptions) = check.webhooks(&raw.webhook, smtp.as_ref())?;
+        let mqtt = match &raw.mqtt {
+            Some(section) => {
+                if webhooks
+                    .iter()
+                    .any(|endpoint| endpoint.name == MQTT_ENDPOINT)
+                {
+                    return Err(ConfigError {
+                        key: format!("webhook[{MQTT_ENDPOINT}].name"),
+                        line: None,
+                        message: format!(
+                            "{MQTT_ENDPOINT:?} is the [mqtt] section's queue; pick another name"
+                        ),
+                    });
+                }
+                let (settings, endpoint, subscription) = check.mqtt(section, &device)?;
+                webhooks.push(endpoint);
+                subscriptions.push(subscription);
+                Some(settings)
+            }
+            None => None,
+        };
         Ok(Config {
             data_dir: raw.data_dir.as_ref().map_or_else(
                 || PathBuf::from("/var/lib/smsrelay"),
@@ -566,6 +630,7 @@ impl Config {
                 Duration::ZERO..=DAY,
             )?,
             device,
+            mqtt,
         })
     }
 
@@ -644,6 +709,10 @@ impl Config {
             ),
         );
         for (endpoint, subscription) in self.webhooks.iter().zip(&self.subscriptions) {
+            if self.mqtt.is_some() && endpoint.name == MQTT_ENDPOINT {
+                out.push_str(&self.describe_mqtt(endpoint, subscription));
+                continue;
+            }
             let secrets = match (&endpoint.format_secret, endpoint.secrets.len()) {
                 (Some(_), _) => format!("\"********\" (the {} key)", endpoint.format.name()),
                 (None, 0) => "(unsigned)".to_string(),
@@ -697,6 +766,46 @@ impl Config {
         }
         out
     }
+
+    /// `[mqtt]` as `check-config` shows it, the password masked.
+    fn describe_mqtt(&self, endpoint: &EndpointConfig, subscription: &Subscription) -> String {
+        let Some(mqtt) = &self.mqtt else {
+            return String::new();
+        };
+        let security = match &mqtt.security {
+            crate::mqtt::Security::Plain => "none".to_string(),
+            crate::mqtt::Security::Tls { ca_file: None } => "tls (web roots)".to_string(),
+            crate::mqtt::Security::Tls {
+                ca_file: Some(file),
+            } => {
+                format!("tls (trusting {})", file.display())
+            }
+        };
+        format!(
+            "\n[mqtt]\nbroker = {:?}\ntls = {:?}\nusername = {}\npassword = {}\nclient_id = {:?}\n\
+             topic_prefix = {:?}\nformat = {:?}\nevents = {:?}\ncommands = {}\n\
+             home_assistant = {}\nnotify_to = {}\n",
+            format!("{}:{}", mqtt.host, mqtt.port),
+            security,
+            mqtt.credentials
+                .as_ref()
+                .map_or("(none)".to_string(), |(user, _)| format!("{user:?}")),
+            if mqtt.credentials.is_some() {
+                "\"********\""
+            } else {
+                "(none)"
+            },
+            mqtt.client_id,
+            mqtt.prefix,
+            endpoint.format.name(),
+            subscription.events,
+            mqtt.commands,
+            mqtt.home_assistant,
+            mqtt.notify_to
+                .as_deref()
+                .map_or("(none)".to_string(), |to| format!("{to:?}")),
+        )
+    }
 }
 
 /// An endpoint's inbound SMS routing in words, for `check-config`.
@@ -746,6 +855,69 @@ mod tests {
         assert!(!shown.contains("MfKQ9r8"), "{shown}");
         assert!(!shown.contains("change-me"), "{shown}");
         assert!(shown.contains("sweep_interval = \"5m\""), "{shown}");
+    }
+
+    #[test]
+    fn an_mqtt_section_becomes_a_queue_and_is_shown_masked() {
+        let text = "device_name = \"shed\"\n[modem]\ndevice = \"/dev/x\"\n[mqtt]\n\
+                    url = \"mqtt://10.0.0.5\"\nusername = \"gw\"\npassword = \"s3cret\"\n\
+                    events = [\"sms.received\"]\n";
+        let config = Config::parse(text).expect("valid");
+        let mqtt = config.mqtt.as_ref().expect("mqtt");
+        assert_eq!((mqtt.host.as_str(), mqtt.port), ("10.0.0.5", 1883));
+        assert_eq!(mqtt.prefix, "smsrelay/shed");
+        let queue = config
+            .subscriptions
+            .iter()
+            .find(|s| s.endpoint == MQTT_ENDPOINT);
+        assert_eq!(
+            queue.map(|s| s.events.clone()),
+            Some(vec!["sms.received".to_string()])
+        );
+        let shown = config.describe();
+        assert!(
+            shown.contains("[mqtt]") && !shown.contains("[[webhook]]"),
+            "{shown}"
+        );
+        assert!(!shown.contains("s3cret"), "{shown}");
+
+        struct Case {
+            what: &'static str,
+            text: &'static str,
+            key: &'static str,
+            line: Option<usize>,
+        }
+        let cases = [
+            Case {
+                what: "bad url",
+                text: "[modem]\ndevice = \"/d\"\n[mqtt]\nurl = \"http://x\"\n",
+                key: "mqtt.url",
+                line: Some(4),
+            },
+            Case {
+                what: "unknown key",
+                text: "[modem]\ndevice = \"/d\"\n[mqtt]\nurl = \"mqtt://x\"\nqos = 2\n",
+                key: "mqtt.qos",
+                line: Some(5),
+            },
+            Case {
+                what: "bad pattern",
+                text: "[modem]\ndevice = \"/d\"\n[mqtt]\nurl = \"mqtt://x\"\nevents = [\"\"]\n",
+                key: "mqtt.events",
+                line: Some(5),
+            },
+            Case {
+                what: "a webhook named mqtt",
+                text: "[modem]\ndevice = \"/d\"\n[mqtt]\nurl = \"mqtt://x\"\n[[webhook]]\nname = \"mqtt\"\nurl = \"http://h/\"\n",
+                key: "webhook[mqtt].name",
+                line: None,
+            },
+        ];
+        for case in cases {
+            let error = Config::parse(case.text).expect_err(case.what);
+            assert_eq!(error.key, case.key, "{}: {error}", case.what);
+            assert_eq!(error.line, case.line, "{}: {error}", case.what);
+        }
     }
 
     #[test]

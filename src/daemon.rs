@@ -44,6 +44,9 @@ pub enum DaemonError {
     /// Signals cannot be watched.
     #[error("signals: {0}")]
     Signals(std::io::Error),
+    /// `[mqtt]` cannot be set up (an unreadable CA file).
+    #[error("mqtt: {0}")]
+    Mqtt(String),
     /// The API address cannot be bound.
     #[error("api.listen {address}: {error}")]
     Listen {
@@ -117,6 +120,8 @@ struct Running {
     /// The gateway's sender, receiver and maintenance tasks, in that order.
     tasks: Vec<tokio::task::JoinHandle<()>>,
     dispatcher: Arc<Dispatcher>,
+    /// The MQTT link, when `[mqtt]` is configured.
+    mqtt: Option<crate::mqtt::Mqtt>,
     server: tokio::task::JoinHandle<()>,
     stop_api: tokio::sync::oneshot::Sender<()>,
 }
@@ -160,9 +165,26 @@ impl Running {
             device: config.device.clone(),
             ..DispatcherSettings::default()
         };
+        let mut webhooks = config.webhooks.clone();
+        let mqtt = match &config.mqtt {
+            Some(settings) => {
+                let context =
+                    crate::mqtt::MqttContext::for_daemon(config, &store, &gateway, &modem.handle);
+                let mqtt = crate::mqtt::Mqtt::start(settings.clone(), context)
+                    .map_err(DaemonError::Mqtt)?;
+                let target = mqtt.target(tokio::runtime::Handle::current());
+                for endpoint in &mut webhooks {
+                    if endpoint.name == crate::config::MQTT_ENDPOINT {
+                        endpoint.mqtt = Some(target.clone());
+                    }
+                }
+                Some(mqtt)
+            }
+            None => None,
+        };
         let dispatcher = Arc::new(Dispatcher::start(
             store.clone(),
-            config.webhooks.clone(),
+            webhooks,
             settings,
             Arc::new(SystemClock),
         ));
@@ -174,6 +196,7 @@ impl Running {
             started: std::time::Instant::now(),
             readiness: follow_readiness(&modem),
             ready_grace: config.ready_grace,
+            mqtt: mqtt.as_ref().map(|mqtt| mqtt.link()),
         });
         let (stop_api, server) = serve_api(listener, api_state);
         info!(
@@ -190,6 +213,7 @@ impl Running {
             gateway,
             tasks,
             dispatcher,
+            mqtt,
             server,
             stop_api,
         })
@@ -265,6 +289,10 @@ impl Running {
         crate::service::stopping();
         // Webhook requests in flight finish while the steps below run; no new ones start.
         self.dispatcher.begin_stop();
+        if let Some(mqtt) = self.mqtt {
+            // `offline` now, not after the broker notices: Home Assistant shows it at once.
+            mqtt.stop().await;
+        }
         // No new requests; the ones in flight get a moment to finish.
         let _ = self.stop_api.send(());
         if tokio::time::timeout(crate::api::SHUTDOWN_GRACE, self.server)

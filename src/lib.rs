@@ -15,6 +15,7 @@ pub mod demo;
 pub mod gateway;
 pub mod mock;
 pub mod modem;
+pub mod mqtt;
 pub mod pdu;
 pub mod service;
 pub mod store;

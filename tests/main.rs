@@ -18,6 +18,7 @@ mod mock_modem;
 mod mock_properties;
 mod modem_driver;
 mod modem_init;
+mod mqtt;
 mod pdu_cli;
 mod pdu_properties;
 mod pdu_vectors;

@@ -175,7 +175,10 @@ pub async fn metrics(State(state): State<Shared>) -> Result<Response, ApiError> 
         clock: state.dispatcher.clock_status(),
         outbox,
     };
-    let text = render(&sample, &webhooks);
+    let mut text = render(&sample, &webhooks);
+    if let Some(link) = &state.mqtt {
+        text.push_str(&render_mqtt(&link.status()));
+    }
     Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response())
 }
 
@@ -206,6 +209,43 @@ fn render(sample: &Sample, webhooks: &[EndpointStatus]) -> String {
         }
     }
     text
+}
+
+/// The MQTT link's metrics (only when `[mqtt]` is configured; its event queue is the
+/// `mqtt` endpoint of the per-endpoint gauges).
+fn render_mqtt(link: &crate::mqtt::LinkStatus) -> String {
+    let families: [(&str, &str, &str, u64); 4] = [
+        (
+            "smsrelay_mqtt_connected",
+            "1 while connected to the MQTT broker.",
+            "gauge",
+            u64::from(link.connected),
+        ),
+        (
+            "smsrelay_mqtt_published_total",
+            "Publishes the broker acknowledged.",
+            "counter",
+            link.published,
+        ),
+        (
+            "smsrelay_mqtt_publish_failures_total",
+            "Publishes not acknowledged (retried).",
+            "counter",
+            link.failed,
+        ),
+        (
+            "smsrelay_mqtt_connections_total",
+            "Connections the broker accepted.",
+            "counter",
+            link.connections,
+        ),
+    ];
+    families
+        .iter()
+        .map(|(name, help, kind, value)| {
+            format!("# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}\n")
+        })
+        .collect()
 }
 
 #[cfg(test)]

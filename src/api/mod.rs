@@ -69,6 +69,8 @@ pub struct AppState {
     pub readiness: Arc<Readiness>,
     /// `[api] ready_grace`.
     pub ready_grace: Duration,
+    /// The MQTT link, when `[mqtt]` is configured (status, metrics).
+    pub mqtt: Option<crate::mqtt::MqttLink>,
 }
 
 type Shared = Arc<AppState>;

@@ -3,7 +3,9 @@
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 
-use super::views::{ClockView, ModemView, QueueView, StatusView, StoreView, WebhookBrief};
+use super::views::{
+    ClockView, ModemView, MqttView, QueueView, StatusView, StoreView, WebhookBrief,
+};
 use super::{ApiError, Shared, webhook_status, with_store};
 
 /// `GET /v1/status`.
@@ -12,6 +14,13 @@ pub async fn status(State(state): State<Shared>) -> Result<Response, ApiError> {
     let outbox = with_store(&state, |store| Ok(store.outbox_len())).await?;
     let webhooks = webhook_status(&state).await?;
     let store_failure = state.gateway.store().failure();
+    let mqtt = state.mqtt.as_ref().map(|link| {
+        let depth = webhooks
+            .iter()
+            .find(|webhook| webhook.name == crate::config::MQTT_ENDPOINT)
+            .map_or(0, |webhook| webhook.queue_depth);
+        MqttView::new(link.status(), depth)
+    });
     let view = StatusView {
         version: env!("CARGO_PKG_VERSION"),
         uptime_seconds: state.started.elapsed().as_secs(),
@@ -20,6 +29,7 @@ pub async fn status(State(state): State<Shared>) -> Result<Response, ApiError> {
         store: StoreView::new(store_failure.as_ref()),
         clock: ClockView::new(&state.dispatcher.clock_status()),
         webhooks: webhooks.iter().map(WebhookBrief::from).collect(),
+        mqtt,
     };
     Ok(axum::Json(view).into_response())
 }

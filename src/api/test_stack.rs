@@ -54,6 +54,7 @@ impl TestStack {
             started: Instant::now(),
             readiness: Arc::new(Readiness::default()),
             ready_grace: Duration::from_secs(60),
+            mqtt: None,
         };
         TestStack {
             app: router(Arc::new(state)),

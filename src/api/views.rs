@@ -228,6 +228,35 @@ pub struct StatusView<'a> {
     pub clock: ClockView,
     /// Each webhook, briefly.
     pub webhooks: Vec<WebhookBrief<'a>>,
+    /// The MQTT link, when `[mqtt]` is configured.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mqtt: Option<MqttView>,
+}
+
+/// The MQTT link in `/v1/status`.
+#[derive(Debug, Serialize)]
+pub struct MqttView {
+    connected: bool,
+    last_error: Option<String>,
+    connections: u64,
+    published: u64,
+    publish_failures: u64,
+    /// Events waiting to be published (held while the broker is away).
+    queue_depth: usize,
+}
+
+impl MqttView {
+    /// The view of the link's status and its event queue's depth.
+    pub fn new(link: crate::mqtt::LinkStatus, queue_depth: usize) -> MqttView {
+        MqttView {
+            connected: link.connected,
+            last_error: link.last_error,
+            connections: link.connections,
+            published: link.published,
+            publish_failures: link.failed,
+            queue_depth,
+        }
+    }
 }
 
 /// The modem in `/v1/status`.

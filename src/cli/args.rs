@@ -120,6 +120,45 @@ pub enum Commands {
         /// The config file (default: --config).
         path: Option<PathBuf>,
     },
+    /// Every gateway on an MQTT broker.
+    Fleet {
+        /// What to show.
+        #[command(subcommand)]
+        action: FleetAction,
+    },
+}
+
+/// `smsrelay fleet …`.
+#[derive(Subcommand)]
+pub enum FleetAction {
+    /// Lists every gateway that publishes under `<base>/+/`, from their retained `status` and
+    /// `state`: online or offline, each modem's state, signal and operator, the outbox.
+    Status {
+        /// The broker: mqtt://host:1883 or mqtts://host:8883.
+        #[arg(long)]
+        mqtt: String,
+        /// The first topic level the gateways share (their `topic_prefix` is `<base>/<name>`).
+        #[arg(long, default_value = "smsrelay")]
+        base: String,
+        /// The broker's user name.
+        #[arg(long, env = "SMSRELAY_MQTT_USERNAME")]
+        username: Option<String>,
+        /// The broker's password.
+        #[arg(long, env = "SMSRELAY_MQTT_PASSWORD", hide_env_values = true)]
+        password: Option<String>,
+        /// A PEM file of CA certificates to trust for mqtts://.
+        #[arg(long)]
+        ca_file: Option<String>,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+        /// Stop listening this long after the last retained message arrived.
+        #[arg(long, default_value = "1s", value_parser = humantime::parse_duration)]
+        quiet: std::time::Duration,
+        /// Give up when the broker does not answer within this long.
+        #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+        timeout: std::time::Duration,
+    },
 }
 
 /// `smsrelay mock-modem`'s settings.

@@ -8,7 +8,7 @@ pub mod remote;
 
 use std::path::Path;
 
-pub use args::{Cli, Commands, MockModemArgs, PduAction, WebhookAction};
+pub use args::{Cli, Commands, FleetAction, MockModemArgs, PduAction, WebhookAction};
 
 use crate::config::Config;
 
@@ -61,6 +61,7 @@ fn dispatch(command: Commands, config: &Path) -> anyhow::Result<u8> {
         Commands::CheckConfig { path } => offline::check_config(path.as_deref().unwrap_or(config)),
         Commands::ForgetRefusedPin => offline::forget_refused_pin(config),
         Commands::Pdu { action } => offline::pdu(action),
+        Commands::Fleet { action } => offline::fleet(action),
         Commands::Token => remote::token(config),
         Commands::Send {
             to,

@@ -7,7 +7,7 @@ use std::path::Path;
 use anyhow::Context;
 use simplelog::LevelFilter;
 
-use super::{MockModemArgs, PduAction, SUCCESS, UsageError, load_config};
+use super::{FleetAction, MockModemArgs, PduAction, SUCCESS, UsageError, load_config};
 use crate::at::{Digester, Item, Pending};
 use crate::mock::{MockConfig, MockModem};
 use crate::pdu::{self, Address, ConcatReference, MessageClass, SubmitOptions, Validity};
@@ -227,4 +227,53 @@ pub fn at_decode(capture: &Path, pending: Option<&str>) -> anyhow::Result<u8> {
         }
     }
     Ok(SUCCESS)
+}
+
+/// `smsrelay fleet status`: the gateways' retained messages, as a table or JSON. Exit 0 with
+/// at least one gateway found, 1 with none.
+pub fn fleet(action: FleetAction) -> anyhow::Result<u8> {
+    let FleetAction::Status {
+        mqtt,
+        base,
+        username,
+        password,
+        ca_file,
+        json,
+        quiet,
+        timeout,
+    } = action;
+    let base = crate::mqtt::topics::check_prefix(&base)
+        .map_err(|error| UsageError(format!("--base: {error}")))?;
+    let options = crate::mqtt::fleet::FleetOptions {
+        url: mqtt,
+        username,
+        password,
+        ca_file,
+        base,
+        quiet,
+        timeout,
+    };
+    let rows = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the runtime")?
+        .block_on(crate::mqtt::fleet::collect(&options))
+        .map_err(|error| anyhow::anyhow!("fleet status: {error}"))?;
+    if json {
+        let rows: Vec<serde_json::Value> = rows
+            .iter()
+            .map(|row| {
+                serde_json::json!({ "gateway": row.name, "status": row.status, "state": row.state })
+            })
+            .collect();
+        println!("{}", serde_json::to_string_pretty(&rows)?);
+    } else if rows.is_empty() {
+        eprintln!(
+            "no gateway publishes under {}/+/ on {}",
+            options.base, options.url
+        );
+    } else {
+        print!("{}", crate::mqtt::fleet::table(&rows));
+    }
+    Ok(if rows.is_empty() { 1 } else { SUCCESS })
 }

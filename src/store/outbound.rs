@@ -153,6 +153,35 @@ impl Store {
             .collect()
     }
 
+    /// The record [`Store::enqueue_once`] keeps for `key` (`{"at", "answer", "request"}`,
+    /// plus `"published"` once marked), whatever its age.
+    pub fn idempotency_record(&self, key: &str) -> Result<Option<serde_json::Value>, StoreError> {
+        match self.idempotency.get(key.as_bytes())? {
+            Some(bytes) => Ok(Some(decode("idempotency", key.as_bytes(), &bytes)?)),
+            None => Ok(None),
+        }
+    }
+
+    /// Marks `key`'s record as answered (its result was published), flushed: a repeat of the
+    /// command finds the mark and is not answered twice.
+    pub fn mark_idempotency_published(&self, key: &str) -> Result<(), StoreError> {
+        let marked = self.idempotency.fetch_and_update(key.as_bytes(), |bytes| {
+            let bytes = bytes?;
+            // A record that does not parse is kept as it is (never removed here).
+            match serde_json::from_slice::<serde_json::Value>(bytes) {
+                Ok(mut record) if record.is_object() => {
+                    record["published"] = serde_json::Value::Bool(true);
+                    Some(encode(&record))
+                }
+                _ => Some(bytes.to_vec()),
+            }
+        })?;
+        if marked.is_some() {
+            self.flush()?;
+        }
+        Ok(())
+    }
+
     /// How many messages wait in the outbox.
     pub fn outbox_len(&self) -> usize {
         self.outbox.len()

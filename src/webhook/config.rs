@@ -146,6 +146,7 @@ impl WebhookSection {
             template,
             content_type,
             headers,
+            mqtt: None,
         };
         let mut subscription = Subscription {
             endpoint: self.name.clone(),

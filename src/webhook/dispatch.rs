@@ -48,6 +48,8 @@ pub struct EndpointConfig {
     pub content_type: Option<String>,
     /// Extra HTTP headers for every request.
     pub headers: Vec<(String, String)>,
+    /// Publish to MQTT instead of POSTing (the `[mqtt]` section's queue).
+    pub mqtt: Option<crate::mqtt::MqttTarget>,
 }
 
 /// How an endpoint's deliveries travel.
@@ -85,6 +87,7 @@ impl EndpointConfig {
             template: None,
             content_type: None,
             headers: Vec::new(),
+            mqtt: None,
         }
     }
 }

@@ -103,9 +103,11 @@ impl AttemptOutcome {
         }
     }
 
-    /// The HTTP status, when one came back.
+    /// The HTTP status (or SMTP reply code), when one came back; none for an MQTT PUBACK,
+    /// which carries no status (its outcome is `Ok(0)`).
     pub fn status(&self) -> Option<u16> {
         match &self.result {
+            Ok(0) => None,
             Ok(status) => Some(*status),
             Err(error) => error.status(),
         }

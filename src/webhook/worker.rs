@@ -105,6 +105,9 @@ impl Worker {
                 None => return self.store_skipped(due, &event_name),
             },
         };
+        if let Some(target) = &self.endpoint.mqtt {
+            return self.publish(target, due, &event_name, rendered.body);
+        }
         let started = Instant::now();
         let outcome = self.send(event, timestamp, rendered);
         let took = started.elapsed();
@@ -134,6 +137,39 @@ impl Worker {
                 ),
                 Err(error) => AttemptOutcome::failed(AttemptError::Tls, error),
             },
+        }
+    }
+
+    /// Publishes to MQTT. Only a PUBACK settles the job; a failure (the broker went away, no
+    /// PUBACK in time) leaves it at the head of the queue, unsettled, so the next attempt
+    /// publishes it again before anything newer: per-topic order holds, and nothing counts
+    /// against the retry schedule while the broker is away (the link's status says so).
+    fn publish(
+        &self,
+        target: &crate::mqtt::MqttTarget,
+        due: Due,
+        event_name: &str,
+        body: Vec<u8>,
+    ) -> Result<Option<Duration>, StoreError> {
+        let started = Instant::now();
+        match target.publish_event(event_name, body) {
+            Ok(()) => {
+                let outcome = AttemptOutcome {
+                    result: Ok(0),
+                    detail: "PUBACK".into(),
+                    response: String::new(),
+                    retry_after: None,
+                };
+                self.store_settled(due, event_name, &outcome, started.elapsed())?;
+                Ok(None)
+            }
+            Err(error) => {
+                debug!(
+                    "mqtt: {event_name} #{} not acknowledged ({error}); kept first in the queue",
+                    due.job.event_sequence
+                );
+                Ok(Some(self.settings.poll))
+            }
         }
     }
 
@@ -189,6 +225,15 @@ impl Worker {
     fn next(&self) -> Result<Next, StoreError> {
         let poll = Next::Wait(self.settings.poll);
         if !self.endpoint.enabled {
+            return Ok(poll);
+        }
+        if self
+            .endpoint
+            .mqtt
+            .as_ref()
+            .is_some_and(|target| !target.connected())
+        {
+            // Held while the broker is away; the link retries the connection and logs it.
             return Ok(poll);
         }
         // The guard logs each change of verdict once; held jobs keep their order.

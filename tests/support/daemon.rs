@@ -194,3 +194,24 @@ impl Api {
         )
     }
 }
+
+/// Polls `path` until `check` holds over its JSON, or panics after `limit`.
+pub(crate) fn wait_for_json(
+    api: &Api,
+    path: &str,
+    limit: Duration,
+    check: impl Fn(&serde_json::Value) -> bool,
+) -> serde_json::Value {
+    let deadline = Instant::now() + limit;
+    loop {
+        let (_, body) = api.get(path);
+        if check(&body) {
+            return body;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{path}: not within {limit:?}: {body}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}

@@ -2,6 +2,7 @@
 //! ([`receiver`]), an SMTP server ([`smtp`]), our AT session on a simulated modem's PTY, and
 //! driver settings for tests.
 
+pub mod broker;
 pub mod daemon;
 pub mod receiver;
 pub mod smtp;

@@ -1,0 +1,305 @@
+//! `<prefix>/cmd/send`: the payload checked into a [`NewMessage`], the expiry rule, and the
+//! result document. Pure: the handler in `mod.rs` does the I/O.
+
+use serde::Deserialize;
+use serde_json::{Value, json};
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+
+use crate::gateway::{Accepted, EnqueueError, NewMessage};
+
+/// The prefix of MQTT idempotency keys in the store, so that an API client's key and an MQTT
+/// command's never collide.
+pub const KEY_NAMESPACE: &str = "mqtt:";
+
+/// The payload of `cmd/send` as written.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SendPayload {
+    to: String,
+    text: String,
+    idempotency_key: String,
+    #[serde(default)]
+    expires_at: Option<Value>,
+    #[serde(default)]
+    callback_data: Option<String>,
+    #[serde(default)]
+    validity: Option<String>,
+    #[serde(default)]
+    flash: bool,
+    #[serde(default)]
+    status_report: Option<bool>,
+    #[serde(default)]
+    modem: Option<String>,
+}
+
+/// A checked `cmd/send`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SendCommand {
+    /// The key the client gave (without [`KEY_NAMESPACE`]).
+    pub key: String,
+    /// The message, its idempotency key namespaced.
+    pub message: NewMessage,
+    /// The modem asked for, by name.
+    pub modem: Option<String>,
+}
+
+/// Why a command was refused: the same codes as the HTTP API.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refusal {
+    /// The idempotency key, when the payload had one.
+    pub key: Option<String>,
+    /// `invalid_json`, `invalid_request`, `invalid_field`, `expired`,
+    /// `idempotency_key_reused`, `commands_disabled`, `unknown_command`, `store_failure`.
+    pub code: &'static str,
+    /// What is wrong, for a person.
+    pub message: String,
+    /// The field at fault.
+    pub field: Option<&'static str>,
+}
+
+impl Refusal {
+    fn new(key: Option<String>, code: &'static str, message: impl Into<String>) -> Refusal {
+        Refusal {
+            key,
+            code,
+            message: message.into(),
+            field: None,
+        }
+    }
+
+    fn field(mut self, field: &'static str) -> Refusal {
+        self.field = Some(field);
+        self
+    }
+
+    /// The result document of a refused command.
+    pub fn document(&self) -> Value {
+        json!({
+            "idempotency_key": self.key,
+            "status": "refused",
+            "error": { "code": self.code, "message": self.message, "field": self.field },
+        })
+    }
+}
+
+/// The result document of an accepted command: the API's 202 body, with the key.
+pub fn accepted_document(key: &str, accepted: &Accepted) -> Value {
+    json!({
+        "idempotency_key": key,
+        "status": "queued",
+        "id": accepted.id,
+        "parts": accepted.parts,
+        "encoding": accepted.encoding,
+    })
+}
+
+/// The refusal for what the gateway refused.
+pub fn enqueue_refusal(key: &str, error: &EnqueueError) -> Refusal {
+    let key = Some(key.to_string());
+    match error {
+        EnqueueError::Invalid { field, message } => {
+            Refusal::new(key, "invalid_field", message.clone()).field(field)
+        }
+        EnqueueError::KeyReused => Refusal::new(
+            key,
+            "idempotency_key_reused",
+            "this idempotency_key was used in the last 24 h for a different message",
+        )
+        .field("idempotency_key"),
+        EnqueueError::Store(error) => Refusal::new(key, "store_failure", error.to_string()),
+    }
+}
+
+/// The key of a payload that is JSON with a string `idempotency_key`, for the result topic
+/// of a payload that fails later checks.
+fn key_of(payload: &[u8]) -> Option<String> {
+    let value: Value = serde_json::from_slice(payload).ok()?;
+    Some(value.get("idempotency_key")?.as_str()?.to_string())
+}
+
+/// `expires_at` as RFC 3339 or Unix seconds.
+fn expiry(value: &Value) -> Result<OffsetDateTime, String> {
+    match value {
+        Value::String(text) => OffsetDateTime::parse(text, &Rfc3339)
+            .map_err(|error| format!("{text:?} is not an RFC 3339 time ({error})")),
+        Value::Number(number) => number
+            .as_i64()
+            .and_then(|seconds| OffsetDateTime::from_unix_timestamp(seconds).ok())
+            .ok_or_else(|| format!("{number} is not a Unix time in seconds")),
+        other => Err(format!(
+            "{other} is neither an RFC 3339 time nor Unix seconds"
+        )),
+    }
+}
+
+/// Checks a `cmd/send` payload received at `now`.
+pub fn parse_send(payload: &[u8], now: OffsetDateTime) -> Result<SendCommand, Refusal> {
+    let mut deserializer = serde_json::Deserializer::from_slice(payload);
+    let parsed: Result<SendPayload, _> = serde_path_to_error::deserialize(&mut deserializer);
+    let refuse = |error: serde_json::Error| {
+        let code = if error.is_syntax() || error.is_eof() {
+            "invalid_json"
+        } else {
+            "invalid_request"
+        };
+        Refusal::new(key_of(payload), code, error.to_string())
+    };
+    let request = parsed.map_err(|error| refuse(error.into_inner()))?;
+    // Trailing characters after the object make the payload invalid JSON.
+    deserializer.end().map_err(refuse)?;
+    let key = request.idempotency_key.trim().to_string();
+    if key.is_empty() || key.len() > 200 {
+        return Err(
+            Refusal::new(None, "invalid_field", "1 to 200 characters").field("idempotency_key")
+        );
+    }
+    let with_key = |code, message: String| Refusal::new(Some(key.clone()), code, message);
+    if let Some(value) = &request.expires_at {
+        let expires =
+            expiry(value).map_err(|e| with_key("invalid_field", e).field("expires_at"))?;
+        if expires <= now {
+            let late = (now - expires).whole_seconds();
+            return Err(with_key(
+                "expired",
+                format!("the command expired {late} s before it arrived; not sent"),
+            )
+            .field("expires_at"));
+        }
+    }
+    let validity =
+        match &request.validity {
+            Some(text) => Some(humantime::parse_duration(text).map_err(|e| {
+                with_key("invalid_field", format!("{text:?}: {e}")).field("validity")
+            })?),
+            None => None,
+        };
+    Ok(SendCommand {
+        message: NewMessage {
+            to: request.to,
+            text: request.text,
+            callback_data: request.callback_data,
+            validity,
+            flash: request.flash,
+            idempotency_key: Some(format!("{KEY_NAMESPACE}{key}")),
+            dry_run: false,
+            status_report: request.status_report,
+        },
+        key,
+        modem: request.modem,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// 2026-12-02T12:00:00Z.
+    fn now() -> OffsetDateTime {
+        OffsetDateTime::from_unix_timestamp(1_796_212_800).expect("valid")
+    }
+
+    #[test]
+    fn a_command_becomes_a_message_with_a_namespaced_key() {
+        let payload = br#"{"to":"+491701234567","text":"Alarm","idempotency_key":"a1",
+            "expires_at":"2026-12-02T12:05:00Z","callback_data":"x"}"#;
+        let command = parse_send(payload, now()).expect("valid");
+        assert_eq!(command.key, "a1");
+        assert_eq!(command.message.idempotency_key.as_deref(), Some("mqtt:a1"));
+        assert_eq!(command.message.to, "+491701234567");
+        assert_eq!(command.message.callback_data.as_deref(), Some("x"));
+        assert!(!command.message.dry_run);
+    }
+
+    #[test]
+    fn refusals() {
+        struct Case {
+            what: &'static str,
+            payload: &'static str,
+            code: &'static str,
+            field: Option<&'static str>,
+            key: Option<&'static str>,
+        }
+        let cases = [
+            Case {
+                what: "not JSON",
+                payload: "send it",
+                code: "invalid_json",
+                field: None,
+                key: None,
+            },
+            Case {
+                what: "no key",
+                payload: r#"{"to":"1","text":"t"}"#,
+                code: "invalid_request",
+                field: None,
+                key: None,
+            },
+            Case {
+                what: "unknown field",
+                payload: r#"{"to":"1","text":"t","idempotency_key":"k","x":1}"#,
+                code: "invalid_request",
+                field: None,
+                key: Some("k"),
+            },
+            Case {
+                what: "expired",
+                payload: r#"{"to":"1","text":"t","idempotency_key":"k","expires_at":"2026-12-01T12:00:00Z"}"#,
+                code: "expired",
+                field: Some("expires_at"),
+                key: Some("k"),
+            },
+            Case {
+                what: "expired, Unix seconds",
+                payload: r#"{"to":"1","text":"t","idempotency_key":"k","expires_at":1700000000}"#,
+                code: "expired",
+                field: Some("expires_at"),
+                key: Some("k"),
+            },
+            Case {
+                what: "bad expiry",
+                payload: r#"{"to":"1","text":"t","idempotency_key":"k","expires_at":"tomorrow"}"#,
+                code: "invalid_field",
+                field: Some("expires_at"),
+                key: Some("k"),
+            },
+            Case {
+                what: "empty key",
+                payload: r#"{"to":"1","text":"t","idempotency_key":" "}"#,
+                code: "invalid_field",
+                field: Some("idempotency_key"),
+                key: None,
+            },
+            Case {
+                what: "bad validity",
+                payload: r#"{"to":"1","text":"t","idempotency_key":"k","validity":"soon"}"#,
+                code: "invalid_field",
+                field: Some("validity"),
+                key: Some("k"),
+            },
+            Case {
+                what: "trailing bytes",
+                payload: r#"{"to":"1","text":"t","idempotency_key":"k"} x"#,
+                code: "invalid_json",
+                field: None,
+                key: None,
+            },
+        ];
+        for case in cases {
+            let refusal = parse_send(case.payload.as_bytes(), now()).expect_err(case.what);
+            assert_eq!(
+                refusal.code, case.code,
+                "{}: {}",
+                case.what, refusal.message
+            );
+            assert_eq!(refusal.field, case.field, "{}", case.what);
+            assert_eq!(refusal.key.as_deref(), case.key, "{}", case.what);
+        }
+    }
+
+    #[test]
+    fn a_future_expiry_is_accepted() {
+        let payload = br#"{"to":"1","text":"t","idempotency_key":"k","expires_at":1893456000}"#;
+        assert!(parse_send(payload, now()).is_ok());
+    }
+}

@@ -1,0 +1,466 @@
+//! MQTT: events published durably (a delivery is done when the broker sends PUBACK), the
+//! gateway's retained `status` and `state`, commands in (`cmd/send`), Home Assistant
+//! discovery, and `smsrelay fleet status`. MQTT 3.1.1 through rumqttc, so that every broker
+//! (mosquitto, EMQX, NATS's MQTT listener) accepts it.
+//!
+//! Shape: `link` owns the connection (one task); the coordinator here reacts to its notices
+//! (a connection: subscribe, `online`, discovery, state; a message: a command) and publishes
+//! the state when it changes, at most once per `state_interval`. Events go out through the
+//! webhook workers' durable queue with this link as their transport (`webhook::worker`).
+//! The decisions are pure and live beside: `topics`, `state`, `discovery`, `commands`.
+
+pub mod commands;
+pub mod config;
+pub mod discovery;
+pub mod fleet;
+pub mod link;
+pub mod state;
+pub mod topics;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use log::{info, warn};
+use rumqttc::Publish;
+use sha2::{Digest, Sha256};
+use time::OffsetDateTime;
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinHandle;
+use tokio::time::{Instant, MissedTickBehavior};
+
+pub use config::{MqttConfigError, MqttSection, MqttSettings, Security};
+pub use link::{LinkStatus, MqttLink, Notice, PublishError};
+pub use state::StateDocument;
+
+use crate::gateway::Gateway;
+use crate::store::{Store, blocking};
+use commands::{Refusal, SendCommand};
+
+/// The payloads of `<prefix>/status`.
+const ONLINE: &[u8] = b"online";
+/// The will, and what a clean stop publishes.
+const OFFLINE: &[u8] = b"offline";
+/// How long a clean stop waits to publish `offline`.
+const STOP_BUDGET: Duration = Duration::from_secs(2);
+
+/// Where an endpoint's events go when its transport is MQTT: the webhook worker of the
+/// [`crate::config::MQTT_ENDPOINT`] queue publishes through this.
+#[derive(Clone)]
+pub struct MqttTarget {
+    link: MqttLink,
+    prefix: String,
+    runtime: tokio::runtime::Handle,
+}
+
+impl std::fmt::Debug for MqttTarget {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MqttTarget")
+            .field("prefix", &self.prefix)
+            .finish_non_exhaustive()
+    }
+}
+
+impl MqttTarget {
+    /// Whether the broker is connected now (the worker holds its queue while it is not).
+    pub fn connected(&self) -> bool {
+        self.link.status().connected
+    }
+
+    /// Publishes a rendered event to `<prefix>/event/<name>` and waits for the PUBACK. Blocks:
+    /// for the webhook worker's thread, never for the runtime's.
+    pub fn publish_event(&self, name: &str, body: Vec<u8>) -> Result<(), PublishError> {
+        let topic = topics::event(&self.prefix, name);
+        self.runtime.block_on(self.link.publish(topic, body, false))
+    }
+}
+
+/// What the MQTT side needs from the rest of the daemon.
+#[derive(Clone)]
+pub struct MqttContext {
+    /// Queues the messages of `cmd/send`.
+    pub gateway: Gateway,
+    /// Idempotency records (a command answered once).
+    pub store: Store,
+    /// `device_name`, the discovery device's name.
+    pub device_name: String,
+    /// The modems' names, in configuration order.
+    pub modems: Vec<String>,
+    /// Builds the state document; runs on a blocking thread (it reads the store).
+    pub state: Arc<dyn Fn() -> StateDocument + Send + Sync>,
+    /// Which events are published in the native envelope (Home Assistant's entities read
+    /// them): `sms.received`, `call.missed`, `sim.balance`.
+    pub native_events: Vec<&'static str>,
+}
+
+impl MqttContext {
+    /// The daemon's context: the state document is read from the modem's status and the
+    /// store's queues.
+    pub fn for_daemon(
+        config: &crate::config::Config,
+        store: &Store,
+        gateway: &Gateway,
+        modem: &crate::modem::ModemHandle,
+    ) -> MqttContext {
+        let modem_name = "modem1".to_string();
+        let endpoints: Vec<String> = config
+            .webhooks
+            .iter()
+            .map(|endpoint| endpoint.name.clone())
+            .filter(|name| name != crate::config::MQTT_ENDPOINT)
+            .collect();
+        let mqtt_queue = config
+            .subscriptions
+            .iter()
+            .find(|s| s.endpoint == crate::config::MQTT_ENDPOINT);
+        let native = config
+            .webhooks
+            .iter()
+            .find(|endpoint| endpoint.name == crate::config::MQTT_ENDPOINT)
+            .is_some_and(|endpoint| endpoint.format == crate::webhook::Format::Smsrelay);
+        let native_events = ["sms.received", "call.missed", "sim.balance"]
+            .into_iter()
+            .filter(|name| native && mqtt_queue.is_some_and(|s| s.wants(name)))
+            .collect();
+        let state = {
+            let store = store.clone();
+            let modem = modem.clone();
+            let device = config.device.name.clone();
+            let modem_name = modem_name.clone();
+            Arc::new(move || StateDocument {
+                device: device.clone(),
+                version: env!("CARGO_PKG_VERSION").into(),
+                modems: vec![state::ModemState::new(&modem_name, &modem.status())],
+                queue: state::QueueState {
+                    outbox: store.outbox_len(),
+                    mqtt: store.queue_depth(crate::config::MQTT_ENDPOINT) as u64,
+                },
+                webhooks: endpoints
+                    .iter()
+                    .map(|name| state::WebhookState {
+                        name: name.clone(),
+                        state: store
+                            .endpoint_health(name)
+                            .ok()
+                            .and_then(|health| serde_json::to_value(health.state).ok())
+                            .and_then(|state| state.as_str().map(str::to_string))
+                            .unwrap_or_else(|| "unknown".into()),
+                        pending: store.queue_depth(name) as u64,
+                    })
+                    .collect(),
+            }) as Arc<dyn Fn() -> StateDocument + Send + Sync>
+        };
+        MqttContext {
+            gateway: gateway.clone(),
+            store: store.clone(),
+            device_name: config.device.name.clone(),
+            modems: vec![modem_name],
+            state,
+            native_events,
+        }
+    }
+}
+
+/// The running MQTT side.
+pub struct Mqtt {
+    link: MqttLink,
+    prefix: String,
+    stop: watch::Sender<bool>,
+    coordinator: JoinHandle<()>,
+    link_task: JoinHandle<()>,
+}
+
+impl Mqtt {
+    /// Connects (in the background; an unreachable broker is retried, never fatal) and starts
+    /// the coordinator. Fails only on a TLS configuration that cannot work (an unreadable CA
+    /// file).
+    pub fn start(settings: MqttSettings, context: MqttContext) -> Result<Mqtt, String> {
+        let will = (topics::status(&settings.prefix), OFFLINE.to_vec());
+        let (link, notices, link_task) = MqttLink::start(&settings, will)?;
+        let (stop, stopped) = watch::channel(false);
+        let prefix = settings.prefix.clone();
+        let coordinator = Coordinator {
+            link: link.clone(),
+            settings,
+            context,
+            last_state: None,
+            drafts: HashMap::new(),
+        };
+        let coordinator = tokio::spawn(coordinator.run(notices, stopped));
+        Ok(Mqtt {
+            link,
+            prefix,
+            stop,
+            coordinator,
+            link_task,
+        })
+    }
+
+    /// The link, for status and metrics.
+    pub fn link(&self) -> MqttLink {
+        self.link.clone()
+    }
+
+    /// The event queue's transport; `runtime` is the one this link runs on.
+    pub fn target(&self, runtime: tokio::runtime::Handle) -> MqttTarget {
+        MqttTarget {
+            link: self.link.clone(),
+            prefix: self.prefix.clone(),
+            runtime,
+        }
+    }
+
+    /// The topic prefix.
+    pub fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
+    /// Publishes `offline` (bounded), disconnects, and ends the tasks.
+    pub async fn stop(self) {
+        let _ = self.stop.send(true);
+        let offline = self
+            .link
+            .publish(topics::status(&self.prefix), OFFLINE.to_vec(), true);
+        if let Ok(Err(error)) = tokio::time::timeout(STOP_BUDGET, offline).await {
+            info!("mqtt: could not publish offline on stop ({error}); the will says it");
+        }
+        self.link.disconnect().await;
+        let _ = tokio::time::timeout(STOP_BUDGET, self.coordinator).await;
+        self.link_task.abort();
+    }
+}
+
+/// Reacts to the link's notices and keeps the state current.
+struct Coordinator {
+    link: MqttLink,
+    settings: MqttSettings,
+    context: MqttContext,
+    /// The last state published on this connection, and when.
+    last_state: Option<(StateDocument, Instant)>,
+    /// The draft number and text Home Assistant's text entities set.
+    drafts: HashMap<String, String>,
+}
+
+impl Coordinator {
+    async fn run(mut self, mut notices: mpsc::Receiver<Notice>, mut stop: watch::Receiver<bool>) {
+        let mut tick = tokio::time::interval(self.settings.state_interval);
+        tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                notice = notices.recv() => match notice {
+                    Some(Notice::Connected { .. }) => self.on_connected().await,
+                    Some(Notice::Message(message)) => self.on_message(message).await,
+                    None => return,
+                },
+                _ = tick.tick() => self.publish_state(false).await,
+                _ = stop.changed() => return,
+            }
+        }
+    }
+
+    /// A new connection: subscriptions (always: a broker may have lost our session), then
+    /// `online`, discovery and the state.
+    async fn on_connected(&mut self) {
+        let prefix = self.settings.prefix.clone();
+        if self.settings.commands {
+            self.link.subscribe(&topics::commands(&prefix)).await;
+            // Our own retained drafts: the number and text survive a restart.
+            self.link.subscribe(&format!("{prefix}/draft/+")).await;
+        }
+        if self.settings.home_assistant {
+            let birth = topics::home_assistant_status(&self.settings.discovery_prefix);
+            self.link.subscribe(&birth).await;
+        }
+        self.publish(topics::status(&prefix), ONLINE.to_vec(), true)
+            .await;
+        self.publish_discovery().await;
+        self.publish_state(true).await;
+    }
+
+    async fn publish(&self, topic: String, payload: Vec<u8>, retain: bool) -> bool {
+        match self.link.publish(topic.clone(), payload, retain).await {
+            Ok(()) => true,
+            Err(error) => {
+                warn!("mqtt: {topic} not published: {error}");
+                false
+            }
+        }
+    }
+
+    async fn publish_discovery(&self) {
+        if !self.settings.home_assistant {
+            return;
+        }
+        let gateway = discovery::Gateway {
+            prefix: &self.settings.prefix,
+            name: &self.context.device_name,
+            id: discovery::device_id(&self.settings.prefix),
+            version: env!("CARGO_PKG_VERSION"),
+            modems: self.context.modems.clone(),
+            received_events: self.context.native_events.contains(&"sms.received"),
+            call_events: self.context.native_events.contains(&"call.missed"),
+            balance_events: self.context.native_events.contains(&"sim.balance"),
+            commands: self.settings.commands,
+            notify_to: self.settings.notify_to.as_deref(),
+        };
+        let (topic, payload) = discovery::message(&gateway, &self.settings.discovery_prefix);
+        let payload = serde_json::to_vec(&payload).unwrap_or_default();
+        self.publish(topic, payload, true).await;
+    }
+
+    /// Publishes the state when it changed (or `force`), at most once per interval.
+    async fn publish_state(&mut self, force: bool) {
+        if !self.link.status().connected {
+            return;
+        }
+        let build = self.context.state.clone();
+        let Ok(document) = tokio::task::spawn_blocking(move || build()).await else {
+            return;
+        };
+        let last = self.last_state.as_ref();
+        let since = last.map(|(_, at)| at.elapsed());
+        let due = state::due(
+            last.map(|(doc, _)| doc),
+            &document,
+            since,
+            self.settings.state_interval,
+        );
+        if !force && !due {
+            return;
+        }
+        let topic = topics::state(&self.settings.prefix);
+        if self.publish(topic, document.to_payload(), true).await {
+            self.last_state = Some((document, Instant::now()));
+        }
+    }
+
+    async fn on_message(&mut self, message: Publish) {
+        let prefix = self.settings.prefix.clone();
+        let topic = message.topic.clone();
+        let birth = topics::home_assistant_status(&self.settings.discovery_prefix);
+        if self.settings.home_assistant && topic == birth {
+            if message.payload.as_ref() == ONLINE {
+                info!("mqtt: Home Assistant is online; discovery published again");
+                self.publish_discovery().await;
+                self.publish_state(true).await;
+            }
+        } else if let Some(draft) = topic.strip_prefix(&format!("{prefix}/draft/")) {
+            // Our own retained draft, read back after a restart.
+            let value = String::from_utf8_lossy(&message.payload).into_owned();
+            self.drafts.entry(draft.to_string()).or_insert(value);
+        } else if let Some(kind) = topics::command_of(&prefix, &topic) {
+            let kind = kind.to_string();
+            if !self.on_command(&kind, &message.payload).await {
+                // Not acknowledged: the broker delivers it again on the next connection.
+                return;
+            }
+        }
+        self.link.ack(&message).await;
+    }
+
+    /// Carries out a command; false when it must be delivered again (its result could not
+    /// be published).
+    async fn on_command(&mut self, kind: &str, payload: &[u8]) -> bool {
+        if !self.settings.commands {
+            let refusal = refused("commands_disabled", "set [mqtt] commands = true");
+            return self.answer_refusal(&refusal).await;
+        }
+        match kind {
+            "send" => match commands::parse_send(payload, OffsetDateTime::now_utc()) {
+                Ok(command) => self.send(command).await,
+                Err(refusal) => self.answer_refusal(&refusal).await,
+            },
+            "draft_to" | "draft_text" => {
+                let value = String::from_utf8_lossy(payload).trim().to_string();
+                let topic = format!("{}/draft/{kind}", self.settings.prefix);
+                self.drafts.insert(kind.to_string(), value.clone());
+                self.publish(topic, value.into_bytes(), true).await
+            }
+            "draft_send" => match self.draft_command() {
+                Ok(command) => self.send(command).await,
+                Err(refusal) => self.answer_refusal(&refusal).await,
+            },
+            other => {
+                let refusal = refused(
+                    "unknown_command",
+                    format!("{other:?}: the commands are send, draft_to, draft_text, draft_send"),
+                );
+                self.answer_refusal(&refusal).await
+            }
+        }
+    }
+
+    /// The Send button: the drafted number and text. Presses of the same draft within a
+    /// minute are one SMS (a double press, or Home Assistant repeating the QoS 1 message).
+    fn draft_command(&self) -> Result<SendCommand, Refusal> {
+        let to = self.drafts.get("draft_to").cloned().unwrap_or_default();
+        let text = self.drafts.get("draft_text").cloned().unwrap_or_default();
+        let minute = OffsetDateTime::now_utc().unix_timestamp() / 60;
+        let digest = Sha256::digest(format!("{to}\n{text}\n{minute}").as_bytes());
+        let key = format!("ha-draft-{}", hex::encode(&digest[..8]));
+        let payload = serde_json::json!({ "to": to, "text": text, "idempotency_key": key });
+        commands::parse_send(payload.to_string().as_bytes(), OffsetDateTime::now_utc())
+    }
+
+    /// Queues the message once per key and publishes its result once.
+    async fn send(&mut self, command: SendCommand) -> bool {
+        let store = self.context.store.clone();
+        let namespaced = command.message.idempotency_key.clone().unwrap_or_default();
+        let record = blocking(move || store.idempotency_record(&namespaced)).await;
+        if let Ok(Some(record)) = &record {
+            if record["published"] == serde_json::Value::Bool(true) {
+                // A repeat (Home Assistant's or the broker's): one SMS, one result.
+                info!(
+                    "mqtt: cmd/send {:?} repeated; already answered",
+                    command.key
+                );
+                return true;
+            }
+        }
+        if let Some(modem) = &command.modem {
+            if !self.context.modems.contains(modem) {
+                let refusal = Refusal {
+                    key: Some(command.key.clone()),
+                    code: "invalid_field",
+                    message: format!("no modem is named {modem:?}"),
+                    field: Some("modem"),
+                };
+                return self.answer_refusal(&refusal).await;
+            }
+        }
+        let document = match self.context.gateway.enqueue(command.message.clone()).await {
+            Ok(accepted) => commands::accepted_document(&command.key, &accepted),
+            Err(error) => commands::enqueue_refusal(&command.key, &error).document(),
+        };
+        let topic = topics::result(&self.settings.prefix, Some(&command.key));
+        let payload = serde_json::to_vec(&document).unwrap_or_default();
+        if !self.publish(topic, payload, false).await {
+            return false;
+        }
+        let store = self.context.store.clone();
+        let namespaced = command.message.idempotency_key.unwrap_or_default();
+        if let Err(error) = blocking(move || store.mark_idempotency_published(&namespaced)).await {
+            warn!("mqtt: cmd/send {:?}: {error}", command.key);
+        }
+        true
+    }
+
+    async fn answer_refusal(&self, refusal: &Refusal) -> bool {
+        warn!(
+            "mqtt: command refused ({}): {}",
+            refusal.code, refusal.message
+        );
+        let topic = topics::result(&self.settings.prefix, refusal.key.as_deref());
+        let payload = serde_json::to_vec(&refusal.document()).unwrap_or_default();
+        self.publish(topic, payload, false).await
+    }
+}
+
+fn refused(code: &'static str, message: impl Into<String>) -> Refusal {
+    Refusal {
+        key: None,
+        code,
+        message: message.into(),
+        field: None,
+    }
+}
