@@ -80,7 +80,7 @@ fn main() {
         std::thread::sleep(Duration::from_millis(5));
     };
     println!(
-        "start → READY=1: {:.0} ms; start → modem ready (init over the PTY, default 100 ms command gap): {:.0} ms",
+        "start → READY=1: {:.0} ms; start → modem ready (init over the PTY, no command gap by default): {:.0} ms",
         ready.as_secs_f64() * 1000.0,
         modem_ready.as_secs_f64() * 1000.0
     );

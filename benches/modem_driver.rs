@@ -3,8 +3,8 @@
 //! - sends per second with zero submit delay;
 //! - CPU time the driver's thread uses while idle (default 60 s; `IDLE_SECS` overrides).
 //!
-//! Each is measured with the default 100 ms command gap (what runs on a real modem) and with a
-//! 5 ms gap (the driver's own cost). Run: `cargo bench --bench modem_driver`.
+//! Each is measured with the default (no command gap: the driver's own cost) and with a 100 ms
+//! gap (a modem configured with `command_gap = "100ms"`). Run: `cargo bench --bench modem_driver`.
 
 use std::time::Duration;
 
@@ -171,10 +171,10 @@ fn main() {
         .build()
         .expect("a runtime");
     runtime.block_on(async {
-        inbound_latency(Duration::from_millis(5), MESSAGES).await;
-        inbound_latency(SessionConfig::default().command_gap, 200).await;
-        send_rate(Duration::from_millis(5), SENDS).await;
-        send_rate(SessionConfig::default().command_gap, 100).await;
+        inbound_latency(SessionConfig::default().command_gap, MESSAGES).await;
+        inbound_latency(Duration::from_millis(100), 200).await;
+        send_rate(SessionConfig::default().command_gap, SENDS).await;
+        send_rate(Duration::from_millis(100), 100).await;
         idle_cpu(idle_seconds).await;
     });
 }

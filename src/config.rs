@@ -57,6 +57,7 @@ struct RawModem {
     command_timeout: Option<Spanned<String>>,
     send_timeout: Option<Spanned<String>>,
     sweep_interval: Option<Spanned<String>>,
+    command_gap: Option<Spanned<String>>,
     reset_command: Option<Spanned<String>>,
     cnmi: Option<Spanned<String>>,
     smsc: Option<Spanned<String>>,
@@ -107,6 +108,8 @@ pub struct ModemConfig {
     pub send_timeout: Duration,
     /// The `AT+CMGL` sweep interval.
     pub sweep_interval: Duration,
+    /// Quiet time after a final result before the next command (0: none).
+    pub command_gap: Duration,
     /// Sent after repeated failed start-ups.
     pub reset_command: Option<String>,
     /// An `AT+CNMI` override.
@@ -303,6 +306,12 @@ impl Checker<'_> {
                 &modem.sweep_interval,
                 Duration::from_secs(300),
                 Duration::from_secs(5)..=DAY,
+            )?,
+            command_gap: self.duration(
+                "modem.command_gap",
+                &modem.command_gap,
+                crate::at::SessionConfig::default().command_gap,
+                Duration::ZERO..=Duration::from_secs(2),
             )?,
             reset_command: text_of(&modem.reset_command),
             cnmi: self.modem_cnmi(&modem.cnmi)?,
@@ -650,6 +659,7 @@ impl Config {
         };
         settings.send_timeout = self.modem.send_timeout;
         settings.sweep_interval = self.modem.sweep_interval;
+        settings.session.command_gap = self.modem.command_gap;
         settings.reset_command = self.modem.reset_command.clone();
         settings
     }
@@ -659,7 +669,7 @@ impl Config {
         let mask = |present: bool| if present { "\"********\"" } else { "(none)" };
         let seconds = |d: Duration| format!("\"{}\"", humantime::format_duration(d));
         let mut out = format!(
-            "data_dir = {:?}\nlog_level = \"{}\"\nwebhook_clock_check = {}\nwebhook_clock_wait = {}\n\n[modem]\ndevice = {:?}\nbaud = {}\npin = {}\nstorage = {:?}\ncommand_timeout = {}\nsend_timeout = {}\nsweep_interval = {}\nreset_command = {}\ncnmi = {}\nnumber = {}\n\n[api]\nlisten = \"{}\"\ntoken = {}\nready_grace = {}\n\n[sms]\nmax_parts = {}\nstatus_reports = {}\nvalidity = {}\nresend_interrupted = {}\nincomplete_timeout = {}\nreport_timeout_margin = {}\n\n[retention]\nevents = {}\nmessages = {}\n",
+            "data_dir = {:?}\nlog_level = \"{}\"\nwebhook_clock_check = {}\nwebhook_clock_wait = {}\n\n[modem]\ndevice = {:?}\nbaud = {}\npin = {}\nstorage = {:?}\ncommand_timeout = {}\nsend_timeout = {}\nsweep_interval = {}\ncommand_gap = {}\nreset_command = {}\ncnmi = {}\nnumber = {}\n\n[api]\nlisten = \"{}\"\ntoken = {}\nready_grace = {}\n\n[sms]\nmax_parts = {}\nstatus_reports = {}\nvalidity = {}\nresend_interrupted = {}\nincomplete_timeout = {}\nreport_timeout_margin = {}\n\n[retention]\nevents = {}\nmessages = {}\n",
             self.data_dir.display().to_string(),
             self.log_level.to_string().to_ascii_lowercase(),
             self.webhook_clock_check,
@@ -671,6 +681,7 @@ impl Config {
             seconds(self.modem.command_timeout),
             seconds(self.modem.send_timeout),
             seconds(self.modem.sweep_interval),
+            seconds(self.modem.command_gap),
             self.modem
                 .reset_command
                 .as_deref()
@@ -990,6 +1001,27 @@ mod tests {
             Some("shop"),
             Some("+447700900999"),
         );
+    }
+
+    #[test]
+    fn the_command_gap_defaults_to_none_and_reaches_the_session() {
+        let gap = |text: &str| {
+            let config = Config::parse(text).expect(text);
+            assert_eq!(
+                config.modem_settings().session.command_gap,
+                config.modem.command_gap,
+                "{text}"
+            );
+            config.modem.command_gap
+        };
+        assert_eq!(gap("[modem]\ndevice = \"/dev/x\"\n"), Duration::ZERO);
+        assert_eq!(
+            gap("[modem]\ndevice = \"/dev/x\"\ncommand_gap = \"100ms\"\n"),
+            Duration::from_millis(100)
+        );
+        let error = Config::parse("[modem]\ndevice = \"/dev/x\"\ncommand_gap = \"5s\"\n")
+            .expect_err("over the cap");
+        assert_eq!(error.key, "modem.command_gap");
     }
 
     #[test]

@@ -223,7 +223,8 @@ impl Running {
     /// long: every second the clock is judged (events recorded while it is wrong are marked
     /// even when no webhook thread looks), every 5 s the store is flushed (sled keeps a write
     /// error and returns it from every flush: this finds a full disk while nothing else
-    /// writes), every minute the newest trusted time is stored; systemd gets a status line and
+    /// writes; it is also sled's only background flush, for the bookkeeping writes that do
+    /// not flush themselves), every minute the newest trusted time is stored; systemd gets a status line and
     /// a watchdog ping at its period.
     async fn watch(&self, shutdown: impl std::future::Future<Output = &'static str>) -> Stop {
         tokio::pin!(shutdown);

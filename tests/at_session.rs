@@ -195,3 +195,63 @@ async fn a_cmgl_listing_with_a_pdu_glued_to_the_next_header_lists_both_messages(
         .collect();
     assert_eq!(summary, vec![(1, FIRST, true), (2, SECOND, true)]);
 }
+
+/// Two commands: the modem answers the first with OK and, right behind it, a `+CMTI` it held
+/// back. Returns how long after that OK the second command came, and the URCs seen.
+async fn two_commands_with_a_held_urc(config: SessionConfig) -> (Duration, Vec<smsrelay::at::Urc>) {
+    let (host, mut modem) = tokio::io::duplex(4096);
+    let (session, handle, mut urcs) = Session::new(host, config);
+    tokio::spawn(session.run());
+    let modem_side = tokio::spawn(async move {
+        assert_eq!(read_some(&mut modem).await, b"AT+CSQ\r");
+        modem
+            .write_all(b"\r\n+CSQ: 20,99\r\n\r\nOK\r\n\r\n+CMTI: \"SM\",3\r\n")
+            .await
+            .expect("write");
+        let answered = tokio::time::Instant::now();
+        assert_eq!(read_some(&mut modem).await, b"AT+CPMS?\r");
+        let waited = answered.elapsed();
+        modem
+            .write_all(b"\r\n+CPMS: \"SM\",1,30,\"SM\",1,30,\"SM\",1,30\r\n\r\nOK\r\n")
+            .await
+            .expect("write");
+        (waited, modem)
+    });
+    let first = handle.execute(Command::new("AT+CSQ")).await.expect("first");
+    assert_eq!(first.info, ["+CSQ: 20,99"]);
+    let second = handle
+        .execute(Command::new("AT+CPMS?"))
+        .await
+        .expect("second");
+    assert_eq!(second.info.len(), 1, "{second:?}");
+    let (waited, _modem) = modem_side.await.expect("modem side");
+    let mut seen = Vec::new();
+    while let Ok(urc) = urcs.try_recv() {
+        seen.push(urc);
+    }
+    (waited, seen)
+}
+
+#[tokio::test(start_paused = true)]
+async fn no_command_gap_by_default_and_a_urc_after_the_ok_is_still_a_urc() {
+    let (waited, urcs) = two_commands_with_a_held_urc(SessionConfig::default()).await;
+    assert_eq!(waited, Duration::ZERO);
+    assert!(
+        matches!(
+            urcs.as_slice(),
+            [smsrelay::at::Urc::MessageStored { index: 3, .. }]
+        ),
+        "{urcs:?}"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_configured_command_gap_holds_the_next_command_back() {
+    let config = SessionConfig {
+        command_gap: Duration::from_millis(100),
+        ..SessionConfig::default()
+    };
+    let (waited, urcs) = two_commands_with_a_held_urc(config).await;
+    assert!(waited >= Duration::from_millis(100), "{waited:?}");
+    assert_eq!(urcs.len(), 1, "{urcs:?}");
+}

@@ -27,8 +27,10 @@ pub const MAX_HELD_URCS: usize = 256;
 /// Timing and sizing of a session.
 #[derive(Debug, Clone)]
 pub struct SessionConfig {
-    /// Quiet time after a final result before the next command, so the modem can flush the
-    /// URCs it held back (docs/at-sms.md §1.3: ~100 ms, Cinterion guidance and atat's cooldown).
+    /// Quiet time after a final result before the next command (`[modem] command_gap`). None
+    /// by default: the digester tells a URC from an answer wherever it falls, so a URC the
+    /// modem held back and puts out after the final result is not lost. A modem that drops a
+    /// command written while it is still putting out URCs wants ~100 ms (docs/at-sms.md §1.3).
     pub command_gap: Duration,
     /// How long `AT+CMGS=<n>` may wait for `> ` (it normally comes within ~100 ms).
     pub prompt_timeout: Duration,
@@ -43,7 +45,7 @@ pub struct SessionConfig {
 impl Default for SessionConfig {
     fn default() -> Self {
         Self {
-            command_gap: Duration::from_millis(100),
+            command_gap: Duration::ZERO,
             prompt_timeout: Duration::from_secs(5),
             settle: Duration::from_millis(500),
             cpin_grace: Duration::from_millis(300),

@@ -142,7 +142,21 @@ impl Arrival {
     }
 }
 
+/// The messages of a batch the modem may now forget: the ones recorded, and only once the
+/// batch's flush succeeded (an SMS is deleted only after its event is durable).
+pub(super) fn confirmable<R>(outcomes: Vec<(R, bool)>, flushed: bool) -> Vec<R> {
+    if !flushed {
+        return Vec::new();
+    }
+    outcomes
+        .into_iter()
+        .filter_map(|(receipt, stored)| stored.then_some(receipt))
+        .collect()
+}
+
 impl Gateway {
+    /// Records one inbound PDU, committed but not yet flushed: the caller runs
+    /// [`Gateway::flush_inbound`] for the batch before it confirms anything to the modem.
     pub(super) async fn on_inbound(&self, inbound: Inbound) -> Result<(), StoreError> {
         let pdu = match inbound.pdu {
             Ok(pdu) => pdu,
@@ -170,7 +184,9 @@ impl Gateway {
                 let fingerprint = Sha256::digest(format!("undecodable|{}", inbound.hex));
                 let store = self.inner.store.clone();
                 return blocking(move || {
-                    store.record_inbound(&fingerprint, None, |_| (None, vec![event.clone()]))
+                    store.record_inbound_unflushed(&fingerprint, None, |_| {
+                        (None, vec![event.clone()])
+                    })
                 })
                 .await
                 .map(|_| ());
@@ -198,7 +214,7 @@ impl Gateway {
         let group_key = arrival.group_key.clone();
         let store = self.inner.store.clone();
         let recorded = blocking(move || {
-            store.record_inbound(&fingerprint, group_key.as_deref(), |group| {
+            store.record_inbound_unflushed(&fingerprint, group_key.as_deref(), |group| {
                 arrival.fold_into(group, now_ms())
             })
         })
@@ -208,6 +224,12 @@ impl Gateway {
             log::debug!("gateway: an inbound part seen before; not recorded again");
         }
         Ok(())
+    }
+
+    /// Makes the batch recorded by [`Gateway::on_inbound`] durable: one flush for all of it.
+    pub(super) async fn flush_inbound(&self) -> Result<(), StoreError> {
+        let store = self.inner.store.clone();
+        blocking(move || store.flush_inbound()).await
     }
 
     /// The number inbound SMS arrive at: `[modem] number`, else what the SIM reports.
@@ -291,6 +313,14 @@ mod tests {
         }
         let texts: Vec<&str> = texts.iter().map(String::as_str).collect();
         assert_eq!((texts.as_slice(), group.is_some()), expected);
+    }
+
+    #[test]
+    fn only_recorded_messages_of_a_flushed_batch_are_confirmed() {
+        let batch = || vec![("a", true), ("b", false), ("c", true)];
+        assert_eq!(confirmable(batch(), true), ["a", "c"]);
+        assert!(confirmable(batch(), false).is_empty());
+        assert!(confirmable(vec![("a", false)], true).is_empty());
     }
 
     #[test]

@@ -27,12 +27,16 @@ use log::{error, info, warn};
 use tokio::sync::{Notify, mpsc};
 use tokio::task::JoinHandle;
 
-use crate::modem::{ModemEvent, ModemHandle};
+use crate::modem::{Inbound, ModemEvent, ModemHandle};
 use crate::store::{Store, StoreError, blocking};
 
 pub use events::rfc3339;
 pub use lifecycle::report_overdue;
 pub use outbound::{Accepted, EnqueueError, NewMessage};
+
+/// The most inbound messages stored with one flush (group commit). Bounds the delay a batch
+/// adds before the first of its deletes; the driver hands up a full SIM in a few of these.
+const INBOUND_BATCH: usize = 32;
 
 /// The `[sms]` settings.
 #[derive(Debug, Clone)]
@@ -171,28 +175,57 @@ impl Gateway {
     }
 
     async fn receive_loop(self, mut events: mpsc::Receiver<ModemEvent>) {
+        let mut batch = Vec::new();
         while let Some(event) = events.recv().await {
-            match event {
-                ModemEvent::Inbound(inbound) => {
-                    let receipt = inbound.receipt.clone();
-                    match self.on_inbound(inbound).await {
-                        // Durable: now the modem may forget it.
-                        Ok(()) => {
-                            if self.inner.modem.confirm(receipt).await.is_err() {
-                                warn!("gateway: the modem driver stopped");
-                            }
-                        }
-                        // Not confirmed: it stays on the modem and a later sweep hands it
-                        // up again.
-                        Err(error) if error.is_storage_failure() => {}
-                        Err(error) => error!("gateway: cannot store an inbound PDU: {error}"),
-                    }
+            self.on_event(event, &mut batch);
+            // Group commit: what the driver has handed up meanwhile joins this flush.
+            while batch.len() < INBOUND_BATCH {
+                match events.try_recv() {
+                    Ok(event) => self.on_event(event, &mut batch),
+                    Err(_) => break,
                 }
-                ModemEvent::Connected(_) => self.inner.wake_sender.notify_one(),
-                ModemEvent::Disconnected { reason } => {
-                    info!("gateway: modem disconnected: {reason}")
+            }
+            if !batch.is_empty() {
+                self.store_inbound(std::mem::take(&mut batch)).await;
+            }
+        }
+    }
+
+    /// Collects an inbound message into `batch`; handles any other event at once.
+    fn on_event(&self, event: ModemEvent, batch: &mut Vec<Inbound>) {
+        match event {
+            ModemEvent::Inbound(inbound) => batch.push(inbound),
+            ModemEvent::Connected(_) => self.inner.wake_sender.notify_one(),
+            ModemEvent::Disconnected { reason } => {
+                info!("gateway: modem disconnected: {reason}")
+            }
+            other => log::debug!("gateway: {other:?}"),
+        }
+    }
+
+    /// Records a batch of inbound messages, flushes once, and only then lets the modem
+    /// delete (or acknowledge) the ones recorded.
+    async fn store_inbound(&self, batch: Vec<Inbound>) {
+        let mut outcomes = Vec::with_capacity(batch.len());
+        for inbound in batch {
+            let receipt = inbound.receipt.clone();
+            let stored = match self.on_inbound(inbound).await {
+                Ok(()) => true,
+                // Not confirmed: it stays on the modem and a later sweep hands it up again.
+                Err(error) if error.is_storage_failure() => false,
+                Err(error) => {
+                    error!("gateway: cannot store an inbound PDU: {error}");
+                    false
                 }
-                other => log::debug!("gateway: {other:?}"),
+            };
+            outcomes.push((receipt, stored));
+        }
+        let flushed =
+            outcomes.iter().any(|(_, stored)| *stored) && self.flush_inbound().await.is_ok();
+        for receipt in inbound::confirmable(outcomes, flushed) {
+            if self.inner.modem.confirm(receipt).await.is_err() {
+                warn!("gateway: the modem driver stopped");
+                return;
             }
         }
     }

@@ -19,6 +19,23 @@ impl Store {
     where
         F: Fn(Option<InboundGroup>) -> (Option<InboundGroup>, Vec<NewEvent>),
     {
+        let result = self.record_inbound_unflushed(fingerprint, group, change)?;
+        self.flush_inbound()?;
+        Ok(result)
+    }
+
+    /// [`Store::record_inbound`] without the flush, for a batch (group commit): committed but
+    /// not durable, and its webhook jobs not announced, until [`Store::flush_inbound`]
+    /// returns. Nothing may act on the PDU (delete it from the modem) before then.
+    pub fn record_inbound_unflushed<F>(
+        &self,
+        fingerprint: &[u8],
+        group: Option<&str>,
+        change: F,
+    ) -> Result<Option<Vec<Event>>, StoreError>
+    where
+        F: Fn(Option<InboundGroup>) -> (Option<InboundGroup>, Vec<NewEvent>),
+    {
         let result = (
             &self.inbound_seen,
             &self.inbound_parts,
@@ -47,10 +64,15 @@ impl Store {
                 }
                 Ok(Some(self.write_events(meta, events, jobs, &new_events)?))
             });
-        let result = self.commit(result)?;
+        self.commit(result)
+    }
+
+    /// Makes every inbound record committed so far durable (one flush for a batch), then
+    /// wakes the webhook dispatcher for their jobs.
+    pub fn flush_inbound(&self) -> Result<(), StoreError> {
         self.flush()?;
         self.announce_jobs();
-        Ok(result)
+        Ok(())
     }
 
     /// Reassembly groups still incomplete: (key, group).

@@ -88,7 +88,9 @@ impl StoreError {
 pub struct StoreSettings {
     /// Page cache size in bytes (default 16 MB: a Pi Zero has 512 MB in all).
     pub cache_bytes: u64,
-    /// Background flush interval; every state change is also flushed explicitly.
+    /// sled's background flush interval. None by default: every state change is flushed
+    /// explicitly and the daemon flushes every 5 s besides, while sled's flusher thread wakes
+    /// and fsyncs every interval even when nothing changed (an idle wake-up and SD-card wear).
     pub flush_every_ms: Option<u64>,
 }
 
@@ -96,7 +98,7 @@ impl Default for StoreSettings {
     fn default() -> StoreSettings {
         StoreSettings {
             cache_bytes: 16 * 1024 * 1024,
-            flush_every_ms: Some(1000),
+            flush_every_ms: None,
         }
     }
 }

@@ -174,7 +174,8 @@ impl Store {
             endpoints.insert(job.endpoint.as_bytes(), encode(health))?;
             Ok(())
         }))?;
-        // A success may ride on the background flush: losing it only repeats a delivery.
+        // A success may ride on the next flush (the daemon flushes every 5 s): losing it only
+        // repeats a delivery, with the same webhook-id.
         if !matches!(outcome, JobOutcome::Delivered) {
             self.flush()?;
         }
