@@ -8,8 +8,6 @@ use std::time::{Duration, Instant};
 
 use rumqttc::{Client, Event, MqttOptions, Packet, QoS};
 
-use super::daemon::free_port;
-
 /// mosquitto with its own config, port and persistence directory; killed when dropped.
 pub(crate) struct Broker {
     child: Option<Child>,
@@ -21,7 +19,7 @@ pub(crate) struct Broker {
 impl Broker {
     /// Starts mosquitto in `dir` (its config and persistence file live there).
     pub(crate) fn start(dir: &Path) -> Broker {
-        let port = free_port();
+        let port = unprivileged_port_outside_the_ephemeral_range();
         let config = dir.join("mosquitto.conf");
         let text = format!(
             "listener {port} 127.0.0.1\nallow_anonymous true\npersistence true\n\
@@ -83,6 +81,19 @@ impl Broker {
             std::thread::sleep(Duration::from_millis(20));
         }
     }
+}
+
+/// A free port below Linux's ephemeral range (32768 and up), where the other tests' port-0
+/// listeners never land: the port stays ours while a test has the broker stopped.
+fn unprivileged_port_outside_the_ephemeral_range() -> u16 {
+    let seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |elapsed| elapsed.subsec_nanos())
+        ^ std::process::id();
+    (0..200u32)
+        .map(|attempt| 20_000 + ((seed.wrapping_add(attempt.wrapping_mul(7919))) % 12_000) as u16)
+        .find(|port| std::net::TcpListener::bind(("127.0.0.1", *port)).is_ok())
+        .expect("a free port between 20000 and 32000")
 }
 
 impl Drop for Broker {
