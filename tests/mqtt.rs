@@ -27,11 +27,15 @@ struct Gateway {
 
 impl Gateway {
     fn new(broker: &Broker, name: &str, extra: &str) -> Gateway {
+        Gateway::with_url(&broker.url(), name, extra)
+    }
+
+    fn with_url(url: &str, name: &str, extra: &str) -> Gateway {
         let dir = tempfile::tempdir().expect("temp dir");
         let link = dir.path().join("modem");
         let modem = MockModem::start(MockConfig::default(), Some(link.clone())).expect("mock");
         let port = free_port();
-        let config = write_config(dir.path(), &link, port, name, &broker.url(), extra);
+        let config = write_config(dir.path(), &link, port, name, url, extra);
         Gateway {
             _dir: dir,
             modem,
@@ -422,4 +426,40 @@ fn fleet_status_lists_every_gateway_on_the_broker() {
     let text = String::from_utf8_lossy(&table.stdout);
     assert!(text.contains("site-a") && text.contains("site-b"), "{text}");
     assert!(text.contains("modem1 ready"), "{text}");
+}
+
+#[test]
+fn mqtts_trusts_the_configured_ca_and_nothing_else() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (ca, certificate, key) = crate::support::smtp::certificates(dir.path());
+    let broker = Broker::start_with(dir.path(), Some((&certificate, &key)));
+    let tls_port = broker.tls_port.expect("a TLS listener");
+    let url = format!("mqtts://127.0.0.1:{tls_port}");
+    let trusted = Gateway::with_url(&url, "secure", &format!("ca_file = \"{}\"", ca.display()));
+    let subscriber = Subscriber::start(broker.port, "test-tls", &["smsrelay/+/status"]);
+    let _daemon = trusted.start();
+    subscriber.wait_until("online over TLS", WAIT, |heard| {
+        on_topic(heard, "smsrelay/secure/status")
+            .last()
+            .is_some_and(|h| h.text() == "online")
+    });
+    let (_, status) = trusted.api.get("/v1/status");
+    assert_eq!(status["mqtt"]["connected"], true, "{status}");
+
+    // Without the CA the bundled web roots do not trust the test CA: no connection, and the
+    // status says why.
+    let untrusted = Gateway::with_url(&url, "insecure", "");
+    let _other = untrusted.start();
+    let status = crate::support::daemon::wait_for_json(&untrusted.api, "/v1/status", WAIT, |s| {
+        s["mqtt"]["last_error"].is_string()
+    });
+    assert_eq!(status["mqtt"]["connected"], false, "{status}");
+    let error = status["mqtt"]["last_error"]
+        .as_str()
+        .unwrap_or_default()
+        .to_lowercase();
+    assert!(
+        error.contains("certificate") || error.contains("tls"),
+        "{error}"
+    );
 }

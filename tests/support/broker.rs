@@ -14,23 +14,44 @@ pub(crate) struct Broker {
     config: PathBuf,
     /// The port it listens on.
     pub(crate) port: u16,
+    /// The TLS listener's port, when started with a certificate.
+    pub(crate) tls_port: Option<u16>,
 }
 
 impl Broker {
     /// Starts mosquitto in `dir` (its config and persistence file live there).
     pub(crate) fn start(dir: &Path) -> Broker {
+        Broker::start_with(dir, None)
+    }
+
+    /// Also a TLS listener with this certificate and key (and the plain one).
+    pub(crate) fn start_with(dir: &Path, tls: Option<(&Path, &Path)>) -> Broker {
         let port = unprivileged_port_outside_the_ephemeral_range();
         let config = dir.join("mosquitto.conf");
-        let text = format!(
-            "listener {port} 127.0.0.1\nallow_anonymous true\npersistence true\n\
-             persistence_location {}/\nlog_dest stderr\n",
+        // Started as root, mosquitto becomes the `mosquitto` user unless told otherwise, and
+        // that user cannot read the test's 0700 temp dir: no persistence file would be saved
+        // (a restart would forget the subscriber's session) and no TLS key read. As any other
+        // user the line has no effect.
+        let mut text = format!(
+            "user root\nallow_anonymous true\npersistence true\npersistence_location {}/\n\
+             log_dest stderr\nlistener {port} 127.0.0.1\n",
             dir.display()
         );
+        let tls_port = tls.map(|(certificate, key)| {
+            let tls_port = unprivileged_port_outside_the_ephemeral_range();
+            text.push_str(&format!(
+                "listener {tls_port} 127.0.0.1\ncertfile {}\nkeyfile {}\n",
+                certificate.display(),
+                key.display()
+            ));
+            tls_port
+        });
         std::fs::write(&config, text).expect("broker config");
         let mut broker = Broker {
             child: None,
             config,
             port,
+            tls_port,
         };
         broker.resume();
         broker
