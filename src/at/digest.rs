@@ -179,7 +179,7 @@ impl Digester {
         if let Some(result) = parse::final_result(&line) {
             return Some(match (&self.pending, result) {
                 (Some(_), result) => Item::Final(result),
-                (None, FinalResult::NoCarrier) => Item::Urc(Urc::Ring),
+                (None, FinalResult::NoCarrier) => Item::Urc(Urc::CallEnded),
                 (None, _) => Item::Unexpected(line),
             });
         }
@@ -378,7 +378,7 @@ mod tests {
         );
         assert_eq!(
             digest(None, b"\r\nNO CARRIER\r\n"),
-            vec![Item::Urc(Urc::Ring)]
+            vec![Item::Urc(Urc::CallEnded)]
         );
         assert_eq!(
             digest(None, b"\r\nhello\r\n"),

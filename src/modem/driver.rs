@@ -302,7 +302,7 @@ impl Driver {
                 debug!("modem: cell broadcast ignored: {pdu}");
                 Ok(())
             }
-            Urc::Ring | Urc::CallerId(_) => {
+            Urc::Ring | Urc::CallerId(_) | Urc::CallEnded | Urc::Ussd(_) => {
                 debug!("modem: incoming call ignored");
                 Ok(())
             }

@@ -11,6 +11,7 @@
 //! deleting stored messages, and [`pin`], the record that keeps a refused SIM PIN from being
 //! entered again.
 
+pub mod calls;
 pub mod classify;
 pub mod command;
 mod connection;
@@ -22,6 +23,7 @@ pub mod init;
 pub mod pin;
 pub mod send;
 pub mod storage;
+pub mod ussd;
 
 pub use classify::{SendFailure, Verdict, classify_cms, classify_send};
 pub use driver::{Modem, ModemSettings};
