@@ -514,10 +514,7 @@ pub fn cusd(line: &str) -> Result<UssdReport, ParseError> {
         Some(comma) => (&body[..comma], Some(&body[comma + 1..])),
         None => (body, None),
     };
-    let status: u8 = status
-        .trim()
-        .parse()
-        .map_err(|_| error("+CUSD", line))?;
+    let status: u8 = status.trim().parse().map_err(|_| error("+CUSD", line))?;
     let Some(rest) = rest.map(str::trim) else {
         return Ok(UssdReport {
             status,
@@ -951,21 +948,53 @@ mod tests {
         check(cusd, "+CUSD: 2", report(2, None, None));
         check(cusd, "+CUSD: 4", report(4, None, None));
         check(cusd, "+CUSD: 0,\"Hi\",15", report(0, Some("Hi"), Some(15)));
-        check(cusd, "+CUSD:1,\"1. Yes\",72", report(1, Some("1. Yes"), Some(72)));
-        check(cusd, "+CUSD: 0,\"say \"hi\"\",15", report(0, Some("say \"hi\""), Some(15)));
+        check(
+            cusd,
+            "+CUSD:1,\"1. Yes\",72",
+            report(1, Some("1. Yes"), Some(72)),
+        );
+        check(
+            cusd,
+            "+CUSD: 0,\"say \"hi\"\",15",
+            report(0, Some("say \"hi\""), Some(15)),
+        );
         check(cusd, "+CUSD: 0,\"no dcs\"", report(0, Some("no dcs"), None));
         check(cusd, "+CUSD: 0,\"\",15", report(0, Some(""), Some(15)));
-        check(cusd, "+CUSD: 0,C2303B,15", report(0, Some("C2303B"), Some(15)));
-        check(cusd, "+CUSD: 0,\"x\",300", Err(error("+CUSD", "+CUSD: 0,\"x\",300")));
-        check(cusd, "+CUSD: 0,\"open", Err(error("+CUSD", "+CUSD: 0,\"open")));
+        check(
+            cusd,
+            "+CUSD: 0,C2303B,15",
+            report(0, Some("C2303B"), Some(15)),
+        );
+        check(
+            cusd,
+            "+CUSD: 0,\"x\",300",
+            Err(error("+CUSD", "+CUSD: 0,\"x\",300")),
+        );
+        check(
+            cusd,
+            "+CUSD: 0,\"open",
+            Err(error("+CUSD", "+CUSD: 0,\"open")),
+        );
         check(cusd, "+CUSD: ,\"x\"", Err(error("+CUSD", "+CUSD: ,\"x\"")));
     }
 
     #[test]
     fn callers_in_every_form() {
-        check(clip, "+CLIP: \"+447700900123\",145", Ok(Some("+447700900123".into())));
-        check(clip, "+CLIP: \"447700900123\",145,,,,0", Ok(Some("+447700900123".into())));
-        check(clip, "+CLIP: \"07700900123\",129", Ok(Some("07700900123".into())));
+        check(
+            clip,
+            "+CLIP: \"+447700900123\",145",
+            Ok(Some("+447700900123".into())),
+        );
+        check(
+            clip,
+            "+CLIP: \"447700900123\",145,,,,0",
+            Ok(Some("+447700900123".into())),
+        );
+        check(
+            clip,
+            "+CLIP: \"07700900123\",129",
+            Ok(Some("07700900123".into())),
+        );
         check(clip, "+CLIP: \"\",128,,,,1", Ok(None));
         check(clip, "+CLIP: ,128", Ok(None));
     }

@@ -218,7 +218,14 @@ mod tests {
             (
                 "caller hangs up after three rings",
                 false,
-                vec![(0, Ring), (0, Clip(n)), (4, Ring), (4, Clip(n)), (8, Ring), (9, Ended)],
+                vec![
+                    (0, Ring),
+                    (0, Clip(n)),
+                    (4, Ring),
+                    (4, Clip(n)),
+                    (8, Ring),
+                    (9, Ended),
+                ],
                 vec![ringing(n), missed(n, 3, false)],
                 0,
             ),
@@ -260,11 +267,29 @@ mod tests {
             (
                 "two calls",
                 false,
-                vec![(0, Ring), (0, Clip(n)), (1, Ended), (20, Ring), (20, Clip(None)), (21, Ended)],
-                vec![ringing(n), missed(n, 1, false), ringing(None), missed(None, 1, false)],
+                vec![
+                    (0, Ring),
+                    (0, Clip(n)),
+                    (1, Ended),
+                    (20, Ring),
+                    (20, Clip(None)),
+                    (21, Ended),
+                ],
+                vec![
+                    ringing(n),
+                    missed(n, 1, false),
+                    ringing(None),
+                    missed(None, 1, false),
+                ],
                 0,
             ),
-            ("NO CARRIER without a call", false, vec![(0, Ended)], vec![], 0),
+            (
+                "NO CARRIER without a call",
+                false,
+                vec![(0, Ended)],
+                vec![],
+                0,
+            ),
         ];
         for (name, reject, inputs, expected, hang_ups) in cases {
             assert_eq!(run(reject, &inputs), (expected, hang_ups), "{name}");

@@ -66,8 +66,7 @@ pub enum UssdError {
 pub fn encode_request(code: &str, encoding: RequestEncoding) -> Result<(String, u8), UssdError> {
     let invalid = || UssdError::InvalidCode(code.to_string());
     // A quote or a control character would end or break the AT command line.
-    if code.is_empty() || code.chars().count() > 160 || code.chars().any(|c| c == '"' || c < ' ')
-    {
+    if code.is_empty() || code.chars().count() > 160 || code.chars().any(|c| c == '"' || c < ' ') {
         return Err(invalid());
     }
     let septets = gsm7::encode(code).map_err(|_| invalid())?;
@@ -194,7 +193,11 @@ mod tests {
         // "*100#" packed: the value Huawei sticks are known to take.
         check("*100#", RequestEncoding::PackedHex, Ok(("AA180C3602", 15)));
         // 7 characters leave 7 spare bits, filled with CR.
-        check("*123*1#", RequestEncoding::PackedHex, Ok(("AA986CA68A8D1A", 15)));
+        check(
+            "*123*1#",
+            RequestEncoding::PackedHex,
+            Ok(("AA986CA68A8D1A", 15)),
+        );
         let invalid = |code: &str| Err(UssdError::InvalidCode(code.into()));
         check("", RequestEncoding::Text, invalid(""));
         check("*1\"#", RequestEncoding::Text, invalid("*1\"#"));
