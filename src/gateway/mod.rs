@@ -16,6 +16,7 @@
 mod events;
 mod inbound;
 pub mod lifecycle;
+pub mod modem_events;
 mod outbound;
 pub mod reports;
 

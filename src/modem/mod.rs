@@ -24,7 +24,9 @@ pub mod pin;
 pub mod send;
 pub mod storage;
 pub mod ussd;
+pub mod voice;
 
+pub use calls::CallEvent;
 pub use classify::{SendFailure, Verdict, classify_cms, classify_send};
 pub use driver::{Modem, ModemSettings};
 pub use handle::{
@@ -34,3 +36,4 @@ pub use handle::{
 pub use init::{Identity, InitError, InitSettings, InitStage, Setup, init, init_with_progress};
 pub use send::{interpret, send};
 pub use storage::{StorageError, StoredMessage, delete, list, read};
+pub use voice::{UssdAnswer, UssdFailure};
