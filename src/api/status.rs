@@ -12,6 +12,7 @@ pub async fn status(State(state): State<Shared>) -> Result<Response, ApiError> {
     let outbox = with_store(&state, |store| Ok(store.outbox_len())).await?;
     let webhooks = webhook_status(&state).await?;
     let store_failure = state.gateway.store().failure();
+    let activity = state.gateway.sim_activity();
     let view = StatusView {
         version: env!("CARGO_PKG_VERSION"),
         uptime_seconds: state.started.elapsed().as_secs(),
@@ -20,6 +21,8 @@ pub async fn status(State(state): State<Shared>) -> Result<Response, ApiError> {
         store: StoreView::new(store_failure.as_ref()),
         clock: ClockView::new(&state.dispatcher.clock_status()),
         webhooks: webhooks.iter().map(WebhookBrief::from).collect(),
+        last_call: activity.last_call,
+        last_balance: activity.last_balance,
     };
     Ok(axum::Json(view).into_response())
 }

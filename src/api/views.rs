@@ -228,6 +228,10 @@ pub struct StatusView<'a> {
     pub clock: ClockView,
     /// Each webhook, briefly.
     pub webhooks: Vec<WebhookBrief<'a>>,
+    /// The last `call.ringing` or `call.missed` data (with `event`), since start.
+    pub last_call: Option<serde_json::Value>,
+    /// The last `sim.balance` data, since start.
+    pub last_balance: Option<serde_json::Value>,
 }
 
 /// The modem in `/v1/status`.

@@ -208,6 +208,11 @@ impl Gateway {
         }
     }
 
+    /// The modem's name in events and the API.
+    pub fn modem_name(&self) -> &str {
+        &self.inner.settings.modem_events.modem
+    }
+
     /// Flaps of the modem's state that did not become events.
     pub fn modem_flaps_suppressed(&self) -> u64 {
         self.inner.flaps_suppressed.load(Ordering::Relaxed)
