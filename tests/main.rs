@@ -16,6 +16,7 @@ mod mock_gammu;
 mod mock_modem;
 mod mock_properties;
 mod modem_driver;
+mod modem_events;
 mod modem_init;
 mod pdu_cli;
 mod pdu_properties;

@@ -80,13 +80,24 @@ pub struct Observation {
     pub sim_error: Option<String>,
     /// The data `modem.connected` carries (identity, operator, signal).
     pub details: Value,
+    /// The health check has read everything (`AT+CPMS?` comes last but one).
+    pub complete: bool,
+    /// Connections lost since the driver started: a loss and return between two snapshots
+    /// (the status channel keeps only the newest) still shows here.
+    pub reconnects: u64,
 }
 
-/// Reads a status snapshot. Not being ready is a loss only once the driver waits, failed or
-/// stopped (a first open or an init in progress says nothing new).
+/// Reads a status snapshot. Not being ready is a loss once the driver waits or failed; a
+/// first open or an init in progress say nothing by themselves (the debouncer counts them
+/// as a loss after the modem was ready); ready counts once the modem's health was read.
 pub fn observe(status: &ModemStatus) -> Observation {
     let ready = status.state == LinkState::Ready;
+    // Ready counts once the health check has read the modem, so `modem.connected` carries
+    // its signal and operator (CPMS always answers a modem that passed the init).
+    let health_read =
+        status.signal.is_some() || status.storage.is_some() || status.operator.is_some();
     let (connected, reason, sim_error) = match &status.state {
+        LinkState::Ready if !health_read => (None, String::new(), Some(String::new())),
         LinkState::Ready => (Some(true), String::new(), Some(String::new())),
         // The driver's "reconnecting" says less than the error that caused it.
         LinkState::Waiting(reason) => (
@@ -131,8 +142,14 @@ pub fn observe(status: &ModemStatus) -> Observation {
             "operator": status.operator,
             "signal_dbm": signal,
         }),
+        complete: status.storage.is_some(),
+        reconnects: status.counters.reconnects,
     }
 }
+
+/// How long the very first `modem.connected` waits for a complete health read before it goes
+/// with what is known.
+pub const FIRST_HELLO_GRACE: Duration = Duration::from_secs(5);
 
 /// Whether the signal is low now, with hysteresis: once low it stays low until it is
 /// `hysteresis` above the threshold.
@@ -192,13 +209,18 @@ pub struct Debouncer {
     signal_side: Option<bool>,
     /// The reason of the loss waiting out the debounce.
     reason: String,
-    /// The latest `modem.connected` data.
+    /// The latest `modem.connected` data, and whether it is complete.
     details: Value,
+    details_complete: bool,
     /// The latest figures, for the events' data.
     signal_dbm: Option<i16>,
     storage_usage: Option<(u32, u32)>,
     /// Changes that did not last (flaps) since start.
     suppressed: u64,
+    /// The reconnect count of the last observation.
+    reconnects: Option<u64>,
+    /// The modem was ready in this run: opening or initialising again is a loss.
+    seen_ready: bool,
 }
 
 impl Debouncer {
@@ -215,9 +237,12 @@ impl Debouncer {
             sim: Watch::default(),
             reason: String::new(),
             details: Value::Null,
+            details_complete: false,
             signal_dbm: None,
             storage_usage: None,
             suppressed: 0,
+            reconnects: None,
+            seen_ready: false,
         }
     }
 
@@ -231,11 +256,23 @@ impl Debouncer {
         self.suppressed
     }
 
+    /// The connection's window: the debounce, except for the very first `modem.connected`,
+    /// which goes as soon as the modem's details are read (or after a short grace).
+    fn connected_window(&self) -> Duration {
+        let first_hello = self.published.connected.is_none()
+            && matches!(self.connected.candidate, Some((true, _)));
+        match (first_hello, self.details_complete) {
+            (false, _) => self.settings.debounce,
+            (true, true) => Duration::ZERO,
+            (true, false) => self.settings.debounce.min(FIRST_HELLO_GRACE),
+        }
+    }
+
     /// When [`Debouncer::step`] next has something to do without a new observation.
     pub fn deadline(&self) -> Option<Instant> {
         let window = self.settings.debounce;
         [
-            self.connected.deadline(window),
+            self.connected.deadline(self.connected_window()),
             self.registered.deadline(window),
             self.signal.deadline(window),
             self.storage.deadline(window),
@@ -256,9 +293,26 @@ impl Debouncer {
 
     fn take(&mut self, observation: &Observation, now: Instant) {
         let mut flaps = 0;
-        if let Some(connected) = observation.connected {
+        let lost_unseen = self
+            .reconnects
+            .is_some_and(|before| observation.reconnects > before)
+            && observation.connected == Some(true)
+            && self.published.connected == Some(true)
+            && self.connected.candidate.is_none();
+        self.reconnects = Some(observation.reconnects);
+        if lost_unseen {
+            // The loss came and went between two snapshots: a flap all the same.
+            flaps += 1;
+        }
+        let connected = match observation.connected {
+            None if self.seen_ready => Some(false),
+            other => other,
+        };
+        self.seen_ready |= connected == Some(true);
+        if let Some(connected) = connected {
             if connected {
                 self.details = observation.details.clone();
+                self.details_complete = observation.complete;
             } else if self.connected.candidate.is_none() {
                 self.reason = observation.reason.clone();
             }
@@ -312,10 +366,7 @@ impl Debouncer {
         let modem = self.settings.modem.clone();
         let mut events = Vec::new();
         let window = self.settings.debounce;
-        // The first `modem.connected` ever is not held back.
-        let first_hello = self.published.connected.is_none()
-            && matches!(self.connected.candidate, Some((true, _)));
-        let connected_window = if first_hello { Duration::ZERO } else { window };
+        let connected_window = self.connected_window();
         if let Some(connected) = self.connected.due(now, connected_window) {
             self.published.connected = Some(connected);
             events.push(if connected {
@@ -489,6 +540,8 @@ mod tests {
             storage: Some((0, 30)),
             sim_error: Some(String::new()),
             details: json!({}),
+            complete: true,
+            reconnects: 0,
         }
     }
 
@@ -501,6 +554,8 @@ mod tests {
             storage: None,
             sim_error: None,
             details: json!({}),
+            complete: false,
+            reconnects: 0,
         }
     }
 
@@ -565,6 +620,22 @@ mod tests {
                 vec![(0, "modem.connected")],
             ),
             (
+                "first start: before the details are read, a short grace",
+                Published::default(),
+                vec![
+                    (
+                        0,
+                        Some(Observation {
+                            complete: false,
+                            ..ready()
+                        }),
+                    ),
+                    (4, None),
+                    (5, None),
+                ],
+                vec![(5, "modem.connected")],
+            ),
+            (
                 "a restart in the same state says nothing",
                 connected(),
                 vec![(0, Some(ready())), (100, None)],
@@ -588,6 +659,24 @@ mod tests {
                     (180, None),
                 ],
                 vec![(60, "modem.disconnected"), (180, "modem.connected")],
+            ),
+            (
+                "opening and initialising again after being ready is a loss",
+                connected(),
+                vec![
+                    (0, Some(ready())),
+                    (
+                        1,
+                        Some(Observation {
+                            connected: None,
+                            ..lost("")
+                        }),
+                    ),
+                    (62, None),
+                    (70, Some(ready())),
+                    (131, None),
+                ],
+                vec![(62, "modem.disconnected"), (131, "modem.connected")],
             ),
             (
                 "registration lost and back",
@@ -676,6 +765,20 @@ mod tests {
         );
         assert_eq!(debouncer.suppressed(), 2);
         assert_eq!(debouncer.published(), &connected());
+        let (_, debouncer) = run(
+            connected(),
+            vec![
+                (0, Some(ready())),
+                (
+                    5,
+                    Some(Observation {
+                        reconnects: 1,
+                        ..ready()
+                    }),
+                ),
+            ],
+        );
+        assert_eq!(debouncer.suppressed(), 1, "a loss between two snapshots");
         let (_, debouncer) = run(Published::default(), vec![(0, Some(ready()))]);
         assert_eq!(debouncer.published(), &connected());
     }
