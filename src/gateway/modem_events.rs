@@ -593,6 +593,14 @@ mod tests {
         }
     }
 
+    /// (name, published before, timed inputs, timed events expected)
+    type Case = (
+        &'static str,
+        Published,
+        Vec<(u64, Option<Observation>)>,
+        Vec<(u64, &'static str)>,
+    );
+
     #[test]
     fn events_come_only_for_changes_that_last() {
         let with_signal = |dbm| Observation {
@@ -607,12 +615,7 @@ mod tests {
             registered: Some(false),
             ..ready()
         };
-        let cases: Vec<(
-            &str,
-            Published,
-            Vec<(u64, Option<Observation>)>,
-            Vec<(u64, &str)>,
-        )> = vec![
+        let cases: Vec<Case> = vec![
             (
                 "first start: connected at once, the good rest adopted",
                 Published::default(),

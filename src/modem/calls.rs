@@ -211,10 +211,13 @@ mod tests {
         (events, hang_ups)
     }
 
+    /// (name, reject, timed inputs, events expected, hang-ups expected)
+    type Case = (&'static str, bool, Vec<(u64, Input)>, Vec<CallEvent>, usize);
+
     #[test]
     fn one_ringing_and_one_missed_per_call() {
         let n = Some("+447700900123");
-        let cases: Vec<(&str, bool, Vec<(u64, Input)>, Vec<CallEvent>, usize)> = vec![
+        let cases: Vec<Case> = vec![
             (
                 "caller hangs up after three rings",
                 false,
