@@ -599,6 +599,9 @@ fn the_demo_shows_an_sms_in_and_one_out_then_cleans_up_on_ctrl_c() {
         "webhook ← sms.sent (signature valid)",
         "webhook ← sms.delivered (signature valid)",
         "delivered at ",
+        "webhook ← call.ringing (signature valid)",
+        "webhook ← call.missed (signature valid)",
+        "the network says: Your balance is 12.50 EUR",
     ] {
         assert!(
             text.contains(expected),
