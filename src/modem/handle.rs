@@ -243,6 +243,8 @@ impl ModemHandle {
     /// Sends a USSD code (or the answer to a menu) and waits at most `timeout` for the
     /// network's answer; after a timeout the session is cancelled (`AT+CUSD=2`).
     pub async fn ussd(&self, code: &str, timeout: Duration) -> Result<UssdAnswer, UssdFailure> {
+        // A bad code is refused whatever the modem's state (both encodings take the same).
+        super::ussd::encode_request(code, super::ussd::RequestEncoding::Text)?;
         let (reply, answer) = oneshot::channel();
         let request = Request::Ussd {
             code: code.to_string(),
