@@ -1210,6 +1210,19 @@ async fn a_ussd_request_without_an_answer_times_out_clearly_and_cancels_the_sess
         answers(vec![(r#"AT+CUSD=1,"*100#",15"#, ok(&[]))]),
     );
     let modem = start(&fake).await;
+    // A second request while one waits is refused, not queued behind it.
+    let handle = modem.handle.clone();
+    let waiting = tokio::spawn(async move { handle.ussd("*100#", WAIT).await });
+    until("the first request is sent", || {
+        fake.received(r#"AT+CUSD=1,"*100#",15"#) == 1
+    })
+    .await;
+    assert_eq!(
+        modem.handle.ussd("*100#", WAIT).await,
+        Err(UssdFailure::Busy)
+    );
+    modem.handle.ussd_cancel().await.expect("driver runs");
+    assert_eq!(waiting.await.ok(), Some(Err(UssdFailure::Stopped)));
     let started = std::time::Instant::now();
     let outcome = modem.handle.ussd("*100#", Duration::from_millis(500)).await;
     let error = outcome.expect_err("no answer");

@@ -60,6 +60,7 @@ fn failure(error: UssdFailure) -> ApiError {
         UssdFailure::NotReady(_) | UssdFailure::Stopped => {
             (StatusCode::SERVICE_UNAVAILABLE, "modem_not_ready")
         }
+        UssdFailure::Busy => (StatusCode::CONFLICT, "ussd_busy"),
         UssdFailure::Refused(_) => (StatusCode::BAD_GATEWAY, "ussd_refused"),
         UssdFailure::Ended(_) => (StatusCode::BAD_GATEWAY, "ussd_ended"),
         UssdFailure::Timeout(_) => (StatusCode::GATEWAY_TIMEOUT, "ussd_timeout"),

@@ -398,6 +398,8 @@ impl Driver {
     }
 
     async fn end(&mut self, link: Link, end: End) -> End {
+        // A USSD answer cannot come over a lost connection: the waiting request hears now.
+        self.pending_ussd = None;
         let end = match end {
             // The session task knows best why it ended (EOF, EIO).
             End::Lost(reason) if link.task.is_finished() => {

@@ -43,14 +43,17 @@ pub enum UssdFailure {
     /// The network answered with a status that carries no text.
     #[error("the network ended the USSD session ({0})")]
     Ended(&'static str),
+    /// Another request is waiting for its answer (one USSD session at a time).
+    #[error("another USSD request is waiting for its answer; try again when it is done")]
+    Busy,
     /// No answer came in time.
     #[error(
         "no USSD answer within {} s (the network or the modem dropped it); the session was cancelled",
         .0.as_secs()
     )]
     Timeout(Duration),
-    /// The driver stopped, or a newer request took the answer's place.
-    #[error("the modem driver stopped before the USSD answer came")]
+    /// The driver stopped, or the connection was lost, before the answer came.
+    #[error("the modem driver stopped or lost the modem before the USSD answer came")]
     Stopped,
 }
 
@@ -124,6 +127,14 @@ impl Driver {
         code: String,
         reply: oneshot::Sender<Result<UssdAnswer, UssdFailure>>,
     ) -> Step {
+        if self
+            .pending_ussd
+            .as_ref()
+            .is_some_and(|waiting| !waiting.is_closed())
+        {
+            let _ = reply.send(Err(UssdFailure::Busy));
+            return Ok(());
+        }
         let (text, dcs) = match ussd::encode_request(&code, self.settings.ussd_request) {
             Ok(request) => request,
             Err(error) => {
@@ -134,7 +145,6 @@ impl Driver {
         let command = Command::new(format!("AT+CUSD=1,\"{text}\",{dcs}"));
         let response = self.execute(link, command).await?;
         if response.result.is_ok() {
-            // A request still waiting loses its place: one session at a time.
             self.pending_ussd = Some(reply);
         } else {
             let _ = reply.send(Err(UssdFailure::Refused(response.result.to_string())));
