@@ -222,6 +222,16 @@ fn a_weak_signal_crosses_the_threshold_once_each_way_and_a_full_sim_is_said() {
         ["modem.signal_low", "modem.signal_ok"]
     );
 
+    // Registration lost (searching) and back.
+    stack
+        .modem
+        .with_engine(|engine, _| engine.set_registration(2));
+    stack.wait_event("modem.registration_lost");
+    stack
+        .modem
+        .with_engine(|engine, _| engine.set_registration(1));
+    stack.wait_event("modem.registered");
+
     let filler = smsrelay::pdu::decode_hex(FILLER).expect("hex");
     stack
         .modem
@@ -229,6 +239,45 @@ fn a_weak_signal_crosses_the_threshold_once_each_way_and_a_full_sim_is_said() {
     let full = stack.wait_event("modem.storage_full");
     assert_eq!(data(&full)["total"], 30);
     assert_eq!(data(&full)["used"], 30);
+}
+
+#[test]
+fn a_refused_pin_is_a_sim_error() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let link = dir.path().join("modem");
+    let modem = MockModem::start(
+        MockConfig {
+            pin: Some("1234".into()),
+            ..MockConfig::default()
+        },
+        Some(link.clone()),
+    )
+    .expect("mock starts");
+    let port = free_port();
+    let config = dir.path().join("smsrelay.toml");
+    let text = format!(
+        "data_dir = \"{}\"\nwebhook_clock_check = false\n[modem]\ndevice = \"{}\"\npin = \"9999\"\n\
+         [api]\nlisten = \"127.0.0.1:{port}\"\ntoken = \"{TOKEN}\"\n[modem_events]\ndebounce = \"0s\"\n",
+        dir.path().join("data").display(),
+        link.display(),
+    );
+    std::fs::write(&config, text).expect("config written");
+    let _daemon = Daemon::start(&config);
+    let api = Api::new(port);
+    api.wait_up();
+    let deadline = Instant::now() + WAIT;
+    let sim_error = loop {
+        let (_, body) = api.get("/v1/events?name=modem.sim_error");
+        if let Some(event) = body["events"].as_array().and_then(|events| events.first()) {
+            break event.clone();
+        }
+        assert!(Instant::now() < deadline, "no modem.sim_error");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let reason = sim_error["data"]["reason"].as_str().unwrap_or_default();
+    assert!(reason.to_ascii_lowercase().contains("pin"), "{sim_error}");
+    assert_eq!(sim_error["data"]["modem"], "modem1");
+    drop(modem);
 }
 
 /// A plain DELIVER (docs/at-sms.md §5 E6), to fill the SIM with.
