@@ -95,7 +95,11 @@ impl Client {
             token: read_token(config)?,
             agent: ureq::Agent::config_builder()
                 .http_status_as_error(false)
-                .timeout_global(Some(Duration::from_secs(15)))
+                // A USSD request waits for the network up to [ussd] timeout.
+                .timeout_global(Some(
+                    Duration::from_secs(15)
+                        .max(config.gateway.ussd_timeout + Duration::from_secs(5)),
+                ))
                 .proxy(None)
                 .build()
                 .into(),

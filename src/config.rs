@@ -10,6 +10,8 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use crate::gateway::GatewaySettings;
+use crate::gateway::{BalanceCheck, ModemEventSettings};
+use crate::modem::ussd::RequestEncoding;
 use crate::modem::{InitSettings, ModemSettings};
 use crate::mqtt::{MqttSection, MqttSettings};
 use crate::store::Subscription;
@@ -45,6 +47,33 @@ struct Raw {
     smtp: Option<Spanned<SmtpSection>>,
     retention: Option<RawRetention>,
     mqtt: Option<Spanned<MqttSection>>,
+    modem_events: Option<RawModemEvents>,
+    calls: Option<RawCalls>,
+    ussd: Option<RawUssd>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawModemEvents {
+    debounce: Option<Spanned<String>>,
+    signal_low: Option<Spanned<i64>>,
+    signal_hysteresis: Option<Spanned<i64>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawCalls {
+    reject: Option<bool>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawUssd {
+    timeout: Option<Spanned<String>>,
+    request_encoding: Option<Spanned<String>>,
+    balance: Option<Spanned<String>>,
+    interval: Option<Spanned<String>>,
+    low_balance: Option<Spanned<f64>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -63,6 +92,8 @@ struct RawModem {
     smsc: Option<Spanned<String>>,
     registration_timeout: Option<Spanned<String>>,
     number: Option<Spanned<String>>,
+    name: Option<Spanned<String>>,
+    health_interval: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -118,6 +149,14 @@ pub struct ModemConfig {
     pub smsc: Option<String>,
     /// How long to wait for the network at start-up.
     pub registration_timeout: Duration,
+    /// The modem's name in events and the API.
+    pub name: String,
+    /// How often signal, registration and storage are read.
+    pub health_interval: Duration,
+    /// `[calls] reject`: hang up incoming calls.
+    pub reject_calls: bool,
+    /// `[ussd] request_encoding`.
+    pub ussd_request: RequestEncoding,
 }
 
 /// The resolved config.
@@ -253,6 +292,14 @@ fn read_raw(text: &str) -> Result<Raw, ConfigError> {
     })
 }
 
+/// A modem name: short, and safe in URLs, topics and file names.
+fn valid_name(name: &str) -> bool {
+    (1..=32).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
 /// A trimmed string, `None` when absent or empty.
 fn text_of(value: &Option<Spanned<String>>) -> Option<String> {
     value
@@ -322,7 +369,110 @@ impl Checker<'_> {
                 Duration::from_secs(60),
                 Duration::from_secs(5)..=Duration::from_secs(3600),
             )?,
+            name: match &modem.name {
+                Some(name) if valid_name(name.get_ref()) => name.get_ref().clone(),
+                Some(name) => {
+                    return Err(self.error(
+                        "modem.name",
+                        name,
+                        "1 to 32 letters, digits, '-' or '_'",
+                    ));
+                }
+                None => "modem1".into(),
+            },
+            health_interval: self.duration(
+                "modem.health_interval",
+                &modem.health_interval,
+                Duration::from_secs(60),
+                Duration::from_secs(1)..=Duration::from_secs(3600),
+            )?,
+            reject_calls: false,
+            ussd_request: RequestEncoding::Text,
         })
+    }
+
+    /// `[modem_events]`: the debounce and the signal threshold.
+    fn modem_events(
+        &self,
+        raw: &RawModemEvents,
+        modem: &str,
+    ) -> Result<ModemEventSettings, ConfigError> {
+        let defaults = ModemEventSettings::default();
+        let signal_low = match &raw.signal_low {
+            Some(dbm) if (-113..=-51).contains(dbm.get_ref()) => *dbm.get_ref() as i16,
+            Some(dbm) => {
+                return Err(self.error(
+                    "modem_events.signal_low",
+                    dbm,
+                    "a signal level in dBm, -113 to -51",
+                ));
+            }
+            None => defaults.signal_low_dbm,
+        };
+        let hysteresis = match &raw.signal_hysteresis {
+            Some(db) if (0..=30).contains(db.get_ref()) => *db.get_ref() as i16,
+            Some(db) => {
+                return Err(self.error(
+                    "modem_events.signal_hysteresis",
+                    db,
+                    "dB between 0 and 30",
+                ));
+            }
+            None => defaults.signal_hysteresis_db,
+        };
+        Ok(ModemEventSettings {
+            modem: modem.to_string(),
+            debounce: self.duration(
+                "modem_events.debounce",
+                &raw.debounce,
+                defaults.debounce,
+                Duration::ZERO..=DAY,
+            )?,
+            signal_low_dbm: signal_low,
+            signal_hysteresis_db: hysteresis,
+        })
+    }
+
+    /// `[ussd]`: the timeout, the request encoding and the balance check.
+    fn ussd(
+        &self,
+        raw: &RawUssd,
+    ) -> Result<(Duration, RequestEncoding, Option<BalanceCheck>), ConfigError> {
+        let timeout = self.duration(
+            "ussd.timeout",
+            &raw.timeout,
+            Duration::from_secs(30),
+            Duration::from_secs(1)..=Duration::from_secs(300),
+        )?;
+        let encoding = match &raw.request_encoding {
+            Some(name) => RequestEncoding::from_name(name.get_ref().trim()).ok_or_else(|| {
+                self.error(
+                    "ussd.request_encoding",
+                    name,
+                    "use text, or packed_hex (Huawei sticks)",
+                )
+            })?,
+            None => RequestEncoding::Text,
+        };
+        let balance = match &raw.balance {
+            Some(code) => {
+                if let Err(error) = crate::modem::ussd::encode_request(code.get_ref(), encoding) {
+                    return Err(self.error("ussd.balance", code, error.to_string()));
+                }
+                Some(BalanceCheck {
+                    code: code.get_ref().clone(),
+                    interval: self.duration(
+                        "ussd.interval",
+                        &raw.interval,
+                        Duration::from_secs(6 * 3600),
+                        Duration::from_secs(1)..=30 * DAY,
+                    )?,
+                    low_below: raw.low_balance.as_ref().map(|amount| *amount.get_ref()),
+                })
+            }
+            None => None,
+        };
+        Ok((timeout, encoding, balance))
     }
 
     fn modem_device(&self, device: &Option<Spanned<String>>) -> Result<String, ConfigError> {
@@ -611,18 +761,27 @@ impl Config {
             }
             None => None,
         };
+        let mut modem = check.modem(raw.modem.as_ref().unwrap_or(&RawModem::default()))?;
+        let (ussd_timeout, ussd_request, balance) = check.ussd(&raw.ussd.unwrap_or_default())?;
+        modem.ussd_request = ussd_request;
+        modem.reject_calls = raw.calls.and_then(|calls| calls.reject).unwrap_or(false);
+        let modem_events =
+            check.modem_events(&raw.modem_events.unwrap_or_default(), &modem.name)?;
         Ok(Config {
             data_dir: raw.data_dir.as_ref().map_or_else(
                 || PathBuf::from("/var/lib/smsrelay"),
                 |d| PathBuf::from(d.get_ref()),
             ),
             log_level: check.log_level(&raw.log_level)?,
-            modem: check.modem(&raw.modem.unwrap_or_default())?,
+            modem,
             listen,
             token,
             ready_grace,
             gateway: GatewaySettings {
                 receiving_number: device.number.clone(),
+                modem_events,
+                ussd_timeout,
+                balance,
                 ..check.gateway(
                     &raw.sms.unwrap_or_default(),
                     &raw.retention.unwrap_or_default(),
@@ -661,6 +820,10 @@ impl Config {
         settings.sweep_interval = self.modem.sweep_interval;
         settings.session.command_gap = self.modem.command_gap;
         settings.reset_command = self.modem.reset_command.clone();
+        settings.name = self.modem.name.clone();
+        settings.health_interval = self.modem.health_interval;
+        settings.reject_calls = self.modem.reject_calls;
+        settings.ussd_request = self.modem.ussd_request;
         settings
     }
 
@@ -669,7 +832,7 @@ impl Config {
         let mask = |present: bool| if present { "\"********\"" } else { "(none)" };
         let seconds = |d: Duration| format!("\"{}\"", humantime::format_duration(d));
         let mut out = format!(
-            "data_dir = {:?}\nlog_level = \"{}\"\nwebhook_clock_check = {}\nwebhook_clock_wait = {}\n\n[modem]\ndevice = {:?}\nbaud = {}\npin = {}\nstorage = {:?}\ncommand_timeout = {}\nsend_timeout = {}\nsweep_interval = {}\ncommand_gap = {}\nreset_command = {}\ncnmi = {}\nnumber = {}\n\n[api]\nlisten = \"{}\"\ntoken = {}\nready_grace = {}\n\n[sms]\nmax_parts = {}\nstatus_reports = {}\nvalidity = {}\nresend_interrupted = {}\nincomplete_timeout = {}\nreport_timeout_margin = {}\n\n[retention]\nevents = {}\nmessages = {}\n",
+            "data_dir = {:?}\nlog_level = \"{}\"\nwebhook_clock_check = {}\nwebhook_clock_wait = {}\n\n[modem]\ndevice = {:?}\nbaud = {}\npin = {}\nstorage = {:?}\ncommand_timeout = {}\nsend_timeout = {}\nsweep_interval = {}\ncommand_gap = {}\nreset_command = {}\ncnmi = {}\nnumber = {}\nname = {:?}\nhealth_interval = {}\n\n[api]\nlisten = \"{}\"\ntoken = {}\nready_grace = {}\n\n[sms]\nmax_parts = {}\nstatus_reports = {}\nvalidity = {}\nresend_interrupted = {}\nincomplete_timeout = {}\nreport_timeout_margin = {}\n\n[retention]\nevents = {}\nmessages = {}\n",
             self.data_dir.display().to_string(),
             self.log_level.to_string().to_ascii_lowercase(),
             self.webhook_clock_check,
@@ -694,6 +857,8 @@ impl Config {
                 .number
                 .as_deref()
                 .map_or("(none)".into(), |n| format!("{n:?}")),
+            self.modem.name,
+            seconds(self.modem.health_interval),
             self.listen,
             if self.token.is_some() {
                 "\"********\""
@@ -712,6 +877,25 @@ impl Config {
             seconds(self.gateway.retention_events),
             seconds(self.gateway.retention_messages),
         );
+        let events = &self.gateway.modem_events;
+        out.push_str(&format!(
+            "\n[modem_events]\ndebounce = {}\nsignal_low = {}\nsignal_hysteresis = {}\n\n[calls]\nreject = {}\n\n[ussd]\ntimeout = {}\nrequest_encoding = {:?}\nbalance = {}\n",
+            seconds(events.debounce),
+            events.signal_low_dbm,
+            events.signal_hysteresis_db,
+            self.modem.reject_calls,
+            seconds(self.gateway.ussd_timeout),
+            self.modem.ussd_request.name(),
+            self.gateway.balance.as_ref().map_or("(none)".into(), |check| format!(
+                "{:?} every {}{}",
+                check.code,
+                seconds(check.interval),
+                check
+                    .low_below
+                    .map(|below| format!(", low below {below}"))
+                    .unwrap_or_default()
+            )),
+        ));
         out.insert_str(
             0,
             &format!(
@@ -843,6 +1027,48 @@ fn describe_routing(routing: &crate::store::routing::Routing) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn calls_ussd_and_modem_events_reach_their_settings() {
+        let config = Config::parse(
+            "[modem]\ndevice = \"/dev/x\"\nname = \"gate\"\nhealth_interval = \"2s\"\n\
+             [modem_events]\ndebounce = \"500ms\"\nsignal_low = -95\nsignal_hysteresis = 4\n\
+             [calls]\nreject = true\n\
+             [ussd]\nbalance = \"*100#\"\ninterval = \"1h\"\nlow_balance = 5.5\n\
+             request_encoding = \"packed_hex\"\ntimeout = \"10s\"\n",
+        );
+        let config = match config {
+            Ok(config) => config,
+            Err(error) => panic!("{error}"),
+        };
+        let modem = config.modem_settings();
+        assert_eq!(modem.name, "gate");
+        assert_eq!(modem.health_interval, Duration::from_secs(2));
+        assert!(modem.reject_calls);
+        assert_eq!(modem.ussd_request, RequestEncoding::PackedHex);
+        let events = &config.gateway.modem_events;
+        assert_eq!(events.modem, "gate");
+        assert_eq!(events.debounce, Duration::from_millis(500));
+        assert_eq!(
+            (events.signal_low_dbm, events.signal_hysteresis_db),
+            (-95, 4)
+        );
+        assert_eq!(config.gateway.ussd_timeout, Duration::from_secs(10));
+        assert_eq!(
+            config.gateway.balance,
+            Some(BalanceCheck {
+                code: "*100#".into(),
+                interval: Duration::from_secs(3600),
+                low_below: Some(5.5),
+            })
+        );
+        let shown = config.describe();
+        assert!(shown.contains("[calls]\nreject = true"), "{shown}");
+        assert!(
+            shown.contains("balance = \"*100#\" every \"1h\", low below 5.5"),
+            "{shown}"
+        );
+    }
 
     const EXAMPLE: &str = include_str!("../config/smsrelay.toml");
 
@@ -1027,6 +1253,26 @@ mod tests {
     #[test]
     fn errors_name_the_key_and_the_line() {
         let cases = [
+            (
+                "[modem]\ndevice = \"/dev/x\"\nname = \"a b\"\n",
+                "modem.name",
+                3,
+            ),
+            (
+                "[modem]\ndevice = \"/dev/x\"\n[modem_events]\nsignal_low = -20\n",
+                "modem_events.signal_low",
+                4,
+            ),
+            (
+                "[modem]\ndevice = \"/dev/x\"\n[ussd]\nrequest_encoding = \"ucs2\"\n",
+                "ussd.request_encoding",
+                4,
+            ),
+            (
+                "[modem]\ndevice = \"/dev/x\"\n[ussd]\n\nbalance = \"*1\\\"#\"\n",
+                "ussd.balance",
+                5,
+            ),
             (
                 "[modem]\ndevice = \"/dev/x\"\nsweep_interval = \"often\"\n",
                 "modem.sweep_interval",

@@ -1,8 +1,9 @@
 //! `smsrelay demo`: the whole gateway on one machine, no hardware, no config to write. A
 //! simulated modem on a PTY, the daemon on a temporary data dir with a generated config, and
 //! a built-in webhook receiver that prints each event and checks its signature. It injects an
-//! inbound SMS, sends one, shows the delivery report, then stays up for you to play with the
-//! API until Ctrl-C, which removes everything it made.
+//! inbound SMS, sends one, shows the delivery report, lets a caller ring and hang up, asks the
+//! balance with USSD, then stays up for you to play with the API until Ctrl-C, which removes
+//! everything it made.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -187,7 +188,7 @@ fn is_ready(client: &Client) -> bool {
         .is_ok_and(|ready| ready["modem_not_ready_seconds"].is_null())
 }
 
-/// An SMS in, then one out with its delivery report.
+/// An SMS in, one out with its delivery report, a missed call and a USSD balance.
 async fn tour(modem: &MockModem, client: Client) -> Result<(), DemoError> {
     println!("1. An SMS arrives from +447700900555 …");
     modem
@@ -200,14 +201,46 @@ async fn tour(modem: &MockModem, client: Client) -> Result<(), DemoError> {
     println!("\n2. Sending a reply through the API, and waiting for its delivery report …");
     let sent = tokio::task::spawn_blocking(move || {
         let request = serde_json::json!({ "to": "+447700900555", "text": "Yes: smsrelay here." });
-        client.send(&request, None, Some(Duration::from_secs(30)), |line| {
+        let sent = client.send(&request, None, Some(Duration::from_secs(30)), |line| {
             println!("   {line}")
-        })
+        });
+        (client, sent)
     })
     .await;
-    if let Ok(Err(error)) = sent {
-        eprintln!("   send failed: {error}");
-    }
+    let client = match sent {
+        Ok((client, sent)) => {
+            if let Err(error) = sent {
+                eprintln!("   send failed: {error}");
+            }
+            client
+        }
+        Err(error) => return Err(std::io::Error::other(error.to_string()).into()),
+    };
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    println!("\n3. +447700900555 calls, rings twice and hangs up (call.ringing, call.missed) …");
+    modem.call(Some("+447700900555"), 2, Duration::from_secs(1));
+    let client = tokio::task::spawn_blocking(move || {
+        // Until the missed call is stored (its webhook follows at once), for at most 15 s.
+        for _ in 0..150 {
+            let missed = client.get("/v1/events?name=call.missed");
+            if missed.is_ok_and(|found| found["events"].as_array().is_some_and(|e| !e.is_empty())) {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        println!("\n4. Asking the balance with USSD (POST /v1/ussd {{\"code\": \"*100#\"}}) …");
+        match client.post("/v1/ussd", &serde_json::json!({ "code": "*100#" })) {
+            Ok(answer) => println!(
+                "   the network says: {}",
+                answer["text"].as_str().unwrap_or("?")
+            ),
+            Err(error) => eprintln!("   USSD failed: {error}"),
+        }
+        client
+    })
+    .await
+    .map_err(|error| std::io::Error::other(error.to_string()))?;
+    drop(client);
     tokio::time::sleep(Duration::from_millis(500)).await;
     Ok(())
 }

@@ -17,6 +17,7 @@ mod mock_gammu;
 mod mock_modem;
 mod mock_properties;
 mod modem_driver;
+mod modem_events;
 mod modem_init;
 mod mqtt;
 mod pdu_cli;

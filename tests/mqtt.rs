@@ -299,6 +299,24 @@ fn a_command_is_obeyed_once_and_an_expired_one_refused() {
     assert_eq!(refused.len(), 1);
     assert_eq!(refused[0].json()["error"]["code"], "expired");
 
+    // USSD through MQTT: the balance text comes back under the request id.
+    client.publish(
+        &format!("{prefix}/cmd/ussd"),
+        r##"{"code": "*100#", "request_id": "balance-1"}"##,
+        false,
+    );
+    let heard = client.wait_until("the USSD answer", WAIT, |heard| {
+        !on_topic(heard, &format!("{prefix}/cmd/result/balance-1")).is_empty()
+    });
+    let answer = on_topic(&heard, &format!("{prefix}/cmd/result/balance-1"))[0].json();
+    assert_eq!(answer["status"], "answered", "{answer}");
+    assert!(
+        answer["text"]
+            .as_str()
+            .is_some_and(|text| text.contains("balance")),
+        "{answer}"
+    );
+
     let (_, page) = gateway.api.get("/v1/messages?limit=100");
     let texts: Vec<&str> = page["messages"]
         .as_array()

@@ -20,7 +20,10 @@ use std::time::Duration;
 
 use serialport::{SerialPort, TTYPort};
 use smsrelay::at::RegistrationStatus;
-use smsrelay::modem::{Inbound, InitError, LinkState, Modem, ModemEvent, ModemSettings, Origin};
+use smsrelay::modem::ussd::RequestEncoding;
+use smsrelay::modem::{
+    Inbound, InitError, LinkState, Modem, ModemEvent, ModemSettings, Origin, UssdFailure,
+};
 use smsrelay::pdu::{Body, Tpdu};
 use tokio::sync::mpsc::Receiver;
 use tokio::time::timeout;
@@ -1137,4 +1140,104 @@ async fn the_pin_attempts_are_read_in_every_vendor_form_and_the_last_one_is_kept
             fake.log()
         );
     }
+}
+
+// ---- USSD: the vendor forms of +CUSD (docs/at-sms.md §8) --------------------------------------
+
+#[tokio::test]
+async fn a_ussd_answer_is_read_in_every_vendor_form() {
+    // (request line the modem expects, what it answers, the driver's request encoding). The
+    // hex here was worked out by hand from TS 23.038, not with our codec.
+    const TEXT: &str = "Balance: 12.50 EUR";
+    let text_request = r#"AT+CUSD=1,"*100#",15"#;
+    let packed_request = r#"AT+CUSD=1,"AA180C3602",15"#;
+    let cases: Vec<(&str, &str, String, RequestEncoding)> = vec![
+        (
+            "plain text",
+            text_request,
+            format!("\r\nOK\r\n\r\n+CUSD: 0,\"{TEXT}\",15\r\n"),
+            RequestEncoding::Text,
+        ),
+        (
+            "Huawei packed GSM 7-bit hex, the request packed too",
+            packed_request,
+            "\r\nOK\r\n\r\n+CUSD: 0,\"C2303BEC1E9775A098CC5583818A5529\",15\r\n".into(),
+            RequestEncoding::PackedHex,
+        ),
+        (
+            "Huawei unpacked GSM 7-bit hex",
+            text_request,
+            "\r\nOK\r\n\r\n+CUSD: 0,\"42616C616E63653A2031322E353020455552\",15\r\n".into(),
+            RequestEncoding::Text,
+        ),
+        (
+            "UCS-2 hex",
+            text_request,
+            "\r\nOK\r\n\r\n+CUSD: 0,\"00420061006C0061006E00630065003A002000310032002E003500300020004500550052\",72\r\n".into(),
+            RequestEncoding::Text,
+        ),
+        (
+            "the answer before the OK, without a space after the colon",
+            text_request,
+            format!("\r\n+CUSD:0,\"{TEXT}\",15\r\n\r\nOK\r\n"),
+            RequestEncoding::Text,
+        ),
+    ];
+    for (form, request, answer, encoding) in cases {
+        let fake = Fake::start(
+            State::default(),
+            answers(vec![(request, answer.into_bytes())]),
+        );
+        let mut settings = settings(&fake.path);
+        settings.ussd_request = encoding;
+        let modem = start_with(&fake, settings).await;
+        let answer = modem.handle.ussd("*100#", WAIT).await;
+        assert_eq!(
+            answer.as_ref().map(|answer| answer.text.as_str()),
+            Ok(TEXT),
+            "{form}: {:?}",
+            fake.log()
+        );
+        assert_eq!(fake.received(request), 1, "{form}");
+    }
+}
+
+#[tokio::test]
+async fn a_ussd_request_without_an_answer_times_out_clearly_and_cancels_the_session() {
+    // The modem says OK to the request and never sends +CUSD.
+    let fake = Fake::start(
+        State::default(),
+        answers(vec![(r#"AT+CUSD=1,"*100#",15"#, ok(&[]))]),
+    );
+    let modem = start(&fake).await;
+    // A second request while one waits is refused, not queued behind it.
+    let handle = modem.handle.clone();
+    let waiting = tokio::spawn(async move { handle.ussd("*100#", WAIT).await });
+    until("the first request is sent", || {
+        fake.received(r#"AT+CUSD=1,"*100#",15"#) == 1
+    })
+    .await;
+    assert_eq!(
+        modem.handle.ussd("*100#", WAIT).await,
+        Err(UssdFailure::Busy)
+    );
+    modem.handle.ussd_cancel().await.expect("driver runs");
+    assert_eq!(waiting.await.ok(), Some(Err(UssdFailure::Stopped)));
+    let started = std::time::Instant::now();
+    let outcome = modem.handle.ussd("*100#", Duration::from_millis(500)).await;
+    let error = outcome.expect_err("no answer");
+    assert!(
+        matches!(error, UssdFailure::Timeout(_)),
+        "{error:?}: {}",
+        error
+    );
+    assert!(
+        error.to_string().contains("no USSD answer within"),
+        "{error}"
+    );
+    assert!(started.elapsed() < WAIT);
+    until("AT+CUSD=2 after the timeout", || {
+        fake.received("AT+CUSD=2") == 1
+    })
+    .await;
 }

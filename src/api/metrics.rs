@@ -20,6 +20,12 @@ struct Sample {
     modem: Counters,
     unmatched_reports: u64,
     undecodable: u64,
+    calls: u64,
+    missed_calls: u64,
+    ussd_requests: u64,
+    ussd_failures: u64,
+    modem_flaps_suppressed: u64,
+    balance: Option<f64>,
     store_ok: bool,
     clock: ClockVerdict,
     outbox: usize,
@@ -112,6 +118,46 @@ const METRICS: &[Metric] = &[
         value: |sample| sample.undecodable.to_string(),
     },
     Metric {
+        name: "smsrelay_calls_total",
+        help: "Incoming calls (call.ringing).",
+        kind: "counter",
+        value: |sample| sample.calls.to_string(),
+    },
+    Metric {
+        name: "smsrelay_missed_calls_total",
+        help: "Calls that stopped ringing unanswered or were rejected (call.missed).",
+        kind: "counter",
+        value: |sample| sample.missed_calls.to_string(),
+    },
+    Metric {
+        name: "smsrelay_ussd_requests_total",
+        help: "USSD requests sent (API and balance checks).",
+        kind: "counter",
+        value: |sample| sample.ussd_requests.to_string(),
+    },
+    Metric {
+        name: "smsrelay_ussd_failures_total",
+        help: "USSD requests without a usable answer (refused, timed out, ended).",
+        kind: "counter",
+        value: |sample| sample.ussd_failures.to_string(),
+    },
+    Metric {
+        name: "smsrelay_modem_flaps_suppressed_total",
+        help: "Modem state changes shorter than the debounce, published as no event.",
+        kind: "counter",
+        value: |sample| sample.modem_flaps_suppressed.to_string(),
+    },
+    Metric {
+        name: "smsrelay_sim_balance",
+        help: "The amount in the last balance answer (NaN before the first).",
+        kind: "gauge",
+        value: |sample| {
+            sample
+                .balance
+                .map_or_else(|| "NaN".into(), |amount| amount.to_string())
+        },
+    },
+    Metric {
         name: "smsrelay_store_ok",
         help: "1 while the database writes; 0 after a write failed (a full disk).",
         kind: "gauge",
@@ -171,6 +217,16 @@ pub async fn metrics(State(state): State<Shared>) -> Result<Response, ApiError> 
         modem: modem.counters,
         unmatched_reports: gateway.unmatched_reports.load(Ordering::Relaxed),
         undecodable: gateway.undecodable.load(Ordering::Relaxed),
+        calls: gateway.calls.load(Ordering::Relaxed),
+        missed_calls: gateway.missed_calls.load(Ordering::Relaxed),
+        ussd_requests: gateway.ussd_requests.load(Ordering::Relaxed),
+        ussd_failures: gateway.ussd_failures.load(Ordering::Relaxed),
+        modem_flaps_suppressed: state.gateway.modem_flaps_suppressed(),
+        balance: state
+            .gateway
+            .sim_activity()
+            .last_balance
+            .and_then(|balance| balance["amount"].as_f64()),
         store_ok: state.gateway.store().failure().is_none(),
         clock: state.dispatcher.clock_status(),
         outbox,
@@ -271,6 +327,12 @@ mod tests {
             },
             unmatched_reports: 7,
             undecodable: 8,
+            calls: 10,
+            missed_calls: 11,
+            ussd_requests: 12,
+            ussd_failures: 13,
+            modem_flaps_suppressed: 14,
+            balance: Some(12.5),
             store_ok: true,
             clock: ClockVerdict::Unsynchronised,
             outbox: 9,
@@ -333,6 +395,24 @@ smsrelay_unmatched_reports_total 7
 # HELP smsrelay_undecodable_total Inbound PDUs that did not decode, recorded as sms.undecodable.
 # TYPE smsrelay_undecodable_total counter
 smsrelay_undecodable_total 8
+# HELP smsrelay_calls_total Incoming calls (call.ringing).
+# TYPE smsrelay_calls_total counter
+smsrelay_calls_total 10
+# HELP smsrelay_missed_calls_total Calls that stopped ringing unanswered or were rejected (call.missed).
+# TYPE smsrelay_missed_calls_total counter
+smsrelay_missed_calls_total 11
+# HELP smsrelay_ussd_requests_total USSD requests sent (API and balance checks).
+# TYPE smsrelay_ussd_requests_total counter
+smsrelay_ussd_requests_total 12
+# HELP smsrelay_ussd_failures_total USSD requests without a usable answer (refused, timed out, ended).
+# TYPE smsrelay_ussd_failures_total counter
+smsrelay_ussd_failures_total 13
+# HELP smsrelay_modem_flaps_suppressed_total Modem state changes shorter than the debounce, published as no event.
+# TYPE smsrelay_modem_flaps_suppressed_total counter
+smsrelay_modem_flaps_suppressed_total 14
+# HELP smsrelay_sim_balance The amount in the last balance answer (NaN before the first).
+# TYPE smsrelay_sim_balance gauge
+smsrelay_sim_balance 12.5
 # HELP smsrelay_store_ok 1 while the database writes; 0 after a write failed (a full disk).
 # TYPE smsrelay_store_ok gauge
 smsrelay_store_ok 1

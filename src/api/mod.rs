@@ -15,6 +15,7 @@ mod metrics;
 mod probes;
 mod status;
 mod token;
+mod ussd;
 pub(crate) mod views;
 
 pub use views::link_state_name;
@@ -83,6 +84,8 @@ pub fn router(state: Shared) -> Router {
         .route("/v1/events", get(events::list))
         .route("/v1/events/{sequence}/redeliver", post(events::redeliver))
         .route("/v1/status", get(status::status))
+        .route("/v1/ussd", post(ussd::send))
+        .route("/v1/ussd/cancel", post(ussd::cancel))
         .route("/v1/webhooks", get(webhooks::list))
         .route("/v1/webhooks/{name}/test", post(webhooks::test))
         .route("/v1/webhooks/{name}/enable", post(webhooks::enable))

@@ -21,6 +21,7 @@ pub async fn status(State(state): State<Shared>) -> Result<Response, ApiError> {
             .map_or(0, |webhook| webhook.queue_depth);
         MqttView::new(link.status(), depth)
     });
+    let activity = state.gateway.sim_activity();
     let view = StatusView {
         version: env!("CARGO_PKG_VERSION"),
         uptime_seconds: state.started.elapsed().as_secs(),
@@ -30,6 +31,8 @@ pub async fn status(State(state): State<Shared>) -> Result<Response, ApiError> {
         clock: ClockView::new(&state.dispatcher.clock_status()),
         webhooks: webhooks.iter().map(WebhookBrief::from).collect(),
         mqtt,
+        last_call: activity.last_call,
+        last_balance: activity.last_balance,
     };
     Ok(axum::Json(view).into_response())
 }

@@ -150,6 +150,11 @@ const CASES: &[Case] = &[
     Case { what: "no such message", path: "/v1/messages/nope", status: 404, code: "not_found", ..GET },
     Case { what: "no such webhook", path: "/v1/webhooks/nope/dead-letters", status: 404, code: "not_found", ..GET },
     Case { what: "no token on status", path: "/v1/status", headers: &[], status: 401, code: "unauthorized", ..GET },
+    Case { what: "USSD without a code", path: "/v1/ussd", body: Body::Raw("{}"), code: "invalid_request", field: Some("code"), ..POST },
+    Case { what: "USSD code with a quote", path: "/v1/ussd", body: Body::Raw(r##"{"code": "*1\"#"}"##), status: 422, code: "invalid_code", field: Some("code"), ..POST },
+    Case { what: "USSD on another modem", path: "/v1/ussd", body: Body::Raw(r#"{"code": "*100#", "modem": "other"}"#), status: 404, code: "unknown_modem", field: Some("modem"), ..POST },
+    Case { what: "USSD while the modem is not ready", path: "/v1/ussd", body: Body::Raw(r#"{"code": "*100#"}"#), status: 503, code: "modem_not_ready", ..POST },
+    Case { what: "USSD cancel with an unknown field", path: "/v1/ussd/cancel", body: Body::Raw(r#"{"session": 1}"#), code: "invalid_request", field: Some("session"), ..POST },
 ];
 
 /// The case's status, code and field; a non-empty message; a 401 names the Bearer scheme.
@@ -235,7 +240,7 @@ fn the_openapi_document_lists_every_route() {
             checked += 1;
         }
     }
-    assert_eq!(checked, 14, "every route is found");
+    assert_eq!(checked, 16, "every route is found");
 }
 
 #[test]

@@ -231,6 +231,10 @@ pub struct StatusView<'a> {
     /// The MQTT link, when `[mqtt]` is configured.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub mqtt: Option<MqttView>,
+    /// The last `call.ringing` or `call.missed` data (with `event`), since start.
+    pub last_call: Option<serde_json::Value>,
+    /// The last `sim.balance` data, since start.
+    pub last_balance: Option<serde_json::Value>,
 }
 
 /// The MQTT link in `/v1/status`.

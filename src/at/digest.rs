@@ -4,10 +4,16 @@
 //! [`URC_TABLE`](super::URC_TABLE) unless the pending command asked for that prefix,
 //! information line of the pending command, and with nothing pending, unexpected input.
 //! Two-line URCs (`+CMT`, `+CDS`, `+CBM`) take the next line as their PDU wherever they land.
+//! A `+CUSD:` whose quoted text holds line breaks (USSD menus do) is read up to its closing
+//! quote, at most [`MAX_USSD_LINES`] lines; a final result for the pending command ends it.
 
 use super::frame::{Frame, Framer};
 use super::parse;
 use super::{FinalResult, Urc};
+
+/// The most lines one `+CUSD:` answer may span (a menu is a few lines; USSD carries at most
+/// 182 characters).
+pub const MAX_USSD_LINES: usize = 16;
 
 /// The command whose answer is being read, as the classifier needs to know it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -108,6 +114,8 @@ pub struct Digester {
     urc_header: Option<String>,
     /// A line read while completing a two-line URC that turned out not to be its PDU.
     deferred: Option<String>,
+    /// A `+CUSD:` whose quoted text is still open, and its line count.
+    open_ussd: Option<(String, usize)>,
 }
 
 impl Digester {
@@ -151,6 +159,21 @@ impl Digester {
                     }
                 }
             };
+            if let Some((mut text, lines)) = self.open_ussd.take() {
+                let ends_command = self.pending.is_some() && parse::final_result(&line).is_some();
+                if ends_command || lines >= MAX_USSD_LINES {
+                    // The quote never closed: what came so far is kept for the log.
+                    self.deferred = Some(line);
+                    return Some(Item::Urc(Urc::Malformed(text)));
+                }
+                text.push('\n');
+                text.push_str(line.trim_end());
+                if open_quote(&text) {
+                    self.open_ussd = Some((text, lines + 1));
+                    continue;
+                }
+                return Some(Item::Urc(parse::urc(&text, None)));
+            }
             if let Some(header) = self.urc_header.take() {
                 if parse::is_hex(line.trim()) {
                     return Some(Item::Urc(parse::urc(&header, Some(line.trim()))));
@@ -179,7 +202,7 @@ impl Digester {
         if let Some(result) = parse::final_result(&line) {
             return Some(match (&self.pending, result) {
                 (Some(_), result) => Item::Final(result),
-                (None, FinalResult::NoCarrier) => Item::Urc(Urc::Ring),
+                (None, FinalResult::NoCarrier) => Item::Urc(Urc::CallEnded),
                 (None, _) => Item::Unexpected(line),
             });
         }
@@ -191,6 +214,10 @@ impl Digester {
                     .is_some_and(|pending| pending.owns_prefix(&line))
                 && is_answer_shape(&line);
             if !claimed {
+                if line.starts_with("+CUSD:") && open_quote(&line) {
+                    self.open_ussd = Some((line, 1));
+                    return None;
+                }
                 if spec.two_lines {
                     self.urc_header = Some(line);
                     return None;
@@ -203,6 +230,11 @@ impl Digester {
             None => Item::Unexpected(line),
         })
     }
+}
+
+/// Whether `text` has a quote still open (an odd number of them).
+fn open_quote(text: &str) -> bool {
+    text.bytes().filter(|&b| b == b'"').count() % 2 == 1
 }
 
 /// For a prefix that is both an answer and a URC: whether this line is the answer. Only the
@@ -234,6 +266,60 @@ mod tests {
 
     fn info(text: &str) -> Item {
         Item::Info(text.to_string())
+    }
+
+    #[test]
+    fn a_ussd_menu_over_several_lines_is_one_urc() {
+        use crate::at::UssdReport;
+        let menu = |text: &str| {
+            Item::Urc(Urc::Ussd(UssdReport {
+                status: 1,
+                text: Some(text.into()),
+                dcs: Some(15),
+            }))
+        };
+        // CR LF inside the text, then the URC's end; nothing pending.
+        assert_eq!(
+            digest(
+                None,
+                b"\r\n+CUSD: 1,\"Menu\r\n1. Balance\r\n2. Bundles\",15\r\n"
+            ),
+            vec![menu("Menu\n1. Balance\n2. Bundles")]
+        );
+        // Bare LF inside, arriving while a command waits for its OK.
+        assert_eq!(
+            digest(
+                Some(Pending::new("AT+CSQ")),
+                b"\r\n+CUSD: 1,\"A\n1. B\",15\r\n\r\n+CSQ: 9,99\r\n\r\nOK\r\n"
+            ),
+            vec![
+                menu("A\n1. B"),
+                info("+CSQ: 9,99"),
+                Item::Final(FinalResult::Ok)
+            ]
+        );
+        // A quote that never closes gives up at the pending command's final result.
+        assert_eq!(
+            digest(
+                Some(Pending::new("AT+CSQ")),
+                b"\r\n+CUSD: 1,\"A\r\nB\r\nOK\r\n"
+            ),
+            vec![
+                Item::Urc(Urc::Malformed("+CUSD: 1,\"A\nB".into())),
+                Item::Final(FinalResult::Ok)
+            ]
+        );
+        // … or after MAX_USSD_LINES lines with nothing pending.
+        let mut flood = b"+CUSD: 1,\"A\r\n".to_vec();
+        for _ in 0..MAX_USSD_LINES + 2 {
+            flood.extend_from_slice(b"x\r\n");
+        }
+        let items = digest(None, &flood);
+        assert!(
+            matches!(items[0], Item::Urc(Urc::Malformed(_))),
+            "{items:?}"
+        );
+        assert_eq!(items.len(), 4, "{items:?}");
     }
 
     #[test]
@@ -378,7 +464,7 @@ mod tests {
         );
         assert_eq!(
             digest(None, b"\r\nNO CARRIER\r\n"),
-            vec![Item::Urc(Urc::Ring)]
+            vec![Item::Urc(Urc::CallEnded)]
         );
         assert_eq!(
             digest(None, b"\r\nhello\r\n"),

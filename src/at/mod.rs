@@ -223,10 +223,14 @@ pub enum Urc {
     },
     /// Unsolicited `+CREG`/`+CGREG`/`+CEREG`.
     Registration(Registration),
-    /// `RING`, `+CRING:` or `NO CARRIER` with no command pending: an incoming call.
+    /// `RING` or `+CRING:`: an incoming call rings (once per ring).
     Ring,
-    /// `+CLIP:` caller id; the raw line is kept.
+    /// `+CLIP:` caller id; the raw line is kept ([`parse::clip`] reads the number).
     CallerId(String),
+    /// `NO CARRIER` with no command pending: the call ended (the caller hung up).
+    CallEnded,
+    /// `+CUSD:`: a USSD answer or the network ending a session (TS 27.007 §7.15).
+    Ussd(UssdReport),
     /// `+CPIN:` unasked: the SIM changed state (often after a reboot).
     SimState(PinState),
     /// A boot banner.
@@ -236,6 +240,19 @@ pub enum Urc {
     /// A two-line URC whose PDU line was missing or not hex, or a known prefix that did not
     /// parse: the raw text is kept for the log.
     Malformed(String),
+}
+
+/// The fields of a `+CUSD: <m>[,<str>[,<dcs>]]` line, the string still as the modem wrote it
+/// (plain text, hex of packed or unpacked GSM 7-bit, or UCS-2 hex; `modem::ussd` decodes it).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UssdReport {
+    /// `<m>`: 0 done, 1 the network waits for an answer, 2 ended by the network, 3 another
+    /// client answered, 4 not supported, 5 network timeout.
+    pub status: u8,
+    /// `<str>` without its quotes, when present.
+    pub text: Option<String>,
+    /// `<dcs>` (TS 23.038 §5, the cell broadcast coding scheme), when present.
+    pub dcs: Option<u8>,
 }
 
 /// How a URC is recognised: a prefix, and how many lines it takes.

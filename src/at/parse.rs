@@ -13,7 +13,7 @@ use nom::{IResult, Parser};
 
 use super::{
     Banner, CmeError, CmsError, Domain, FinalResult, PinState, Registration, RegistrationStatus,
-    Urc,
+    Urc, UssdReport,
 };
 
 /// A line that did not have the shape its parser expects.
@@ -487,14 +487,85 @@ pub fn urc(line: &str, pdu_line: Option<&str>) -> Urc {
         registration(line).ok().map(Urc::Registration)
     } else if line.starts_with("+CPIN:") {
         cpin(line).ok().map(Urc::SimState)
-    } else if line == "RING" || line.starts_with("+CRING:") || line == "NO CARRIER" {
+    } else if line == "RING" || line.starts_with("+CRING:") {
         Some(Urc::Ring)
+    } else if line == "NO CARRIER" {
+        Some(Urc::CallEnded)
     } else if line.starts_with("+CLIP:") {
         Some(Urc::CallerId(line.to_string()))
+    } else if line.starts_with("+CUSD:") {
+        cusd(line).ok().map(Urc::Ussd)
     } else {
         Some(banner(line).map_or_else(|| Urc::Noise(line.to_string()), Urc::Boot))
     };
     parsed.unwrap_or_else(malformed)
+}
+
+/// `+CUSD: <m>[,"<str>"[,<dcs>]]`. The string is taken up to the last quote, since answers
+/// may hold commas and even quotes; an unquoted string (some firmware) is read up to the last
+/// comma when a number follows it.
+pub fn cusd(line: &str) -> Result<UssdReport, ParseError> {
+    let body = line
+        .trim()
+        .strip_prefix("+CUSD:")
+        .ok_or_else(|| error("+CUSD", line))?
+        .trim_start();
+    let (status, rest) = match body.find(',') {
+        Some(comma) => (&body[..comma], Some(&body[comma + 1..])),
+        None => (body, None),
+    };
+    let status: u8 = status.trim().parse().map_err(|_| error("+CUSD", line))?;
+    let Some(rest) = rest.map(str::trim) else {
+        return Ok(UssdReport {
+            status,
+            text: None,
+            dcs: None,
+        });
+    };
+    let (text, tail) = match (rest.strip_prefix('"'), rest.rfind('"')) {
+        (Some(_), Some(close)) if close > 0 => (&rest[1..close], &rest[close + 1..]),
+        (Some(_), _) => return Err(error("+CUSD", line)),
+        (None, _) => match rest.rfind(',') {
+            Some(comma) if rest[comma + 1..].trim().parse::<u8>().is_ok() => {
+                (&rest[..comma], &rest[comma..])
+            }
+            _ => (rest, ""),
+        },
+    };
+    let tail = tail.trim();
+    let dcs = match tail.strip_prefix(',') {
+        Some(dcs) if !dcs.trim().is_empty() => {
+            Some(dcs.trim().parse().map_err(|_| error("+CUSD", line))?)
+        }
+        Some(_) => None,
+        None if tail.is_empty() => None,
+        None => return Err(error("+CUSD", line)),
+    };
+    Ok(UssdReport {
+        status,
+        text: Some(text.to_string()),
+        dcs,
+    })
+}
+
+/// The caller of a `+CLIP: "<number>",<type>[,...]` line: `None` when the number is withheld
+/// or unknown (an empty number; the CLI validity field says why, TS 27.007 §7.6). A national
+/// number (type 129) stays as sent; an international one (145) gets its `+`.
+pub fn clip(line: &str) -> Result<Option<String>, ParseError> {
+    let fields = fields("+CLIP:", line)?;
+    let number = fields
+        .first()
+        .map(|field| field.text().trim())
+        .ok_or_else(|| error("+CLIP", line))?;
+    if number.is_empty() {
+        return Ok(None);
+    }
+    let international = fields.get(1).and_then(|field| field.number::<u8>()) == Some(145);
+    Ok(Some(if international && !number.starts_with('+') {
+        format!("+{number}")
+    } else {
+        number.to_string()
+    }))
 }
 
 /// The boot banner a line is, if any.
@@ -843,6 +914,17 @@ mod tests {
             ),
             ("RING", None, Urc::Ring),
             ("+CRING: VOICE", None, Urc::Ring),
+            ("NO CARRIER", None, Urc::CallEnded),
+            (
+                "+CUSD: 0,\"Balance: 12.50 EUR, valid\",15",
+                None,
+                Urc::Ussd(UssdReport {
+                    status: 0,
+                    text: Some("Balance: 12.50 EUR, valid".into()),
+                    dcs: Some(15),
+                }),
+            ),
+            ("+CUSD: nope", None, Urc::Malformed("+CUSD: nope".into())),
             ("+CPIN: READY", None, Urc::SimState(PinState::Ready)),
             ("RDY", None, Urc::Boot(Banner::Rdy)),
             ("SMS Ready", None, Urc::Boot(Banner::SmsReady)),
@@ -852,6 +934,69 @@ mod tests {
         for (line, pdu, expected) in cases {
             assert_eq!(&urc(line, *pdu), expected, "line {line:?}");
         }
+    }
+
+    #[test]
+    fn ussd_lines_in_every_form() {
+        let report = |status, text: Option<&str>, dcs| {
+            Ok(UssdReport {
+                status,
+                text: text.map(str::to_string),
+                dcs,
+            })
+        };
+        check(cusd, "+CUSD: 2", report(2, None, None));
+        check(cusd, "+CUSD: 4", report(4, None, None));
+        check(cusd, "+CUSD: 0,\"Hi\",15", report(0, Some("Hi"), Some(15)));
+        check(
+            cusd,
+            "+CUSD:1,\"1. Yes\",72",
+            report(1, Some("1. Yes"), Some(72)),
+        );
+        check(
+            cusd,
+            "+CUSD: 0,\"say \"hi\"\",15",
+            report(0, Some("say \"hi\""), Some(15)),
+        );
+        check(cusd, "+CUSD: 0,\"no dcs\"", report(0, Some("no dcs"), None));
+        check(cusd, "+CUSD: 0,\"\",15", report(0, Some(""), Some(15)));
+        check(
+            cusd,
+            "+CUSD: 0,C2303B,15",
+            report(0, Some("C2303B"), Some(15)),
+        );
+        check(
+            cusd,
+            "+CUSD: 0,\"x\",300",
+            Err(error("+CUSD", "+CUSD: 0,\"x\",300")),
+        );
+        check(
+            cusd,
+            "+CUSD: 0,\"open",
+            Err(error("+CUSD", "+CUSD: 0,\"open")),
+        );
+        check(cusd, "+CUSD: ,\"x\"", Err(error("+CUSD", "+CUSD: ,\"x\"")));
+    }
+
+    #[test]
+    fn callers_in_every_form() {
+        check(
+            clip,
+            "+CLIP: \"+447700900123\",145",
+            Ok(Some("+447700900123".into())),
+        );
+        check(
+            clip,
+            "+CLIP: \"447700900123\",145,,,,0",
+            Ok(Some("+447700900123".into())),
+        );
+        check(
+            clip,
+            "+CLIP: \"07700900123\",129",
+            Ok(Some("07700900123".into())),
+        );
+        check(clip, "+CLIP: \"\",128,,,,1", Ok(None));
+        check(clip, "+CLIP: ,128", Ok(None));
     }
 
     #[test]

@@ -84,6 +84,19 @@ pub enum Commands {
     },
     /// Shows the modem, the queues and the webhooks.
     Status,
+    /// Sends a USSD code (e.g. '*100#' for the balance) through the running daemon and prints
+    /// the network's answer; when it opens a menu, send the choice the same way.
+    Ussd {
+        /// The code, or the answer to an open menu.
+        #[arg(required_unless_present = "cancel")]
+        code: Option<String>,
+        /// Ends the open menu session instead.
+        #[arg(long, conflicts_with = "code")]
+        cancel: bool,
+        /// The modem by name (default: the only one).
+        #[arg(long)]
+        modem: Option<String>,
+    },
     /// Lists recent messages.
     Messages {
         /// Only this state: queued, sending, sent, delivered, failed, expired.

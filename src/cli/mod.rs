@@ -85,6 +85,11 @@ fn dispatch(command: Commands, config: &Path) -> anyhow::Result<u8> {
             },
         ),
         Commands::Status => remote::status(config),
+        Commands::Ussd {
+            code,
+            cancel,
+            modem,
+        } => remote::ussd(config, code.as_deref(), cancel, modem.as_deref()),
         Commands::Messages { state, limit } => remote::messages(config, state.as_deref(), limit),
         Commands::Events { after, follow } => remote::events(config, after, follow),
         Commands::Webhook { action } => remote::webhook(config, action),

@@ -83,6 +83,30 @@ pub fn status(config: &Path) -> anyhow::Result<u8> {
     Ok(SUCCESS)
 }
 
+/// Sends a USSD code (or a menu answer) and prints the answer; `cancel` ends the session.
+pub fn ussd(
+    config: &Path,
+    code: Option<&str>,
+    cancel: bool,
+    modem: Option<&str>,
+) -> anyhow::Result<u8> {
+    let client = client(config)?;
+    if cancel {
+        client.post("/v1/ussd/cancel", &json!({"modem": modem}))?;
+        println!("USSD session cancelled");
+        return Ok(SUCCESS);
+    }
+    let code = code.ok_or_else(|| UsageError("a USSD code is needed, e.g. '*100#'".into()))?;
+    let answer = client.post("/v1/ussd", &json!({"code": code, "modem": modem}))?;
+    println!("{}", answer["text"].as_str().unwrap_or_default());
+    if answer["session_open"].as_bool() == Some(true) {
+        println!(
+            "(the network waits for an answer: smsrelay ussd <choice>, or smsrelay ussd --cancel)"
+        );
+    }
+    Ok(SUCCESS)
+}
+
 /// Lists recent messages, one line each.
 pub fn messages(config: &Path, state: Option<&str>, limit: u16) -> anyhow::Result<u8> {
     let mut path = format!("/v1/messages?limit={limit}");

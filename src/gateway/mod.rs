@@ -16,8 +16,10 @@
 mod events;
 mod inbound;
 pub mod lifecycle;
+pub mod modem_events;
 mod outbound;
 pub mod reports;
+pub mod sim_events;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -32,7 +34,9 @@ use crate::store::{Store, StoreError, blocking};
 
 pub use events::rfc3339;
 pub use lifecycle::report_overdue;
+pub use modem_events::ModemEventSettings;
 pub use outbound::{Accepted, EnqueueError, NewMessage};
+pub use sim_events::{BalanceCheck, SimActivity};
 
 /// The most inbound messages stored with one flush (group commit). Bounds the delay a batch
 /// adds before the first of its deletes; the driver hands up a full SIM in a few of these.
@@ -70,6 +74,12 @@ pub struct GatewaySettings {
     /// `[modem] number`: the receiving number inbound events carry as `to`; without it, the
     /// number the SIM reports (`AT+CNUM`), when it has one.
     pub receiving_number: Option<String>,
+    /// `[modem_events]`: the modem's name, the debounce and the signal threshold.
+    pub modem_events: ModemEventSettings,
+    /// `[ussd] timeout`: how long a USSD request waits for the network's answer.
+    pub ussd_timeout: Duration,
+    /// `[ussd] balance`: the scheduled balance check, when configured.
+    pub balance: Option<BalanceCheck>,
 }
 
 impl Default for GatewaySettings {
@@ -88,6 +98,9 @@ impl Default for GatewaySettings {
             retention_events: Duration::from_secs(30 * 86_400),
             retention_messages: Duration::from_secs(30 * 86_400),
             receiving_number: None,
+            modem_events: ModemEventSettings::default(),
+            ussd_timeout: Duration::from_secs(30),
+            balance: None,
         }
     }
 }
@@ -101,6 +114,14 @@ pub struct GatewayCounters {
     pub duplicates: AtomicU64,
     /// Inbound PDUs that do not decode (recorded as `sms.undecodable`).
     pub undecodable: AtomicU64,
+    /// Incoming calls (`call.ringing`).
+    pub calls: AtomicU64,
+    /// Calls that stopped ringing unanswered (`call.missed`).
+    pub missed_calls: AtomicU64,
+    /// USSD requests sent (API and balance checks).
+    pub ussd_requests: AtomicU64,
+    /// USSD requests without a usable answer (refused, timed out, ended).
+    pub ussd_failures: AtomicU64,
 }
 
 struct Inner {
@@ -110,6 +131,10 @@ struct Inner {
     wake_sender: Notify,
     stopping: std::sync::atomic::AtomicBool,
     counters: GatewayCounters,
+    /// The last call and balance, for the status.
+    activity: std::sync::Mutex<SimActivity>,
+    /// Modem state flaps the debouncer kept from becoming events.
+    flaps_suppressed: Arc<AtomicU64>,
 }
 
 /// The gateway. Cheap to clone.
@@ -135,6 +160,8 @@ impl Gateway {
                 wake_sender: Notify::new(),
                 stopping: std::sync::atomic::AtomicBool::new(false),
                 counters: GatewayCounters::default(),
+                activity: std::sync::Mutex::new(SimActivity::default()),
+                flaps_suppressed: Arc::new(AtomicU64::new(0)),
             }),
         }
     }
@@ -161,8 +188,9 @@ impl Gateway {
     }
 
     /// Settles what a crash left behind, then runs the sender, the receiver (fed by the
-    /// modem's events) and the maintenance timers, returned in that order. The sender ends
-    /// after [`Gateway::stop_sending`]; the others when the event stream does.
+    /// modem's events) and the maintenance timers, returned in that order, then the modem
+    /// events' debouncer and the balance check when configured. The sender ends after
+    /// [`Gateway::stop_sending`]; the others when the event stream does (or are aborted).
     pub async fn start(
         &self,
         events: mpsc::Receiver<ModemEvent>,
@@ -171,17 +199,27 @@ impl Gateway {
         let sender = tokio::spawn(self.clone().send_loop());
         let receiver = tokio::spawn(self.clone().receive_loop(events));
         let maintenance = tokio::spawn(self.clone().maintenance_loop());
-        Ok(vec![sender, receiver, maintenance])
+        let modem_events = tokio::spawn(modem_events::run(
+            self.inner.store.clone(),
+            self.inner.modem.watch_status(),
+            self.inner.settings.modem_events.clone(),
+            Arc::clone(&self.inner.flaps_suppressed),
+        ));
+        let mut tasks = vec![sender, receiver, maintenance, modem_events];
+        if let Some(check) = self.inner.settings.balance.clone() {
+            tasks.push(tokio::spawn(self.clone().balance_loop(check)));
+        }
+        Ok(tasks)
     }
 
     async fn receive_loop(self, mut events: mpsc::Receiver<ModemEvent>) {
         let mut batch = Vec::new();
         while let Some(event) = events.recv().await {
-            self.on_event(event, &mut batch);
+            self.on_event(event, &mut batch).await;
             // Group commit: what the driver has handed up meanwhile joins this flush.
             while batch.len() < INBOUND_BATCH {
                 match events.try_recv() {
-                    Ok(event) => self.on_event(event, &mut batch),
+                    Ok(event) => self.on_event(event, &mut batch).await,
                     Err(_) => break,
                 }
             }
@@ -192,10 +230,11 @@ impl Gateway {
     }
 
     /// Collects an inbound message into `batch`; handles any other event at once.
-    fn on_event(&self, event: ModemEvent, batch: &mut Vec<Inbound>) {
+    async fn on_event(&self, event: ModemEvent, batch: &mut Vec<Inbound>) {
         match event {
             ModemEvent::Inbound(inbound) => batch.push(inbound),
             ModemEvent::Connected(_) => self.inner.wake_sender.notify_one(),
+            ModemEvent::Call(call) => self.on_call(call).await,
             ModemEvent::Disconnected { reason } => {
                 info!("gateway: modem disconnected: {reason}")
             }

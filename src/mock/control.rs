@@ -13,7 +13,9 @@ use log::{debug, warn};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::{Engine, InboundSms, MockModem, ReportBehaviour, Submitted, UrcPoint};
+use super::{
+    Engine, InboundSms, MockModem, ReportBehaviour, Submitted, UrcPoint, UssdEncoding, UssdScript,
+};
 
 /// A longer request line is refused: requests are small.
 const MAX_REQUEST: usize = 64 * 1024;
@@ -122,6 +124,44 @@ pub enum Request {
     SetPinAttempts {
         /// Attempts left, 0 to 3.
         count: u8,
+    },
+    /// An incoming call: `RING` (`+CRING: VOICE` after `AT+CRC=1`) and `+CLIP` (after
+    /// `AT+CLIP=1`) every `interval_ms`, `rings` times, then `NO CARRIER`.
+    Call {
+        /// The caller; absent or null for a withheld number.
+        #[serde(default)]
+        from: Option<String>,
+        /// Rings before the caller gives up (default 3).
+        #[serde(default)]
+        rings: Option<u32>,
+        /// Time between rings (default 3000).
+        #[serde(default)]
+        interval_ms: Option<u64>,
+    },
+    /// The caller hangs up now.
+    EndCall,
+    /// Whether a call rings, and the hang-ups (`AT+CHUP`, `ATH`) the host sent during calls.
+    Calls,
+    /// What USSD codes get: fields left out keep their value.
+    SetUssd {
+        /// The answer to any code but the menu's (the balance).
+        #[serde(default)]
+        balance: Option<String>,
+        /// `text`, `packed_hex`, `unpacked_hex`, `ucs2`, or `profile` (Huawei: packed hex).
+        #[serde(default)]
+        encoding: Option<String>,
+        /// Time from `OK` to `+CUSD:`.
+        #[serde(default)]
+        delay_ms: Option<u64>,
+        /// No answer at all.
+        #[serde(default)]
+        silent: Option<bool>,
+        /// The code that opens the menu (`+CUSD: 1`).
+        #[serde(default)]
+        menu_code: Option<String>,
+        /// The menu's prompt.
+        #[serde(default)]
+        menu_prompt: Option<String>,
     },
 }
 
@@ -233,6 +273,62 @@ fn answer(modem: &MockModem, request: Request) -> Result<Value, String> {
         Request::Sim => Ok(sim(modem)),
         Request::SetPinAttempts { count } => {
             on_engine(modem, |engine, _| engine.set_pin_attempts(count))
+        }
+        Request::Call {
+            from,
+            rings,
+            interval_ms,
+        } => {
+            let from = from.filter(|number| !number.is_empty());
+            modem.call(
+                from.as_deref(),
+                rings.unwrap_or(3),
+                Duration::from_millis(interval_ms.unwrap_or(3000)),
+            );
+            Ok(Value::Null)
+        }
+        Request::EndCall => on_engine(modem, |engine, _| engine.caller_hangs_up()),
+        Request::Calls => Ok(modem.with_engine(
+            |engine, _| json!({"ringing": engine.call_ringing(), "hang_ups": engine.hang_ups()}),
+        )),
+        Request::SetUssd {
+            balance,
+            encoding,
+            delay_ms,
+            silent,
+            menu_code,
+            menu_prompt,
+        } => {
+            let encoding = match encoding.as_deref() {
+                None => None,
+                Some("profile") => Some(None),
+                Some(name) => Some(Some(
+                    UssdEncoding::from_name(name)
+                        .ok_or_else(|| format!("unknown USSD encoding {name:?}"))?,
+                )),
+            };
+            let mut script: UssdScript =
+                modem.with_engine(|engine, _| engine.ussd_script().clone());
+            if let Some(balance) = balance {
+                script.balance = balance;
+            }
+            if let Some(encoding) = encoding {
+                script.encoding = encoding;
+            }
+            if let Some(ms) = delay_ms {
+                script.delay = Duration::from_millis(ms);
+            }
+            if let Some(silent) = silent {
+                script.silent = silent;
+            }
+            if let Some(code) = menu_code {
+                script.menu_code = code;
+            }
+            if let Some(prompt) = menu_prompt {
+                script.menu_prompt = prompt;
+            }
+            modem.set_ussd(script);
+            Ok(Value::Null)
         }
     }
 }

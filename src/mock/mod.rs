@@ -22,7 +22,9 @@ use log::{debug, info, warn};
 use serialport::{SerialPort, TTYPort};
 use time::OffsetDateTime;
 
-pub use engine::{Engine, MockConfig, ReportBehaviour, Submitted, UrcPoint};
+pub use engine::{
+    Engine, MockConfig, ReportBehaviour, Submitted, UrcPoint, UssdEncoding, UssdScript,
+};
 pub use profile::Profile;
 
 use crate::pdu::{
@@ -182,6 +184,29 @@ impl MockModem {
     /// Command lines received so far.
     pub fn commands(&self) -> Vec<String> {
         self.with_engine(|engine, _| engine.commands().to_vec())
+    }
+
+    /// An incoming call from `number` (`None`: withheld) that rings `rings` times, one ring
+    /// per `interval`, then the caller hangs up (`NO CARRIER`).
+    pub fn call(&self, number: Option<&str>, rings: u32, interval: Duration) {
+        self.with_engine(|engine, now| {
+            engine.incoming_call(number.map(str::to_string), rings, interval, now);
+        });
+    }
+
+    /// The caller hangs up now.
+    pub fn caller_hangs_up(&self) {
+        self.with_engine(|engine, _| engine.caller_hangs_up());
+    }
+
+    /// Hang-ups (`AT+CHUP`, `ATH`) the host sent while a call rang.
+    pub fn hang_ups(&self) -> u32 {
+        self.with_engine(|engine, _| engine.hang_ups())
+    }
+
+    /// Replaces what the simulated network answers to USSD codes.
+    pub fn set_ussd(&self, script: UssdScript) {
+        self.with_engine(|engine, _| engine.set_ussd_script(script));
     }
 
     /// Closes the PTY now and opens a new one (a new path, the link updated) after `gap`, as

@@ -21,6 +21,7 @@ use super::classify::{SendFailure, Verdict};
 use super::driver::{Driver, ModemSettings, Step};
 use super::handle::{INIT_BACKLOG_CAP, LinkState, ModemEvent, Request};
 use super::init::{InitError, InitStage, Setup, init_with_progress};
+use super::voice::UssdFailure;
 
 /// How a connection ended.
 pub(super) enum End {
@@ -270,6 +271,12 @@ impl Driver {
                 let _ = reply.send(0);
                 None
             }
+            Some(Request::Ussd { reply, .. }) => {
+                let state = format!("{:?}", self.status.borrow().state);
+                let _ = reply.send(Err(UssdFailure::NotReady(state)));
+                None
+            }
+            Some(Request::UssdCancel) => None,
         }
     }
 
@@ -315,6 +322,7 @@ impl Driver {
     async fn serve_until_end(&mut self, link: &mut Link) -> End {
         // What waited for the connection, then what may have come while it was down.
         let catch_up = async {
+            self.enable_caller_id(link).await?;
             self.confirm_deferred(link).await?;
             self.sweep(link).await?;
             self.health(link).await
@@ -350,7 +358,14 @@ impl Driver {
         self.flush_events();
         let waiting = !self.queued_events.is_empty();
         let events = self.events.clone();
+        let call_deadline = self.calls.deadline();
+        let call_wake = call_deadline.map_or_else(Instant::now, Instant::from_std);
         tokio::select! {
+            // A call whose rings stopped without NO CARRIER.
+            () = sleep_until(call_wake), if call_deadline.is_some() => {
+                let effects = self.calls.on_tick(Instant::now().into_std());
+                self.apply_call(link, effects).await
+            }
             request = self.requests.recv() => self.on_request(link, request).await,
             urc = link.urcs.recv() => match urc {
                 Some(urc) => self.on_urc(link, urc).await,
@@ -383,6 +398,8 @@ impl Driver {
     }
 
     async fn end(&mut self, link: Link, end: End) -> End {
+        // A USSD answer cannot come over a lost connection: the waiting request hears now.
+        self.pending_ussd = None;
         let end = match end {
             // The session task knows best why it ended (EOF, EIO).
             End::Lost(reason) if link.task.is_finished() => {

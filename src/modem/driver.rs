@@ -16,13 +16,14 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use log::{debug, info, warn};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 use crate::at::{Command, Registration, SessionConfig, SessionError, Urc};
 use crate::pdu::{Pdu, PduError};
 
+use super::calls::CallTracker;
 use super::classify::SendFailure;
 use super::command::{
     AckMessage, AtCommand, ReadIndications, ReadOperator, ReadRegistration, ReadSignal,
@@ -38,10 +39,14 @@ use super::inbox::{ConfirmPlan, EmptyIndex, Inbox, backlog_full, sweep_memories}
 use super::init::InitSettings;
 use super::send::interpret;
 use super::storage::{self, StorageError, StoredMessage};
+use super::ussd::RequestEncoding;
+use super::voice::{UssdAnswer, UssdFailure};
 
 /// The `[modem]` settings the driver runs with.
 #[derive(Debug, Clone)]
 pub struct ModemSettings {
+    /// The modem's name in events and the API (`modem1` unless configured).
+    pub name: String,
     /// The serial device, e.g. `/dev/serial/by-id/usb-HUAWEI…-if00-port0` or a PTY.
     pub device: PathBuf,
     /// Baud rate (USB modems ignore it; real UARTs do not).
@@ -72,12 +77,17 @@ pub struct ModemSettings {
     pub redeliver_after: Duration,
     /// Session timing (command gap, settle time).
     pub session: SessionConfig,
+    /// `[calls] reject`: hang up incoming calls once the caller is known.
+    pub reject_calls: bool,
+    /// How a USSD request string is written (`[ussd] request_encoding`).
+    pub ussd_request: RequestEncoding,
 }
 
 impl ModemSettings {
     /// Defaults for a device.
     pub fn new(device: impl Into<PathBuf>) -> ModemSettings {
         ModemSettings {
+            name: "modem1".into(),
             device: device.into(),
             baud: 115_200,
             init: InitSettings::default(),
@@ -91,6 +101,8 @@ impl ModemSettings {
             retry_max: Duration::from_secs(30),
             redeliver_after: Duration::from_secs(600),
             session: SessionConfig::default(),
+            reject_calls: false,
+            ussd_request: RequestEncoding::Text,
         }
     }
 }
@@ -130,6 +142,8 @@ impl Modem {
             status: status_tx,
             queued_events: VecDeque::new(),
             inbox: Inbox::new(settings.redeliver_after),
+            calls: CallTracker::new(settings.reject_calls),
+            pending_ussd: None,
             settings,
         };
         Modem {
@@ -155,6 +169,10 @@ pub(super) struct Driver {
     pub(super) queued_events: VecDeque<ModemEvent>,
     /// What was handed up and not confirmed, deferred confirms, recent deletes.
     pub(super) inbox: Inbox,
+    /// The incoming call, if one rings.
+    pub(super) calls: CallTracker,
+    /// The USSD request waiting for its `+CUSD:`.
+    pub(super) pending_ussd: Option<oneshot::Sender<Result<UssdAnswer, UssdFailure>>>,
 }
 
 /// Ready to stop serving a connection?
@@ -232,6 +250,8 @@ impl Driver {
                 let _ = reply.send(found);
                 Ok(())
             }
+            Some(Request::Ussd { code, reply }) => self.ussd(link, code, reply).await,
+            Some(Request::UssdCancel) => self.ussd_cancel(link).await,
         }
     }
 
@@ -302,8 +322,26 @@ impl Driver {
                 debug!("modem: cell broadcast ignored: {pdu}");
                 Ok(())
             }
-            Urc::Ring | Urc::CallerId(_) => {
-                debug!("modem: incoming call ignored");
+            Urc::Ring => {
+                let effects = self.calls.on_ring(now());
+                self.apply_call(link, effects).await
+            }
+            Urc::CallerId(line) => match crate::at::parse::clip(&line) {
+                Ok(number) => {
+                    let effects = self.calls.on_caller(number, now());
+                    self.apply_call(link, effects).await
+                }
+                Err(error) => {
+                    warn!("modem: {error}");
+                    Ok(())
+                }
+            },
+            Urc::CallEnded => {
+                let effects = self.calls.on_ended();
+                self.apply_call(link, effects).await
+            }
+            Urc::Ussd(report) => {
+                self.on_ussd(&report);
                 Ok(())
             }
             Urc::Noise(line) => {
@@ -324,6 +362,7 @@ impl Driver {
             Err(shutdown) => Err(End::Shutdown(shutdown)),
             Ok(Err(error)) => Err(End::Lost(format!("re-init after a reboot failed: {error}"))),
             Ok(Ok(())) => {
+                self.enable_caller_id(link).await?;
                 self.confirm_deferred(link).await?;
                 self.sweep(link).await.map(|_| ())
             }
@@ -653,6 +692,6 @@ impl Driver {
 }
 
 /// The time the pure cores are given (tokio's clock, so paused time in tests applies).
-fn now() -> std::time::Instant {
+pub(super) fn now() -> std::time::Instant {
     Instant::now().into_std()
 }

@@ -3,7 +3,7 @@
 //! [`Inbound`] with its [`Receipt`]. No I/O here; the task that answers lives in
 //! [`super::driver`] and [`super::connection`].
 
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use tokio::sync::{mpsc, oneshot, watch};
 
@@ -11,8 +11,10 @@ use crate::at::RegistrationStatus;
 use crate::at::parse::{SignalQuality, StorageUsage};
 use crate::pdu::{Pdu, PduError};
 
+use super::calls::CallEvent;
 use super::classify::{SendFailure, Verdict};
 use super::init::{Identity, InitError, InitStage, Setup};
+use super::voice::{UssdAnswer, UssdFailure};
 
 /// Where the driver is.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -151,6 +153,8 @@ pub enum ModemEvent {
     StorageAlmostFull(StorageUsage),
     /// An SMS-DELIVER or SMS-STATUS-REPORT (or an undecodable PDU).
     Inbound(Inbound),
+    /// An incoming call rang, or stopped ringing unanswered.
+    Call(CallEvent),
 }
 
 /// Why the driver cannot do what was asked.
@@ -171,6 +175,11 @@ pub(super) enum Request {
     Confirm(Receipt),
     Sweep(oneshot::Sender<usize>),
     Shutdown(oneshot::Sender<()>),
+    Ussd {
+        code: String,
+        reply: oneshot::Sender<Result<UssdAnswer, UssdFailure>>,
+    },
+    UssdCancel,
 }
 
 /// The cloneable way to use the modem.
@@ -187,6 +196,8 @@ impl std::fmt::Debug for Request {
             Request::Confirm(receipt) => write!(f, "Confirm({:?})", receipt.origin),
             Request::Sweep(_) => f.write_str("Sweep"),
             Request::Shutdown(_) => f.write_str("Shutdown"),
+            Request::Ussd { code, .. } => write!(f, "Ussd({code:?})"),
+            Request::UssdCancel => f.write_str("UssdCancel"),
         }
     }
 }
@@ -227,6 +238,38 @@ impl ModemHandle {
             .await
             .map_err(|_| ModemError::Stopped)?;
         answer.await.map_err(|_| ModemError::Stopped)
+    }
+
+    /// Sends a USSD code (or the answer to a menu) and waits at most `timeout` for the
+    /// network's answer; after a timeout the session is cancelled (`AT+CUSD=2`).
+    pub async fn ussd(&self, code: &str, timeout: Duration) -> Result<UssdAnswer, UssdFailure> {
+        // A bad code is refused whatever the modem's state (both encodings take the same).
+        super::ussd::encode_request(code, super::ussd::RequestEncoding::Text)?;
+        let (reply, answer) = oneshot::channel();
+        let request = Request::Ussd {
+            code: code.to_string(),
+            reply,
+        };
+        self.requests
+            .send(request)
+            .await
+            .map_err(|_| UssdFailure::Stopped)?;
+        match tokio::time::timeout(timeout, answer).await {
+            Ok(Ok(result)) => result,
+            Ok(Err(_)) => Err(UssdFailure::Stopped),
+            Err(_) => {
+                let _ = self.ussd_cancel().await;
+                Err(UssdFailure::Timeout(timeout))
+            }
+        }
+    }
+
+    /// Ends a USSD session (a menu waiting for an answer).
+    pub async fn ussd_cancel(&self) -> Result<(), ModemError> {
+        self.requests
+            .send(Request::UssdCancel)
+            .await
+            .map_err(|_| ModemError::Stopped)
     }
 
     /// The current status snapshot.

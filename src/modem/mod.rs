@@ -11,6 +11,7 @@
 //! deleting stored messages, and [`pin`], the record that keeps a refused SIM PIN from being
 //! entered again.
 
+pub mod calls;
 pub mod classify;
 pub mod command;
 mod connection;
@@ -22,7 +23,10 @@ pub mod init;
 pub mod pin;
 pub mod send;
 pub mod storage;
+pub mod ussd;
+pub mod voice;
 
+pub use calls::CallEvent;
 pub use classify::{SendFailure, Verdict, classify_cms, classify_send};
 pub use driver::{Modem, ModemSettings};
 pub use handle::{
@@ -32,3 +36,4 @@ pub use handle::{
 pub use init::{Identity, InitError, InitSettings, InitStage, Setup, init, init_with_progress};
 pub use send::{interpret, send};
 pub use storage::{StorageError, StoredMessage, delete, list, read};
+pub use voice::{UssdAnswer, UssdFailure};

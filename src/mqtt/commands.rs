@@ -190,6 +190,90 @@ pub fn parse_send(payload: &[u8], now: OffsetDateTime) -> Result<SendCommand, Re
     })
 }
 
+/// The payload of `cmd/ussd`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct UssdPayload {
+    #[serde(default)]
+    code: Option<String>,
+    #[serde(default)]
+    cancel: bool,
+    request_id: String,
+    #[serde(default)]
+    modem: Option<String>,
+}
+
+/// A checked `cmd/ussd`: a code (or the answer to a menu), or the end of a menu session.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UssdCommand {
+    /// Names the result topic (`cmd/result/<request_id>`).
+    pub request_id: String,
+    /// The code to send; none to cancel the session.
+    pub code: Option<String>,
+    /// The modem asked for, by name.
+    pub modem: Option<String>,
+}
+
+/// Checks a `cmd/ussd` payload: `{"code": "*100#", "request_id": "…"}` or
+/// `{"cancel": true, "request_id": "…"}`.
+pub fn parse_ussd(payload: &[u8]) -> Result<UssdCommand, Refusal> {
+    let request: UssdPayload = serde_json::from_slice(payload).map_err(|error| {
+        let code = if error.is_syntax() || error.is_eof() {
+            "invalid_json"
+        } else {
+            "invalid_request"
+        };
+        Refusal::new(None, code, error.to_string())
+    })?;
+    let id = request.request_id.trim().to_string();
+    if id.is_empty() || id.len() > 200 {
+        return Err(Refusal::new(None, "invalid_field", "1 to 200 characters").field("request_id"));
+    }
+    let code = request.code.map(|code| code.trim().to_string());
+    match (&code, request.cancel) {
+        (Some(_), true) => Err(Refusal::new(
+            Some(id),
+            "invalid_request",
+            "either a code or cancel, not both",
+        )),
+        (None, false) => {
+            Err(
+                Refusal::new(Some(id), "invalid_field", "a USSD code, e.g. \"*100#\"")
+                    .field("code"),
+            )
+        }
+        _ => Ok(UssdCommand {
+            request_id: id,
+            code,
+            modem: request.modem,
+        }),
+    }
+}
+
+/// The result document of a `cmd/ussd`: the answer, or the failure with the API's code.
+pub fn ussd_document(
+    request_id: &str,
+    modem: &str,
+    outcome: &Result<Option<crate::modem::UssdAnswer>, crate::modem::UssdFailure>,
+) -> Value {
+    match outcome {
+        Ok(Some(answer)) => json!({
+            "request_id": request_id,
+            "status": "answered",
+            "modem": modem,
+            "text": answer.text,
+            "session_open": answer.session_open,
+        }),
+        Ok(None) => json!({ "request_id": request_id, "status": "cancelled", "modem": modem }),
+        Err(failure) => json!({
+            "request_id": request_id,
+            "status": "failed",
+            "modem": modem,
+            "error": { "code": failure.code(), "message": failure.to_string(), "field": null },
+        }),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -294,6 +378,27 @@ mod tests {
             );
             assert_eq!(refusal.field, case.field, "{}", case.what);
             assert_eq!(refusal.key.as_deref(), case.key, "{}", case.what);
+        }
+    }
+
+    #[test]
+    fn ussd_commands() {
+        let command = parse_ussd(br#"{"code":" *100# ","request_id":"b1"}"#).expect("valid");
+        assert_eq!(command.code.as_deref(), Some("*100#"));
+        let cancel = parse_ussd(br#"{"cancel":true,"request_id":"b2"}"#).expect("valid");
+        assert_eq!(cancel.code, None);
+        let cases: [(&[u8], &str); 4] = [
+            (br#"{"request_id":"b3"}"#, "invalid_field"),
+            (
+                br#"{"code":"*1#","cancel":true,"request_id":"b4"}"#,
+                "invalid_request",
+            ),
+            (br#"{"code":"*1#"}"#, "invalid_request"),
+            (b"*100#", "invalid_json"),
+        ];
+        for (payload, code) in cases {
+            let refusal = parse_ussd(payload).expect_err("refused");
+            assert_eq!(refusal.code, code, "{}", String::from_utf8_lossy(payload));
         }
     }
 

@@ -102,7 +102,7 @@ impl MqttContext {
         gateway: &Gateway,
         modem: &crate::modem::ModemHandle,
     ) -> MqttContext {
-        let modem_name = "modem1".to_string();
+        let modem_name = gateway.modem_name().to_string();
         let endpoints: Vec<String> = config
             .webhooks
             .iter()
@@ -376,6 +376,10 @@ impl Coordinator {
                 self.drafts.insert(kind.to_string(), value.clone());
                 self.publish(topic, value.into_bytes(), true).await
             }
+            "ussd" => match commands::parse_ussd(payload) {
+                Ok(command) => self.ussd(command).await,
+                Err(refusal) => self.answer_refusal(&refusal).await,
+            },
             "draft_send" => match self.draft_command() {
                 Ok(command) => self.send(command).await,
                 Err(refusal) => self.answer_refusal(&refusal).await,
@@ -383,7 +387,9 @@ impl Coordinator {
             other => {
                 let refusal = refused(
                     "unknown_command",
-                    format!("{other:?}: the commands are send, draft_to, draft_text, draft_send"),
+                    format!(
+                        "{other:?}: the commands are send, ussd, draft_to, draft_text, draft_send"
+                    ),
                 );
                 self.answer_refusal(&refusal).await
             }
@@ -442,6 +448,36 @@ impl Coordinator {
         if let Err(error) = blocking(move || store.mark_idempotency_published(&namespaced)).await {
             warn!("mqtt: cmd/send {:?}: {error}", command.key);
         }
+        true
+    }
+
+    /// Sends a USSD code (or cancels the session) on a task of its own: the answer can take
+    /// the whole `[ussd] timeout`, and commands and the state must not wait for it. The
+    /// command is acknowledged at once; the answer goes to `cmd/result/<request_id>`.
+    async fn ussd(&self, command: commands::UssdCommand) -> bool {
+        let modem = self.context.gateway.modem_name().to_string();
+        if command.modem.as_ref().is_some_and(|asked| *asked != modem) {
+            let refusal = Refusal {
+                key: Some(command.request_id.clone()),
+                code: "unknown_modem",
+                message: format!("no modem named {:?}", command.modem.unwrap_or_default()),
+                field: Some("modem"),
+            };
+            return self.answer_refusal(&refusal).await;
+        }
+        let (gateway, link) = (self.context.gateway.clone(), self.link.clone());
+        let topic = topics::result(&self.settings.prefix, Some(&command.request_id));
+        tokio::spawn(async move {
+            let outcome = match &command.code {
+                Some(code) => gateway.ussd(code).await.map(Some),
+                None => gateway.ussd_cancel().await.map(|()| None),
+            };
+            let document = commands::ussd_document(&command.request_id, &modem, &outcome);
+            let payload = serde_json::to_vec(&document).unwrap_or_default();
+            if let Err(error) = link.publish(topic.clone(), payload, false).await {
+                warn!("mqtt: {topic} not published: {error}");
+            }
+        });
         true
     }
 

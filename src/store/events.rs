@@ -22,6 +22,30 @@ impl Store {
         Ok(result)
     }
 
+    /// Records events together with one `meta` value in the same transaction: the state they
+    /// publish (the modem events' debouncer), so a restart neither repeats nor loses one.
+    pub fn record_events_with_meta(
+        &self,
+        events: &[NewEvent],
+        key: &str,
+        value: &[u8],
+    ) -> Result<Vec<Event>, StoreError> {
+        let result =
+            (&self.events, &self.jobs, &self.meta).transaction(|(events_tree, jobs, meta)| {
+                meta.insert(key.as_bytes(), value)?;
+                self.write_events(meta, events_tree, jobs, events)
+            });
+        let result = self.commit(result)?;
+        self.flush()?;
+        self.announce_jobs();
+        Ok(result)
+    }
+
+    /// A `meta` value written by [`Store::record_events_with_meta`].
+    pub fn meta_value(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self.meta.get(key.as_bytes())?.map(|bytes| bytes.to_vec()))
+    }
+
     /// Events with a sequence above `after`, oldest first.
     pub fn events_after(&self, after: u64, limit: usize) -> Result<Vec<Event>, StoreError> {
         let start = keys::event_key(after.saturating_add(1));

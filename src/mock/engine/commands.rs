@@ -14,8 +14,11 @@ impl Engine {
         let upper = command.to_ascii_uppercase();
         let (name, argument) = split_name(&upper, command);
         match name.as_str() {
-            "" | "E" | "V" | "Q" | "&C" | "&D" | "&K" | "S0" | "X" | "Z" | "&F" | "+CHUP" | "H" => {
+            "" | "E" | "V" | "Q" | "&C" | "&D" | "&K" | "S0" | "X" | "Z" | "&F" => {
                 self.basic_command(&name, argument)
+            }
+            "+CHUP" | "H" | "A" | "+CLIP" | "+CRC" | "+CUSD" => {
+                self.voice_command(&name, argument, now)
             }
             "I" | "+CGMI" | "+GMI" | "+CGMM" | "+GMM" | "+CGMR" | "+GMR" | "+CGSN" | "+GSN" => {
                 self.identity_command(&name, argument)
@@ -59,8 +62,6 @@ impl Engine {
                 self.settings.cmgf = self.config.profile.default_cmgf();
                 Ok(vec![])
             }
-            // No calls here, but hanging up is a standard command every modem accepts.
-            ("+CHUP" | "H", _) => Ok(vec![]),
             _ => Err(self.unknown()),
         }
     }

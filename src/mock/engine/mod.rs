@@ -21,6 +21,7 @@ mod storage;
 mod syntax;
 #[cfg(test)]
 mod tests;
+mod voice;
 
 use std::time::{Duration, Instant};
 
@@ -33,6 +34,8 @@ pub use network::{ReportBehaviour, Submitted};
 use sim::{Sim, SimState};
 use storage::Storages;
 use syntax::{CTRL_Z, ESC, MAX_COMMAND};
+use voice::Voice;
+pub use voice::{UssdEncoding, UssdScript};
 
 /// Where an armed URC comes out in the next exchange (docs/at-sms.md §7.7).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -206,6 +209,10 @@ enum Scheduled {
     Banners,
     /// `AT+CFUN=1,1` was answered: now the modem reboots.
     Reboot,
+    /// The next ring of call `id` (ignored once that call ended).
+    Ring(u64),
+    /// A URC line, at once or after the answer in progress (a USSD answer).
+    Urc(String),
 }
 
 /// Timed events, due in order of time and then of scheduling.
@@ -250,6 +257,7 @@ pub struct Engine {
     sim: Sim,
     storages: Storages,
     network: Network,
+    voice: Voice,
     port: Port,
     schedule: Schedule,
     /// Every command line the host sent, in order.
@@ -271,6 +279,7 @@ impl Engine {
             sim: Sim::new(config.pin.is_some()),
             storages: Storages::new(config.profile, config.capacity),
             network: Network::new(config.smsc.clone()),
+            voice: Voice::default(),
             port: Port {
                 input: Vec::new(),
                 mode: Input::Command,
@@ -298,6 +307,7 @@ impl Engine {
         self.port.input.clear();
         self.port.busy = false;
         self.network.awaiting_ack = None;
+        self.voice.reboot();
         if let (Some(_), SimState::Ready) = (&self.config.pin, self.sim.state) {
             self.sim.state = SimState::Pin { tries: 3 };
         }
@@ -418,6 +428,8 @@ impl Engine {
                 self.reboot_requested = true;
                 self.boot(now);
             }
+            Scheduled::Ring(id) => self.ring(id, now),
+            Scheduled::Urc(line) => self.urc_or_arm(line),
             Scheduled::Banners => {
                 for line in self.config.profile.banners() {
                     self.write_line(line);

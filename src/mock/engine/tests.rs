@@ -197,3 +197,78 @@ fn a_generic_modem_answers_byte_for_byte() {
     }
     assert!(wrong.is_empty(), "wrong answers:\n{}", wrong.join("\n"));
 }
+
+#[test]
+fn a_call_rings_with_caller_id_until_the_caller_or_the_host_hangs_up() {
+    let (mut engine, now) = quiet_engine(MockConfig::default());
+    exchange(&mut engine, b"ATE0\r", now);
+    exchange(&mut engine, b"AT+CLIP=1;+CRC=1\r", now);
+    let second = Duration::from_secs(1);
+    engine.incoming_call(Some("+447700900123".into()), 2, second, now);
+    assert_eq!(
+        String::from_utf8_lossy(&engine.poll(now)),
+        "\r\n+CRING: VOICE\r\n\r\n+CLIP: \"+447700900123\",145,,,,0\r\n"
+    );
+    assert!(String::from_utf8_lossy(&engine.poll(now + second)).contains("+CRING: VOICE"));
+    assert_eq!(
+        String::from_utf8_lossy(&engine.poll(now + second * 2)),
+        "\r\nNO CARRIER\r\n"
+    );
+    assert_eq!(engine.hang_ups(), 0);
+
+    // A withheld number, hung up by the host: counted, and the rings stop.
+    exchange(&mut engine, b"AT+CRC=0\r", now);
+    engine.incoming_call(None, 5, second, now + second * 3);
+    assert_eq!(
+        String::from_utf8_lossy(&engine.poll(now + second * 3)),
+        "\r\nRING\r\n\r\n+CLIP: \"\",128,,,,1\r\n"
+    );
+    assert_eq!(exchange(&mut engine, b"AT+CHUP\r", now), "\r\nOK\r\n");
+    assert_eq!(engine.hang_ups(), 1);
+    assert_eq!(String::from_utf8_lossy(&engine.poll(now + second * 9)), "");
+    // A hang-up with no call is answered and not counted.
+    assert_eq!(exchange(&mut engine, b"ATH\r", now), "\r\nOK\r\n");
+    assert_eq!(engine.hang_ups(), 1);
+}
+
+#[test]
+fn ussd_answers_a_balance_and_a_menu_in_the_profile_encoding() {
+    let (mut engine, now) = quiet_engine(MockConfig::default());
+    exchange(&mut engine, b"ATE0\r", now);
+    let later = now + Duration::from_secs(1);
+    assert_eq!(
+        exchange(&mut engine, b"AT+CUSD=1,\"*100#\",15\r", now),
+        "\r\nOK\r\n"
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&engine.poll(later)),
+        "\r\n+CUSD: 0,\"Your balance is 12.50 EUR, valid until 31.12.2026\",15\r\n"
+    );
+    exchange(&mut engine, b"AT+CUSD=1,\"*123#\",15\r", now);
+    assert!(String::from_utf8_lossy(&engine.poll(later)).starts_with("\r\n+CUSD: 1,\"1. Balance"));
+    exchange(&mut engine, b"AT+CUSD=1,\"2\",15\r", now);
+    assert_eq!(
+        String::from_utf8_lossy(&engine.poll(later)),
+        "\r\n+CUSD: 0,\"No bundles active\",15\r\n"
+    );
+
+    // Huawei wants packed hex and answers in it.
+    let (mut huawei, now) = quiet_engine(MockConfig {
+        profile: crate::mock::Profile::Huawei,
+        ..MockConfig::default()
+    });
+    exchange(&mut huawei, b"ATE0\r", now);
+    assert!(exchange(&mut huawei, b"AT+CUSD=1,\"*100#\",15\r", now).contains("ERROR"));
+    huawei.set_ussd_script(super::UssdScript {
+        balance: "*100#".into(),
+        ..super::UssdScript::default()
+    });
+    assert_eq!(
+        exchange(&mut huawei, b"AT+CUSD=1,\"AA180C3602\",15\r", now),
+        "\r\nOK\r\n"
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&huawei.poll(now + Duration::from_secs(1))),
+        "\r\n+CUSD: 0,\"AA180C3602\",15\r\n"
+    );
+}
