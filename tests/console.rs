@@ -90,7 +90,8 @@ impl Drop for Harness {
 fn config(dir: &Path, device: &Path, url: &str, extra: &str) -> Config {
     let text = format!(
         "data_dir = \"{data}\"\nwebhook_clock_check = false\n[modem]\ndevice = \"{device}\"\n\
-         [api]\ntoken = \"{TOKEN}\"\n[[webhook]]\nname = \"test\"\nurl = \"{url}\"\n{extra}",
+         [api]\ntoken = \"{TOKEN}\"\n[[webhook]]\nname = \"test\"\nurl = \"{url}\"\n\
+         events = [\"sms.*\", \"webhook.*\"]\n{extra}",
         data = dir.join("data").display(),
         device = device.display(),
     );

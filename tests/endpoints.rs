@@ -395,7 +395,7 @@ fn e_mail_goes_over_starttls_with_a_login_to_a_server_whose_certificate_the_conf
     let _modem = MockModem::start(MockConfig::default(), Some(link.clone())).expect("mock starts");
     let port = free_port();
     let endpoint = "\n[[webhook]]\nname = \"mail\"\nurl = \"mailto:ops@example.com\"\n\
-                    retry_schedule = [\"0s\"]\n";
+                    events = [\"webhook.*\"]\nretry_schedule = [\"0s\"]\n";
     let trusted = format!(
         "{}{credentials}{endpoint}",
         smtp_section(sink.port, "starttls", Some(&ca))

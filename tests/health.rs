@@ -42,6 +42,7 @@ ready_grace = "{grace}"
 [[webhook]]
 name = "test"
 url = "{url}"
+events = ["sms.*", "webhook.*"]
 "#,
         data = data.display(),
         device = device.display(),

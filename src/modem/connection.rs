@@ -447,11 +447,19 @@ impl Driver {
                 self.update(|status| status.counters.timeouts += 1);
                 link.consecutive_timeouts += 1;
                 warn!("modem: no answer to {command}; resynchronising");
+                // Not ready while it does not answer: sends wait, `/v1/status` says why, and
+                // the modem events count the outage from here, not from when it is given up.
+                let before = self.status.borrow().state.clone();
+                self.update(|status| {
+                    status.state =
+                        LinkState::Waiting(format!("no answer to {command}; resynchronising"))
+                });
                 if link.consecutive_timeouts >= 3 || !resync(link).await {
                     return Err(End::Lost(format!(
                         "the modem stopped answering ({command} timed out)"
                     )));
                 }
+                self.update(|status| status.state = before);
                 // The modem answers again; the command that got no answer counts as refused.
                 Ok(Response {
                     info: Vec::new(),
