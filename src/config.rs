@@ -9,7 +9,7 @@ use std::time::Duration;
 use serde::Deserialize;
 use toml::Spanned;
 
-use crate::gateway::GatewaySettings;
+use crate::gateway::{GatewaySettings, ModemSlot, Routing};
 use crate::modem::{InitSettings, ModemSettings};
 use crate::store::Subscription;
 use crate::webhook::{Device, EndpointConfig, WebhookSection, resolve_all};
@@ -35,7 +35,7 @@ struct Raw {
     log_level: Option<Spanned<String>>,
     webhook_clock_check: Option<bool>,
     webhook_clock_wait: Option<Spanned<String>>,
-    modem: Option<RawModem>,
+    modem: Option<RawModems>,
     api: Option<RawApi>,
     sms: Option<RawSms>,
     #[serde(default)]
@@ -58,6 +58,54 @@ struct RawModem {
     smsc: Option<Spanned<String>>,
     registration_timeout: Option<Spanned<String>>,
     number: Option<Spanned<String>>,
+    name: Option<Spanned<String>>,
+    sim: Option<Spanned<i64>>,
+    send: Option<bool>,
+    prefixes: Option<Vec<Spanned<String>>>,
+}
+
+/// `[modem]` (one table) or `[[modem]]` (an array of tables).
+#[derive(Debug)]
+enum RawModems {
+    One(Box<RawModem>),
+    Many(Vec<RawModem>),
+}
+
+impl<'de> Deserialize<'de> for RawModems {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<RawModems, D::Error> {
+        struct Shape;
+        impl<'de> serde::de::Visitor<'de> for Shape {
+            type Value = RawModems;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a [modem] table or [[modem]] tables")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                map: A,
+            ) -> Result<RawModems, A::Error> {
+                let one = RawModem::deserialize(serde::de::value::MapAccessDeserializer::new(map))?;
+                Ok(RawModems::One(Box::new(one)))
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                seq: A,
+            ) -> Result<RawModems, A::Error> {
+                Vec::deserialize(serde::de::value::SeqAccessDeserializer::new(seq))
+                    .map(RawModems::Many)
+            }
+        }
+        deserializer.deserialize_any(Shape)
+    }
+}
+
+impl RawModems {
+    /// The tables in order, and whether they were written as `[[modem]]`.
+    fn tables(&self) -> (Vec<&RawModem>, bool) {
+        match self {
+            RawModems::One(one) => (vec![one.as_ref()], false),
+            RawModems::Many(many) => (many.iter().collect(), true),
+        }
+    }
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -73,6 +121,7 @@ struct RawApi {
 struct RawSms {
     max_parts: Option<Spanned<i64>>,
     status_reports: Option<bool>,
+    routing: Option<Spanned<String>>,
     validity: Option<Spanned<String>>,
     resend_interrupted: Option<bool>,
     incomplete_timeout: Option<Spanned<String>>,
@@ -111,6 +160,16 @@ pub struct ModemConfig {
     pub smsc: Option<String>,
     /// How long to wait for the network at start-up.
     pub registration_timeout: Duration,
+    /// Its name (`name`, default `modem1`, `modem2`… by position), unique.
+    pub name: String,
+    /// The SIM slot receivers see (`sim`, default its position from 0).
+    pub sim: u32,
+    /// Its own number, E.164 (`number`).
+    pub number: Option<String>,
+    /// Whether it may send (`send`, default true; false for a receive-only SIM).
+    pub send: bool,
+    /// Destination prefixes it prefers (`prefixes`, e.g. `["+43"]`).
+    pub prefixes: Vec<String>,
 }
 
 /// The resolved config.
@@ -120,8 +179,10 @@ pub struct Config {
     pub data_dir: PathBuf,
     /// The log level.
     pub log_level: log::LevelFilter,
-    /// `[modem]`
+    /// The first modem (`[modem]`, or the first `[[modem]]`).
     pub modem: ModemConfig,
+    /// Every modem, in the order written (the first is [`Config::modem`]).
+    pub modems: Vec<ModemConfig>,
     /// `[api] listen`
     pub listen: SocketAddr,
     /// `[api] token`; generated into the data dir when absent.
@@ -260,57 +321,176 @@ impl Checker<'_> {
         }
     }
 
-    /// `[modem]`.
-    fn modem(&self, modem: &RawModem) -> Result<ModemConfig, ConfigError> {
+    /// Every `[modem]`/`[[modem]]` table; names are unique.
+    fn modems(&self, raw: Option<&RawModems>) -> Result<Vec<ModemConfig>, ConfigError> {
+        let Some(raw) = raw else {
+            return Err(ConfigError {
+                key: "modem.device".into(),
+                line: None,
+                message:
+                    "is required: the modem's AT port, e.g. /dev/serial/by-id/usb-…-if00-port0"
+                        .into(),
+            });
+        };
+        let (tables, many) = raw.tables();
+        if tables.is_empty() {
+            return Err(ConfigError {
+                key: "modem".into(),
+                line: None,
+                message: "at least one [[modem]] is required".into(),
+            });
+        }
+        let mut modems: Vec<ModemConfig> = Vec::new();
+        for (position, table) in tables.into_iter().enumerate() {
+            let modem = self.modem(table, position, many)?;
+            if modems.iter().any(|earlier| earlier.name == modem.name) {
+                let key = format!("modem[{}].name", modem.name);
+                return Err(match &table.name {
+                    Some(name) => self.error(&key, name, "another modem has this name"),
+                    None => ConfigError {
+                        key,
+                        line: None,
+                        message: "another modem has this name".into(),
+                    },
+                });
+            }
+            modems.push(modem);
+        }
+        Ok(modems)
+    }
+
+    /// One `[modem]` table, the `position`th (from 0); `many` when written as `[[modem]]`,
+    /// whose errors name the modem (`modem[modem2].baud`).
+    fn modem(
+        &self,
+        modem: &RawModem,
+        position: usize,
+        many: bool,
+    ) -> Result<ModemConfig, ConfigError> {
+        let name = match &modem.name {
+            Some(name) => {
+                let value = name.get_ref().trim();
+                let fine = !value.is_empty()
+                    && value.len() <= 32
+                    && value
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+                if !fine {
+                    let key = if many { "modem[].name" } else { "modem.name" };
+                    return Err(self.error(
+                        key,
+                        name,
+                        "1 to 32 letters, digits, - and _, e.g. \"austria\"",
+                    ));
+                }
+                value.to_string()
+            }
+            None => format!("modem{}", position + 1),
+        };
+        let key = |field: &str| {
+            if many {
+                format!("modem[{name}].{field}")
+            } else {
+                format!("modem.{field}")
+            }
+        };
+        let sim = match &modem.sim {
+            Some(sim) if (0..=255).contains(sim.get_ref()) => *sim.get_ref() as u32,
+            Some(sim) => return Err(self.error(&key("sim"), sim, "must be between 0 and 255")),
+            None => position as u32,
+        };
+        let mut prefixes = Vec::new();
+        for prefix in modem.prefixes.iter().flatten() {
+            let value = prefix.get_ref().trim();
+            let digits = value.strip_prefix('+').unwrap_or(value);
+            if digits.is_empty() || digits.len() > 15 || !digits.bytes().all(|b| b.is_ascii_digit())
+            {
+                return Err(self.error(
+                    &key("prefixes"),
+                    prefix,
+                    "each prefix is + and digits (or national digits), e.g. \"+43\"",
+                ));
+            }
+            prefixes.push(value.to_string());
+        }
         Ok(ModemConfig {
-            device: self.modem_device(&modem.device)?,
+            device: self.modem_device(&key("device"), &modem.device)?,
             baud: match &modem.baud {
                 Some(baud) if (300..=4_000_000).contains(baud.get_ref()) => *baud.get_ref(),
                 Some(baud) => {
-                    return Err(self.error("modem.baud", baud, "must be between 300 and 4000000"));
+                    return Err(self.error(&key("baud"), baud, "must be between 300 and 4000000"));
                 }
                 None => 115_200,
             },
-            pin: self.modem_pin(&modem.pin)?,
-            storage: self.modem_storage(&modem.storage)?,
+            pin: self.modem_pin(&key("pin"), &modem.pin)?,
+            storage: self.modem_storage(&key("storage"), &modem.storage)?,
             command_timeout: self.duration(
-                "modem.command_timeout",
+                &key("command_timeout"),
                 &modem.command_timeout,
                 Duration::from_secs(10),
                 Duration::from_secs(1)..=Duration::from_secs(300),
             )?,
             send_timeout: self.duration(
-                "modem.send_timeout",
+                &key("send_timeout"),
                 &modem.send_timeout,
                 Duration::from_secs(60),
                 Duration::from_secs(5)..=Duration::from_secs(600),
             )?,
             sweep_interval: self.duration(
-                "modem.sweep_interval",
+                &key("sweep_interval"),
                 &modem.sweep_interval,
                 Duration::from_secs(300),
                 Duration::from_secs(5)..=DAY,
             )?,
             reset_command: text_of(&modem.reset_command),
-            cnmi: self.modem_cnmi(&modem.cnmi)?,
+            cnmi: self.modem_cnmi(&key("cnmi"), &modem.cnmi)?,
             smsc: text_of(&modem.smsc),
             registration_timeout: self.duration(
-                "modem.registration_timeout",
+                &key("registration_timeout"),
                 &modem.registration_timeout,
                 Duration::from_secs(60),
                 Duration::from_secs(5)..=Duration::from_secs(3600),
             )?,
+            number: self.modem_number(&key("number"), &modem.number)?,
+            send: modem.send.unwrap_or(true),
+            prefixes,
+            sim,
+            name,
         })
     }
 
-    fn modem_device(&self, device: &Option<Spanned<String>>) -> Result<String, ConfigError> {
+    fn modem_number(
+        &self,
+        key: &str,
+        number: &Option<Spanned<String>>,
+    ) -> Result<Option<String>, ConfigError> {
+        let Some(number) = number else {
+            return Ok(None);
+        };
+        let text = number.get_ref().trim();
+        let digits = text.strip_prefix('+').unwrap_or_default();
+        if !text.starts_with('+')
+            || !(1..=15).contains(&digits.len())
+            || !digits.bytes().all(|b| b.is_ascii_digit())
+        {
+            let message = "must be E.164: + and up to 15 digits, e.g. \"+447700900123\"";
+            return Err(self.error(key, number, message));
+        }
+        Ok(Some(text.to_string()))
+    }
+
+    fn modem_device(
+        &self,
+        key: &str,
+        device: &Option<Spanned<String>>,
+    ) -> Result<String, ConfigError> {
         match device {
             Some(device) if !device.get_ref().trim().is_empty() => {
                 Ok(device.get_ref().trim().to_string())
             }
-            Some(device) => Err(self.error("modem.device", device, "must not be empty")),
+            Some(device) => Err(self.error(key, device, "must not be empty")),
             None => Err(ConfigError {
-                key: "modem.device".into(),
+                key: key.into(),
                 line: None,
                 message:
                     "is required: the modem's AT port, e.g. /dev/serial/by-id/usb-…-if00-port0"
@@ -319,33 +499,41 @@ impl Checker<'_> {
         }
     }
 
-    fn modem_pin(&self, pin: &Option<Spanned<String>>) -> Result<Option<String>, ConfigError> {
+    fn modem_pin(
+        &self,
+        key: &str,
+        pin: &Option<Spanned<String>>,
+    ) -> Result<Option<String>, ConfigError> {
         let Some(pin) = pin else {
             return Ok(None);
         };
         let value = pin.get_ref().trim();
         if !(4..=8).contains(&value.len()) || !value.bytes().all(|b| b.is_ascii_digit()) {
-            return Err(self.error("modem.pin", pin, "a SIM PIN is 4 to 8 digits"));
+            return Err(self.error(key, pin, "a SIM PIN is 4 to 8 digits"));
         }
         Ok(Some(value.to_string()))
     }
 
-    fn modem_storage(&self, storage: &Option<Spanned<String>>) -> Result<String, ConfigError> {
+    fn modem_storage(
+        &self,
+        key: &str,
+        storage: &Option<Spanned<String>>,
+    ) -> Result<String, ConfigError> {
         let Some(storage) = storage else {
             return Ok("SM".into());
         };
         let value = storage.get_ref().trim().to_ascii_uppercase();
         if !["SM", "ME", "MT"].contains(&value.as_str()) {
-            return Err(self.error(
-                "modem.storage",
-                storage,
-                "use SM (SIM), ME (modem) or MT (both)",
-            ));
+            return Err(self.error(key, storage, "use SM (SIM), ME (modem) or MT (both)"));
         }
         Ok(value)
     }
 
-    fn modem_cnmi(&self, cnmi: &Option<Spanned<String>>) -> Result<Option<String>, ConfigError> {
+    fn modem_cnmi(
+        &self,
+        key: &str,
+        cnmi: &Option<Spanned<String>>,
+    ) -> Result<Option<String>, ConfigError> {
         let Some(cnmi) = cnmi else {
             return Ok(None);
         };
@@ -355,7 +543,7 @@ impl Checker<'_> {
                 .iter()
                 .all(|f| matches!(f.trim().parse::<u8>(), Ok(0..=3)));
         if !valid {
-            return Err(self.error("modem.cnmi", cnmi, "five numbers 0–3, e.g. \"2,1,0,2,0\""));
+            return Err(self.error(key, cnmi, "five numbers 0–3, e.g. \"2,1,0,2,0\""));
         }
         Ok(Some(cnmi.get_ref().replace(' ', "")))
     }
@@ -409,8 +597,19 @@ impl Checker<'_> {
         let kept = |key: &str, value: &Option<Spanned<String>>| {
             self.duration(key, value, 30 * DAY, Duration::from_secs(3600)..=3650 * DAY)
         };
+        let routing = match &sms.routing {
+            Some(name) => Routing::from_name(name.get_ref().trim()).ok_or_else(|| {
+                self.error(
+                    "sms.routing",
+                    name,
+                    "use \"prefix_then_round_robin\" or \"first\"",
+                )
+            })?,
+            None => Routing::default(),
+        };
         Ok(GatewaySettings {
             max_parts,
+            routing,
             status_reports: sms.status_reports.unwrap_or(true),
             validity: Some(self.duration(
                 "sms.validity",
@@ -438,8 +637,8 @@ impl Checker<'_> {
     }
 
     /// `device_id` (a positive integer, default 1), `device_name` (default: the host name)
-    /// and `[modem] number` (E.164).
-    fn device(&self, raw: &Raw) -> Result<Device, ConfigError> {
+    /// and the first modem's `number` (checked with the modem).
+    fn device(&self, raw: &Raw, number: Option<String>) -> Result<Device, ConfigError> {
         let id = match &raw.device_id {
             Some(id) if *id.get_ref() >= 1 => *id.get_ref() as u64,
             Some(id) => return Err(self.error("device_id", id, "must be a positive integer")),
@@ -451,22 +650,6 @@ impl Checker<'_> {
             }
             Some(name) => name.get_ref().trim().to_string(),
             None => crate::webhook::formats::host_name(),
-        };
-        let number = raw.modem.as_ref().and_then(|modem| modem.number.as_ref());
-        let number = match number {
-            Some(number) => {
-                let text = number.get_ref().trim();
-                let digits = text.strip_prefix('+').unwrap_or_default();
-                if !text.starts_with('+')
-                    || !(1..=15).contains(&digits.len())
-                    || !digits.bytes().all(|b| b.is_ascii_digit())
-                {
-                    let message = "must be E.164: + and up to 15 digits, e.g. \"+447700900123\"";
-                    return Err(self.error("modem.number", number, message));
-                }
-                Some(text.to_string())
-            }
-            None => None,
         };
         Ok(Device { id, name, number })
     }
@@ -510,7 +693,15 @@ impl Config {
     pub fn parse(text: &str) -> Result<Config, ConfigError> {
         let raw = read_raw(text)?;
         let check = Checker { text };
-        let device = check.device(&raw)?;
+        let modems = check.modems(raw.modem.as_ref())?;
+        let Some(first) = modems.first().cloned() else {
+            return Err(ConfigError {
+                key: "modem".into(),
+                line: None,
+                message: "at least one modem is required".into(),
+            });
+        };
+        let device = check.device(&raw, first.number.clone())?;
         let (listen, token, ready_grace) = check.api(&raw.api.unwrap_or_default())?;
         let (webhooks, subscriptions) = check.webhooks(&raw.webhook)?;
         Ok(Config {
@@ -519,7 +710,8 @@ impl Config {
                 |d| PathBuf::from(d.get_ref()),
             ),
             log_level: check.log_level(&raw.log_level)?,
-            modem: check.modem(&raw.modem.unwrap_or_default())?,
+            modem: first,
+            modems,
             listen,
             token,
             ready_grace,
@@ -543,23 +735,41 @@ impl Config {
         })
     }
 
-    /// The modem driver's settings.
+    /// The gateway's view of modem `modem` (one of [`Config::modems`]) with its driver.
+    pub fn modem_slot(modem: &ModemConfig, handle: crate::modem::ModemHandle) -> ModemSlot {
+        ModemSlot {
+            name: modem.name.clone(),
+            sim: modem.sim,
+            number: modem.number.clone(),
+            send: modem.send,
+            prefixes: modem.prefixes.clone(),
+            handle,
+        }
+    }
+
+    /// The first modem driver's settings.
     pub fn modem_settings(&self) -> ModemSettings {
-        let mut settings = ModemSettings::new(&self.modem.device);
-        settings.baud = self.modem.baud;
+        self.modem_settings_for(&self.modem)
+    }
+
+    /// The driver settings of one of [`Config::modems`].
+    pub fn modem_settings_for(&self, modem: &ModemConfig) -> ModemSettings {
+        let mut settings = ModemSettings::new(&modem.device);
+        settings.name = modem.name.clone();
+        settings.baud = modem.baud;
         settings.init = InitSettings {
-            pin: self.modem.pin.clone(),
+            pin: modem.pin.clone(),
             refused_pins: Some(self.data_dir.join(crate::modem::pin::REFUSED_PIN_FILE)),
-            storage: self.modem.storage.clone(),
-            smsc: self.modem.smsc.clone(),
-            registration_timeout: self.modem.registration_timeout,
-            command_timeout: self.modem.command_timeout,
-            cnmi: self.modem.cnmi.clone(),
+            storage: modem.storage.clone(),
+            smsc: modem.smsc.clone(),
+            registration_timeout: modem.registration_timeout,
+            command_timeout: modem.command_timeout,
+            cnmi: modem.cnmi.clone(),
             ..InitSettings::default()
         };
-        settings.send_timeout = self.modem.send_timeout;
-        settings.sweep_interval = self.modem.sweep_interval;
-        settings.reset_command = self.modem.reset_command.clone();
+        settings.send_timeout = modem.send_timeout;
+        settings.sweep_interval = modem.sweep_interval;
+        settings.reset_command = modem.reset_command.clone();
         settings
     }
 
@@ -683,6 +893,88 @@ mod tests {
         );
         let shown = config.describe();
         assert!(shown.contains("report_timeout_margin = \"30m\""), "{shown}");
+    }
+
+    #[test]
+    fn several_modems_are_read_with_their_defaults() {
+        let text = "[sms]\nrouting = \"first\"\n\n[[modem]]\ndevice = \"/dev/a\"\n\n[[modem]]\nname = \"austria\"\ndevice = \"/dev/b\"\nsim = 5\nnumber = \"+436641234567\"\nprefixes = [\"+43\"]\n\n[[modem]]\ndevice = \"/dev/c\"\nsend = false\n";
+        let config = Config::parse(text).expect("valid");
+        let seen: Vec<(&str, u32, bool, &[String])> = config
+            .modems
+            .iter()
+            .map(|m| (m.name.as_str(), m.sim, m.send, m.prefixes.as_slice()))
+            .collect();
+        let austria = vec!["+43".to_string()];
+        assert_eq!(
+            seen,
+            vec![
+                ("modem1", 0, true, &[][..]),
+                ("austria", 5, true, austria.as_slice()),
+                ("modem3", 2, false, &[][..]),
+            ]
+        );
+        assert_eq!(config.modem, config.modems[0]);
+        assert_eq!(config.gateway.routing, Routing::First);
+        assert_eq!(config.modem_settings_for(&config.modems[1]).name, "austria");
+        // One [modem] table is one modem, named modem1, SIM 0.
+        let one = Config::parse("[modem]\ndevice = \"/dev/x\"\n").expect("valid");
+        assert_eq!(one.modems.len(), 1);
+        assert_eq!((one.modem.name.as_str(), one.modem.sim), ("modem1", 0));
+        assert_eq!(one.gateway.routing, Routing::PrefixThenRoundRobin);
+    }
+
+    #[test]
+    fn several_modems_errors_name_the_modem_and_key() {
+        let cases = [
+            (
+                "[[modem]]\nname = \"a\"\ndevice = \"/dev/a\"\n[[modem]]\nname = \"a\"\ndevice = \"/dev/b\"\n",
+                "modem[a].name",
+                Some(5),
+            ),
+            (
+                "[[modem]]\ndevice = \"/dev/a\"\n[[modem]]\ndevice = \"/dev/b\"\nbaud = 1\n",
+                "modem[modem2].baud",
+                Some(5),
+            ),
+            (
+                "[[modem]]\ndevice = \"/dev/a\"\n[[modem]]\nname = \"b\"\n",
+                "modem[b].device",
+                None,
+            ),
+            (
+                "[[modem]]\ndevice = \"/dev/a\"\nprefixes = [\"+4x\"]\n",
+                "modem[modem1].prefixes",
+                Some(3),
+            ),
+            (
+                "[[modem]]\ndevice = \"/dev/a\"\nsim = -1\n",
+                "modem[modem1].sim",
+                Some(3),
+            ),
+            (
+                "[[modem]]\nname = \"bad name\"\ndevice = \"/dev/a\"\n",
+                "modem[].name",
+                Some(2),
+            ),
+            (
+                "[[modem]]\ndevice = \"/dev/a\"\nnumber = \"0664\"\n",
+                "modem[modem1].number",
+                Some(3),
+            ),
+            (
+                "[modem]\ndevice = \"/dev/a\"\n[sms]\nrouting = \"random\"\n",
+                "sms.routing",
+                Some(4),
+            ),
+        ];
+        for (text, key, line) in cases {
+            let error = Config::parse(text).expect_err(text);
+            assert_eq!(
+                (error.key.as_str(), error.line),
+                (key, line),
+                "{text}: {error}"
+            );
+        }
     }
 
     #[test]

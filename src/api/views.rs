@@ -542,6 +542,7 @@ mod tests {
                 cmgs_length: 1,
                 state: PartState::Pending,
                 pending_status: None,
+                modem: None,
             }],
             callback_data: None,
             state: MessageState::Queued,
@@ -557,6 +558,9 @@ mod tests {
             queue_key: None,
             number: None,
             dry_run: false,
+            modem: None,
+            sim: None,
+            pinned: false,
         };
         let found = serde_json::to_string(&MessageView::new(&message)).expect("serialises");
         let expected = concat!(

@@ -18,21 +18,24 @@ mod inbound;
 pub mod lifecycle;
 mod outbound;
 pub mod reports;
+pub mod routing;
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use log::{error, info, warn};
 use tokio::sync::{Notify, mpsc};
 use tokio::task::JoinHandle;
 
-use crate::modem::{ModemEvent, ModemHandle};
+use crate::modem::{LinkState, ModemEvent, ModemHandle};
 use crate::store::{Store, StoreError, blocking};
 
 pub use events::rfc3339;
 pub use lifecycle::report_overdue;
 pub use outbound::{Accepted, EnqueueError, NewMessage};
+pub use routing::{Requested, Routing};
 
 /// The `[sms]` settings.
 #[derive(Debug, Clone)]
@@ -64,8 +67,11 @@ pub struct GatewaySettings {
     /// Finished messages are kept this long.
     pub retention_messages: Duration,
     /// `[modem] number`: the receiving number inbound events carry as `to`; without it, the
-    /// number the SIM reports (`AT+CNUM`), when it has one.
+    /// number the SIM reports (`AT+CNUM`), when it has one. (For [`Gateway::new`]'s one modem;
+    /// several modems each carry their own in [`ModemSlot::number`].)
     pub receiving_number: Option<String>,
+    /// `[sms] routing`: which modem a message that names none goes to.
+    pub routing: Routing,
 }
 
 impl Default for GatewaySettings {
@@ -84,6 +90,7 @@ impl Default for GatewaySettings {
             retention_events: Duration::from_secs(30 * 86_400),
             retention_messages: Duration::from_secs(30 * 86_400),
             receiving_number: None,
+            routing: Routing::default(),
         }
     }
 }
@@ -99,11 +106,53 @@ pub struct GatewayCounters {
     pub undecodable: AtomicU64,
 }
 
+/// One modem as the gateway sees it: its `[[modem]]` identity and its driver's handle.
+#[derive(Debug, Clone)]
+pub struct ModemSlot {
+    /// Its name (`modem1`…), in events, the API and metrics.
+    pub name: String,
+    /// The SIM slot number receivers see.
+    pub sim: u32,
+    /// Its own number (E.164), the `to` of what it receives; else what its SIM reports.
+    pub number: Option<String>,
+    /// Whether it may send.
+    pub send: bool,
+    /// Destination prefixes it prefers.
+    pub prefixes: Vec<String>,
+    /// The driver.
+    pub handle: ModemHandle,
+}
+
+impl ModemSlot {
+    /// The only modem of a one-modem gateway: `modem1`, SIM 0, sending.
+    pub fn single(handle: ModemHandle, number: Option<String>) -> ModemSlot {
+        ModemSlot {
+            name: "modem1".into(),
+            sim: 0,
+            number,
+            send: true,
+            prefixes: Vec::new(),
+            handle,
+        }
+    }
+
+    /// Whether its driver is ready now.
+    pub fn ready(&self) -> bool {
+        self.handle.status().state == LinkState::Ready
+    }
+}
+
 struct Inner {
     store: Store,
-    modem: ModemHandle,
+    /// Never empty: [`Gateway::with_modems`] refuses none.
+    modems: Vec<ModemSlot>,
     settings: GatewaySettings,
-    wake_sender: Notify,
+    /// One per modem: wakes that modem's sender.
+    wake_sender: Vec<Notify>,
+    /// The round-robin turn of the next message that names no modem.
+    turn: AtomicUsize,
+    /// Messages a sender is submitting now: no other sender takes them.
+    claimed: Mutex<HashSet<String>>,
     stopping: std::sync::atomic::AtomicBool,
     counters: GatewayCounters,
 }
@@ -121,17 +170,39 @@ impl std::fmt::Debug for Gateway {
 }
 
 impl Gateway {
-    /// A gateway over a store and a modem.
+    /// A gateway over a store and one modem (`modem1`, SIM 0).
     pub fn new(store: Store, modem: ModemHandle, settings: GatewaySettings) -> Gateway {
+        let slot = ModemSlot::single(modem, settings.receiving_number.clone());
+        Gateway::with_modems(store, vec![slot], settings)
+    }
+
+    /// A gateway over a store and several modems, in config order (the first is the one
+    /// records from before several modems belong to). `modems` must not be empty.
+    pub fn with_modems(store: Store, modems: Vec<ModemSlot>, settings: GatewaySettings) -> Gateway {
+        assert!(!modems.is_empty(), "a gateway needs a modem");
         Gateway {
             inner: Arc::new(Inner {
                 store,
-                modem,
+                wake_sender: modems.iter().map(|_| Notify::new()).collect(),
+                modems,
                 settings,
-                wake_sender: Notify::new(),
+                turn: AtomicUsize::new(0),
+                claimed: Mutex::new(HashSet::new()),
                 stopping: std::sync::atomic::AtomicBool::new(false),
                 counters: GatewayCounters::default(),
             }),
+        }
+    }
+
+    /// The modems, in config order.
+    pub fn modems(&self) -> &[ModemSlot] {
+        &self.inner.modems
+    }
+
+    /// Wakes every modem's sender (a message was queued, a modem came or went).
+    fn wake_senders(&self) {
+        for wake in &self.inner.wake_sender {
+            wake.notify_one();
         }
     }
 
@@ -144,7 +215,7 @@ impl Gateway {
     /// ([`Gateway::start`]'s first handle) then ends.
     pub fn stop_sending(&self) {
         self.inner.stopping.store(true, Ordering::SeqCst);
-        self.inner.wake_sender.notify_one();
+        self.wake_senders();
     }
 
     fn stopping(&self) -> bool {
@@ -158,28 +229,66 @@ impl Gateway {
 
     /// Settles what a crash left behind, then runs the sender, the receiver (fed by the
     /// modem's events) and the maintenance timers, returned in that order. The sender ends
-    /// after [`Gateway::stop_sending`]; the others when the event stream does.
+    /// after [`Gateway::stop_sending`]; the others when the event stream does. For a gateway
+    /// of one modem; [`Gateway::start_all`] takes one event stream per modem.
     pub async fn start(
         &self,
         events: mpsc::Receiver<ModemEvent>,
     ) -> Result<Vec<JoinHandle<()>>, StoreError> {
-        self.recover().await?;
-        let sender = tokio::spawn(self.clone().send_loop());
-        let receiver = tokio::spawn(self.clone().receive_loop(events));
-        let maintenance = tokio::spawn(self.clone().maintenance_loop());
-        Ok(vec![sender, receiver, maintenance])
+        self.start_all(vec![events]).await
     }
 
-    async fn receive_loop(self, mut events: mpsc::Receiver<ModemEvent>) {
+    /// As [`Gateway::start`], with each modem's events in the order of [`Gateway::modems`]:
+    /// one sender per modem (the first handle returned ends when all of them have; aborting
+    /// it aborts them), then the receivers, then maintenance.
+    pub async fn start_all(
+        &self,
+        events: Vec<mpsc::Receiver<ModemEvent>>,
+    ) -> Result<Vec<JoinHandle<()>>, StoreError> {
+        self.recover().await?;
+        let mut senders = tokio::task::JoinSet::new();
+        for modem in 0..self.inner.modems.len() {
+            senders.spawn(self.clone().send_loop(modem));
+        }
+        // Dropped with this task when it is aborted, which aborts every sender.
+        let sender = tokio::spawn(async move { while senders.join_next().await.is_some() {} });
+        let mut tasks = vec![sender];
+        for (modem, events) in events.into_iter().enumerate().take(self.inner.modems.len()) {
+            tasks.push(tokio::spawn(self.clone().receive_loop(modem, events)));
+            tasks.push(tokio::spawn(self.clone().follow_status(modem)));
+        }
+        tasks.push(tokio::spawn(self.clone().maintenance_loop()));
+        Ok(tasks)
+    }
+
+    /// Wakes every sender when modem `modem` becomes ready or stops being so: a sender then
+    /// takes over the queue of a modem that went away, or leaves it to one that came back.
+    async fn follow_status(self, modem: usize) {
+        let mut status = self.inner.modems[modem].handle.watch_status();
+        let mut ready = status.borrow_and_update().state == LinkState::Ready;
+        while status.changed().await.is_ok() {
+            let now_ready = status.borrow_and_update().state == LinkState::Ready;
+            if now_ready != ready {
+                ready = now_ready;
+                self.wake_senders();
+            }
+        }
+    }
+
+    async fn receive_loop(self, modem: usize, mut events: mpsc::Receiver<ModemEvent>) {
+        let handle = self.inner.modems[modem].handle.clone();
         while let Some(event) = events.recv().await {
             match event {
                 ModemEvent::Inbound(inbound) => {
                     let receipt = inbound.receipt.clone();
-                    match self.on_inbound(inbound).await {
+                    match self.on_inbound(modem, inbound).await {
                         // Durable: now the modem may forget it.
                         Ok(()) => {
-                            if self.inner.modem.confirm(receipt).await.is_err() {
-                                warn!("gateway: the modem driver stopped");
+                            if handle.confirm(receipt).await.is_err() {
+                                warn!(
+                                    "gateway: the driver of {} stopped",
+                                    self.inner.modems[modem].name
+                                );
                             }
                         }
                         // Not confirmed: it stays on the modem and a later sweep hands it
@@ -188,9 +297,13 @@ impl Gateway {
                         Err(error) => error!("gateway: cannot store an inbound PDU: {error}"),
                     }
                 }
-                ModemEvent::Connected(_) => self.inner.wake_sender.notify_one(),
+                ModemEvent::Connected(_) => self.wake_senders(),
                 ModemEvent::Disconnected { reason } => {
-                    info!("gateway: modem disconnected: {reason}")
+                    info!(
+                        "gateway: modem {} disconnected: {reason}",
+                        self.inner.modems[modem].name
+                    );
+                    self.wake_senders();
                 }
                 other => log::debug!("gateway: {other:?}"),
             }

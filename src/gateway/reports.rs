@@ -111,6 +111,7 @@ mod tests {
             message_id: id.into(),
             part,
             recipient: recipient.into(),
+            modem: String::new(),
         }
     }
 

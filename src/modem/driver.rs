@@ -42,6 +42,8 @@ use super::storage::{self, StorageError, StoredMessage};
 /// The `[modem]` settings the driver runs with.
 #[derive(Debug, Clone)]
 pub struct ModemSettings {
+    /// The modem's name (`[[modem]] name`), for logs and events; `modem1` by default.
+    pub name: String,
     /// The serial device, e.g. `/dev/serial/by-id/usb-HUAWEI…-if00-port0` or a PTY.
     pub device: PathBuf,
     /// Baud rate (USB modems ignore it; real UARTs do not).
@@ -78,6 +80,7 @@ impl ModemSettings {
     /// Defaults for a device.
     pub fn new(device: impl Into<PathBuf>) -> ModemSettings {
         ModemSettings {
+            name: "modem1".into(),
             device: device.into(),
             baud: 115_200,
             init: InitSettings::default(),

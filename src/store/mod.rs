@@ -42,8 +42,9 @@ pub use model::{
     MessageState, OutPart, OutboundMessage, PartState,
 };
 
-/// The layout version of the trees; bumped when a change needs a migration.
-pub const SCHEMA_VERSION: u64 = 1;
+/// The layout version of the trees; bumped when a change needs a migration or when an older
+/// smsrelay would misread what this one writes. 2: `refs` keys end with the modem's name.
+pub const SCHEMA_VERSION: u64 = 2;
 /// The `api_version` of the event contract.
 pub const API_VERSION: &str = "2026-11-22";
 
@@ -159,6 +160,9 @@ pub struct Reference {
     pub part: usize,
     /// The message's recipient, as recorded with the reference.
     pub recipient: String,
+    /// The modem that submitted the part; "" for references recorded before several
+    /// modems (the first modem's).
+    pub modem: String,
 }
 
 /// The database: one sled `Db` and its trees. Cheap to clone.
@@ -283,6 +287,14 @@ impl Store {
                 let found = decode::<u64>("meta", keys::SCHEMA_VERSION, &bytes)?;
                 if found > SCHEMA_VERSION {
                     return Err(StoreError::NewerSchema { found });
+                }
+                // Older layouts read as they are (see `keys`); the version rises so that an
+                // older smsrelay refuses keys it would misread.
+                if found < SCHEMA_VERSION {
+                    store
+                        .meta
+                        .insert(keys::SCHEMA_VERSION, encode(&SCHEMA_VERSION))?;
+                    store.db.flush()?;
                 }
             }
             None => {

@@ -203,7 +203,12 @@ impl Store {
                     }
                 }
                 for &(reference, part) in &effects.references {
-                    let key = keys::reference_key(reference, now_ms(), id, part);
+                    let modem = message
+                        .parts
+                        .get(part)
+                        .and_then(|part| part.modem.as_deref())
+                        .unwrap_or_default();
+                    let key = keys::reference_key(reference, now_ms(), id, part, modem);
                     refs.insert(key, message.to.as_bytes())?;
                 }
                 for key in &effects.unreference {
@@ -249,6 +254,7 @@ impl Store {
                 submitted_at: parsed.at,
                 part: parsed.part,
                 message_id: parsed.id,
+                modem: parsed.modem,
                 recipient: String::from_utf8_lossy(&recipient).into_owned(),
             });
         }
@@ -323,6 +329,9 @@ mod transaction_tests {
             queue_key: None,
             number: None,
             dry_run: false,
+            modem: None,
+            sim: None,
+            pinned: false,
         };
         store.enqueue(&message).expect("enqueues");
         let (written, events) = store
