@@ -17,6 +17,7 @@ mod mock_modem;
 mod mock_properties;
 mod modem_driver;
 mod modem_init;
+mod multi_modem;
 mod pdu_cli;
 mod pdu_properties;
 mod pdu_vectors;

@@ -73,6 +73,12 @@ pub enum Commands {
         /// Ask no status report for this message (overrides `[sms] status_reports`).
         #[arg(long)]
         no_status_report: bool,
+        /// Send through this modem (its `[[modem]] name`) and no other.
+        #[arg(long, conflicts_with = "sim")]
+        modem: Option<String>,
+        /// Send through the modem with this SIM slot number (`[[modem]] sim`) and no other.
+        #[arg(long)]
+        sim: Option<u32>,
         /// Follow the message to delivered, failed or expired (or sent, when no status report
         /// was requested), showing each step. Exit 0 delivered or sent, 3 failed, 4 expired,
         /// 5 still under way at --timeout.
@@ -82,7 +88,7 @@ pub enum Commands {
         #[arg(long, default_value = "10m", value_parser = humantime::parse_duration)]
         timeout: std::time::Duration,
     },
-    /// Shows the modem, the queues and the webhooks.
+    /// Shows the modems, the queues and the webhooks.
     Status,
     /// Lists recent messages.
     Messages {
