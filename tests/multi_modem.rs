@@ -352,3 +352,38 @@ fn inbound_on_both_modems_carries_its_modem_and_sim_and_same_reference_parts_do_
         ]
     );
 }
+
+#[test]
+fn mock_modem_count_2_serves_two_ptys_with_their_own_links() {
+    use std::io::BufRead;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let link = dir.path().join("modem");
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_smsrelay"))
+        .args(["mock-modem", "--count", "2", "--link"])
+        .arg(&link)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("mock-modem starts");
+    let stdout = child.stdout.take().expect("piped");
+    let paths: Vec<String> = std::io::BufReader::new(stdout)
+        .lines()
+        .take(2)
+        .map(|line| line.expect("a line"))
+        .collect();
+    let targets: Vec<std::path::PathBuf> = ["modem-1", "modem-2"]
+        .iter()
+        .map(|name| std::fs::read_link(dir.path().join(name)).expect("a link per modem"))
+        .collect();
+    let _ = child.kill();
+    let _ = child.wait();
+    assert_eq!(paths.len(), 2);
+    assert_ne!(paths[0], paths[1], "two PTYs");
+    assert_eq!(
+        targets,
+        vec![
+            std::path::PathBuf::from(&paths[0]),
+            std::path::PathBuf::from(&paths[1])
+        ]
+    );
+}

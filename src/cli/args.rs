@@ -161,6 +161,10 @@ pub struct MockModemArgs {
     /// Periodic vendor noise (^RSSI for huawei), e.g. 10s.
     #[arg(long, value_parser = humantime::parse_duration)]
     pub noise: Option<std::time::Duration>,
+    /// Run this many modems, each on its own PTY (one path per line on stdout). With more
+    /// than one, --link gets -1, -2… appended and --control's port counts up per modem.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u8).range(1..=8))]
+    pub count: u8,
 }
 
 /// `smsrelay webhook …`.
