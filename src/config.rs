@@ -827,6 +827,29 @@ impl Config {
                 self.device.id, self.device.name
             ),
         );
+        out = out.replacen(
+            "\n[sms]\n",
+            &format!("\n[sms]\nrouting = \"{}\"\n", self.gateway.routing.name()),
+            1,
+        );
+        // [modem] above is the first; with several, each is listed with what tells it apart.
+        if self.modems.len() > 1 {
+            for modem in &self.modems {
+                out.push_str(&format!(
+                    "\n[[modem]]\nname = {:?}\ndevice = {:?}\nsim = {}\nsend = {}\nprefixes = {:?}\nnumber = {}\npin = {}\n",
+                    modem.name,
+                    modem.device,
+                    modem.sim,
+                    modem.send,
+                    modem.prefixes,
+                    modem
+                        .number
+                        .as_deref()
+                        .map_or("(none)".into(), |n| format!("{n:?}")),
+                    mask(modem.pin.is_some()),
+                ));
+            }
+        }
         for (endpoint, subscription) in self.webhooks.iter().zip(&self.subscriptions) {
             let secrets = match (&endpoint.format_secret, endpoint.secrets.len()) {
                 (Some(_), _) => format!("\"********\" (the {} key)", endpoint.format.name()),

@@ -116,9 +116,8 @@ pub fn mock_modem(args: MockModemArgs) -> anyhow::Result<u8> {
                 let port = if port == 0 {
                     0
                 } else {
-                    port.checked_add(index as u16).ok_or_else(|| {
-                        std::io::Error::other("the control ports run past 65535")
-                    })?
+                    port.checked_add(index as u16)
+                        .ok_or_else(|| std::io::Error::other("the control ports run past 65535"))?
                 };
                 std::net::TcpListener::bind(std::net::SocketAddr::new(address.ip(), port))
             })
