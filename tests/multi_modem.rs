@@ -387,3 +387,36 @@ fn mock_modem_count_2_serves_two_ptys_with_their_own_links() {
         ]
     );
 }
+
+#[test]
+fn a_temporary_refusal_moves_the_message_to_the_other_modem_at_once() {
+    let both = TwoModems::start(
+        MockConfig::default(),
+        MockConfig::default(),
+        "[sms]\nrouting = \"first\"\n\n[[modem]]\ndevice = \"{first}\"\n\n[[modem]]\ndevice = \"{second}\"\n",
+        None,
+    );
+    // The first modem (the primary under "first") refuses one send with congestion (42).
+    both.first
+        .with_engine(|engine, _| engine.fail_next_sends(1, 42));
+    let moved = both.send(json!({"to": "+447700900123", "text": "moved on"}));
+    // Pinned to the first: it waits there and is never sent by the second.
+    both.first
+        .with_engine(|engine, _| engine.fail_next_sends(1, 42));
+    let pinned = both.send(json!({"to": "+447700900123", "text": "stays", "modem": "modem1"}));
+    let messages = both.wait_final(&[moved.clone()], &["delivered"]);
+    assert_eq!(messages[0]["modem"], "modem2", "{}", messages[0]);
+    assert_eq!(messages[0]["attempts"], 1, "{}", messages[0]);
+    assert_eq!(submitted_texts(&both.second).get("moved on"), Some(&1));
+    // The retry pause (30 s by default) is not waited: it went to the second at once.
+    let refusals = both
+        .first
+        .commands()
+        .iter()
+        .filter(|c| c.starts_with("AT+CMGS"))
+        .count();
+    assert!(refusals >= 1);
+    let pinned_now = both.message(&pinned);
+    assert_eq!(pinned_now["modem"], "modem1", "{pinned_now}");
+    assert!(!submitted_texts(&both.second).contains_key("stays"));
+}

@@ -568,7 +568,8 @@ impl Gateway {
     }
 
     /// After a temporary refusal on modem `failed`: the message goes to the next ready modem
-    /// that may send, now (its attempt is counted as before); with none, it stays and
+    /// that may send, at once while each modem has had one try ([`routing::retry_at_once`]),
+    /// else after its pause (its attempt is counted as before); with none, it stays and
     /// retries after its pause.
     async fn fail_over(
         &self,
@@ -586,11 +587,14 @@ impl Gateway {
             self.inner.modems[failed].name, slot.name
         );
         let (name, sim) = (slot.name.clone(), slot.sim);
+        let senders = self.inner.modems.iter().filter(|slot| slot.send).count();
         self.update(id, move |message| {
             if message.state == MessageState::Queued {
                 message.modem = Some(name.clone());
                 message.sim = Some(sim);
-                message.next_attempt_at = None;
+                if routing::retry_at_once(message.attempts, senders) {
+                    message.next_attempt_at = None;
+                }
             }
             Effects::default()
         })
@@ -603,7 +607,11 @@ impl Gateway {
     /// handed to modem `modem` at `since` ([`reports::worth_rematching`]).
     async fn rematch(&self, modem: usize, reference: MessageReference, since: u64) {
         let store = self.inner.store.clone();
-        let Ok(unmatched) = blocking(move || store.unmatched()).await else {
+        let name = self.inner.modems[modem].name.clone();
+        let first = modem == 0;
+        // Only reports that came on this modem: TP-MRs are per SIM.
+        let ours = move |on: &str| on == name || (first && on.is_empty());
+        let Ok(unmatched) = blocking(move || store.unmatched_on(ours)).await else {
             return;
         };
         for (key, report) in reports::worth_rematching(unmatched, reference, since) {
@@ -632,7 +640,8 @@ impl Gateway {
         let store = self.inner.store.clone();
         let hex = hex.to_string();
         let json = pdu::tpdu_json(&pdu::Tpdu::StatusReport(report.clone()));
-        let key = blocking(move || store.record_unmatched(&hex, &json)).await?;
+        let name = self.inner.modems[modem].name.clone();
+        let key = blocking(move || store.record_unmatched(&hex, &json, &name)).await?;
         // The sender may have recorded the TP-MR (and re-matched) between our lookup and the
         // write above: one more try closes that window.
         if self.apply_report(modem, &report).await? {

@@ -165,6 +165,15 @@ pub fn failover_target(modems: &[Candidate<'_>], failed: usize, pinned: bool) ->
         .find(|&index| modems[index].send && modems[index].ready)
 }
 
+/// Whether a message handed to another modem after a temporary refusal is tried there at
+/// once: while it has failed (`attempts`, counted only while its modem stayed ready) fewer
+/// times than there are modems that may send, so each gets one quick try; after that it waits
+/// its retry pause as with one modem, so a fault every SIM shares does not use up the
+/// attempts in seconds.
+pub fn retry_at_once(attempts: u32, senders: usize) -> bool {
+    usize::try_from(attempts).is_ok_and(|attempts| attempts < senders)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -325,6 +334,27 @@ mod tests {
                 may_take(modems, taker, assigned, pinned),
                 expected,
                 "{taker} {assigned:?} {pinned}"
+            );
+        }
+    }
+
+    #[test]
+    fn each_modem_gets_one_quick_try_then_the_pause_applies() {
+        let cases = [
+            // (attempts, senders, at once)
+            (0, 2, true), // the modem went away: not counted
+            (1, 2, true),
+            (2, 2, false),
+            (2, 3, true),
+            (3, 3, false),
+            (1, 1, false),
+            (u32::MAX, 2, false),
+        ];
+        for (attempts, senders, expected) in cases {
+            assert_eq!(
+                retry_at_once(attempts, senders),
+                expected,
+                "{attempts} {senders}"
             );
         }
     }
