@@ -404,7 +404,7 @@ fn a_temporary_refusal_moves_the_message_to_the_other_modem_at_once() {
     both.first
         .with_engine(|engine, _| engine.fail_next_sends(1, 42));
     let pinned = both.send(json!({"to": "+447700900123", "text": "stays", "modem": "modem1"}));
-    let messages = both.wait_final(&[moved.clone()], &["delivered"]);
+    let messages = both.wait_final(std::slice::from_ref(&moved), &["delivered"]);
     assert_eq!(messages[0]["modem"], "modem2", "{}", messages[0]);
     assert_eq!(messages[0]["attempts"], 1, "{}", messages[0]);
     assert_eq!(submitted_texts(&both.second).get("moved on"), Some(&1));
