@@ -610,7 +610,7 @@ impl Gateway {
         let name = self.inner.modems[modem].name.clone();
         let first = modem == 0;
         // Only reports that came on this modem: TP-MRs are per SIM.
-        let ours = move |on: &str| on == name || (first && on.is_empty());
+        let ours = move |on: &str| reports::of_modem(on, &name, first);
         let Ok(unmatched) = blocking(move || store.unmatched_on(ours)).await else {
             return;
         };
@@ -663,7 +663,7 @@ impl Gateway {
         let first = modem == 0;
         let matched = blocking(move || {
             let mut waiting = store.references(MessageReference(owned.message_reference))?;
-            waiting.retain(|found| found.modem == name || (first && found.modem.is_empty()));
+            waiting.retain(|found| reports::of_modem(&found.modem, &name, first));
             for candidate in reports::candidates(&waiting, &owned, now, max_age) {
                 // A message pruned meanwhile leaves its reference behind: not a match.
                 if store.message(&candidate.message_id)?.is_some() {

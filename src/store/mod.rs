@@ -375,6 +375,50 @@ mod tests {
         );
     }
 
+    /// A store written before several modems: its version rises to 2 and a `refs` key of
+    /// that time reads back as the first modem's ("").
+    #[test]
+    fn an_older_schema_is_upgraded_and_its_references_read_as_the_first_modems() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        {
+            let store =
+                Store::open(dir.path(), &StoreSettings::default(), Vec::new()).expect("opens");
+            store
+                .meta
+                .insert("schema_version", encode(&1u64))
+                .expect("writes");
+            let mut old_key = vec![7u8];
+            old_key.extend_from_slice(&5u64.to_be_bytes());
+            old_key.extend_from_slice(&0u32.to_be_bytes());
+            old_key.extend_from_slice(b"0190-old");
+            store
+                .refs
+                .insert(old_key, b"+447700900123")
+                .expect("writes");
+            store.flush().expect("flushes");
+        }
+        let store = Store::open(dir.path(), &StoreSettings::default(), Vec::new()).expect("opens");
+        let version = store
+            .meta
+            .get("schema_version")
+            .expect("reads")
+            .expect("present");
+        assert_eq!(
+            decode::<u64>("meta", b"schema_version", &version).ok(),
+            Some(2)
+        );
+        let found = store.references(MessageReference(7)).expect("reads");
+        assert_eq!(found.len(), 1);
+        assert_eq!(
+            (
+                found[0].message_id.as_str(),
+                found[0].modem.as_str(),
+                found[0].part
+            ),
+            ("0190-old", "", 0)
+        );
+    }
+
     #[test]
     fn counters_persist_and_increase() {
         let dir = tempfile::tempdir().expect("temp dir");
