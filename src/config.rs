@@ -9,8 +9,7 @@ use std::time::Duration;
 use serde::Deserialize;
 use toml::Spanned;
 
-use crate::gateway::GatewaySettings;
-use crate::gateway::{BalanceCheck, ModemEventSettings};
+use crate::gateway::{BalanceCheck, GatewaySettings, ModemEventSettings, ModemSlot, Routing};
 use crate::modem::ussd::RequestEncoding;
 use crate::modem::{InitSettings, ModemSettings};
 use crate::mqtt::{MqttSection, MqttSettings};
@@ -39,7 +38,7 @@ struct Raw {
     log_level: Option<Spanned<String>>,
     webhook_clock_check: Option<bool>,
     webhook_clock_wait: Option<Spanned<String>>,
-    modem: Option<RawModem>,
+    modem: Option<RawModems>,
     api: Option<RawApi>,
     sms: Option<RawSms>,
     #[serde(default)]
@@ -94,6 +93,53 @@ struct RawModem {
     number: Option<Spanned<String>>,
     name: Option<Spanned<String>>,
     health_interval: Option<Spanned<String>>,
+    sim: Option<Spanned<i64>>,
+    send: Option<bool>,
+    prefixes: Option<Vec<Spanned<String>>>,
+}
+
+/// `[modem]` (one table) or `[[modem]]` (an array of tables).
+#[derive(Debug)]
+enum RawModems {
+    One(Box<RawModem>),
+    Many(Vec<RawModem>),
+}
+
+impl<'de> Deserialize<'de> for RawModems {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<RawModems, D::Error> {
+        struct Shape;
+        impl<'de> serde::de::Visitor<'de> for Shape {
+            type Value = RawModems;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a [modem] table or [[modem]] tables")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                map: A,
+            ) -> Result<RawModems, A::Error> {
+                let one = RawModem::deserialize(serde::de::value::MapAccessDeserializer::new(map))?;
+                Ok(RawModems::One(Box::new(one)))
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                seq: A,
+            ) -> Result<RawModems, A::Error> {
+                Vec::deserialize(serde::de::value::SeqAccessDeserializer::new(seq))
+                    .map(RawModems::Many)
+            }
+        }
+        deserializer.deserialize_any(Shape)
+    }
+}
+
+impl RawModems {
+    /// The tables in order, and whether they were written as `[[modem]]`.
+    fn tables(&self) -> (Vec<&RawModem>, bool) {
+        match self {
+            RawModems::One(one) => (vec![one.as_ref()], false),
+            RawModems::Many(many) => (many.iter().collect(), true),
+        }
+    }
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -109,6 +155,7 @@ struct RawApi {
 struct RawSms {
     max_parts: Option<Spanned<i64>>,
     status_reports: Option<bool>,
+    routing: Option<Spanned<String>>,
     validity: Option<Spanned<String>>,
     resend_interrupted: Option<bool>,
     incomplete_timeout: Option<Spanned<String>>,
@@ -149,14 +196,22 @@ pub struct ModemConfig {
     pub smsc: Option<String>,
     /// How long to wait for the network at start-up.
     pub registration_timeout: Duration,
-    /// The modem's name in events and the API.
-    pub name: String,
     /// How often signal, registration and storage are read.
     pub health_interval: Duration,
     /// `[calls] reject`: hang up incoming calls.
     pub reject_calls: bool,
     /// `[ussd] request_encoding`.
     pub ussd_request: RequestEncoding,
+    /// Its name (`name`, default `modem1`, `modem2`… by position), unique.
+    pub name: String,
+    /// The SIM slot receivers see (`sim`, default its position from 0).
+    pub sim: u32,
+    /// Its own number, E.164 (`number`).
+    pub number: Option<String>,
+    /// Whether it may send (`send`, default true; false for a receive-only SIM).
+    pub send: bool,
+    /// Destination prefixes it prefers (`prefixes`, e.g. `["+43"]`).
+    pub prefixes: Vec<String>,
 }
 
 /// The resolved config.
@@ -166,8 +221,10 @@ pub struct Config {
     pub data_dir: PathBuf,
     /// The log level.
     pub log_level: log::LevelFilter,
-    /// `[modem]`
+    /// The first modem (`[modem]`, or the first `[[modem]]`).
     pub modem: ModemConfig,
+    /// Every modem, in the order written (the first is [`Config::modem`]).
+    pub modems: Vec<ModemConfig>,
     /// `[api] listen`
     pub listen: SocketAddr,
     /// `[api] token`; generated into the data dir when absent.
@@ -292,14 +349,6 @@ fn read_raw(text: &str) -> Result<Raw, ConfigError> {
     })
 }
 
-/// A modem name: short, and safe in URLs, topics and file names.
-fn valid_name(name: &str) -> bool {
-    (1..=32).contains(&name.len())
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-}
-
 /// A trimmed string, `None` when absent or empty.
 fn text_of(value: &Option<Spanned<String>>) -> Option<String> {
     value
@@ -323,33 +372,123 @@ impl Checker<'_> {
         }
     }
 
-    /// `[modem]`.
-    fn modem(&self, modem: &RawModem) -> Result<ModemConfig, ConfigError> {
+    /// Every `[modem]`/`[[modem]]` table; names are unique.
+    fn modems(&self, raw: Option<&RawModems>) -> Result<Vec<ModemConfig>, ConfigError> {
+        let Some(raw) = raw else {
+            return Err(ConfigError {
+                key: "modem.device".into(),
+                line: None,
+                message:
+                    "is required: the modem's AT port, e.g. /dev/serial/by-id/usb-…-if00-port0"
+                        .into(),
+            });
+        };
+        let (tables, many) = raw.tables();
+        if tables.is_empty() {
+            return Err(ConfigError {
+                key: "modem".into(),
+                line: None,
+                message: "at least one [[modem]] is required".into(),
+            });
+        }
+        let mut modems: Vec<ModemConfig> = Vec::new();
+        for (position, table) in tables.into_iter().enumerate() {
+            let modem = self.modem(table, position, many)?;
+            if modems.iter().any(|earlier| earlier.name == modem.name) {
+                let key = format!("modem[{}].name", modem.name);
+                return Err(match &table.name {
+                    Some(name) => self.error(&key, name, "another modem has this name"),
+                    None => ConfigError {
+                        key,
+                        line: None,
+                        message: "another modem has this name".into(),
+                    },
+                });
+            }
+            modems.push(modem);
+        }
+        Ok(modems)
+    }
+
+    /// One `[modem]` table, the `position`th (from 0); `many` when written as `[[modem]]`,
+    /// whose errors name the modem (`modem[modem2].baud`).
+    fn modem(
+        &self,
+        modem: &RawModem,
+        position: usize,
+        many: bool,
+    ) -> Result<ModemConfig, ConfigError> {
+        let name = match &modem.name {
+            Some(name) => {
+                let value = name.get_ref().trim();
+                let fine = !value.is_empty()
+                    && value.len() <= 32
+                    && value
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+                if !fine {
+                    let key = if many { "modem[].name" } else { "modem.name" };
+                    return Err(self.error(
+                        key,
+                        name,
+                        "1 to 32 letters, digits, - and _, e.g. \"austria\"",
+                    ));
+                }
+                value.to_string()
+            }
+            None => format!("modem{}", position + 1),
+        };
+        let key = |field: &str| {
+            if many {
+                format!("modem[{name}].{field}")
+            } else {
+                format!("modem.{field}")
+            }
+        };
+        let sim = match &modem.sim {
+            Some(sim) if (0..=255).contains(sim.get_ref()) => *sim.get_ref() as u32,
+            Some(sim) => return Err(self.error(&key("sim"), sim, "must be between 0 and 255")),
+            None => position as u32,
+        };
+        let mut prefixes = Vec::new();
+        for prefix in modem.prefixes.iter().flatten() {
+            let value = prefix.get_ref().trim();
+            let digits = value.strip_prefix('+').unwrap_or(value);
+            if digits.is_empty() || digits.len() > 15 || !digits.bytes().all(|b| b.is_ascii_digit())
+            {
+                return Err(self.error(
+                    &key("prefixes"),
+                    prefix,
+                    "each prefix is + and digits (or national digits), e.g. \"+43\"",
+                ));
+            }
+            prefixes.push(value.to_string());
+        }
         Ok(ModemConfig {
-            device: self.modem_device(&modem.device)?,
+            device: self.modem_device(&key("device"), &modem.device)?,
             baud: match &modem.baud {
                 Some(baud) if (300..=4_000_000).contains(baud.get_ref()) => *baud.get_ref(),
                 Some(baud) => {
-                    return Err(self.error("modem.baud", baud, "must be between 300 and 4000000"));
+                    return Err(self.error(&key("baud"), baud, "must be between 300 and 4000000"));
                 }
                 None => 115_200,
             },
-            pin: self.modem_pin(&modem.pin)?,
-            storage: self.modem_storage(&modem.storage)?,
+            pin: self.modem_pin(&key("pin"), &modem.pin)?,
+            storage: self.modem_storage(&key("storage"), &modem.storage)?,
             command_timeout: self.duration(
-                "modem.command_timeout",
+                &key("command_timeout"),
                 &modem.command_timeout,
                 Duration::from_secs(10),
                 Duration::from_secs(1)..=Duration::from_secs(300),
             )?,
             send_timeout: self.duration(
-                "modem.send_timeout",
+                &key("send_timeout"),
                 &modem.send_timeout,
                 Duration::from_secs(60),
                 Duration::from_secs(5)..=Duration::from_secs(600),
             )?,
             sweep_interval: self.duration(
-                "modem.sweep_interval",
+                &key("sweep_interval"),
                 &modem.sweep_interval,
                 Duration::from_secs(300),
                 Duration::from_secs(5)..=DAY,
@@ -361,33 +500,28 @@ impl Checker<'_> {
                 Duration::ZERO..=Duration::from_secs(2),
             )?,
             reset_command: text_of(&modem.reset_command),
-            cnmi: self.modem_cnmi(&modem.cnmi)?,
+            cnmi: self.modem_cnmi(&key("cnmi"), &modem.cnmi)?,
             smsc: text_of(&modem.smsc),
             registration_timeout: self.duration(
-                "modem.registration_timeout",
+                &key("registration_timeout"),
                 &modem.registration_timeout,
                 Duration::from_secs(60),
                 Duration::from_secs(5)..=Duration::from_secs(3600),
             )?,
-            name: match &modem.name {
-                Some(name) if valid_name(name.get_ref()) => name.get_ref().clone(),
-                Some(name) => {
-                    return Err(self.error(
-                        "modem.name",
-                        name,
-                        "1 to 32 letters, digits, '-' or '_'",
-                    ));
-                }
-                None => "modem1".into(),
-            },
             health_interval: self.duration(
-                "modem.health_interval",
+                &key("health_interval"),
                 &modem.health_interval,
                 Duration::from_secs(60),
                 Duration::from_secs(1)..=Duration::from_secs(3600),
             )?,
+            // Both from the gateway-wide `[calls]` and `[ussd]`, set by `Config::parse`.
             reject_calls: false,
             ussd_request: RequestEncoding::Text,
+            number: self.modem_number(&key("number"), &modem.number)?,
+            send: modem.send.unwrap_or(true),
+            prefixes,
+            sim,
+            name,
         })
     }
 
@@ -475,14 +609,38 @@ impl Checker<'_> {
         Ok((timeout, encoding, balance))
     }
 
-    fn modem_device(&self, device: &Option<Spanned<String>>) -> Result<String, ConfigError> {
+    fn modem_number(
+        &self,
+        key: &str,
+        number: &Option<Spanned<String>>,
+    ) -> Result<Option<String>, ConfigError> {
+        let Some(number) = number else {
+            return Ok(None);
+        };
+        let text = number.get_ref().trim();
+        let digits = text.strip_prefix('+').unwrap_or_default();
+        if !text.starts_with('+')
+            || !(1..=15).contains(&digits.len())
+            || !digits.bytes().all(|b| b.is_ascii_digit())
+        {
+            let message = "must be E.164: + and up to 15 digits, e.g. \"+447700900123\"";
+            return Err(self.error(key, number, message));
+        }
+        Ok(Some(text.to_string()))
+    }
+
+    fn modem_device(
+        &self,
+        key: &str,
+        device: &Option<Spanned<String>>,
+    ) -> Result<String, ConfigError> {
         match device {
             Some(device) if !device.get_ref().trim().is_empty() => {
                 Ok(device.get_ref().trim().to_string())
             }
-            Some(device) => Err(self.error("modem.device", device, "must not be empty")),
+            Some(device) => Err(self.error(key, device, "must not be empty")),
             None => Err(ConfigError {
-                key: "modem.device".into(),
+                key: key.into(),
                 line: None,
                 message:
                     "is required: the modem's AT port, e.g. /dev/serial/by-id/usb-…-if00-port0"
@@ -491,33 +649,41 @@ impl Checker<'_> {
         }
     }
 
-    fn modem_pin(&self, pin: &Option<Spanned<String>>) -> Result<Option<String>, ConfigError> {
+    fn modem_pin(
+        &self,
+        key: &str,
+        pin: &Option<Spanned<String>>,
+    ) -> Result<Option<String>, ConfigError> {
         let Some(pin) = pin else {
             return Ok(None);
         };
         let value = pin.get_ref().trim();
         if !(4..=8).contains(&value.len()) || !value.bytes().all(|b| b.is_ascii_digit()) {
-            return Err(self.error("modem.pin", pin, "a SIM PIN is 4 to 8 digits"));
+            return Err(self.error(key, pin, "a SIM PIN is 4 to 8 digits"));
         }
         Ok(Some(value.to_string()))
     }
 
-    fn modem_storage(&self, storage: &Option<Spanned<String>>) -> Result<String, ConfigError> {
+    fn modem_storage(
+        &self,
+        key: &str,
+        storage: &Option<Spanned<String>>,
+    ) -> Result<String, ConfigError> {
         let Some(storage) = storage else {
             return Ok("SM".into());
         };
         let value = storage.get_ref().trim().to_ascii_uppercase();
         if !["SM", "ME", "MT"].contains(&value.as_str()) {
-            return Err(self.error(
-                "modem.storage",
-                storage,
-                "use SM (SIM), ME (modem) or MT (both)",
-            ));
+            return Err(self.error(key, storage, "use SM (SIM), ME (modem) or MT (both)"));
         }
         Ok(value)
     }
 
-    fn modem_cnmi(&self, cnmi: &Option<Spanned<String>>) -> Result<Option<String>, ConfigError> {
+    fn modem_cnmi(
+        &self,
+        key: &str,
+        cnmi: &Option<Spanned<String>>,
+    ) -> Result<Option<String>, ConfigError> {
         let Some(cnmi) = cnmi else {
             return Ok(None);
         };
@@ -527,7 +693,7 @@ impl Checker<'_> {
                 .iter()
                 .all(|f| matches!(f.trim().parse::<u8>(), Ok(0..=3)));
         if !valid {
-            return Err(self.error("modem.cnmi", cnmi, "five numbers 0–3, e.g. \"2,1,0,2,0\""));
+            return Err(self.error(key, cnmi, "five numbers 0–3, e.g. \"2,1,0,2,0\""));
         }
         Ok(Some(cnmi.get_ref().replace(' ', "")))
     }
@@ -581,8 +747,19 @@ impl Checker<'_> {
         let kept = |key: &str, value: &Option<Spanned<String>>| {
             self.duration(key, value, 30 * DAY, Duration::from_secs(3600)..=3650 * DAY)
         };
+        let routing = match &sms.routing {
+            Some(name) => Routing::from_name(name.get_ref().trim()).ok_or_else(|| {
+                self.error(
+                    "sms.routing",
+                    name,
+                    "use \"prefix_then_round_robin\" or \"first\"",
+                )
+            })?,
+            None => Routing::default(),
+        };
         Ok(GatewaySettings {
             max_parts,
+            routing,
             status_reports: sms.status_reports.unwrap_or(true),
             validity: Some(self.duration(
                 "sms.validity",
@@ -610,8 +787,8 @@ impl Checker<'_> {
     }
 
     /// `device_id` (a positive integer, default 1), `device_name` (default: the host name)
-    /// and `[modem] number` (E.164).
-    fn device(&self, raw: &Raw) -> Result<Device, ConfigError> {
+    /// and the first modem's `number` (checked with the modem).
+    fn device(&self, raw: &Raw, number: Option<String>) -> Result<Device, ConfigError> {
         let id = match &raw.device_id {
             Some(id) if *id.get_ref() >= 1 => *id.get_ref() as u64,
             Some(id) => return Err(self.error("device_id", id, "must be a positive integer")),
@@ -623,22 +800,6 @@ impl Checker<'_> {
             }
             Some(name) => name.get_ref().trim().to_string(),
             None => crate::webhook::formats::host_name(),
-        };
-        let number = raw.modem.as_ref().and_then(|modem| modem.number.as_ref());
-        let number = match number {
-            Some(number) => {
-                let text = number.get_ref().trim();
-                let digits = text.strip_prefix('+').unwrap_or_default();
-                if !text.starts_with('+')
-                    || !(1..=15).contains(&digits.len())
-                    || !digits.bytes().all(|b| b.is_ascii_digit())
-                {
-                    let message = "must be E.164: + and up to 15 digits, e.g. \"+447700900123\"";
-                    return Err(self.error("modem.number", number, message));
-                }
-                Some(text.to_string())
-            }
-            None => None,
         };
         Ok(Device { id, name, number })
     }
@@ -736,7 +897,15 @@ impl Config {
     pub fn parse(text: &str) -> Result<Config, ConfigError> {
         let raw = read_raw(text)?;
         let check = Checker { text };
-        let device = check.device(&raw)?;
+        let modems = check.modems(raw.modem.as_ref())?;
+        let Some(first) = modems.first().cloned() else {
+            return Err(ConfigError {
+                key: "modem".into(),
+                line: None,
+                message: "at least one modem is required".into(),
+            });
+        };
+        let device = check.device(&raw, first.number.clone())?;
         let (listen, token, ready_grace) = check.api(&raw.api.unwrap_or_default())?;
         let smtp = check.smtp(raw.smtp.as_ref())?;
         let (mut webhooks, mut subscriptions) = check.webhooks(&raw.webhook, smtp.as_ref())?;
@@ -761,19 +930,23 @@ impl Config {
             }
             None => None,
         };
-        let mut modem = check.modem(raw.modem.as_ref().unwrap_or(&RawModem::default()))?;
         let (ussd_timeout, ussd_request, balance) = check.ussd(&raw.ussd.unwrap_or_default())?;
-        modem.ussd_request = ussd_request;
-        modem.reject_calls = raw.calls.and_then(|calls| calls.reject).unwrap_or(false);
+        let reject_calls = raw.calls.and_then(|calls| calls.reject).unwrap_or(false);
+        let (mut modems, mut first) = (modems, first);
+        for modem in modems.iter_mut().chain(std::iter::once(&mut first)) {
+            modem.ussd_request = ussd_request;
+            modem.reject_calls = reject_calls;
+        }
         let modem_events =
-            check.modem_events(&raw.modem_events.unwrap_or_default(), &modem.name)?;
+            check.modem_events(&raw.modem_events.unwrap_or_default(), &first.name)?;
         Ok(Config {
             data_dir: raw.data_dir.as_ref().map_or_else(
                 || PathBuf::from("/var/lib/smsrelay"),
                 |d| PathBuf::from(d.get_ref()),
             ),
             log_level: check.log_level(&raw.log_level)?,
-            modem,
+            modem: first,
+            modems,
             listen,
             token,
             ready_grace,
@@ -802,28 +975,45 @@ impl Config {
         })
     }
 
-    /// The modem driver's settings.
+    /// The gateway's view of modem `modem` (one of [`Config::modems`]) with its driver.
+    pub fn modem_slot(modem: &ModemConfig, handle: crate::modem::ModemHandle) -> ModemSlot {
+        ModemSlot {
+            name: modem.name.clone(),
+            sim: modem.sim,
+            number: modem.number.clone(),
+            send: modem.send,
+            prefixes: modem.prefixes.clone(),
+            handle,
+        }
+    }
+
+    /// The first modem driver's settings.
     pub fn modem_settings(&self) -> ModemSettings {
-        let mut settings = ModemSettings::new(&self.modem.device);
-        settings.baud = self.modem.baud;
+        self.modem_settings_for(&self.modem)
+    }
+
+    /// The driver settings of one of [`Config::modems`].
+    pub fn modem_settings_for(&self, modem: &ModemConfig) -> ModemSettings {
+        let mut settings = ModemSettings::new(&modem.device);
+        settings.name = modem.name.clone();
+        settings.baud = modem.baud;
         settings.init = InitSettings {
-            pin: self.modem.pin.clone(),
+            pin: modem.pin.clone(),
             refused_pins: Some(self.data_dir.join(crate::modem::pin::REFUSED_PIN_FILE)),
-            storage: self.modem.storage.clone(),
-            smsc: self.modem.smsc.clone(),
-            registration_timeout: self.modem.registration_timeout,
-            command_timeout: self.modem.command_timeout,
-            cnmi: self.modem.cnmi.clone(),
+            storage: modem.storage.clone(),
+            smsc: modem.smsc.clone(),
+            registration_timeout: modem.registration_timeout,
+            command_timeout: modem.command_timeout,
+            cnmi: modem.cnmi.clone(),
             ..InitSettings::default()
         };
-        settings.send_timeout = self.modem.send_timeout;
-        settings.sweep_interval = self.modem.sweep_interval;
-        settings.session.command_gap = self.modem.command_gap;
-        settings.reset_command = self.modem.reset_command.clone();
-        settings.name = self.modem.name.clone();
-        settings.health_interval = self.modem.health_interval;
-        settings.reject_calls = self.modem.reject_calls;
-        settings.ussd_request = self.modem.ussd_request;
+        settings.send_timeout = modem.send_timeout;
+        settings.sweep_interval = modem.sweep_interval;
+        settings.session.command_gap = modem.command_gap;
+        settings.reset_command = modem.reset_command.clone();
+        settings.health_interval = modem.health_interval;
+        settings.reject_calls = modem.reject_calls;
+        settings.ussd_request = modem.ussd_request;
         settings
     }
 
@@ -903,6 +1093,29 @@ impl Config {
                 self.device.id, self.device.name
             ),
         );
+        out = out.replacen(
+            "\n[sms]\n",
+            &format!("\n[sms]\nrouting = \"{}\"\n", self.gateway.routing.name()),
+            1,
+        );
+        // [modem] above is the first; with several, each is listed with what tells it apart.
+        if self.modems.len() > 1 {
+            for modem in &self.modems {
+                out.push_str(&format!(
+                    "\n[[modem]]\nname = {:?}\ndevice = {:?}\nsim = {}\nsend = {}\nprefixes = {:?}\nnumber = {}\npin = {}\n",
+                    modem.name,
+                    modem.device,
+                    modem.sim,
+                    modem.send,
+                    modem.prefixes,
+                    modem
+                        .number
+                        .as_deref()
+                        .map_or("(none)".into(), |n| format!("{n:?}")),
+                    mask(modem.pin.is_some()),
+                ));
+            }
+        }
         for (endpoint, subscription) in self.webhooks.iter().zip(&self.subscriptions) {
             if self.mqtt.is_some() && endpoint.name == MQTT_ENDPOINT {
                 out.push_str(&self.describe_mqtt(endpoint, subscription));
@@ -1173,6 +1386,88 @@ mod tests {
         );
         let shown = config.describe();
         assert!(shown.contains("report_timeout_margin = \"30m\""), "{shown}");
+    }
+
+    #[test]
+    fn several_modems_are_read_with_their_defaults() {
+        let text = "[sms]\nrouting = \"first\"\n\n[[modem]]\ndevice = \"/dev/a\"\n\n[[modem]]\nname = \"austria\"\ndevice = \"/dev/b\"\nsim = 5\nnumber = \"+436641234567\"\nprefixes = [\"+43\"]\n\n[[modem]]\ndevice = \"/dev/c\"\nsend = false\n";
+        let config = Config::parse(text).expect("valid");
+        let seen: Vec<(&str, u32, bool, &[String])> = config
+            .modems
+            .iter()
+            .map(|m| (m.name.as_str(), m.sim, m.send, m.prefixes.as_slice()))
+            .collect();
+        let austria = vec!["+43".to_string()];
+        assert_eq!(
+            seen,
+            vec![
+                ("modem1", 0, true, &[][..]),
+                ("austria", 5, true, austria.as_slice()),
+                ("modem3", 2, false, &[][..]),
+            ]
+        );
+        assert_eq!(config.modem, config.modems[0]);
+        assert_eq!(config.gateway.routing, Routing::First);
+        assert_eq!(config.modem_settings_for(&config.modems[1]).name, "austria");
+        // One [modem] table is one modem, named modem1, SIM 0.
+        let one = Config::parse("[modem]\ndevice = \"/dev/x\"\n").expect("valid");
+        assert_eq!(one.modems.len(), 1);
+        assert_eq!((one.modem.name.as_str(), one.modem.sim), ("modem1", 0));
+        assert_eq!(one.gateway.routing, Routing::PrefixThenRoundRobin);
+    }
+
+    #[test]
+    fn several_modems_errors_name_the_modem_and_key() {
+        let cases = [
+            (
+                "[[modem]]\nname = \"a\"\ndevice = \"/dev/a\"\n[[modem]]\nname = \"a\"\ndevice = \"/dev/b\"\n",
+                "modem[a].name",
+                Some(5),
+            ),
+            (
+                "[[modem]]\ndevice = \"/dev/a\"\n[[modem]]\ndevice = \"/dev/b\"\nbaud = 1\n",
+                "modem[modem2].baud",
+                Some(5),
+            ),
+            (
+                "[[modem]]\ndevice = \"/dev/a\"\n[[modem]]\nname = \"b\"\n",
+                "modem[b].device",
+                None,
+            ),
+            (
+                "[[modem]]\ndevice = \"/dev/a\"\nprefixes = [\"+4x\"]\n",
+                "modem[modem1].prefixes",
+                Some(3),
+            ),
+            (
+                "[[modem]]\ndevice = \"/dev/a\"\nsim = -1\n",
+                "modem[modem1].sim",
+                Some(3),
+            ),
+            (
+                "[[modem]]\nname = \"bad name\"\ndevice = \"/dev/a\"\n",
+                "modem[].name",
+                Some(2),
+            ),
+            (
+                "[[modem]]\ndevice = \"/dev/a\"\nnumber = \"0664\"\n",
+                "modem[modem1].number",
+                Some(3),
+            ),
+            (
+                "[modem]\ndevice = \"/dev/a\"\n[sms]\nrouting = \"random\"\n",
+                "sms.routing",
+                Some(4),
+            ),
+        ];
+        for (text, key, line) in cases {
+            let error = Config::parse(text).expect_err(text);
+            assert_eq!(
+                (error.key.as_str(), error.line),
+                (key, line),
+                "{text}: {error}"
+            );
+        }
     }
 
     #[test]

@@ -115,7 +115,8 @@ pub async fn run_on(
 /// The parts of a running daemon, in the order they stop.
 struct Running {
     store: Store,
-    modem: Modem,
+    /// Every modem's driver, in config order.
+    modems: Vec<Modem>,
     gateway: Gateway,
     /// The gateway's sender, receiver and maintenance tasks, in that order.
     tasks: Vec<tokio::task::JoinHandle<()>>,
@@ -152,10 +153,22 @@ impl Running {
             .map_err(DaemonError::Token)?;
         let bound = listener.local_addr().unwrap_or(config.listen);
 
-        let mut modem = Modem::start(config.modem_settings());
-        let events = std::mem::replace(&mut modem.events, tokio::sync::mpsc::channel(1).1);
-        let gateway = Gateway::new(store.clone(), modem.handle.clone(), config.gateway.clone());
-        let tasks = gateway.start(events).await?;
+        // One driver task per modem, each owning its port and recovering on its own.
+        let mut modems = Vec::new();
+        let mut events = Vec::new();
+        let mut slots = Vec::new();
+        for modem_config in &config.modems {
+            let mut modem = Modem::start(config.modem_settings_for(modem_config));
+            events.push(std::mem::replace(
+                &mut modem.events,
+                tokio::sync::mpsc::channel(1).1,
+            ));
+            slots.push(Config::modem_slot(modem_config, modem.handle.clone()));
+            modems.push(modem);
+        }
+        let gateway = Gateway::with_modems(store.clone(), slots, config.gateway.clone());
+        let tasks = gateway.start_all(events).await?;
+        let first = &modems[0];
         let settings = DispatcherSettings {
             clock: ClockPolicy {
                 check: config.webhook_clock_check,
@@ -168,8 +181,7 @@ impl Running {
         let mut webhooks = config.webhooks.clone();
         let mqtt = match &config.mqtt {
             Some(settings) => {
-                let context =
-                    crate::mqtt::MqttContext::for_daemon(config, &store, &gateway, &modem.handle);
+                let context = crate::mqtt::MqttContext::for_daemon(config, &store, &gateway);
                 let mqtt = crate::mqtt::Mqtt::start(settings.clone(), context)
                     .map_err(DaemonError::Mqtt)?;
                 let target = mqtt.target(tokio::runtime::Handle::current());
@@ -190,11 +202,11 @@ impl Running {
         ));
         let api_state = Arc::new(crate::api::AppState {
             gateway: gateway.clone(),
-            modem: modem.handle.clone(),
+            modem: first.handle.clone(),
             dispatcher: Arc::clone(&dispatcher),
             token,
             started: std::time::Instant::now(),
-            readiness: follow_readiness(&modem),
+            readiness: follow_readiness(&modems),
             ready_grace: config.ready_grace,
             mqtt: mqtt.as_ref().map(|mqtt| mqtt.link()),
         });
@@ -203,13 +215,18 @@ impl Running {
             "smsrelay {} running: API on http://{}, modem {}, {} webhook(s), data in {}",
             env!("CARGO_PKG_VERSION"),
             bound,
-            config.modem.device,
+            config
+                .modems
+                .iter()
+                .map(|modem| format!("{} on {}", modem.name, modem.device))
+                .collect::<Vec<_>>()
+                .join(", "),
             config.webhooks.len(),
             config.data_dir.display()
         );
         Ok(Running {
             store,
-            modem,
+            modems,
             gateway,
             tasks,
             dispatcher,
@@ -269,18 +286,32 @@ impl Running {
     }
 
     async fn tell_the_service_manager(&self) {
-        let status = self.modem.handle.status();
         let counted = self.store.clone();
         let queued = blocking(move || Ok(counted.outbox_len()))
             .await
             .unwrap_or(0);
-        let state = crate::api::link_state_name(&status.state);
-        let line = match &status.last_error {
-            Some(error) if status.state != LinkState::Ready => {
-                format!("modem {state} ({error}); {queued} message(s) queued")
-            }
-            _ => format!("modem {state}; {queued} message(s) queued"),
-        };
+        let several = self.gateway.modems().len() > 1;
+        let modems: Vec<String> = self
+            .gateway
+            .modems()
+            .iter()
+            .map(|slot| {
+                let status = slot.handle.status();
+                let state = crate::api::link_state_name(&status.state);
+                let name = if several {
+                    format!("modem {}", slot.name)
+                } else {
+                    "modem".to_string()
+                };
+                match &status.last_error {
+                    Some(error) if status.state != LinkState::Ready => {
+                        format!("{name} {state} ({error})")
+                    }
+                    _ => format!("{name} {state}"),
+                }
+            })
+            .collect();
+        let line = format!("{}; {queued} message(s) queued", modems.join(", "));
         // A store that cannot write is not a healthy daemon: let the watchdog see it.
         crate::service::status(&line, self.store.failure().is_none());
     }
@@ -325,11 +356,18 @@ impl Running {
             // that runs the daemon in process can open the store again once this returns.
             let _ = task.await;
         }
-        if tokio::time::timeout(Duration::from_secs(3), self.modem.handle.shutdown())
+        // The drivers stop side by side, within one budget.
+        let mut stops = tokio::task::JoinSet::new();
+        for modem in &self.modems {
+            let handle = modem.handle.clone();
+            stops.spawn(async move { handle.shutdown().await });
+        }
+        let all_stopped = async { while stops.join_next().await.is_some() {} };
+        if tokio::time::timeout(Duration::from_secs(3), all_stopped)
             .await
             .is_err()
         {
-            warn!("the modem did not stop within 3 s");
+            warn!("a modem did not stop within 3 s");
         }
         let (dispatcher, store) = (self.dispatcher, self.store);
         let flushed = tokio::task::spawn_blocking(move || {
@@ -350,15 +388,30 @@ impl Running {
     }
 }
 
-/// Keeps `/readyz`'s view of the modem current from the driver's status.
-fn follow_readiness(modem: &Modem) -> Arc<crate::api::Readiness> {
+/// Keeps `/readyz`'s view of the modems current from the drivers' status: ready while any
+/// modem is.
+fn follow_readiness(modems: &[Modem]) -> Arc<crate::api::Readiness> {
     let readiness = Arc::new(crate::api::Readiness::default());
-    let mut watch = modem.handle.watch_status();
+    let (changed, mut any_changed) = tokio::sync::mpsc::channel::<()>(1);
+    for modem in modems {
+        let mut watch = modem.handle.watch_status();
+        let changed = changed.clone();
+        tokio::spawn(async move {
+            while watch.changed().await.is_ok() {
+                // Full means a look is already due: it will see this change too.
+                let _ = changed.try_send(());
+            }
+        });
+    }
+    let handles: Vec<_> = modems.iter().map(|modem| modem.handle.clone()).collect();
     let followed = Arc::clone(&readiness);
     tokio::spawn(async move {
         loop {
-            followed.observe(watch.borrow_and_update().state == LinkState::Ready);
-            if watch.changed().await.is_err() {
+            let ready = handles
+                .iter()
+                .any(|handle| handle.status().state == LinkState::Ready);
+            followed.observe(ready);
+            if any_changed.recv().await.is_none() {
                 return;
             }
         }

@@ -1,11 +1,14 @@
 //! The crash test: a child process (this test binary, re-run on `crash_child`) runs our modem
-//! driver and gateway on a sled store against a simulated modem that lives in this process,
-//! enqueueing messages while the parent injects inbound SMS. The parent kills it with SIGKILL
+//! drivers and gateway on a sled store against two simulated modems that live in this
+//! process (messages go round robin over both), enqueueing messages while the parent injects
+//! inbound SMS into both. The parent kills it with SIGKILL
 //! at random moments, 50 times, restarting it each time; then lets a last child drain the
 //! work and checks the store against the modem's own logs:
 //! - every message the child reported as accepted is in the store, delivered or failed;
-//! - no text was submitted twice (the modem's submit log is the witness);
-//! - every injected inbound SMS produced exactly one `sms.received` event.
+//! - no text was submitted twice, on one modem or across both (the modems' submit logs are
+//!   the witness);
+//! - every injected inbound SMS produced exactly one `sms.received` event, naming the modem
+//!   it was injected into.
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader};
@@ -14,7 +17,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use smsrelay::at::SessionConfig;
-use smsrelay::gateway::{Gateway, GatewaySettings, NewMessage};
+use smsrelay::gateway::{Gateway, GatewaySettings, ModemSlot, NewMessage};
 use smsrelay::mock::{InboundSms, MockConfig, MockModem};
 use smsrelay::modem::{InitSettings, Modem, ModemSettings};
 use smsrelay::store::{MessageState, Store, StoreSettings, Subscription};
@@ -54,25 +57,41 @@ async fn crash_child() {
     };
     let run = std::env::var(RUN).unwrap_or_default();
     let drain = std::env::var(DRAIN).is_ok();
-    let mut driver_settings = ModemSettings::new(device);
-    driver_settings.init = InitSettings {
-        poll_interval: Duration::from_millis(20),
-        ..InitSettings::default()
-    };
-    driver_settings.session = SessionConfig {
-        command_gap: Duration::from_millis(2),
-        settle: Duration::from_millis(100),
-        ..SessionConfig::default()
-    };
-    let mut driver = Modem::start(driver_settings);
-    let events = std::mem::replace(&mut driver.events, tokio::sync::mpsc::channel(1).1);
+    // One driver per device (the parent passes them comma-separated), named modem1, modem2.
+    let mut slots = Vec::new();
+    let mut events = Vec::new();
+    let mut drivers = Vec::new();
+    for (index, device) in device.split(',').enumerate() {
+        let mut driver_settings = ModemSettings::new(device);
+        driver_settings.name = format!("modem{}", index + 1);
+        driver_settings.init = InitSettings {
+            poll_interval: Duration::from_millis(20),
+            ..InitSettings::default()
+        };
+        driver_settings.session = SessionConfig {
+            command_gap: Duration::from_millis(2),
+            settle: Duration::from_millis(100),
+            ..SessionConfig::default()
+        };
+        let mut driver = Modem::start(driver_settings);
+        events.push(std::mem::replace(
+            &mut driver.events,
+            tokio::sync::mpsc::channel(1).1,
+        ));
+        slots.push(ModemSlot {
+            name: format!("modem{}", index + 1),
+            sim: index as u32,
+            ..ModemSlot::single(driver.handle.clone(), None)
+        });
+        drivers.push(driver);
+    }
     let settings = GatewaySettings {
         retry_base: Duration::from_millis(50),
         retry_max: Duration::from_millis(200),
         ..GatewaySettings::default()
     };
-    let gateway = Gateway::new(open_store(&dir), driver.handle.clone(), settings);
-    gateway.start(events).await.expect("gateway starts");
+    let gateway = Gateway::with_modems(open_store(&dir), slots, settings);
+    gateway.start_all(events).await.expect("gateway starts");
     println!("STARTED");
     if drain {
         loop {
@@ -185,18 +204,27 @@ fn nothing_is_lost_across_50_kills() {
     let work = tempfile::tempdir().expect("temp dir");
     let data = work.path().join("data");
     let data = data.to_str().expect("utf-8 path").to_string();
-    let link = work.path().join("modem");
-    let modem = MockModem::start(
-        MockConfig {
-            submit_delay: Duration::from_millis(5),
-            report_delay: Duration::from_millis(30),
-            capacity: 255,
-            ..MockConfig::default()
-        },
-        Some(link.clone()),
-    )
-    .expect("mock starts");
-    let device = link.to_str().expect("utf-8 path").to_string();
+    let links = [work.path().join("modem-a"), work.path().join("modem-b")];
+    let modems: Vec<MockModem> = links
+        .iter()
+        .map(|link| {
+            MockModem::start(
+                MockConfig {
+                    submit_delay: Duration::from_millis(5),
+                    report_delay: Duration::from_millis(30),
+                    capacity: 255,
+                    ..MockConfig::default()
+                },
+                Some(link.clone()),
+            )
+            .expect("mock starts")
+        })
+        .collect();
+    let device = links
+        .iter()
+        .map(|link| link.to_str().expect("utf-8 path"))
+        .collect::<Vec<_>>()
+        .join(",");
 
     let mut accepted: HashMap<String, String> = HashMap::new();
     let mut injected = Vec::new();
@@ -219,11 +247,14 @@ fn nothing_is_lost_across_50_kills() {
                 if injected.len() % 3 == 0 {
                     text.push_str(&" and a tail long enough for a second part".repeat(5));
                 }
+                // Alternately on each modem; both count references the same way, so the
+                // two SIMs see the same sender and references at once.
+                let on = injected.len() % 2;
                 let sms = InboundSms {
-                    reference: (injected.len() % 256) as u8,
+                    reference: (injected.len() / 2 % 256) as u8,
                     ..InboundSms::new("+447700900555", &text)
                 };
-                modem.inject_sms(&sms).expect("injects");
+                modems[on].inject_sms(&sms).expect("injects");
                 injected.push(text);
             }
             std::thread::sleep(Duration::from_millis(20 + random.below(60)));
@@ -242,7 +273,9 @@ fn nothing_is_lost_across_50_kills() {
     let deadline = Instant::now() + Duration::from_secs(120);
     loop {
         let drained = child.printed("DRAINED");
-        let emptied = modem.with_engine(|engine, _| engine.stored("SM").is_empty());
+        let emptied = modems
+            .iter()
+            .all(|modem| modem.with_engine(|engine, _| engine.stored("SM").is_empty()));
         if drained && emptied {
             break;
         }
@@ -275,29 +308,42 @@ fn nothing_is_lost_across_50_kills() {
         *states.entry(message.state.name()).or_default() += 1;
     }
     let mut submissions: HashMap<String, usize> = HashMap::new();
-    for submitted in modem.submitted() {
-        *submissions.entry(submitted.text).or_default() += 1;
+    let mut per_modem = [0usize; 2];
+    for (index, modem) in modems.iter().enumerate() {
+        for submitted in modem.submitted() {
+            *submissions.entry(submitted.text).or_default() += 1;
+            per_modem[index] += 1;
+        }
     }
     let twice: Vec<_> = submissions.iter().filter(|(_, n)| **n > 1).collect();
     assert!(twice.is_empty(), "submitted more than once: {twice:?}");
 
     let events = store.events_after(0, usize::MAX).expect("events");
     let mut received: HashMap<String, usize> = HashMap::new();
+    let mut arrived_on: HashMap<String, String> = HashMap::new();
     for event in events.iter().filter(|e| e.name == "sms.received") {
         let text = event.data["text"].as_str().unwrap_or_default().to_string();
-        *received.entry(text).or_default() += 1;
+        *received.entry(text.clone()).or_default() += 1;
+        let modem = event.data["modem"].as_str().unwrap_or_default().to_string();
+        arrived_on.insert(text, modem);
     }
-    for text in &injected {
+    for (index, text) in injected.iter().enumerate() {
         assert_eq!(
             received.get(text),
             Some(&1),
             "inbound {text:?}: {received:?}"
         );
+        let expected = format!("modem{}", index % 2 + 1);
+        assert_eq!(arrived_on.get(text), Some(&expected), "inbound {text:?}");
     }
     assert_eq!(received.len(), injected.len());
     // Each message has at most one event of each kind.
     let mut per_message: HashMap<(String, String), usize> = HashMap::new();
-    for event in events.iter().filter(|e| e.name != "sms.received") {
+    // The outbound messages' events (the modems' own `modem.*` name no message).
+    for event in events
+        .iter()
+        .filter(|e| e.name.starts_with("sms.") && e.name != "sms.received")
+    {
         let id = event.data["message_id"]
             .as_str()
             .unwrap_or_default()
@@ -307,10 +353,14 @@ fn nothing_is_lost_across_50_kills() {
     assert!(per_message.values().all(|n| *n == 1), "duplicate events");
     let delivered = states.get("delivered").copied().unwrap_or(0);
     println!(
-        "crash test: {KILLS} kills, {} accepted ({states:?}), {} submitted, {} inbound; seed {seed}",
+        "crash test: {KILLS} kills, {} accepted ({states:?}), {} submitted ({per_modem:?} per modem), {} inbound; seed {seed}",
         accepted.len(),
         submissions.len(),
         injected.len()
+    );
+    assert!(
+        per_modem.iter().all(|&count| count > 0),
+        "both modems sent: {per_modem:?}"
     );
     assert!(delivered > 0, "nothing was delivered: {states:?}");
     assert_eq!(

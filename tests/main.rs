@@ -20,6 +20,7 @@ mod modem_driver;
 mod modem_events;
 mod modem_init;
 mod mqtt;
+mod multi_modem;
 mod pdu_cli;
 mod pdu_properties;
 mod pdu_vectors;

@@ -110,11 +110,18 @@ impl Stack {
         self.events(name).remove(0)
     }
 
+    /// A metric's value: the unlabelled sample, or the first modem's (`{modem="…"}`).
     fn metric(&self, name: &str) -> f64 {
         let (_, text) = self.api.text("/metrics");
         text.lines()
-            .find_map(|line| line.strip_prefix(&format!("{name} ")))
-            .and_then(|value| value.trim().parse().ok())
+            .find_map(|line| {
+                let rest = line.strip_prefix(name)?;
+                let value = match rest.strip_prefix('{') {
+                    Some(labelled) => labelled.split_once("} ")?.1,
+                    None => rest.strip_prefix(' ')?,
+                };
+                value.trim().parse().ok()
+            })
             .unwrap_or(f64::NAN)
     }
 

@@ -32,6 +32,12 @@ pub struct SendRequest {
     /// `false` asks no status report for this message (overrides `[sms] status_reports`).
     #[serde(default)]
     status_report: Option<bool>,
+    /// Send through this modem (its name) only.
+    #[serde(default)]
+    modem: Option<String>,
+    /// Send through the modem with this SIM slot number only.
+    #[serde(default)]
+    sim: Option<u32>,
 }
 
 /// `POST /v1/messages`: 202 once the message is on disk. The header's error waits until the
@@ -54,6 +60,8 @@ pub async fn send(
             idempotency_key,
             dry_run: request.dry_run,
             status_report: request.status_report,
+            modem: request.modem,
+            sim: request.sim,
         })
         .await
         .map_err(enqueue_error)?;

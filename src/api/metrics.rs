@@ -1,5 +1,6 @@
-//! `/metrics` in the Prometheus text format (0.0.4): one table of daemon-wide metrics and one
-//! of per-endpoint gauges, rendered from a `Sample` taken once per request.
+//! `/metrics` in the Prometheus text format (0.0.4): one table of daemon-wide metrics, one of
+//! per-modem metrics (label `modem`, the `[[modem]]` name) and one of per-endpoint gauges,
+//! rendered from a `Sample` taken once per request.
 
 use std::sync::atomic::Ordering;
 
@@ -15,9 +16,7 @@ use crate::webhook::{ClockVerdict, EndpointStatus};
 #[derive(Debug, Clone)]
 struct Sample {
     uptime_seconds: u64,
-    modem_ready: bool,
-    signal_dbm: Option<i16>,
-    modem: Counters,
+    modems: Vec<ModemSample>,
     unmatched_reports: u64,
     undecodable: u64,
     calls: u64,
@@ -29,6 +28,15 @@ struct Sample {
     store_ok: bool,
     clock: ClockVerdict,
     outbox: usize,
+}
+
+/// One modem's part of a sample.
+#[derive(Debug, Clone)]
+struct ModemSample {
+    name: String,
+    ready: bool,
+    signal_dbm: Option<i16>,
+    counters: Counters,
 }
 
 /// One daemon-wide metric: its name, `# HELP`, `# TYPE`, and how to read it from a sample.
@@ -52,58 +60,6 @@ const METRICS: &[Metric] = &[
         help: "Seconds since start.",
         kind: "gauge",
         value: |sample| sample.uptime_seconds.to_string(),
-    },
-    Metric {
-        name: "smsrelay_modem_ready",
-        help: "1 when the modem is ready.",
-        kind: "gauge",
-        value: |sample| u8::from(sample.modem_ready).to_string(),
-    },
-    Metric {
-        name: "smsrelay_modem_signal_dbm",
-        help: "Received signal strength.",
-        kind: "gauge",
-        value: |sample| {
-            sample
-                .signal_dbm
-                .map_or("NaN".into(), |dbm| dbm.to_string())
-        },
-    },
-    Metric {
-        name: "smsrelay_parts_sent_total",
-        help: "Parts accepted by the network.",
-        kind: "counter",
-        value: |sample| sample.modem.sent.to_string(),
-    },
-    Metric {
-        name: "smsrelay_send_failures_total",
-        help: "Sends that failed.",
-        kind: "counter",
-        value: |sample| sample.modem.send_failures.to_string(),
-    },
-    Metric {
-        name: "smsrelay_inbound_total",
-        help: "Inbound PDUs handed up.",
-        kind: "counter",
-        value: |sample| sample.modem.received.to_string(),
-    },
-    Metric {
-        name: "smsrelay_modem_timeouts_total",
-        help: "AT commands without an answer.",
-        kind: "counter",
-        value: |sample| sample.modem.timeouts.to_string(),
-    },
-    Metric {
-        name: "smsrelay_modem_reconnects_total",
-        help: "Port reopenings.",
-        kind: "counter",
-        value: |sample| sample.modem.reconnects.to_string(),
-    },
-    Metric {
-        name: "smsrelay_modem_dropped_total",
-        help: "Modem events and URCs dropped by a full queue (never an inbound message).",
-        kind: "counter",
-        value: |sample| sample.modem.dropped.to_string(),
     },
     Metric {
         name: "smsrelay_unmatched_reports_total",
@@ -183,6 +139,66 @@ const METRICS: &[Metric] = &[
     },
 ];
 
+/// One metric with a sample per modem (label `modem`).
+struct ModemMetric {
+    name: &'static str,
+    help: &'static str,
+    kind: &'static str,
+    value: fn(&ModemSample) -> String,
+}
+
+/// The per-modem metrics, written after the daemon-wide ones.
+const PER_MODEM: &[ModemMetric] = &[
+    ModemMetric {
+        name: "smsrelay_modem_ready",
+        help: "1 when the modem is ready, per modem.",
+        kind: "gauge",
+        value: |modem| u8::from(modem.ready).to_string(),
+    },
+    ModemMetric {
+        name: "smsrelay_modem_signal_dbm",
+        help: "Received signal strength.",
+        kind: "gauge",
+        value: |modem| modem.signal_dbm.map_or("NaN".into(), |dbm| dbm.to_string()),
+    },
+    ModemMetric {
+        name: "smsrelay_parts_sent_total",
+        help: "Parts accepted by the network.",
+        kind: "counter",
+        value: |modem| modem.counters.sent.to_string(),
+    },
+    ModemMetric {
+        name: "smsrelay_send_failures_total",
+        help: "Sends that failed.",
+        kind: "counter",
+        value: |modem| modem.counters.send_failures.to_string(),
+    },
+    ModemMetric {
+        name: "smsrelay_inbound_total",
+        help: "Inbound PDUs handed up.",
+        kind: "counter",
+        value: |modem| modem.counters.received.to_string(),
+    },
+    ModemMetric {
+        name: "smsrelay_modem_timeouts_total",
+        help: "AT commands without an answer.",
+        kind: "counter",
+        value: |modem| modem.counters.timeouts.to_string(),
+    },
+    ModemMetric {
+        name: "smsrelay_modem_reconnects_total",
+        help: "Port reopenings.",
+        kind: "counter",
+        value: |modem| modem.counters.reconnects.to_string(),
+    },
+    ModemMetric {
+        name: "smsrelay_modem_dropped_total",
+        help: "Modem events and URCs dropped by a full queue (never an inbound message).",
+        kind: "counter",
+        value: |modem| modem.counters.dropped.to_string(),
+    },
+];
+
 /// One gauge with a sample per webhook endpoint.
 struct EndpointGauge {
     name: &'static str,
@@ -208,13 +224,24 @@ const PER_ENDPOINT: &[EndpointGauge] = &[
 pub async fn metrics(State(state): State<Shared>) -> Result<Response, ApiError> {
     let outbox = with_store(&state, |store| Ok(store.outbox_len())).await?;
     let webhooks = webhook_status(&state).await?;
-    let modem = state.modem.status();
+    let modems = state
+        .gateway
+        .modems()
+        .iter()
+        .map(|slot| {
+            let status = slot.handle.status();
+            ModemSample {
+                name: slot.name.clone(),
+                ready: status.state == LinkState::Ready,
+                signal_dbm: status.signal.and_then(|signal| signal.dbm()),
+                counters: status.counters,
+            }
+        })
+        .collect();
     let gateway = state.gateway.counters();
     let sample = Sample {
         uptime_seconds: state.started.elapsed().as_secs(),
-        modem_ready: modem.state == LinkState::Ready,
-        signal_dbm: modem.signal.and_then(|signal| signal.dbm()),
-        modem: modem.counters,
+        modems,
         unmatched_reports: gateway.unmatched_reports.load(Ordering::Relaxed),
         undecodable: gateway.undecodable.load(Ordering::Relaxed),
         calls: gateway.calls.load(Ordering::Relaxed),
@@ -253,6 +280,22 @@ fn render(sample: &Sample, webhooks: &[EndpointStatus]) -> String {
             "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {}\n",
             value(sample)
         ));
+    }
+    for metric in PER_MODEM {
+        let ModemMetric {
+            name,
+            help,
+            kind,
+            value,
+        } = metric;
+        text.push_str(&format!("# HELP {name} {help}\n# TYPE {name} {kind}\n"));
+        for modem in &sample.modems {
+            text.push_str(&format!(
+                "{name}{{modem=\"{}\"}} {}\n",
+                modem.name,
+                value(modem)
+            ));
+        }
     }
     for EndpointGauge { name, help, value } in PER_ENDPOINT {
         text.push_str(&format!("# HELP {name} {help}\n# TYPE {name} gauge\n"));
@@ -306,7 +349,7 @@ fn render_mqtt(link: &crate::mqtt::LinkStatus) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::{Sample, render};
+    use super::{ModemSample, Sample, render};
     use crate::modem::Counters;
     use crate::store::{EndpointHealth, EndpointState};
     use crate::webhook::{ClockVerdict, EndpointStatus};
@@ -314,17 +357,28 @@ mod tests {
     fn sample() -> Sample {
         Sample {
             uptime_seconds: 42,
-            modem_ready: true,
-            signal_dbm: Some(-73),
-            modem: Counters {
-                sent: 3,
-                send_failures: 1,
-                received: 5,
-                timeouts: 2,
-                reconnects: 4,
-                dropped: 6,
-                ..Counters::default()
-            },
+            modems: vec![
+                ModemSample {
+                    name: "modem1".into(),
+                    ready: true,
+                    signal_dbm: Some(-73),
+                    counters: Counters {
+                        sent: 3,
+                        send_failures: 1,
+                        received: 5,
+                        timeouts: 2,
+                        reconnects: 4,
+                        dropped: 6,
+                        ..Counters::default()
+                    },
+                },
+                ModemSample {
+                    name: "austria".into(),
+                    ready: false,
+                    signal_dbm: None,
+                    counters: Counters::default(),
+                },
+            ],
             unmatched_reports: 7,
             undecodable: 8,
             calls: 10,
@@ -365,30 +419,6 @@ smsrelay_up 1
 # HELP smsrelay_uptime_seconds Seconds since start.
 # TYPE smsrelay_uptime_seconds gauge
 smsrelay_uptime_seconds 42
-# HELP smsrelay_modem_ready 1 when the modem is ready.
-# TYPE smsrelay_modem_ready gauge
-smsrelay_modem_ready 1
-# HELP smsrelay_modem_signal_dbm Received signal strength.
-# TYPE smsrelay_modem_signal_dbm gauge
-smsrelay_modem_signal_dbm -73
-# HELP smsrelay_parts_sent_total Parts accepted by the network.
-# TYPE smsrelay_parts_sent_total counter
-smsrelay_parts_sent_total 3
-# HELP smsrelay_send_failures_total Sends that failed.
-# TYPE smsrelay_send_failures_total counter
-smsrelay_send_failures_total 1
-# HELP smsrelay_inbound_total Inbound PDUs handed up.
-# TYPE smsrelay_inbound_total counter
-smsrelay_inbound_total 5
-# HELP smsrelay_modem_timeouts_total AT commands without an answer.
-# TYPE smsrelay_modem_timeouts_total counter
-smsrelay_modem_timeouts_total 2
-# HELP smsrelay_modem_reconnects_total Port reopenings.
-# TYPE smsrelay_modem_reconnects_total counter
-smsrelay_modem_reconnects_total 4
-# HELP smsrelay_modem_dropped_total Modem events and URCs dropped by a full queue (never an inbound message).
-# TYPE smsrelay_modem_dropped_total counter
-smsrelay_modem_dropped_total 6
 # HELP smsrelay_unmatched_reports_total Status reports that matched no message.
 # TYPE smsrelay_unmatched_reports_total counter
 smsrelay_unmatched_reports_total 7
@@ -425,6 +455,38 @@ smsrelay_webhooks_held_for_clock 0
 # HELP smsrelay_outbox_depth Messages waiting to be sent.
 # TYPE smsrelay_outbox_depth gauge
 smsrelay_outbox_depth 9
+# HELP smsrelay_modem_ready 1 when the modem is ready, per modem.
+# TYPE smsrelay_modem_ready gauge
+smsrelay_modem_ready{modem=\"modem1\"} 1
+smsrelay_modem_ready{modem=\"austria\"} 0
+# HELP smsrelay_modem_signal_dbm Received signal strength.
+# TYPE smsrelay_modem_signal_dbm gauge
+smsrelay_modem_signal_dbm{modem=\"modem1\"} -73
+smsrelay_modem_signal_dbm{modem=\"austria\"} NaN
+# HELP smsrelay_parts_sent_total Parts accepted by the network.
+# TYPE smsrelay_parts_sent_total counter
+smsrelay_parts_sent_total{modem=\"modem1\"} 3
+smsrelay_parts_sent_total{modem=\"austria\"} 0
+# HELP smsrelay_send_failures_total Sends that failed.
+# TYPE smsrelay_send_failures_total counter
+smsrelay_send_failures_total{modem=\"modem1\"} 1
+smsrelay_send_failures_total{modem=\"austria\"} 0
+# HELP smsrelay_inbound_total Inbound PDUs handed up.
+# TYPE smsrelay_inbound_total counter
+smsrelay_inbound_total{modem=\"modem1\"} 5
+smsrelay_inbound_total{modem=\"austria\"} 0
+# HELP smsrelay_modem_timeouts_total AT commands without an answer.
+# TYPE smsrelay_modem_timeouts_total counter
+smsrelay_modem_timeouts_total{modem=\"modem1\"} 2
+smsrelay_modem_timeouts_total{modem=\"austria\"} 0
+# HELP smsrelay_modem_reconnects_total Port reopenings.
+# TYPE smsrelay_modem_reconnects_total counter
+smsrelay_modem_reconnects_total{modem=\"modem1\"} 4
+smsrelay_modem_reconnects_total{modem=\"austria\"} 0
+# HELP smsrelay_modem_dropped_total Modem events and URCs dropped by a full queue (never an inbound message).
+# TYPE smsrelay_modem_dropped_total counter
+smsrelay_modem_dropped_total{modem=\"modem1\"} 6
+smsrelay_modem_dropped_total{modem=\"austria\"} 0
 # HELP smsrelay_webhook_queue_depth Deliveries waiting, per endpoint.
 # TYPE smsrelay_webhook_queue_depth gauge
 smsrelay_webhook_queue_depth{endpoint=\"crm\"} 10
@@ -444,12 +506,14 @@ smsrelay_webhook_dead_letters{endpoint=\"ops\"} 0
     #[test]
     fn an_unknown_signal_is_nan_and_a_failing_store_is_0() {
         let failing = Sample {
-            signal_dbm: None,
             store_ok: false,
             ..sample()
         };
         let text = render(&failing, &[]);
-        assert!(text.contains("\nsmsrelay_modem_signal_dbm NaN\n"), "{text}");
+        assert!(
+            text.contains("\nsmsrelay_modem_signal_dbm{modem=\"austria\"} NaN\n"),
+            "{text}"
+        );
         assert!(text.contains("\nsmsrelay_store_ok 0\n"), "{text}");
     }
 }

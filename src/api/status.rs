@@ -1,4 +1,4 @@
-//! `/v1/status`: the modem, the outbox, the database, the clock and the webhooks at a glance.
+//! `/v1/status`: the modems (`modem` the first, as before several; `modems` every one), the outbox, the database, the clock and the webhooks at a glance.
 
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
@@ -10,6 +10,8 @@ use super::{ApiError, Shared, webhook_status, with_store};
 
 /// `GET /v1/status`.
 pub async fn status(State(state): State<Shared>) -> Result<Response, ApiError> {
+    let slots = state.gateway.modems();
+    let statuses: Vec<_> = slots.iter().map(|slot| slot.handle.status()).collect();
     let modem = state.modem.status();
     let outbox = with_store(&state, |store| Ok(store.outbox_len())).await?;
     let webhooks = webhook_status(&state).await?;
@@ -26,6 +28,11 @@ pub async fn status(State(state): State<Shared>) -> Result<Response, ApiError> {
         version: env!("CARGO_PKG_VERSION"),
         uptime_seconds: state.started.elapsed().as_secs(),
         modem: ModemView::new(&modem),
+        modems: statuses
+            .iter()
+            .zip(slots)
+            .map(|(status, slot)| ModemView::named(status, slot))
+            .collect(),
         queue: QueueView { outbox },
         store: StoreView::new(store_failure.as_ref()),
         clock: ClockView::new(&state.dispatcher.clock_status()),

@@ -39,17 +39,27 @@ pub struct UssdView {
     status: u8,
 }
 
-/// The modem a request names must be ours.
-fn modem_named(state: &Shared, modem: Option<&str>) -> Result<String, ApiError> {
-    let ours = state.gateway.modem_name();
-    match modem {
-        Some(name) if name != ours => Err(ApiError::new(
-            StatusCode::NOT_FOUND,
-            "unknown_modem",
-            format!("no modem named {name:?} (this gateway has {ours:?})"),
-        )
-        .field("modem")),
-        _ => Ok(ours.to_string()),
+/// The modem a request names (the first when it names none): its index and name.
+fn modem_named(state: &Shared, modem: Option<&str>) -> Result<(usize, String), ApiError> {
+    match state.gateway.modem_index(modem) {
+        Some(index) => Ok((index, state.gateway.modem_name(index).to_string())),
+        None => {
+            let ours: Vec<&str> = state
+                .gateway
+                .modems()
+                .iter()
+                .map(|m| m.name.as_str())
+                .collect();
+            Err(ApiError::new(
+                StatusCode::NOT_FOUND,
+                "unknown_modem",
+                format!(
+                    "no modem named {:?} (this gateway has {ours:?})",
+                    modem.unwrap_or("")
+                ),
+            )
+            .field("modem"))
+        }
     }
 }
 
@@ -77,10 +87,10 @@ pub async fn send(
     State(state): State<Shared>,
     JsonBody(request): JsonBody<UssdRequest>,
 ) -> Result<Response, ApiError> {
-    let modem = modem_named(&state, request.modem.as_deref())?;
+    let (index, modem) = modem_named(&state, request.modem.as_deref())?;
     let answer = state
         .gateway
-        .ussd(request.code.trim())
+        .ussd(index, request.code.trim())
         .await
         .map_err(failure)?;
     let view = UssdView {
@@ -97,7 +107,7 @@ pub async fn cancel(
     State(state): State<Shared>,
     JsonBody(request): JsonBody<CancelRequest>,
 ) -> Result<Response, ApiError> {
-    let modem = modem_named(&state, request.modem.as_deref())?;
-    state.gateway.ussd_cancel().await.map_err(failure)?;
+    let (index, modem) = modem_named(&state, request.modem.as_deref())?;
+    state.gateway.ussd_cancel(index).await.map_err(failure)?;
     Ok(axum::Json(serde_json::json!({"modem": modem, "cancelled": true})).into_response())
 }

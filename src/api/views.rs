@@ -83,7 +83,7 @@ pub struct MessageView<'a> {
     encoding: &'a str,
     state: &'static str,
     status_report: bool,
-    parts: Vec<PartView<'a>>,
+    parts: Vec<PartEntry<'a>>,
     attempts: u32,
     last_error: Option<&'a FailureInfo>,
     callback_data: Option<&'a str>,
@@ -94,6 +94,22 @@ pub struct MessageView<'a> {
     /// Only present (true) for a dry run.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     dry_run: bool,
+    /// The modem it is assigned to or went through (absent for records from before several
+    /// modems).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    modem: Option<&'a str>,
+    /// That modem's SIM slot number.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    sim: Option<u32>,
+}
+
+/// One part in a message view: its state and, once submitted, the modem that sent it.
+#[derive(Debug, Serialize)]
+pub struct PartEntry<'a> {
+    #[serde(flatten)]
+    state: PartView<'a>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    modem: Option<&'a str>,
 }
 
 impl<'a> MessageView<'a> {
@@ -110,7 +126,10 @@ impl<'a> MessageView<'a> {
             parts: message
                 .parts
                 .iter()
-                .map(|part| PartView::from(&part.state))
+                .map(|part| PartEntry {
+                    state: PartView::from(&part.state),
+                    modem: part.modem.as_deref(),
+                })
                 .collect(),
             attempts: message.attempts,
             last_error: message.last_error.as_ref(),
@@ -120,6 +139,8 @@ impl<'a> MessageView<'a> {
             sent_at: message.sent_at.map(rfc3339),
             delivered_at: message.delivered_at.as_deref(),
             dry_run: message.dry_run,
+            modem: message.modem.as_deref(),
+            sim: message.sim,
         }
     }
 }
@@ -218,8 +239,10 @@ pub struct StatusView<'a> {
     pub version: &'static str,
     /// Seconds since start.
     pub uptime_seconds: u64,
-    /// The modem.
+    /// The first modem (as before several modems; `modems` has every one).
     pub modem: ModemView<'a>,
+    /// Every modem, in config order, each with its name, SIM slot and whether it sends.
+    pub modems: Vec<ModemView<'a>>,
     /// The outbox.
     pub queue: QueueView,
     /// The database.
@@ -266,6 +289,12 @@ impl MqttView {
 /// The modem in `/v1/status`.
 #[derive(Debug, Serialize)]
 pub struct ModemView<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    name: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    sim: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    send: Option<bool>,
     device: &'a str,
     state: &'static str,
     stage: Option<&'static str>,
@@ -283,6 +312,9 @@ impl<'a> ModemView<'a> {
     pub fn new(modem: &'a ModemStatus) -> ModemView<'a> {
         let (stage, reason) = link_detail(&modem.state);
         ModemView {
+            name: None,
+            sim: None,
+            send: None,
             device: &modem.device,
             state: link_state_name(&modem.state),
             stage,
@@ -293,6 +325,17 @@ impl<'a> ModemView<'a> {
             signal: modem.signal.map(SignalView::new),
             storage: modem.storage.as_ref().map(StorageView::new),
             last_error: modem.last_error.as_deref(),
+        }
+    }
+
+    /// The view of one of several modems: its status with its name, SIM slot and whether it
+    /// may send.
+    pub fn named(modem: &'a ModemStatus, slot: &'a crate::gateway::ModemSlot) -> ModemView<'a> {
+        ModemView {
+            name: Some(&slot.name),
+            sim: Some(slot.sim),
+            send: Some(slot.send),
+            ..ModemView::new(modem)
         }
     }
 }
@@ -575,6 +618,7 @@ mod tests {
                 cmgs_length: 1,
                 state: PartState::Pending,
                 pending_status: None,
+                modem: None,
             }],
             callback_data: None,
             state: MessageState::Queued,
@@ -590,6 +634,9 @@ mod tests {
             queue_key: None,
             number: None,
             dry_run: false,
+            modem: None,
+            sim: None,
+            pinned: false,
         };
         let found = serde_json::to_string(&MessageView::new(&message)).expect("serialises");
         let expected = concat!(

@@ -73,6 +73,12 @@ pub enum Commands {
         /// Ask no status report for this message (overrides `[sms] status_reports`).
         #[arg(long)]
         no_status_report: bool,
+        /// Send through this modem (its `[[modem]] name`) and no other.
+        #[arg(long, conflicts_with = "sim")]
+        modem: Option<String>,
+        /// Send through the modem with this SIM slot number (`[[modem]] sim`) and no other.
+        #[arg(long)]
+        sim: Option<u32>,
         /// Follow the message to delivered, failed or expired (or sent, when no status report
         /// was requested), showing each step. Exit 0 delivered or sent, 3 failed, 4 expired,
         /// 5 still under way at --timeout.
@@ -82,7 +88,7 @@ pub enum Commands {
         #[arg(long, default_value = "10m", value_parser = humantime::parse_duration)]
         timeout: std::time::Duration,
     },
-    /// Shows the modem, the queues and the webhooks.
+    /// Shows the modems, the queues and the webhooks.
     Status,
     /// Sends a USSD code (e.g. '*100#' for the balance) through the running daemon and prints
     /// the network's answer; when it opens a menu, send the choice the same way.
@@ -207,6 +213,10 @@ pub struct MockModemArgs {
     /// Periodic vendor noise (^RSSI for huawei), e.g. 10s.
     #[arg(long, value_parser = humantime::parse_duration)]
     pub noise: Option<std::time::Duration>,
+    /// Run this many modems, each on its own PTY (one path per line on stdout). With more
+    /// than one, --link gets -1, -2… appended and --control's port counts up per modem.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u8).range(1..=8))]
+    pub count: u8,
 }
 
 /// `smsrelay webhook …`.

@@ -70,6 +70,8 @@ fn dispatch(command: Commands, config: &Path) -> anyhow::Result<u8> {
             idempotency_key,
             dry_run,
             no_status_report,
+            modem,
+            sim,
             wait,
             timeout,
         } => remote::send(
@@ -82,6 +84,8 @@ fn dispatch(command: Commands, config: &Path) -> anyhow::Result<u8> {
                 dry_run,
                 status_report: !no_status_report,
                 wait: wait.then_some(timeout),
+                modem,
+                sim,
             },
         ),
         Commands::Status => remote::status(config),

@@ -96,29 +96,65 @@ pub fn mock_modem(args: MockModemArgs) -> anyhow::Result<u8> {
         noise_interval: args.noise,
         ..MockConfig::default()
     };
-    let control = args
-        .control
-        .map(std::net::TcpListener::bind)
-        .transpose()
-        .map_err(|error| UsageError(format!("--control: {error}")))?;
-    let modem = MockModem::start(config, args.link.clone())
-        .context("cannot open a pseudo-terminal")
-        .map(std::sync::Arc::new)?;
-    // The device path goes to stdout so that scripts can read it; the rest is logging.
-    println!("{}", modem.path().display());
-    if let Some(link) = &args.link {
-        log::info!("link {} → {}", link.display(), modem.path().display());
-    }
-    match control {
-        Some(listener) => {
-            if let Ok(address) = listener.local_addr() {
-                log::info!("control interface on {address} (JSON lines)");
+    let count = usize::from(args.count.max(1));
+    let mut served = Vec::new();
+    for index in 0..count {
+        // One modem keeps the names as given; several are told apart by a suffix and port.
+        let link = args.link.as_ref().map(|link| {
+            if count == 1 {
+                link.clone()
+            } else {
+                let mut named = link.clone().into_os_string();
+                named.push(format!("-{}", index + 1));
+                std::path::PathBuf::from(named)
             }
-            crate::mock::control::serve(modem, listener);
+        });
+        let control = args
+            .control
+            .map(|address| {
+                let port = address.port();
+                let port = if port == 0 {
+                    0
+                } else {
+                    port.checked_add(index as u16)
+                        .ok_or_else(|| std::io::Error::other("the control ports run past 65535"))?
+                };
+                std::net::TcpListener::bind(std::net::SocketAddr::new(address.ip(), port))
+            })
+            .transpose()
+            .map_err(|error| UsageError(format!("--control: {error}")))?;
+        let modem = MockModem::start(config.clone(), link.clone())
+            .context("cannot open a pseudo-terminal")
+            .map(std::sync::Arc::new)?;
+        // The device paths go to stdout so that scripts can read them; the rest is logging.
+        println!("{}", modem.path().display());
+        if let Some(link) = &link {
+            log::info!("link {} → {}", link.display(), modem.path().display());
         }
-        None => loop {
-            std::thread::park();
-        },
+        served.push((modem, control));
+    }
+    let mut threads = Vec::new();
+    for (modem, control) in served {
+        match control {
+            Some(listener) => {
+                if let Ok(address) = listener.local_addr() {
+                    log::info!("control interface on {address} (JSON lines)");
+                }
+                threads.push(std::thread::spawn(move || {
+                    crate::mock::control::serve(modem, listener)
+                }));
+            }
+            // Kept alive by the parked thread below.
+            None => threads.push(std::thread::spawn(move || {
+                let _modem = modem;
+                loop {
+                    std::thread::park();
+                }
+            })),
+        }
+    }
+    for thread in threads {
+        let _ = thread.join();
     }
     Ok(SUCCESS)
 }

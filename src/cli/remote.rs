@@ -33,6 +33,10 @@ pub struct SendArgs {
     pub status_report: bool,
     /// Follow the message to its end for at most this long.
     pub wait: Option<Duration>,
+    /// Send through this modem only (`--modem`).
+    pub modem: Option<String>,
+    /// Send through the modem with this SIM slot only (`--sim`).
+    pub sim: Option<u32>,
 }
 
 fn client(config: &Path) -> anyhow::Result<Client> {
@@ -59,6 +63,12 @@ pub fn send(config: &Path, args: &SendArgs) -> anyhow::Result<u8> {
     }
     if !args.status_report {
         request["status_report"] = json!(false);
+    }
+    if let Some(modem) = &args.modem {
+        request["modem"] = json!(modem);
+    }
+    if let Some(sim) = args.sim {
+        request["sim"] = json!(sim);
     }
     let message = client.send(
         &request,

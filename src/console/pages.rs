@@ -166,6 +166,8 @@ pub async fn overview(
     Query(notice): Query<Notice>,
 ) -> Result<Response, PageError> {
     let status = console.app.modem.status();
+    let slots = console.app.gateway.modems();
+    let statuses: Vec<_> = slots.iter().map(|slot| slot.handle.status()).collect();
     let (outbox, events) = with_store(&console, |store| {
         let events = recent_events(store, None, RECENT_EVENTS, RECENT_EVENTS)?;
         Ok((store.outbox_len(), events))
@@ -175,6 +177,9 @@ pub async fn overview(
     let store_failure = console.app.gateway.store().failure();
     let context = context! {
         modem => Value::from_serialize(ModemView::new(&status)),
+        modems => Value::from_serialize(
+            statuses.iter().zip(slots).map(|(status, slot)| ModemView::named(status, slot)).collect::<Vec<_>>()
+        ),
         bars => status.signal.map(|signal| signal_bars(signal.rssi)),
         outbox => outbox,
         store_error => store_failure.map(|failure| failure.error),

@@ -41,6 +41,12 @@ fn outbound(message: &OutboundMessage, name: &str, mut data: Value) -> NewEvent 
     if message.dry_run {
         data["dry_run"] = json!(true);
     }
+    // Which modem and SIM it went (or goes) through; absent for records from before
+    // several modems.
+    if let Some(modem) = &message.modem {
+        data["modem"] = json!(modem);
+        data["sim"] = json!(message.sim);
+    }
     NewEvent {
         name: name.into(),
         data,
@@ -139,6 +145,7 @@ pub fn undecodable(
     error: &str,
     stored_at: Option<(&str, u32)>,
     received_at: u64,
+    (modem, sim): (&str, u32),
 ) -> NewEvent {
     NewEvent {
         name: "sms.undecodable".into(),
@@ -148,6 +155,8 @@ pub fn undecodable(
             "storage": stored_at.map(|(storage, _)| storage),
             "index": stored_at.map(|(_, index)| index),
             "received_at": rfc3339(received_at),
+            "modem": modem,
+            "sim": sim,
         }),
     }
 }
@@ -193,6 +202,11 @@ pub fn received(id: &str, group: &InboundGroup, received_at: u64, to: Option<&st
         "sent_at": group.sent_at,
         "received_at": rfc3339(received_at),
     });
+    // The modem and SIM it arrived on; a group from before several modems has none.
+    if let Some(modem) = &group.modem {
+        data["modem"] = json!(modem);
+        data["sim"] = json!(group.sim);
+    }
     if !missing.is_empty() {
         data["missing_parts"] = json!(missing);
     }

@@ -15,9 +15,14 @@ use crate::store::blocking;
 use crate::store::{InboundGroup, InboundPart, NewEvent, StoreError, now_ms};
 
 /// What identifies a part whatever route or read brought it (padding and the SMSC field
-/// vary between `+CMT`, `+CMGR` and `+CMGL`): sender, SC timestamp, concatenation, content.
-fn fingerprint(deliver: &Deliver) -> Vec<u8> {
+/// vary between `+CMT`, `+CMGR` and `+CMGL`): sender, SC timestamp, concatenation, content,
+/// and the modem it came on (`scope`, "" for the first: the same SMS sent to two SIMs is two
+/// messages; the first's stays as before so a part seen before an upgrade is still known).
+fn fingerprint(deliver: &Deliver, scope: &str) -> Vec<u8> {
     let mut hash = Sha256::new();
+    if !scope.is_empty() {
+        hash.update(format!("modem|{scope}|").as_bytes());
+    }
     hash.update(deliver.sender.to_string().as_bytes());
     hash.update(deliver.timestamp.octets());
     if let Some(concat) = deliver
@@ -26,7 +31,7 @@ fn fingerprint(deliver: &Deliver) -> Vec<u8> {
         .as_ref()
         .and_then(|udh| udh.concat())
     {
-        hash.update(concat_key(&deliver.sender.to_string(), &concat).as_bytes());
+        hash.update(concat_key(&deliver.sender.to_string(), &concat, scope).as_bytes());
         hash.update([concat.sequence]);
     }
     match &deliver.user_data.body {
@@ -36,12 +41,19 @@ fn fingerprint(deliver: &Deliver) -> Vec<u8> {
     hash.finalize().to_vec()
 }
 
-fn concat_key(sender: &str, concat: &Concat) -> String {
+/// The reassembly group of a part: concatenation references are per sender and per SIM, so
+/// the key holds the modem (`scope`; "" for the first modem, whose keys stay as they were
+/// before several modems so that a group begun before an upgrade still completes).
+fn concat_key(sender: &str, concat: &Concat, scope: &str) -> String {
     let (bits, reference) = match concat.reference {
         ConcatReference::Eight(value) => (8, u16::from(value)),
         ConcatReference::Sixteen(value) => (16, value),
     };
-    format!("{sender}|{bits}:{reference}|{}", concat.total)
+    if scope.is_empty() {
+        format!("{sender}|{bits}:{reference}|{}", concat.total)
+    } else {
+        format!("{scope}#{sender}|{bits}:{reference}|{}", concat.total)
+    }
 }
 
 /// One inbound part, ready to be folded into its reassembly group (pure: the store runs
@@ -56,10 +68,24 @@ struct Arrival {
     sent_at: Option<String>,
     part: InboundPart,
     to: Option<String>,
+    modem: String,
+    sim: u32,
+}
+
+/// The modem a part arrived on, as [`Arrival::of`] takes it.
+struct ArrivedOn<'a> {
+    /// Its name.
+    name: &'a str,
+    /// Its SIM slot number.
+    sim: u32,
+    /// "" for the first modem, else its name (see [`concat_key`]).
+    scope: &'a str,
+    /// The number it receives at.
+    to: Option<String>,
 }
 
 impl Arrival {
-    fn of(deliver: &Deliver, smsc: Option<String>, hex: String, to: Option<String>) -> Arrival {
+    fn of(deliver: &Deliver, smsc: Option<String>, hex: String, on: ArrivedOn<'_>) -> Arrival {
         let from = deliver.sender.to_string();
         let concat = deliver
             .user_data
@@ -71,7 +97,7 @@ impl Arrival {
             Some(concat) => (
                 concat.sequence,
                 concat.total,
-                Some(concat_key(&from, &concat)),
+                Some(concat_key(&from, &concat, on.scope)),
             ),
             None => (1, 1, None),
         };
@@ -90,7 +116,9 @@ impl Arrival {
                 .to_datetime()
                 .map(|_| deliver.timestamp.to_string()),
             part: InboundPart { text, hex },
-            to,
+            to: on.to,
+            modem: on.name.to_string(),
+            sim: on.sim,
             from,
         }
     }
@@ -111,6 +139,8 @@ impl Arrival {
             parts: BTreeMap::new(),
             sent_at: None,
             first_received_at: now,
+            modem: Some(self.modem.clone()),
+            sim: Some(self.sim),
         });
         let mut emitted = Vec::new();
         match group.parts.get(&self.sequence) {
@@ -155,9 +185,24 @@ pub(super) fn confirmable<R>(outcomes: Vec<(R, bool)>, flushed: bool) -> Vec<R> 
 }
 
 impl Gateway {
-    /// Records one inbound PDU, committed but not yet flushed: the caller runs
-    /// [`Gateway::flush_inbound`] for the batch before it confirms anything to the modem.
-    pub(super) async fn on_inbound(&self, inbound: Inbound) -> Result<(), StoreError> {
+    /// The reassembly and dedupe scope of modem `modem`: "" for the first (keys as before
+    /// several modems), else its name.
+    fn scope(&self, modem: usize) -> &str {
+        if modem == 0 {
+            ""
+        } else {
+            &self.inner.modems[modem].name
+        }
+    }
+
+    /// Records one inbound PDU from modem `modem`, committed but not yet flushed: the caller
+    /// runs [`Gateway::flush_inbound`] for the batch before it confirms anything to the modem.
+    pub(super) async fn on_inbound(
+        &self,
+        modem: usize,
+        inbound: Inbound,
+    ) -> Result<(), StoreError> {
+        let slot = &self.inner.modems[modem];
         let pdu = match inbound.pdu {
             Ok(pdu) => pdu,
             Err(error) => {
@@ -178,10 +223,16 @@ impl Gateway {
                         .as_ref()
                         .map(|(storage, index)| (storage.as_str(), *index)),
                     now_ms(),
+                    (&slot.name, slot.sim),
                 );
-                // Once per PDU: a copy handed up again (a failed delete, a restart) is the same
-                // hex, and records nothing new.
-                let fingerprint = Sha256::digest(format!("undecodable|{}", inbound.hex));
+                // Once per PDU and modem: a copy handed up again (a failed delete, a restart)
+                // is the same hex, and records nothing new.
+                let scope = self.scope(modem);
+                let fingerprint = if scope.is_empty() {
+                    Sha256::digest(format!("undecodable|{}", inbound.hex))
+                } else {
+                    Sha256::digest(format!("undecodable|{scope}|{}", inbound.hex))
+                };
                 let store = self.inner.store.clone();
                 return blocking(move || {
                     store.record_inbound_unflushed(&fingerprint, None, |_| {
@@ -194,8 +245,8 @@ impl Gateway {
         };
         let smsc = pdu.smsc.as_ref().map(ToString::to_string);
         match pdu.tpdu {
-            Tpdu::StatusReport(report) => self.on_report(report, &inbound.hex).await,
-            Tpdu::Deliver(deliver) => self.on_deliver(deliver, smsc, inbound.hex).await,
+            Tpdu::StatusReport(report) => self.on_report(modem, report, &inbound.hex).await,
+            Tpdu::Deliver(deliver) => self.on_deliver(modem, deliver, smsc, inbound.hex).await,
             Tpdu::Submit(_) => {
                 info!("gateway: a stored SUBMIT was handed up; ignored");
                 Ok(())
@@ -205,12 +256,20 @@ impl Gateway {
 
     async fn on_deliver(
         &self,
+        modem: usize,
         deliver: Deliver,
         smsc: Option<String>,
         hex: String,
     ) -> Result<(), StoreError> {
-        let fingerprint = fingerprint(&deliver);
-        let arrival = Arrival::of(&deliver, smsc, hex, self.receiving_number());
+        let scope = self.scope(modem);
+        let fingerprint = fingerprint(&deliver, scope);
+        let on = ArrivedOn {
+            name: &self.inner.modems[modem].name,
+            sim: self.inner.modems[modem].sim,
+            scope,
+            to: self.receiving_number(modem),
+        };
+        let arrival = Arrival::of(&deliver, smsc, hex, on);
         let group_key = arrival.group_key.clone();
         let store = self.inner.store.clone();
         let recorded = blocking(move || {
@@ -232,11 +291,12 @@ impl Gateway {
         blocking(move || store.flush_inbound()).await
     }
 
-    /// The number inbound SMS arrive at: `[modem] number`, else what the SIM reports.
-    fn receiving_number(&self) -> Option<String> {
-        self.inner.settings.receiving_number.clone().or_else(|| {
-            self.inner
-                .modem
+    /// The number inbound SMS arrive at on modem `modem`: its `number`, else what its SIM
+    /// reports.
+    fn receiving_number(&self, modem: usize) -> Option<String> {
+        let slot = &self.inner.modems[modem];
+        slot.number.clone().or_else(|| {
+            slot.handle
                 .status()
                 .identity
                 .and_then(|identity| identity.number)
@@ -245,7 +305,14 @@ impl Gateway {
 
     /// Emits reassembly groups older than `incomplete_timeout` as incomplete messages.
     pub(super) async fn close_incomplete(&self) -> Result<(), StoreError> {
-        let to = self.receiving_number();
+        let numbers: Vec<(String, Option<String>)> = (0..self.inner.modems.len())
+            .map(|modem| {
+                (
+                    self.inner.modems[modem].name.clone(),
+                    self.receiving_number(modem),
+                )
+            })
+            .collect();
         let store = self.inner.store.clone();
         let timeout = self.inner.settings.incomplete_timeout.as_millis() as u64;
         blocking(move || {
@@ -262,6 +329,13 @@ impl Gateway {
                     group.total,
                     key
                 );
+                // The number of the modem it came on (a group from before several modems: the
+                // first's).
+                let to = match &group.modem {
+                    Some(name) => numbers.iter().find(|(known, _)| known == name),
+                    None => numbers.first(),
+                }
+                .and_then(|(_, number)| number.clone());
                 store.close_group(&key, |current| {
                     // Judged again inside the transaction: a part may have come meanwhile.
                     (current.first_received_at.saturating_add(timeout) <= now).then(|| {
@@ -295,6 +369,8 @@ mod tests {
                 hex: String::new(),
             },
             to: Some("+447700900999".into()),
+            modem: "modem1".into(),
+            sim: 0,
         }
     }
 

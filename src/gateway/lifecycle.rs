@@ -409,6 +409,7 @@ mod tests {
             cmgs_length: 0,
             state,
             pending_status: None,
+            modem: None,
         }
     }
 
@@ -460,6 +461,9 @@ mod tests {
             queue_key: None,
             number: None,
             dry_run: false,
+            modem: None,
+            sim: None,
+            pinned: false,
         }
     }
 
@@ -817,6 +821,7 @@ mod tests {
             message_id: "m1".into(),
             part: index,
             recipient: "+447700900123".into(),
+            modem: String::new(),
         };
         let report_on = |index, status| {
             move |m: &mut OutboundMessage| {

@@ -19,23 +19,26 @@ pub mod lifecycle;
 pub mod modem_events;
 mod outbound;
 pub mod reports;
+pub mod routing;
 pub mod sim_events;
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use log::{error, info, warn};
 use tokio::sync::{Notify, mpsc};
 use tokio::task::JoinHandle;
 
-use crate::modem::{Inbound, ModemEvent, ModemHandle};
+use crate::modem::{Inbound, LinkState, ModemEvent, ModemHandle};
 use crate::store::{Store, StoreError, blocking};
 
 pub use events::rfc3339;
 pub use lifecycle::report_overdue;
 pub use modem_events::ModemEventSettings;
 pub use outbound::{Accepted, EnqueueError, NewMessage};
+pub use routing::{Requested, Routing};
 pub use sim_events::{BalanceCheck, SimActivity};
 
 /// The most inbound messages stored with one flush (group commit). Bounds the delay a batch
@@ -72,13 +75,17 @@ pub struct GatewaySettings {
     /// Finished messages are kept this long.
     pub retention_messages: Duration,
     /// `[modem] number`: the receiving number inbound events carry as `to`; without it, the
-    /// number the SIM reports (`AT+CNUM`), when it has one.
+    /// number the SIM reports (`AT+CNUM`), when it has one. (For [`Gateway::new`]'s one modem;
+    /// several modems each carry their own in [`ModemSlot::number`].)
     pub receiving_number: Option<String>,
-    /// `[modem_events]`: the modem's name, the debounce and the signal threshold.
+    /// `[sms] routing`: which modem a message that names none goes to.
+    pub routing: Routing,
+    /// `[modem_events]`: the debounce and the signal threshold (each modem's debouncer
+    /// names its own modem).
     pub modem_events: ModemEventSettings,
     /// `[ussd] timeout`: how long a USSD request waits for the network's answer.
     pub ussd_timeout: Duration,
-    /// `[ussd] balance`: the scheduled balance check, when configured.
+    /// `[ussd] balance`: the scheduled balance check of the first modem, when configured.
     pub balance: Option<BalanceCheck>,
 }
 
@@ -98,6 +105,7 @@ impl Default for GatewaySettings {
             retention_events: Duration::from_secs(30 * 86_400),
             retention_messages: Duration::from_secs(30 * 86_400),
             receiving_number: None,
+            routing: Routing::default(),
             modem_events: ModemEventSettings::default(),
             ussd_timeout: Duration::from_secs(30),
             balance: None,
@@ -124,16 +132,58 @@ pub struct GatewayCounters {
     pub ussd_failures: AtomicU64,
 }
 
+/// One modem as the gateway sees it: its `[[modem]]` identity and its driver's handle.
+#[derive(Debug, Clone)]
+pub struct ModemSlot {
+    /// Its name (`modem1`…), in events, the API and metrics.
+    pub name: String,
+    /// The SIM slot number receivers see.
+    pub sim: u32,
+    /// Its own number (E.164), the `to` of what it receives; else what its SIM reports.
+    pub number: Option<String>,
+    /// Whether it may send.
+    pub send: bool,
+    /// Destination prefixes it prefers.
+    pub prefixes: Vec<String>,
+    /// The driver.
+    pub handle: ModemHandle,
+}
+
+impl ModemSlot {
+    /// The only modem of a one-modem gateway: `modem1`, SIM 0, sending.
+    pub fn single(handle: ModemHandle, number: Option<String>) -> ModemSlot {
+        ModemSlot {
+            name: "modem1".into(),
+            sim: 0,
+            number,
+            send: true,
+            prefixes: Vec::new(),
+            handle,
+        }
+    }
+
+    /// Whether its driver is ready now.
+    pub fn ready(&self) -> bool {
+        self.handle.status().state == LinkState::Ready
+    }
+}
+
 struct Inner {
     store: Store,
-    modem: ModemHandle,
+    /// Never empty: [`Gateway::with_modems`] refuses none.
+    modems: Vec<ModemSlot>,
     settings: GatewaySettings,
-    wake_sender: Notify,
+    /// One per modem: wakes that modem's sender.
+    wake_sender: Vec<Notify>,
+    /// The round-robin turn of the next message that names no modem.
+    turn: AtomicUsize,
+    /// Messages a sender is submitting now: no other sender takes them.
+    claimed: Mutex<HashSet<String>>,
     stopping: std::sync::atomic::AtomicBool,
     counters: GatewayCounters,
     /// The last call and balance, for the status.
     activity: std::sync::Mutex<SimActivity>,
-    /// Modem state flaps the debouncer kept from becoming events.
+    /// Modem state flaps the debouncers kept from becoming events.
     flaps_suppressed: Arc<AtomicU64>,
 }
 
@@ -150,19 +200,41 @@ impl std::fmt::Debug for Gateway {
 }
 
 impl Gateway {
-    /// A gateway over a store and a modem.
+    /// A gateway over a store and one modem (`modem1`, SIM 0).
     pub fn new(store: Store, modem: ModemHandle, settings: GatewaySettings) -> Gateway {
+        let slot = ModemSlot::single(modem, settings.receiving_number.clone());
+        Gateway::with_modems(store, vec![slot], settings)
+    }
+
+    /// A gateway over a store and several modems, in config order (the first is the one
+    /// records from before several modems belong to). `modems` must not be empty.
+    pub fn with_modems(store: Store, modems: Vec<ModemSlot>, settings: GatewaySettings) -> Gateway {
+        assert!(!modems.is_empty(), "a gateway needs a modem");
         Gateway {
             inner: Arc::new(Inner {
                 store,
-                modem,
+                wake_sender: modems.iter().map(|_| Notify::new()).collect(),
+                modems,
                 settings,
-                wake_sender: Notify::new(),
+                turn: AtomicUsize::new(0),
+                claimed: Mutex::new(HashSet::new()),
                 stopping: std::sync::atomic::AtomicBool::new(false),
                 counters: GatewayCounters::default(),
                 activity: std::sync::Mutex::new(SimActivity::default()),
                 flaps_suppressed: Arc::new(AtomicU64::new(0)),
             }),
+        }
+    }
+
+    /// The modems, in config order.
+    pub fn modems(&self) -> &[ModemSlot] {
+        &self.inner.modems
+    }
+
+    /// Wakes every modem's sender (a message was queued, a modem came or went).
+    fn wake_senders(&self) {
+        for wake in &self.inner.wake_sender {
+            wake.notify_one();
         }
     }
 
@@ -175,7 +247,7 @@ impl Gateway {
     /// ([`Gateway::start`]'s first handle) then ends.
     pub fn stop_sending(&self) {
         self.inner.stopping.store(true, Ordering::SeqCst);
-        self.inner.wake_sender.notify_one();
+        self.wake_senders();
     }
 
     fn stopping(&self) -> bool {
@@ -188,67 +260,111 @@ impl Gateway {
     }
 
     /// Settles what a crash left behind, then runs the sender, the receiver (fed by the
-    /// modem's events) and the maintenance timers, returned in that order, then the modem
-    /// events' debouncer and the balance check when configured. The sender ends after
-    /// [`Gateway::stop_sending`]; the others when the event stream does (or are aborted).
+    /// modem's events) and the maintenance timers, returned in that order. The sender ends
+    /// after [`Gateway::stop_sending`]; the others when the event stream does. For a gateway
+    /// of one modem; [`Gateway::start_all`] takes one event stream per modem.
     pub async fn start(
         &self,
         events: mpsc::Receiver<ModemEvent>,
     ) -> Result<Vec<JoinHandle<()>>, StoreError> {
+        self.start_all(vec![events]).await
+    }
+
+    /// As [`Gateway::start`], with each modem's events in the order of [`Gateway::modems`]:
+    /// one sender per modem (the first handle returned ends when all of them have; aborting
+    /// it aborts them), then per modem its receiver, the follower of its status and the
+    /// debouncer of its `modem.*` events, then maintenance, then the balance check when
+    /// configured.
+    pub async fn start_all(
+        &self,
+        events: Vec<mpsc::Receiver<ModemEvent>>,
+    ) -> Result<Vec<JoinHandle<()>>, StoreError> {
         self.recover().await?;
-        let sender = tokio::spawn(self.clone().send_loop());
-        let receiver = tokio::spawn(self.clone().receive_loop(events));
-        let maintenance = tokio::spawn(self.clone().maintenance_loop());
-        let modem_events = tokio::spawn(modem_events::run(
-            self.inner.store.clone(),
-            self.inner.modem.watch_status(),
-            self.inner.settings.modem_events.clone(),
-            Arc::clone(&self.inner.flaps_suppressed),
-        ));
-        let mut tasks = vec![sender, receiver, maintenance, modem_events];
+        let mut senders = tokio::task::JoinSet::new();
+        for modem in 0..self.inner.modems.len() {
+            senders.spawn(self.clone().send_loop(modem));
+        }
+        // Dropped with this task when it is aborted, which aborts every sender.
+        let sender = tokio::spawn(async move { while senders.join_next().await.is_some() {} });
+        let mut tasks = vec![sender];
+        for (modem, events) in events.into_iter().enumerate().take(self.inner.modems.len()) {
+            tasks.push(tokio::spawn(self.clone().receive_loop(modem, events)));
+            tasks.push(tokio::spawn(self.clone().follow_status(modem)));
+            let slot = &self.inner.modems[modem];
+            let settings = ModemEventSettings {
+                modem: slot.name.clone(),
+                ..self.inner.settings.modem_events.clone()
+            };
+            tasks.push(tokio::spawn(modem_events::run(
+                self.inner.store.clone(),
+                slot.handle.watch_status(),
+                settings,
+                Arc::clone(&self.inner.flaps_suppressed),
+            )));
+        }
+        tasks.push(tokio::spawn(self.clone().maintenance_loop()));
         if let Some(check) = self.inner.settings.balance.clone() {
             tasks.push(tokio::spawn(self.clone().balance_loop(check)));
         }
         Ok(tasks)
     }
 
-    async fn receive_loop(self, mut events: mpsc::Receiver<ModemEvent>) {
-        let mut batch = Vec::new();
-        while let Some(event) = events.recv().await {
-            self.on_event(event, &mut batch).await;
-            // Group commit: what the driver has handed up meanwhile joins this flush.
-            while batch.len() < INBOUND_BATCH {
-                match events.try_recv() {
-                    Ok(event) => self.on_event(event, &mut batch).await,
-                    Err(_) => break,
-                }
-            }
-            if !batch.is_empty() {
-                self.store_inbound(std::mem::take(&mut batch)).await;
+    /// Wakes every sender when modem `modem` becomes ready or stops being so: a sender then
+    /// takes over the queue of a modem that went away, or leaves it to one that came back.
+    async fn follow_status(self, modem: usize) {
+        let mut status = self.inner.modems[modem].handle.watch_status();
+        let mut ready = status.borrow_and_update().state == LinkState::Ready;
+        while status.changed().await.is_ok() {
+            let now_ready = status.borrow_and_update().state == LinkState::Ready;
+            if now_ready != ready {
+                ready = now_ready;
+                self.wake_senders();
             }
         }
     }
 
-    /// Collects an inbound message into `batch`; handles any other event at once.
-    async fn on_event(&self, event: ModemEvent, batch: &mut Vec<Inbound>) {
+    async fn receive_loop(self, modem: usize, mut events: mpsc::Receiver<ModemEvent>) {
+        let mut batch = Vec::new();
+        while let Some(event) = events.recv().await {
+            self.on_event(modem, event, &mut batch).await;
+            // Group commit: what the driver has handed up meanwhile joins this flush.
+            while batch.len() < INBOUND_BATCH {
+                match events.try_recv() {
+                    Ok(event) => self.on_event(modem, event, &mut batch).await,
+                    Err(_) => break,
+                }
+            }
+            if !batch.is_empty() {
+                self.store_inbound(modem, std::mem::take(&mut batch)).await;
+            }
+        }
+    }
+
+    /// Collects an inbound message of modem `modem` into `batch`; handles any other event at
+    /// once.
+    async fn on_event(&self, modem: usize, event: ModemEvent, batch: &mut Vec<Inbound>) {
         match event {
             ModemEvent::Inbound(inbound) => batch.push(inbound),
-            ModemEvent::Connected(_) => self.inner.wake_sender.notify_one(),
-            ModemEvent::Call(call) => self.on_call(call).await,
+            ModemEvent::Connected(_) => self.wake_senders(),
+            ModemEvent::Call(call) => self.on_call(modem, call).await,
             ModemEvent::Disconnected { reason } => {
-                info!("gateway: modem disconnected: {reason}")
+                info!(
+                    "gateway: modem {} disconnected: {reason}",
+                    self.inner.modems[modem].name
+                );
+                self.wake_senders();
             }
             other => log::debug!("gateway: {other:?}"),
         }
     }
 
-    /// Records a batch of inbound messages, flushes once, and only then lets the modem
-    /// delete (or acknowledge) the ones recorded.
-    async fn store_inbound(&self, batch: Vec<Inbound>) {
+    /// Records a batch of modem `modem`'s inbound messages, flushes once, and only then lets
+    /// that modem delete (or acknowledge) the ones recorded.
+    async fn store_inbound(&self, modem: usize, batch: Vec<Inbound>) {
         let mut outcomes = Vec::with_capacity(batch.len());
         for inbound in batch {
             let receipt = inbound.receipt.clone();
-            let stored = match self.on_inbound(inbound).await {
+            let stored = match self.on_inbound(modem, inbound).await {
                 Ok(()) => true,
                 // Not confirmed: it stays on the modem and a later sweep hands it up again.
                 Err(error) if error.is_storage_failure() => false,
@@ -261,9 +377,10 @@ impl Gateway {
         }
         let flushed =
             outcomes.iter().any(|(_, stored)| *stored) && self.flush_inbound().await.is_ok();
+        let slot = &self.inner.modems[modem];
         for receipt in inbound::confirmable(outcomes, flushed) {
-            if self.inner.modem.confirm(receipt).await.is_err() {
-                warn!("gateway: the modem driver stopped");
+            if slot.handle.confirm(receipt).await.is_err() {
+                warn!("gateway: the driver of {} stopped", slot.name);
                 return;
             }
         }

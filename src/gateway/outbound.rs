@@ -8,7 +8,7 @@ use std::time::Duration;
 use log::{info, warn};
 use serde::Serialize;
 
-use super::{Gateway, GatewaySettings, events, lifecycle, reports};
+use super::{Gateway, GatewaySettings, Requested, events, lifecycle, reports, routing};
 use crate::modem::LinkState;
 use crate::pdu::{
     self, Address, Alphabet, ConcatReference, MessageClass, StatusReport, SubmitOptions, Validity,
@@ -40,6 +40,10 @@ pub struct NewMessage {
     pub dry_run: bool,
     /// Overrides `[sms] status_reports` for this message (`false`: no report asked).
     pub status_report: Option<bool>,
+    /// Send through this modem (a name), and only through it.
+    pub modem: Option<String>,
+    /// Send through the modem with this SIM slot number, and only through it.
+    pub sim: Option<u32>,
 }
 
 /// What enqueue answers: the message is on disk.
@@ -144,6 +148,12 @@ fn fingerprint(request: &NewMessage, to: &str) -> serde_json::Value {
     if let Some(report) = request.status_report {
         fields["status_report"] = report.into();
     }
+    if let Some(modem) = &request.modem {
+        fields["modem"] = modem.as_str().into();
+    }
+    if let Some(sim) = request.sim {
+        fields["sim"] = sim.into();
+    }
     fields
 }
 
@@ -198,6 +208,7 @@ fn encode(
         cmgs_length: part.cmgs_length,
         state: PartState::Pending,
         pending_status: None,
+        modem: None,
     });
     Ok(Encoded {
         encoding,
@@ -238,6 +249,9 @@ fn new_message(
         queue_key: None,
         number: None,
         dry_run: request.dry_run,
+        modem: None,
+        sim: None,
+        pinned: false,
     }
 }
 
@@ -253,7 +267,12 @@ impl Gateway {
         let store = self.inner.store.clone();
         let counter = blocking(move || store.next_counter("concat_reference")).await?;
         let encoded = encode(&request, &recipient, counter, settings)?;
-        let message = new_message(&request, to, encoded, settings, now_ms());
+        let (modem, pinned) = self.route(&request, &to)?;
+        let mut message = new_message(&request, to, encoded, settings, now_ms());
+        let slot = &self.inner.modems[modem];
+        message.modem = Some(slot.name.clone());
+        message.sim = Some(slot.sim);
+        message.pinned = pinned;
         let accepted = Accepted {
             id: message.id.clone(),
             parts: message.parts.len(),
@@ -289,8 +308,53 @@ impl Gateway {
                 blocking(move || store.enqueue_with(&message, |m| vec![events::queued(m)])).await?;
             }
         }
-        self.inner.wake_sender.notify_one();
+        self.wake_senders();
         Ok(accepted)
+    }
+
+    /// What routing can see of the modems now.
+    pub(super) fn candidates(&self) -> Vec<routing::Candidate<'_>> {
+        self.inner
+            .modems
+            .iter()
+            .map(|slot| routing::Candidate {
+                name: &slot.name,
+                sim: slot.sim,
+                send: slot.send,
+                prefixes: &slot.prefixes,
+                ready: slot.ready(),
+            })
+            .collect()
+    }
+
+    /// The modem a new message goes to, and whether the client pinned it there.
+    fn route(&self, request: &NewMessage, to: &str) -> Result<(usize, bool), EnqueueError> {
+        let requested = match (&request.modem, request.sim) {
+            (Some(_), Some(_)) => return Err(invalid("modem", "give modem or sim, not both")),
+            (Some(name), None) => Some(Requested::Name(name.clone())),
+            (None, Some(sim)) => Some(Requested::Sim(sim)),
+            (None, None) => None,
+        };
+        let turn = match requested {
+            Some(_) => 0,
+            None => self
+                .inner
+                .turn
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+        };
+        let field = if request.sim.is_some() {
+            "sim"
+        } else {
+            "modem"
+        };
+        routing::assign(
+            &self.candidates(),
+            to,
+            requested.as_ref(),
+            self.inner.settings.routing,
+            turn,
+        )
+        .map_err(|error| invalid(field, error.to_string()))
     }
 
     /// Settles messages a crash left in `sending` ([`lifecycle::recover`]).
@@ -318,8 +382,12 @@ impl Gateway {
         Ok(())
     }
 
-    pub(super) async fn send_loop(self) {
-        let mut status = self.inner.modem.watch_status();
+    /// Modem `modem`'s sender: while it is ready, submits the due messages routing lets it
+    /// take ([`routing::may_take`]), one at a time; a message another sender is submitting
+    /// is claimed and skipped.
+    pub(super) async fn send_loop(self, modem: usize) {
+        let mut status = self.inner.modems[modem].handle.watch_status();
+        let wake = &self.inner.wake_sender[modem];
         loop {
             if self.stopping() {
                 return;
@@ -331,13 +399,22 @@ impl Gateway {
                         return;
                     }
                 }
-                () = self.inner.wake_sender.notified() => continue,
+                () = wake.notified() => continue,
             }
             let store = self.inner.store.clone();
-            let next = blocking(move || next_due(&store, now_ms())).await;
+            let gateway = self.clone();
+            let next = blocking(move || {
+                let candidates = gateway.candidates();
+                next_due(&store, now_ms(), |message| {
+                    gateway.claim(&candidates, modem, message)
+                })
+            })
+            .await;
             match next {
                 Ok(Due::Now(id)) => {
-                    if let Err(error) = self.submit(&id).await {
+                    let submitted = self.submit(modem, &id).await;
+                    self.release(&id);
+                    if let Err(error) = submitted {
                         if !error.is_storage_failure() {
                             log::error!("gateway: message {id}: {error}");
                         }
@@ -346,7 +423,7 @@ impl Gateway {
                 }
                 Ok(Due::Later(wait)) => {
                     tokio::select! {
-                        () = self.inner.wake_sender.notified() => {}
+                        () = wake.notified() => {}
                         () = tokio::time::sleep(wait) => {}
                     }
                 }
@@ -357,6 +434,36 @@ impl Gateway {
                     tokio::time::sleep(Duration::from_secs(1)).await;
                 }
             }
+        }
+    }
+
+    /// Claims `message` for modem `modem`'s sender if routing lets it take the message and no
+    /// other sender has claimed it; the claim holds until [`Gateway::release`].
+    fn claim(
+        &self,
+        candidates: &[routing::Candidate<'_>],
+        modem: usize,
+        message: &OutboundMessage,
+    ) -> bool {
+        let modems = &self.inner.modems;
+        let assigned = message.modem.as_ref().map(|name| {
+            modems
+                .iter()
+                .position(|slot| &slot.name == name)
+                .unwrap_or(usize::MAX)
+        });
+        if !routing::may_take(candidates, modem, assigned, message.pinned) {
+            return false;
+        }
+        match self.inner.claimed.lock() {
+            Ok(mut claimed) => claimed.insert(message.id.clone()),
+            Err(_) => false,
+        }
+    }
+
+    fn release(&self, id: &str) {
+        if let Ok(mut claimed) = self.inner.claimed.lock() {
+            claimed.remove(id);
         }
     }
 
@@ -376,10 +483,24 @@ impl Gateway {
         .await
     }
 
-    /// Submits the pending parts of one message, in order: each is marked `Submitting`, sent
-    /// with `AT+CMGS` (`ModemHandle::send`), and its outcome recorded.
-    async fn submit(&self, id: &str) -> Result<(), StoreError> {
-        let mut message = self.update(id, lifecycle::start).await?;
+    /// Submits the pending parts of one message through modem `modem`, in order: each is
+    /// marked `Submitting` (with the modem's name), sent with `AT+CMGS`
+    /// (`ModemHandle::send`), and its outcome recorded. A temporary refusal hands the message
+    /// to another ready modem ([`routing::failover_target`]).
+    async fn submit(&self, modem: usize, id: &str) -> Result<(), StoreError> {
+        let slot = &self.inner.modems[modem];
+        let (name, sim) = (slot.name.clone(), slot.sim);
+        let mut message = self
+            .update(id, move |message| {
+                if !message.dry_run && !message.state.is_final() {
+                    // Taken over (failover) or from before several modems: events say who
+                    // sends it.
+                    message.modem = Some(name.clone());
+                    message.sim = Some(sim);
+                }
+                lifecycle::start(message)
+            })
+            .await?;
         if lifecycle::is_done_sending(&message) {
             return Ok(());
         }
@@ -396,13 +517,18 @@ impl Gateway {
                 return Ok(());
             }
             let since = now_ms();
+            let name = slot.name.clone();
             self.update(id, move |message| {
-                lifecycle::begin_part(message, index, since)
+                let effects = lifecycle::begin_part(message, index, since);
+                if let Some(part) = message.parts.get_mut(index) {
+                    part.modem = Some(name.clone());
+                }
+                effects
             })
             .await?;
             let part = &message.parts[index];
-            let outcome = self.inner.modem.send(part.cmgs_length, &part.hex).await;
-            let link = self.inner.modem.status().state;
+            let outcome = slot.handle.send(part.cmgs_length, &part.hex).await;
+            let link = slot.handle.status().state;
             let now = now_ms();
             message = match outcome {
                 Ok(reference) => {
@@ -412,16 +538,25 @@ impl Gateway {
                             lifecycle::part_accepted(message, index, reference, now)
                         })
                         .await?;
-                    self.rematch(reference, since).await;
+                    self.rematch(modem, reference, since).await;
                     written
                 }
                 Err(failure) => {
-                    warn!("gateway: message {id} part {}: {failure}", index + 1);
+                    warn!(
+                        "gateway: message {id} part {} on {}: {failure}",
+                        index + 1,
+                        slot.name
+                    );
                     let settings = self.inner.settings.clone();
-                    self.update(id, move |message| {
-                        lifecycle::part_refused(message, index, &failure, &link, &settings, now)
-                    })
-                    .await?;
+                    let temporary = failure.verdict == crate::modem::Verdict::Temporary;
+                    let written = self
+                        .update(id, move |message| {
+                            lifecycle::part_refused(message, index, &failure, &link, &settings, now)
+                        })
+                        .await?;
+                    if temporary && written.state == MessageState::Queued {
+                        self.fail_over(modem, id, &written).await?;
+                    }
                     return Ok(());
                 }
             };
@@ -432,15 +567,55 @@ impl Gateway {
         Ok(())
     }
 
+    /// After a temporary refusal on modem `failed`: the message goes to the next ready modem
+    /// that may send, at once while each modem has had one try ([`routing::retry_at_once`]),
+    /// else after its pause (its attempt is counted as before); with none, it stays and
+    /// retries after its pause.
+    async fn fail_over(
+        &self,
+        failed: usize,
+        id: &str,
+        message: &OutboundMessage,
+    ) -> Result<(), StoreError> {
+        let Some(target) = routing::failover_target(&self.candidates(), failed, message.pinned)
+        else {
+            return Ok(());
+        };
+        let slot = &self.inner.modems[target];
+        info!(
+            "gateway: message {id} moves from {} to {} after a temporary failure",
+            self.inner.modems[failed].name, slot.name
+        );
+        let (name, sim) = (slot.name.clone(), slot.sim);
+        let senders = self.inner.modems.iter().filter(|slot| slot.send).count();
+        self.update(id, move |message| {
+            if message.state == MessageState::Queued {
+                message.modem = Some(name.clone());
+                message.sim = Some(sim);
+                if routing::retry_at_once(message.attempts, senders) {
+                    message.next_attempt_at = None;
+                }
+            }
+            Effects::default()
+        })
+        .await?;
+        self.inner.wake_sender[target].notify_one();
+        Ok(())
+    }
+
     /// Tries the kept unmatched reports again now that TP-MR `reference` is recorded for a part
-    /// handed to the modem at `since` ([`reports::worth_rematching`]).
-    async fn rematch(&self, reference: MessageReference, since: u64) {
+    /// handed to modem `modem` at `since` ([`reports::worth_rematching`]).
+    async fn rematch(&self, modem: usize, reference: MessageReference, since: u64) {
         let store = self.inner.store.clone();
-        let Ok(unmatched) = blocking(move || store.unmatched()).await else {
+        let name = self.inner.modems[modem].name.clone();
+        let first = modem == 0;
+        // Only reports that came on this modem: TP-MRs are per SIM.
+        let ours = move |on: &str| reports::of_modem(on, &name, first);
+        let Ok(unmatched) = blocking(move || store.unmatched_on(ours)).await else {
             return;
         };
         for (key, report) in reports::worth_rematching(unmatched, reference, since) {
-            if let Ok(true) = self.apply_report(&report).await {
+            if let Ok(true) = self.apply_report(modem, &report).await {
                 let store = self.inner.store.clone();
                 let _ = blocking(move || store.remove_unmatched(&key)).await;
             }
@@ -450,10 +625,11 @@ impl Gateway {
     /// A status report from the modem: matched and applied, or kept as unmatched.
     pub(super) async fn on_report(
         &self,
+        modem: usize,
         report: StatusReport,
         hex: &str,
     ) -> Result<(), StoreError> {
-        if self.apply_report(&report).await? {
+        if self.apply_report(modem, &report).await? {
             return Ok(());
         }
         warn!(
@@ -464,24 +640,30 @@ impl Gateway {
         let store = self.inner.store.clone();
         let hex = hex.to_string();
         let json = pdu::tpdu_json(&pdu::Tpdu::StatusReport(report.clone()));
-        let key = blocking(move || store.record_unmatched(&hex, &json)).await?;
+        let name = self.inner.modems[modem].name.clone();
+        let key = blocking(move || store.record_unmatched(&hex, &json, &name)).await?;
         // The sender may have recorded the TP-MR (and re-matched) between our lookup and the
         // write above: one more try closes that window.
-        if self.apply_report(&report).await? {
+        if self.apply_report(modem, &report).await? {
             let store = self.inner.store.clone();
             blocking(move || store.remove_unmatched(&key)).await?;
         }
         Ok(())
     }
 
-    /// Applies a report to the part [`reports::candidates`] picks; false when none matches.
-    async fn apply_report(&self, report: &StatusReport) -> Result<bool, StoreError> {
+    /// Applies a report that came on modem `modem` to the part [`reports::candidates`] picks
+    /// among that modem's references (the first modem's include those recorded before
+    /// several modems); false when none matches.
+    async fn apply_report(&self, modem: usize, report: &StatusReport) -> Result<bool, StoreError> {
         let store = self.inner.store.clone();
         let owned = report.clone();
         let max_age = self.inner.settings.report_max_age;
         let now = now_ms();
+        let name = self.inner.modems[modem].name.clone();
+        let first = modem == 0;
         let matched = blocking(move || {
-            let waiting = store.references(MessageReference(owned.message_reference))?;
+            let mut waiting = store.references(MessageReference(owned.message_reference))?;
+            waiting.retain(|found| reports::of_modem(&found.modem, &name, first));
             for candidate in reports::candidates(&waiting, &owned, now, max_age) {
                 // A message pruned meanwhile leaves its reference behind: not a match.
                 if store.message(&candidate.message_id)?.is_some() {
@@ -563,22 +745,35 @@ enum Due {
     Later(Duration),
 }
 
-/// The first message in the outbox that may be tried at `now` (Unix ms), else how long until
-/// one may.
-fn next_due(store: &crate::store::Store, now: u64) -> Result<Due, StoreError> {
+/// How long a sender with nothing it may take waits before it looks again, when other
+/// modems hold queued messages (their modem may go away without an event reaching us).
+const OTHERS_RECHECK: Duration = Duration::from_secs(5);
+
+/// The first message in the outbox that may be tried at `now` (Unix ms) and that `claim`
+/// takes, else how long until one may.
+fn next_due(
+    store: &crate::store::Store,
+    now: u64,
+    mut claim: impl FnMut(&OutboundMessage) -> bool,
+) -> Result<Due, StoreError> {
     let mut soonest: Option<u64> = None;
+    let mut others = false;
     for id in store.outbox()? {
         let Some(message) = store.message(&id)? else {
             continue;
         };
         match message.next_attempt_at {
             Some(at) if at > now => soonest = Some(soonest.map_or(at, |s| s.min(at))),
-            _ => return Ok(Due::Now(id)),
+            _ if claim(&message) => return Ok(Due::Now(id)),
+            _ => others = true,
         }
     }
-    let wait = soonest.map_or(Duration::from_secs(3600), |at| {
+    let mut wait = soonest.map_or(Duration::from_secs(3600), |at| {
         Duration::from_millis(at - now)
     });
+    if others {
+        wait = wait.min(OTHERS_RECHECK);
+    }
     Ok(Due::Later(wait))
 }
 

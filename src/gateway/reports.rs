@@ -50,6 +50,14 @@ pub fn discharge_time(report: &StatusReport, now: u64) -> String {
         .unwrap_or_else(|| rfc3339(now))
 }
 
+/// Whether a reference (or a kept report) recorded for modem `recorded` (its name; "" when
+/// recorded before several modems) belongs to modem `modem` (`first`: the first in the
+/// config, which owns the records from before several modems). TP-MRs are per SIM, so a
+/// report matches only the references of the modem it came on.
+pub fn of_modem(recorded: &str, modem: &str, first: bool) -> bool {
+    recorded == modem || (first && recorded.is_empty())
+}
+
 /// Of the kept unmatched reports (key, PDU hex, received Unix ms), those to try again now that
 /// a part with TP-MR `reference`, handed to the modem at `since` (Unix ms), is recorded: a fast
 /// report can overtake the recording of its `+CMGS`. Only one received after the part went to
@@ -79,6 +87,27 @@ mod tests {
 
     use super::*;
     use crate::pdu::{Address, Pdu, Status, Timestamp, Tpdu};
+
+    #[test]
+    fn a_report_matches_only_its_own_modems_references() {
+        let cases = [
+            // (recorded for, report on, is the first modem, belongs)
+            ("modem1", "modem1", true, true),
+            ("modem2", "modem1", true, false),
+            ("modem1", "modem2", false, false),
+            ("modem2", "modem2", false, true),
+            // From before several modems: the first modem's only.
+            ("", "modem1", true, true),
+            ("", "modem2", false, false),
+        ];
+        for (recorded, modem, first, expected) in cases {
+            assert_eq!(
+                of_modem(recorded, modem, first),
+                expected,
+                "{recorded} {modem}"
+            );
+        }
+    }
 
     const DAY: u64 = 86_400_000;
     const NOW: u64 = 30 * DAY;
@@ -111,6 +140,7 @@ mod tests {
             message_id: id.into(),
             part,
             recipient: recipient.into(),
+            modem: String::new(),
         }
     }
 

@@ -104,10 +104,10 @@ pub fn call_event(modem: &str, event: &CallEvent, at: u64) -> NewEvent {
 }
 
 impl Gateway {
-    /// Stores a call event (delivered to webhooks like any event).
-    pub(super) async fn on_call(&self, event: CallEvent) {
+    /// Stores a call event of modem `modem` (delivered to webhooks like any event).
+    pub(super) async fn on_call(&self, modem: usize, event: CallEvent) {
         let inner = &self.inner;
-        let stored = call_event(&inner.settings.modem_events.modem, &event, now_ms());
+        let stored = call_event(&inner.modems[modem].name, &event, now_ms());
         Self::count(match event {
             CallEvent::Ringing { .. } => &inner.counters.calls,
             CallEvent::Missed { .. } => &inner.counters.missed_calls,
@@ -131,11 +131,15 @@ impl Gateway {
             .map(|_| ())
     }
 
-    /// Sends a USSD code (or a menu answer) and waits for the answer, at most `[ussd] timeout`.
-    pub async fn ussd(&self, code: &str) -> Result<UssdAnswer, UssdFailure> {
+    /// Sends a USSD code (or a menu answer) through modem `modem` (an index of
+    /// [`Gateway::modems`]) and waits for the answer, at most `[ussd] timeout`.
+    pub async fn ussd(&self, modem: usize, code: &str) -> Result<UssdAnswer, UssdFailure> {
         let inner = &self.inner;
+        let Some(slot) = inner.modems.get(modem) else {
+            return Err(UssdFailure::Stopped);
+        };
         Self::count(&inner.counters.ussd_requests);
-        let result = inner.modem.ussd(code, inner.settings.ussd_timeout).await;
+        let result = slot.handle.ussd(code, inner.settings.ussd_timeout).await;
         if let Err(failure) = &result {
             Self::count(&inner.counters.ussd_failures);
             warn!("gateway: USSD {code:?}: {failure}");
@@ -143,10 +147,12 @@ impl Gateway {
         result
     }
 
-    /// Ends a USSD menu session.
-    pub async fn ussd_cancel(&self) -> Result<(), UssdFailure> {
-        self.inner
-            .modem
+    /// Ends modem `modem`'s USSD menu session.
+    pub async fn ussd_cancel(&self, modem: usize) -> Result<(), UssdFailure> {
+        let Some(slot) = self.inner.modems.get(modem) else {
+            return Err(UssdFailure::Stopped);
+        };
+        slot.handle
             .ussd_cancel()
             .await
             .map_err(|_| UssdFailure::Stopped)
@@ -161,14 +167,14 @@ impl Gateway {
             .unwrap_or_default()
     }
 
-    /// Checks the balance once: `sim.balance` on an answer.
+    /// Checks the first modem's balance once: `sim.balance` on an answer.
     pub async fn check_balance(&self, check: &BalanceCheck) -> Result<Value, UssdFailure> {
-        let answer = self.ussd(&check.code).await?;
+        let answer = self.ussd(0, &check.code).await?;
         if answer.session_open {
             // A menu where a balance was expected: leave it, or the next request answers it.
-            let _ = self.ussd_cancel().await;
+            let _ = self.ussd_cancel(0).await;
         }
-        let modem = &self.inner.settings.modem_events.modem;
+        let modem = &self.inner.modems[0].name;
         let data = balance_data(modem, &check.code, &answer.text, check.low_below, now_ms());
         info!("gateway: balance {}", answer.text);
         if let Ok(mut activity) = self.inner.activity.lock() {
@@ -193,7 +199,7 @@ impl Gateway {
         loop {
             tokio::time::sleep_until(next).await;
             next = tokio::time::Instant::now() + check.interval;
-            let mut status = self.inner.modem.watch_status();
+            let mut status = self.inner.modems[0].handle.watch_status();
             // Not ready: wait for it rather than spend the turn on a refusal.
             let ready = status
                 .wait_for(|status| status.state == crate::modem::LinkState::Ready)
@@ -208,9 +214,23 @@ impl Gateway {
         }
     }
 
-    /// The modem's name in events and the API.
-    pub fn modem_name(&self) -> &str {
-        &self.inner.settings.modem_events.modem
+    /// The index in [`Gateway::modems`] of the modem called `name`; the first when `name`
+    /// is none; none when no modem has that name.
+    pub fn modem_index(&self, name: Option<&str>) -> Option<usize> {
+        match name {
+            None => Some(0),
+            Some(name) => self.inner.modems.iter().position(|slot| slot.name == name),
+        }
+    }
+
+    /// The name of modem `modem` (the first when out of range).
+    pub fn modem_name(&self, modem: usize) -> &str {
+        let slot = self
+            .inner
+            .modems
+            .get(modem)
+            .unwrap_or(&self.inner.modems[0]);
+        &slot.name
     }
 
     /// Flaps of the modem's state that did not become events.

@@ -312,7 +312,11 @@ fn reappear(shared: &Shared, gap: Duration) -> io::Result<TTYPort> {
     if let Some(link) = &shared.link {
         let _ = std::fs::remove_file(link);
     }
-    std::thread::sleep(gap);
+    // In ticks, so that dropping the modem does not wait out a long gap.
+    let back_at = Instant::now() + gap;
+    while Instant::now() < back_at && !shared.stop.load(Ordering::Relaxed) {
+        std::thread::sleep(TICK.min(back_at.saturating_duration_since(Instant::now())));
+    }
     let (master, path) = open_pty()?;
     if let Some(link) = &shared.link {
         if let Err(error) = relink(link, &path) {

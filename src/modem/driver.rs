@@ -45,7 +45,7 @@ use super::voice::{UssdAnswer, UssdFailure};
 /// The `[modem]` settings the driver runs with.
 #[derive(Debug, Clone)]
 pub struct ModemSettings {
-    /// The modem's name in events and the API (`modem1` unless configured).
+    /// The modem's name (`[[modem]] name`), for logs and events; `modem1` by default.
     pub name: String,
     /// The serial device, e.g. `/dev/serial/by-id/usb-HUAWEI…-if00-port0` or a PTY.
     pub device: PathBuf,

@@ -31,6 +31,8 @@ struct SendPayload {
     status_report: Option<bool>,
     #[serde(default)]
     modem: Option<String>,
+    #[serde(default)]
+    sim: Option<u32>,
 }
 
 /// A checked `cmd/send`.
@@ -184,6 +186,8 @@ pub fn parse_send(payload: &[u8], now: OffsetDateTime) -> Result<SendCommand, Re
             idempotency_key: Some(format!("{KEY_NAMESPACE}{key}")),
             dry_run: false,
             status_report: request.status_report,
+            modem: request.modem.clone(),
+            sim: request.sim,
         },
         key,
         modem: request.modem,

@@ -94,15 +94,19 @@ pub struct MqttContext {
 }
 
 impl MqttContext {
-    /// The daemon's context: the state document is read from the modem's status and the
+    /// The daemon's context: the state document is read from each modem's status and the
     /// store's queues.
     pub fn for_daemon(
         config: &crate::config::Config,
         store: &Store,
         gateway: &Gateway,
-        modem: &crate::modem::ModemHandle,
     ) -> MqttContext {
-        let modem_name = gateway.modem_name().to_string();
+        let modems: Vec<(String, crate::modem::ModemHandle)> = gateway
+            .modems()
+            .iter()
+            .map(|slot| (slot.name.clone(), slot.handle.clone()))
+            .collect();
+        let names: Vec<String> = modems.iter().map(|(name, _)| name.clone()).collect();
         let endpoints: Vec<String> = config
             .webhooks
             .iter()
@@ -124,13 +128,14 @@ impl MqttContext {
             .collect();
         let state = {
             let store = store.clone();
-            let modem = modem.clone();
             let device = config.device.name.clone();
-            let modem_name = modem_name.clone();
             Arc::new(move || StateDocument {
                 device: device.clone(),
                 version: env!("CARGO_PKG_VERSION").into(),
-                modems: vec![state::ModemState::new(&modem_name, &modem.status())],
+                modems: modems
+                    .iter()
+                    .map(|(name, handle)| state::ModemState::new(name, &handle.status()))
+                    .collect(),
                 queue: state::QueueState {
                     outbox: store.outbox_len(),
                     mqtt: store.queue_depth(crate::config::MQTT_ENDPOINT) as u64,
@@ -154,7 +159,7 @@ impl MqttContext {
             gateway: gateway.clone(),
             store: store.clone(),
             device_name: config.device.name.clone(),
-            modems: vec![modem_name],
+            modems: names,
             state,
             native_events,
         }
@@ -423,17 +428,6 @@ impl Coordinator {
                 return true;
             }
         }
-        if let Some(modem) = &command.modem {
-            if !self.context.modems.contains(modem) {
-                let refusal = Refusal {
-                    key: Some(command.key.clone()),
-                    code: "invalid_field",
-                    message: format!("no modem is named {modem:?}"),
-                    field: Some("modem"),
-                };
-                return self.answer_refusal(&refusal).await;
-            }
-        }
         let document = match self.context.gateway.enqueue(command.message.clone()).await {
             Ok(accepted) => commands::accepted_document(&command.key, &accepted),
             Err(error) => commands::enqueue_refusal(&command.key, &error).document(),
@@ -455,8 +449,7 @@ impl Coordinator {
     /// the whole `[ussd] timeout`, and commands and the state must not wait for it. The
     /// command is acknowledged at once; the answer goes to `cmd/result/<request_id>`.
     async fn ussd(&self, command: commands::UssdCommand) -> bool {
-        let modem = self.context.gateway.modem_name().to_string();
-        if command.modem.as_ref().is_some_and(|asked| *asked != modem) {
+        let Some(index) = self.context.gateway.modem_index(command.modem.as_deref()) else {
             let refusal = Refusal {
                 key: Some(command.request_id.clone()),
                 code: "unknown_modem",
@@ -464,13 +457,14 @@ impl Coordinator {
                 field: Some("modem"),
             };
             return self.answer_refusal(&refusal).await;
-        }
+        };
+        let modem = self.context.gateway.modem_name(index).to_string();
         let (gateway, link) = (self.context.gateway.clone(), self.link.clone());
         let topic = topics::result(&self.settings.prefix, Some(&command.request_id));
         tokio::spawn(async move {
             let outcome = match &command.code {
-                Some(code) => gateway.ussd(code).await.map(Some),
-                None => gateway.ussd_cancel().await.map(|()| None),
+                Some(code) => gateway.ussd(index, code).await.map(Some),
+                None => gateway.ussd_cancel(index).await.map(|()| None),
             };
             let document = commands::ussd_document(&command.request_id, &modem, &outcome);
             let payload = serde_json::to_vec(&document).unwrap_or_default();

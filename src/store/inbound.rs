@@ -142,6 +142,8 @@ mod review_tests {
                         parts: Default::default(),
                         sent_at: None,
                         first_received_at: 0,
+                        modem: None,
+                        sim: None,
                     });
                     group.parts.insert(sequence, part.clone());
                     (Some(group), Vec::new())

@@ -63,18 +63,25 @@ pub(super) fn awaiting_id(key: &[u8]) -> String {
     String::from_utf8_lossy(key.get(8..).unwrap_or_default()).into_owned()
 }
 
-/// `refs` keys: the TP-MR, the submission time, the part index and the message id, so one
-/// TP-MR's candidates are a prefix scan in submission order.
+/// `refs` keys: the TP-MR, the submission time, the part index, the message id, then a 0
+/// byte and the name of the modem that submitted the part, so one TP-MR's candidates are a
+/// prefix scan in submission order and a report matches only its own modem's parts. Keys
+/// written before several modems end at the id: their modem reads back as "" (the first).
 pub(super) fn reference_key(
     reference: MessageReference,
     at: u64,
     id: &str,
     part: usize,
+    modem: &str,
 ) -> Vec<u8> {
     let mut key = vec![reference.0];
     key.extend_from_slice(&at.to_be_bytes());
     key.extend_from_slice(&(part as u32).to_be_bytes());
     key.extend_from_slice(id.as_bytes());
+    if !modem.is_empty() {
+        key.push(0);
+        key.extend_from_slice(modem.as_bytes());
+    }
     key
 }
 
@@ -89,6 +96,8 @@ pub(super) struct ReferenceKey {
     pub part: usize,
     /// The message id.
     pub id: String,
+    /// The modem that submitted the part; "" for keys from before several modems.
+    pub modem: String,
 }
 
 /// Reads a `refs` key; `None` when it is too short to be one.
@@ -96,11 +105,17 @@ pub(super) fn parse_reference_key(key: &[u8]) -> Option<ReferenceKey> {
     let reference = MessageReference(*key.first()?);
     let at = read_u64(key.get(1..9)?)?;
     let part = <[u8; 4]>::try_from(key.get(9..13)?).ok()?;
+    let rest = key.get(13..)?;
+    let (id, modem) = match rest.iter().position(|&b| b == 0) {
+        Some(end) => (&rest[..end], rest.get(end + 1..).unwrap_or_default()),
+        None => (rest, &[][..]),
+    };
     Some(ReferenceKey {
         reference,
         at,
         part: u32::from_be_bytes(part) as usize,
-        id: String::from_utf8_lossy(&key[13..]).into_owned(),
+        id: String::from_utf8_lossy(id).into_owned(),
+        modem: String::from_utf8_lossy(modem).into_owned(),
     })
 }
 
@@ -115,20 +130,32 @@ mod tests {
 
     #[test]
     fn reference_keys_read_back() {
-        let check = |reference: u8, at: u64, id: &str, part: usize| {
-            let key = reference_key(MessageReference(reference), at, id, part);
+        let check = |reference: u8, at: u64, id: &str, part: usize, modem: &str| {
+            let key = reference_key(MessageReference(reference), at, id, part, modem);
             let expected = ReferenceKey {
                 reference: MessageReference(reference),
                 at,
                 part,
                 id: id.to_string(),
+                modem: modem.to_string(),
             };
             assert_eq!(parse_reference_key(&key), Some(expected), "{key:?}");
             assert_eq!(reference_time(&key), at);
         };
-        check(0, 0, "", 0);
-        check(7, 1_700_000_000_000, "0190-abc", 3);
-        check(255, u64::MAX, "m", 9);
+        check(0, 0, "", 0, "");
+        check(7, 1_700_000_000_000, "0190-abc", 3, "");
+        check(255, u64::MAX, "m", 9, "modem2");
+        check(1, 5, "0190-abc", 0, "austria");
+        // A key as written before several modems: the id runs to the end, modem "".
+        let mut old = vec![7u8];
+        old.extend_from_slice(&9u64.to_be_bytes());
+        old.extend_from_slice(&2u32.to_be_bytes());
+        old.extend_from_slice(b"0190-old");
+        let parsed = parse_reference_key(&old).expect("an old key reads");
+        assert_eq!(
+            (parsed.id.as_str(), parsed.modem.as_str(), parsed.part),
+            ("0190-old", "", 2)
+        );
     }
 
     #[test]
@@ -145,9 +172,9 @@ mod tests {
 
     #[test]
     fn reference_keys_of_one_tp_mr_sort_by_submission_time() {
-        let early = reference_key(MessageReference(7), 1_000, "zzz", 5);
-        let late = reference_key(MessageReference(7), 2_000, "aaa", 0);
-        let other = reference_key(MessageReference(8), 0, "aaa", 0);
+        let early = reference_key(MessageReference(7), 1_000, "zzz", 5, "modem2");
+        let late = reference_key(MessageReference(7), 2_000, "aaa", 0, "");
+        let other = reference_key(MessageReference(8), 0, "aaa", 0, "modem1");
         assert!(early < late && late < other);
     }
 

@@ -43,8 +43,9 @@ pub use model::{
     MessageState, OutPart, OutboundMessage, PartState,
 };
 
-/// The layout version of the trees; bumped when a change needs a migration.
-pub const SCHEMA_VERSION: u64 = 1;
+/// The layout version of the trees; bumped when a change needs a migration or when an older
+/// smsrelay would misread what this one writes. 2: `refs` keys end with the modem's name.
+pub const SCHEMA_VERSION: u64 = 2;
 /// The `api_version` of the event contract.
 pub const API_VERSION: &str = "2026-11-22";
 
@@ -164,6 +165,9 @@ pub struct Reference {
     pub part: usize,
     /// The message's recipient, as recorded with the reference.
     pub recipient: String,
+    /// The modem that submitted the part; "" for references recorded before several
+    /// modems (the first modem's).
+    pub modem: String,
 }
 
 /// The database: one sled `Db` and its trees. Cheap to clone.
@@ -289,6 +293,14 @@ impl Store {
                 if found > SCHEMA_VERSION {
                     return Err(StoreError::NewerSchema { found });
                 }
+                // Older layouts read as they are (see `keys`); the version rises so that an
+                // older smsrelay refuses keys it would misread.
+                if found < SCHEMA_VERSION {
+                    store
+                        .meta
+                        .insert(keys::SCHEMA_VERSION, encode(&SCHEMA_VERSION))?;
+                    store.db.flush()?;
+                }
             }
             None => {
                 store
@@ -407,6 +419,50 @@ mod tests {
         assert!(
             matches!(error, StoreError::NewerSchema { found: 99 }),
             "{error}"
+        );
+    }
+
+    /// A store written before several modems: its version rises to 2 and a `refs` key of
+    /// that time reads back as the first modem's ("").
+    #[test]
+    fn an_older_schema_is_upgraded_and_its_references_read_as_the_first_modems() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        {
+            let store =
+                Store::open(dir.path(), &StoreSettings::default(), Vec::new()).expect("opens");
+            store
+                .meta
+                .insert("schema_version", encode(&1u64))
+                .expect("writes");
+            let mut old_key = vec![7u8];
+            old_key.extend_from_slice(&5u64.to_be_bytes());
+            old_key.extend_from_slice(&0u32.to_be_bytes());
+            old_key.extend_from_slice(b"0190-old");
+            store
+                .refs
+                .insert(old_key, b"+447700900123")
+                .expect("writes");
+            store.flush().expect("flushes");
+        }
+        let store = Store::open(dir.path(), &StoreSettings::default(), Vec::new()).expect("opens");
+        let version = store
+            .meta
+            .get("schema_version")
+            .expect("reads")
+            .expect("present");
+        assert_eq!(
+            decode::<u64>("meta", b"schema_version", &version).ok(),
+            Some(2)
+        );
+        let found = store.references(MessageReference(7)).expect("reads");
+        assert_eq!(found.len(), 1);
+        assert_eq!(
+            (
+                found[0].message_id.as_str(),
+                found[0].modem.as_str(),
+                found[0].part
+            ),
+            ("0190-old", "", 0)
         );
     }
 

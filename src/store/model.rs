@@ -170,6 +170,10 @@ pub struct OutPart {
     /// The last status report's TP-ST while still pending (e.g. 0x20 congestion).
     #[serde(default)]
     pub pending_status: Option<u8>,
+    /// The modem that submitted it (its name); `None` until submitted, and for records
+    /// from before several modems (those were the first modem's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub modem: Option<String>,
 }
 
 /// Why a message failed (or its last temporary error).
@@ -230,6 +234,16 @@ pub struct OutboundMessage {
     /// A dry run: the whole pipeline except the modem (nothing reaches the network).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub dry_run: bool,
+    /// The modem it is assigned to (its name): routing's choice at enqueue, then the modem
+    /// that took it over; `None` for records from before several modems (any may send them).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub modem: Option<String>,
+    /// That modem's SIM slot number, for events.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sim: Option<u32>,
+    /// The client named the modem: it never moves to another.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub pinned: bool,
 }
 
 impl OutboundMessage {
@@ -312,6 +326,12 @@ pub struct InboundGroup {
     pub sent_at: Option<String>,
     /// Unix ms when the first part arrived.
     pub first_received_at: u64,
+    /// The modem it arrives on (its name); `None` for groups from before several modems.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub modem: Option<String>,
+    /// That modem's SIM slot number.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sim: Option<u32>,
 }
 
 #[cfg(test)]

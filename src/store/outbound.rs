@@ -232,7 +232,12 @@ impl Store {
                     }
                 }
                 for &(reference, part) in &effects.references {
-                    let key = keys::reference_key(reference, now_ms(), id, part);
+                    let modem = message
+                        .parts
+                        .get(part)
+                        .and_then(|part| part.modem.as_deref())
+                        .unwrap_or_default();
+                    let key = keys::reference_key(reference, now_ms(), id, part, modem);
                     refs.insert(key, message.to.as_bytes())?;
                 }
                 for key in &effects.unreference {
@@ -278,6 +283,7 @@ impl Store {
                 submitted_at: parsed.at,
                 part: parsed.part,
                 message_id: parsed.id,
+                modem: parsed.modem,
                 recipient: String::from_utf8_lossy(&recipient).into_owned(),
             });
         }
@@ -285,14 +291,17 @@ impl Store {
         Ok(found)
     }
 
-    /// Keeps a status report no message matched, for a later match and for people to see.
+    /// Keeps a status report no message matched, for a later match and for people to see;
+    /// `modem` is the name of the modem it came on.
     pub fn record_unmatched(
         &self,
         hex: &str,
         report: &serde_json::Value,
+        modem: &str,
     ) -> Result<Vec<u8>, StoreError> {
         let key = keys::queue_key(self.db.generate_id()?);
-        let record = serde_json::json!({ "hex": hex, "report": report, "at": now_ms() });
+        let record =
+            serde_json::json!({ "hex": hex, "report": report, "at": now_ms(), "modem": modem });
         self.unmatched.insert(key, encode(&record))?;
         self.flush()?;
         Ok(key.to_vec())
@@ -300,10 +309,22 @@ impl Store {
 
     /// Unmatched status reports: (key, PDU hex, received Unix ms).
     pub fn unmatched(&self) -> Result<Vec<(Vec<u8>, String, u64)>, StoreError> {
+        self.unmatched_on(|_| true)
+    }
+
+    /// The unmatched status reports that came on a modem `on` accepts (by name; "" for
+    /// reports kept before several modems).
+    pub fn unmatched_on(
+        &self,
+        on: impl Fn(&str) -> bool,
+    ) -> Result<Vec<(Vec<u8>, String, u64)>, StoreError> {
         let mut found = Vec::new();
         for entry in self.unmatched.iter() {
             let (key, bytes) = entry?;
             let record: serde_json::Value = decode("unmatched_reports", &key, &bytes)?;
+            if !on(record["modem"].as_str().unwrap_or_default()) {
+                continue;
+            }
             let hex = record["hex"].as_str().unwrap_or_default().to_string();
             let at = record["at"].as_u64().unwrap_or_default();
             found.push((key.to_vec(), hex, at));
@@ -353,6 +374,9 @@ mod transaction_tests {
             queue_key: None,
             number: None,
             dry_run: false,
+            modem: None,
+            sim: None,
+            pinned: false,
         };
         store.enqueue(&message).expect("enqueues");
         let (written, events) = store

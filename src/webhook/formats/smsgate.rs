@@ -39,7 +39,7 @@ fn outbound(event: &Event, outcome: Outcome) -> Option<(&'static str, Value)> {
     let mut payload = json!({
         "messageId": text(data, "message_id"),
         "recipient": text(data, "to"),
-        "simNumber": null,
+        "simNumber": sim_number(data),
     });
     let name = match outcome {
         Outcome::Queued | Outcome::Pending => return None,
@@ -62,6 +62,12 @@ fn outbound(event: &Event, outcome: Outcome) -> Option<(&'static str, Value)> {
     Some((name, payload))
 }
 
+/// SMSGate numbers SIMs from 1: the event's `sim` (from 0) plus one; null when the event has
+/// none (from before several modems).
+fn sim_number(data: &Value) -> Option<u64> {
+    data["sim"].as_u64().map(|sim| sim.saturating_add(1))
+}
+
 /// `sms:received`'s payload; `recipient` is null when the receiving number is not set.
 fn received(event: &Event, context: &Context) -> Value {
     let data = &event.data;
@@ -74,7 +80,7 @@ fn received(event: &Event, context: &Context) -> Value {
         "message": text(data, "text"),
         "sender": text(data, "from"),
         "recipient": receiving_number(data, context),
-        "simNumber": null,
+        "simNumber": sim_number(data),
         "receivedAt": times::iso8601(at),
     })
 }

@@ -1,5 +1,6 @@
 //! SMSGateway24: the delivery-status webhook (`status_id`) and the incoming-SMS webhook,
-//! from a device (`device_id`, `device_name`) with one SIM slot (`sim` and `channel_id` 0).
+//! from a device (`device_id`, `device_name`) with SIM slots (`sim` and `channel_id`: the
+//! modem's `[[modem]] sim`, 0 for events from before several modems).
 //! Datetimes are `YYYY-MM-DD HH:MM:SS` in UTC (the service leaves the zone open).
 
 use serde_json::{Value, json};
@@ -41,13 +42,19 @@ pub(super) fn render(event: &Event, context: &Context) -> Option<Rendered> {
                 "status_message": message,
                 "sendto": text(data, "to"),
                 "senttime": times::datetime(senttime),
-                "sim": 0,
-                "channel_id": 0,
+                "sim": sim_slot(data),
+                "channel_id": sim_slot(data),
                 "device_id": context.device_id,
             })
         }
     };
     Some(Rendered::json(&payload))
+}
+
+/// The SIM slot: the event's `sim` (the modem's `[[modem]] sim`), 0 for events from before
+/// several modems.
+fn sim_slot(data: &Value) -> u64 {
+    data["sim"].as_u64().unwrap_or(0)
 }
 
 /// The incoming-SMS webhook. `address` is the sender as a string (an alphanumeric sender
@@ -68,8 +75,8 @@ fn incoming(event: &Event, context: &Context) -> Value {
         "date_sent": times::datetime(sent),
         "body": text(data, "text"),
         "internal_id": data["message_number"],
-        "sim": 0,
-        "channel_id": 0,
+        "sim": sim_slot(data),
+        "channel_id": sim_slot(data),
         "sms_id": data["message_number"],
         "device_id": context.device_id,
         "device_name": context.device_name,

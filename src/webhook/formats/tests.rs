@@ -403,3 +403,29 @@ fn formats_parse_by_name_only() {
     assert_eq!(Format::parse("LOX24"), None);
     assert_eq!(Format::parse(""), None);
 }
+
+#[test]
+fn the_sim_of_the_event_fills_the_formats_sim_fields() {
+    let on_second_sim = |mut event: Event| {
+        event.data["modem"] = json!("austria");
+        event.data["sim"] = json!(1);
+        event
+    };
+    let sent = on_second_sim(outbound("sms.sent", json!({})));
+    let inbound = on_second_sim(received());
+    for event in [&sent, &inbound] {
+        let gateway24 = body(Format::Smsgateway24, event).expect("rendered");
+        assert_eq!(
+            (&gateway24["sim"], &gateway24["channel_id"]),
+            (&json!(1), &json!(1))
+        );
+        let smsgate = body(Format::Smsgate, event).expect("rendered");
+        // SMSGate counts SIMs from 1.
+        assert_eq!(smsgate["payload"]["simNumber"], json!(2), "{smsgate}");
+    }
+    // Events from before several modems carry no sim: slot 0, no SIM number.
+    let gateway24 = body(Format::Smsgateway24, &received()).expect("rendered");
+    assert_eq!(gateway24["sim"], json!(0));
+    let smsgate = body(Format::Smsgate, &received()).expect("rendered");
+    assert_eq!(smsgate["payload"]["simNumber"], Value::Null);
+}
