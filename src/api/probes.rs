@@ -167,7 +167,7 @@ mod tests {
     use std::time::{Duration, Instant};
 
     use super::{Readiness, modem_problem};
-    use crate::modem::{Counters, LinkState, ModemStatus};
+    use crate::modem::{LinkState, ModemStatus};
 
     #[test]
     fn readiness_remembers_the_first_moment_not_ready() {
@@ -188,17 +188,9 @@ mod tests {
 
     fn status(state: LinkState, last_error: Option<&str>) -> ModemStatus {
         ModemStatus {
-            device: "/dev/ttyUSB0".into(),
             state,
-            identity: None,
-            registration: None,
-            operator: None,
-            signal: None,
-            storage: None,
-            cnmi: None,
-            connected_since: None,
             last_error: last_error.map(str::to_string),
-            counters: Counters::default(),
+            ..ModemStatus::opening("/dev/ttyUSB0")
         }
     }
 

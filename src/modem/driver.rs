@@ -31,8 +31,7 @@ use super::command::{
 };
 use super::connection::{EARLY_SWEEP, End, Link};
 use super::handle::{
-    Counters, EVENT_QUEUE_CAP, Inbound, LinkState, ModemEvent, ModemHandle, ModemStatus, Origin,
-    Receipt, Request,
+    EVENT_QUEUE_CAP, Inbound, ModemEvent, ModemHandle, ModemStatus, Origin, Receipt, Request,
 };
 use super::health::{self, RegistrationChange};
 use super::inbox::{ConfirmPlan, EmptyIndex, Inbox, backlog_full, sweep_memories};
@@ -123,19 +122,8 @@ impl Modem {
     pub fn start(settings: ModemSettings) -> Modem {
         let (requests_tx, requests_rx) = mpsc::channel(32);
         let (events_tx, events_rx) = mpsc::channel(256);
-        let (status_tx, status_rx) = watch::channel(ModemStatus {
-            device: settings.device.display().to_string(),
-            state: LinkState::Opening(1),
-            identity: None,
-            registration: None,
-            operator: None,
-            signal: None,
-            storage: None,
-            cnmi: None,
-            connected_since: None,
-            last_error: None,
-            counters: Counters::default(),
-        });
+        let (status_tx, status_rx) =
+            watch::channel(ModemStatus::opening(&settings.device.display().to_string()));
         let driver = Driver {
             requests: requests_rx,
             events: events_tx,

@@ -93,6 +93,25 @@ pub struct ModemStatus {
     pub counters: Counters,
 }
 
+impl ModemStatus {
+    /// The status of a driver that has just started on `device`: opening, nothing known yet.
+    pub fn opening(device: &str) -> ModemStatus {
+        ModemStatus {
+            device: device.to_string(),
+            state: LinkState::Opening(1),
+            identity: None,
+            registration: None,
+            operator: None,
+            signal: None,
+            storage: None,
+            cnmi: None,
+            connected_since: None,
+            last_error: None,
+            counters: Counters::default(),
+        }
+    }
+}
+
 /// Where an inbound PDU came from, and so how it is confirmed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Origin {

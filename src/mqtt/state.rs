@@ -116,21 +116,12 @@ mod tests {
     use super::*;
     use crate::at::RegistrationStatus;
     use crate::at::parse::SignalQuality;
-    use crate::modem::{Counters, LinkState};
+    use crate::modem::LinkState;
 
     fn modem_status(state: LinkState) -> ModemStatus {
         ModemStatus {
-            device: "/dev/ttyUSB0".into(),
             state,
-            identity: None,
-            registration: None,
-            operator: None,
-            signal: None,
-            storage: None,
-            cnmi: None,
-            connected_since: None,
-            last_error: None,
-            counters: Counters::default(),
+            ..ModemStatus::opening("/dev/ttyUSB0")
         }
     }
 
