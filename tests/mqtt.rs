@@ -299,15 +299,33 @@ fn a_command_is_obeyed_once_and_an_expired_one_refused() {
     assert_eq!(refused.len(), 1);
     assert_eq!(refused[0].json()["error"]["code"], "expired");
 
-    // USSD through MQTT: the balance text comes back under the request id.
+    // USSD through MQTT: the balance text comes back under the request id, and the same
+    // request id delivered again (a broker's redelivery) does not run a second USSD.
+    let ussd = format!("{prefix}/cmd/ussd");
     client.publish(
-        &format!("{prefix}/cmd/ussd"),
+        &ussd,
         r##"{"code": "*100#", "request_id": "balance-1"}"##,
         false,
     );
-    let heard = client.wait_until("the USSD answer", WAIT, |heard| {
+    client.publish(
+        &ussd,
+        r##"{"code": "*100#", "request_id": "balance-1"}"##,
+        false,
+    );
+    client.publish(
+        &ussd,
+        r##"{"code": "*100#", "request_id": "balance-2"}"##,
+        false,
+    );
+    let heard = client.wait_until("the USSD answers", WAIT, |heard| {
         !on_topic(heard, &format!("{prefix}/cmd/result/balance-1")).is_empty()
+            && !on_topic(heard, &format!("{prefix}/cmd/result/balance-2")).is_empty()
     });
+    assert_eq!(
+        on_topic(&heard, &format!("{prefix}/cmd/result/balance-1")).len(),
+        1,
+        "a repeated request id runs once"
+    );
     let answer = on_topic(&heard, &format!("{prefix}/cmd/result/balance-1"))[0].json();
     assert_eq!(answer["status"], "answered", "{answer}");
     assert!(

@@ -480,9 +480,13 @@ pub async fn run(
     debug!("modem events: published before: {published:?}");
     let mut debouncer = Debouncer::new(settings, published);
     let mut observation = Some(observe(&status.borrow_and_update()));
+    // The counter is shared by every modem's debouncer: each adds its own new flaps.
+    let mut counted = 0;
     loop {
         let events = debouncer.step(observation.as_ref(), std::time::Instant::now());
-        suppressed.store(debouncer.suppressed(), Ordering::Relaxed);
+        let flaps = debouncer.suppressed();
+        suppressed.fetch_add(flaps.saturating_sub(counted), Ordering::Relaxed);
+        counted = flaps;
         if !events.is_empty() {
             for event in &events {
                 info!("modem events: {} {}", event.name, event.data);

@@ -192,7 +192,7 @@ impl Gateway {
         Ok(data)
     }
 
-    /// Checks the balance on its schedule, while the modem is ready; a failure waits for the
+    /// Checks the first modem's balance on its schedule, while it is ready; a failure waits for the
     /// next turn (logged, and counted as a USSD failure).
     pub(super) async fn balance_loop(self, check: BalanceCheck) {
         let mut next = tokio::time::Instant::now() + check.interval.min(Duration::from_secs(60));
@@ -200,7 +200,14 @@ impl Gateway {
             tokio::time::sleep_until(next).await;
             next = tokio::time::Instant::now() + check.interval;
             let mut status = self.inner.modems[0].handle.watch_status();
-            // Not ready: wait for it rather than spend the turn on a refusal.
+            if status.borrow().state != crate::modem::LinkState::Ready {
+                // Said once per turn: the check waits for the modem rather than spend the
+                // turn on a refusal.
+                info!(
+                    "gateway: balance check {:?} waits for {} to be ready",
+                    check.code, self.inner.modems[0].name
+                );
+            }
             let ready = status
                 .wait_for(|status| status.state == crate::modem::LinkState::Ready)
                 .await

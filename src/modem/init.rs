@@ -454,6 +454,9 @@ async fn remember_refusal(settings: &InitSettings, sim: &str) {
     };
     let key = sim.to_string();
     let saved = off_the_runtime(move || {
+        let _only_us = RECORD_LOCK
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
         // An unreadable record is replaced: the refusal just seen is what matters now.
         let mut marks = RefusedPins::load(&path).unwrap_or_default();
         marks.mark(&key, &pin);
@@ -471,22 +474,38 @@ async fn remember_refusal(settings: &InitSettings, sim: &str) {
     }
 }
 
+/// The refused-PIN record is one file for every modem's driver: each read-change-write of it
+/// holds this lock, so two drivers (several modems start together) never lose each other's
+/// change or interleave their writes of the temporary file.
+static RECORD_LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 /// Drops `sim`'s mark once its PIN was accepted (an older, different PIN's mark).
 async fn forget_refusal(settings: &InitSettings, sim: &str, marks: Result<RefusedPins, String>) {
-    let (Some(path), Ok(mut marks)) = (settings.refused_pins.clone(), marks) else {
+    let (Some(path), Ok(marks)) = (settings.refused_pins.clone(), marks) else {
         return;
     };
-    if marks.clear(sim) {
-        let saved = off_the_runtime(move || {
-            marks
-                .save(&path)
-                .map_err(|why| format!("{}: {why}", path.display()))
-        })
-        .await
-        .and_then(|saved| saved);
-        if let Err(why) = saved {
-            warn!("modem: cannot update the refused-PIN record ({why})");
+    if !marks.is_marked(sim) {
+        return;
+    }
+    let key = sim.to_string();
+    let saved = off_the_runtime(move || {
+        let _only_us = RECORD_LOCK
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        // Read again under the lock: another driver may have changed it since.
+        let mut marks =
+            RefusedPins::load(&path).map_err(|why| format!("{}: {why}", path.display()))?;
+        if !marks.clear(&key) {
+            return Ok(());
         }
+        marks
+            .save(&path)
+            .map_err(|why| format!("{}: {why}", path.display()))
+    })
+    .await
+    .and_then(|saved| saved);
+    if let Err(why) = saved {
+        warn!("modem: cannot update the refused-PIN record ({why})");
     }
 }
 

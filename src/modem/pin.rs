@@ -143,6 +143,11 @@ impl RefusedPins {
         self.refused.insert(sim.to_string(), pin_hash(sim, pin));
     }
 
+    /// Whether `sim` has a refused PIN on record.
+    pub fn is_marked(&self, sim: &str) -> bool {
+        self.refused.contains_key(sim)
+    }
+
     /// Forgets `sim`'s refused PIN; whether there was one.
     pub fn clear(&mut self, sim: &str) -> bool {
         self.refused.remove(sim).is_some()

@@ -351,8 +351,10 @@ impl Coordinator {
             }
         } else if let Some(draft) = topic.strip_prefix(&format!("{prefix}/draft/")) {
             // Our own retained draft, read back after a restart.
-            let value = String::from_utf8_lossy(&message.payload).into_owned();
-            self.drafts.entry(draft.to_string()).or_insert(value);
+            if draft == "draft_to" || draft == "draft_text" {
+                let value = String::from_utf8_lossy(&message.payload).into_owned();
+                self.drafts.entry(draft.to_string()).or_insert(value);
+            }
         } else if let Some(kind) = topics::command_of(&prefix, &topic) {
             let kind = kind.to_string();
             if !self.on_command(&kind, &message.payload).await {
@@ -459,6 +461,24 @@ impl Coordinator {
             return self.answer_refusal(&refusal).await;
         };
         let modem = self.context.gateway.modem_name(index).to_string();
+        // A USSD can buy a bundle: a command the broker delivers again (we were stopped
+        // before acknowledging it) must not run twice.
+        let store = self.context.store.clone();
+        let key = format!("mqtt-ussd:{}", command.request_id);
+        match blocking(move || store.claim_once(&key)).await {
+            Ok(true) => {}
+            Ok(false) => {
+                info!(
+                    "mqtt: cmd/ussd {:?} repeated; not run again",
+                    command.request_id
+                );
+                return true;
+            }
+            Err(error) => {
+                warn!("mqtt: cmd/ussd {:?}: {error}", command.request_id);
+                return false;
+            }
+        }
         let (gateway, link) = (self.context.gateway.clone(), self.link.clone());
         let topic = topics::result(&self.settings.prefix, Some(&command.request_id));
         tokio::spawn(async move {

@@ -162,6 +162,20 @@ impl Store {
         }
     }
 
+    /// Records `key` in the idempotency tree (kept as long as other keys) unless it is there
+    /// already, flushed: true for the first caller, false for a repeat.
+    pub fn claim_once(&self, key: &str) -> Result<bool, StoreError> {
+        let record = serde_json::json!({ "at": now_ms(), "claimed": true });
+        let claimed = self
+            .idempotency
+            .compare_and_swap(key.as_bytes(), None as Option<&[u8]>, Some(encode(&record)))?
+            .is_ok();
+        if claimed {
+            self.flush()?;
+        }
+        Ok(claimed)
+    }
+
     /// Marks `key`'s record as answered (its result was published), flushed: a repeat of the
     /// command finds the mark and is not answered twice.
     pub fn mark_idempotency_published(&self, key: &str) -> Result<(), StoreError> {
