@@ -112,6 +112,32 @@ impl Receiver {
             std::thread::sleep(Duration::from_millis(10));
         }
     }
+
+    /// Waits until `count` requests carry the event `name` (others, such as a modem's
+    /// `modem.connected`, may arrive in between); returns those.
+    pub(crate) fn wait_for_event(&self, name: &str, count: usize) -> Vec<Received> {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let named: Vec<Received> = self
+                .got()
+                .into_iter()
+                .filter(|request| request.json()["name"] == name)
+                .collect();
+            if named.len() >= count {
+                return named;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{} of {count} {name} requests arrived; all: {:?}",
+                named.len(),
+                self.got()
+                    .iter()
+                    .map(|request| request.json()["name"].to_string())
+                    .collect::<Vec<_>>()
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
 }
 
 pub(crate) fn ok(_: usize) -> (u16, Vec<(&'static str, String)>, Duration) {
