@@ -68,6 +68,11 @@ const STORE_FAILURE_EXIT_AFTER: Duration = Duration::from_secs(30);
 /// before it; they have run during the steps before, whose budgets add up to 9 s.
 const WEBHOOK_STOP_BUDGET: Duration = Duration::from_secs(1);
 
+/// How long the shutdown waits, after everything has stopped, for store calls that stopped
+/// tasks left running on blocking threads (each a single write, done in milliseconds). With
+/// the budgets before it, 11 s: within the unit's `TimeoutStopSec=20s`.
+const STORE_RELEASE_BUDGET: Duration = Duration::from_secs(1);
+
 /// Runs until `shutdown` resolves (with what asked for it, for the log).
 pub async fn run(
     config: Config,
@@ -369,6 +374,7 @@ impl Running {
         {
             warn!("a modem did not stop within 3 s");
         }
+        drop(self.gateway);
         let (dispatcher, store) = (self.dispatcher, self.store);
         let flushed = tokio::task::spawn_blocking(move || {
             if !dispatcher.stop_within(WEBHOOK_STOP_BUDGET) {
@@ -377,6 +383,8 @@ impl Running {
                      it had in flight is sent again at the next start"
                 );
             }
+            drop(dispatcher);
+            wait_for_last_store_handle(&store);
             store.flush()
         })
         .await;
@@ -385,6 +393,26 @@ impl Running {
             Ok(Err(error)) => error!("final flush failed: {error}"),
             Err(error) => error!("shutdown task failed: {error}"),
         }
+    }
+}
+
+/// Waits (at most [`STORE_RELEASE_BUDGET`]) until `store` is the last handle on the database.
+/// An aborted task's store call already handed to a blocking thread runs to its end with a
+/// handle of its own; the database closes, and its lock is released, only when the last
+/// handle goes, and a caller that runs the daemon in process (the demo, tests) opens it again
+/// once [`run_on`] returns.
+fn wait_for_last_store_handle(store: &Store) {
+    let deadline = std::time::Instant::now() + STORE_RELEASE_BUDGET;
+    while store.open_handles() > 1 {
+        if std::time::Instant::now() >= deadline {
+            warn!(
+                "{} store handle(s) still open {STORE_RELEASE_BUDGET:?} after the tasks \
+                 stopped; the database closes when they finish",
+                store.open_handles() - 1
+            );
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(5));
     }
 }
 

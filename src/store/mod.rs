@@ -312,6 +312,11 @@ impl Store {
         Ok(store)
     }
 
+    /// How many handles on this store are open, this one included (every clone is one).
+    pub fn open_handles(&self) -> usize {
+        std::sync::Arc::strong_count(&self.health)
+    }
+
     /// Flushes everything written so far to disk. sled keeps an I/O error (a full disk) and
     /// returns it from every later flush, so this also says whether the store still works.
     pub fn flush(&self) -> Result<(), StoreError> {
