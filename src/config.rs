@@ -281,6 +281,22 @@ fn key_line_after(text: &str, offset: usize, key: &str) -> Option<usize> {
 
 struct Checker<'a> {
     text: &'a str,
+    /// The config file's directory: relative `template_file` and `ca_file` paths are read
+    /// from there (under systemd the working directory is `/`). `None` for text without a
+    /// file, whose relative paths are the working directory's.
+    base: Option<&'a Path>,
+}
+
+impl Checker<'_> {
+    /// `path` as configured, relative to the config file's directory when it is relative.
+    fn beside_config(&self, path: &str) -> String {
+        match self.base {
+            Some(base) if Path::new(path.trim()).is_relative() => {
+                base.join(path.trim()).display().to_string()
+            }
+            _ => path.to_string(),
+        }
+    }
 }
 
 impl Checker<'_> {
@@ -812,7 +828,9 @@ impl Checker<'_> {
         let Some(raw) = raw else {
             return Ok(None);
         };
-        raw.get_ref()
+        let mut section = raw.get_ref().clone();
+        section.ca_file = section.ca_file.map(|file| self.beside_config(&file));
+        section
             .resolve()
             .map(Some)
             .map_err(|(key, message)| ConfigError {
@@ -829,7 +847,14 @@ impl Checker<'_> {
         raw: &[Spanned<WebhookSection>],
         smtp: Option<&SmtpSettings>,
     ) -> Result<(Vec<EndpointConfig>, Vec<Subscription>), ConfigError> {
-        let sections: Vec<WebhookSection> = raw.iter().map(|s| s.get_ref().clone()).collect();
+        let sections: Vec<WebhookSection> = raw
+            .iter()
+            .map(|section| {
+                let mut section = section.get_ref().clone();
+                section.template_file = section.template_file.map(|file| self.beside_config(&file));
+                section
+            })
+            .collect();
         resolve_all(&sections, smtp).map_err(|error| {
             let line = raw
                 .iter()
@@ -862,7 +887,9 @@ impl Checker<'_> {
             line: key_line_after(self.text, start, key).or(Some(line_of(self.text, start))),
             message,
         };
-        let mqtt = section.get_ref();
+        let mut mqtt = section.get_ref().clone();
+        mqtt.ca_file = mqtt.ca_file.map(|file| self.beside_config(&file));
+        let mqtt = &mqtt;
         let settings = mqtt
             .resolve(&device.name)
             .map_err(|error| located(error.key, error.message))?;
@@ -890,13 +917,18 @@ impl Config {
             line: None,
             message: format!("cannot read the config file: {error}"),
         })?;
-        Config::parse(&text)
+        Config::parse_beside(&text, path.parent())
     }
 
-    /// Checks config text.
+    /// Checks config text; relative paths in it are the working directory's.
     pub fn parse(text: &str) -> Result<Config, ConfigError> {
+        Config::parse_beside(text, None)
+    }
+
+    /// Checks config text read from a file in `base`, which relative paths are taken from.
+    fn parse_beside(text: &str, base: Option<&Path>) -> Result<Config, ConfigError> {
         let raw = read_raw(text)?;
-        let check = Checker { text };
+        let check = Checker { text, base };
         let modems = check.modems(raw.modem.as_ref())?;
         let Some(first) = modems.first().cloned() else {
             return Err(ConfigError {
@@ -1129,7 +1161,7 @@ impl Config {
             out.push_str(&format!(
                 "\n[[webhook]]\nname = {:?}\nurl = {:?}\ntransport = {:?}\nformat = {:?}\nevents = {:?}\nrouting = {}\nsecrets = {}\ntimeout = {}\nattempts = {}\nenabled = {}\n",
                 endpoint.name,
-                endpoint.url,
+                masked_url(&endpoint.url),
                 endpoint.transport.name(),
                 match endpoint.template {
                     Some(_) => "template",
@@ -1148,8 +1180,9 @@ impl Config {
             if let Some(content_type) = &endpoint.content_type {
                 out.push_str(&format!("content_type = {content_type:?}\n"));
             }
-            for (name, value) in &endpoint.headers {
-                out.push_str(&format!("header = \"{name}: {value}\"\n"));
+            // Header values are where services put their API keys (`Authorization`, ...).
+            for (name, _) in &endpoint.headers {
+                out.push_str(&format!("header = \"{name}: ********\"\n"));
             }
             if let Transport::Mail(mail) = &endpoint.transport {
                 let to: Vec<String> = mail.to.iter().map(ToString::to_string).collect();
@@ -1217,6 +1250,25 @@ impl Config {
 }
 
 /// An endpoint's inbound SMS routing in words, for `check-config`.
+/// `url` as `check-config` shows it: a password in it and every query value masked, as
+/// services put tokens there (`https://user:********@host/hook?key=********`).
+fn masked_url(url: &str) -> String {
+    let Ok(mut parsed) = url::Url::parse(url) else {
+        return url.to_string();
+    };
+    if parsed.password().is_some() {
+        let _ = parsed.set_password(Some("********"));
+    }
+    if parsed.query().is_some() {
+        let pairs: Vec<String> = parsed
+            .query_pairs()
+            .map(|(name, _)| format!("{name}=********"))
+            .collect();
+        parsed.set_query(Some(&pairs.join("&")));
+    }
+    parsed.to_string()
+}
+
 fn describe_routing(routing: &crate::store::routing::Routing) -> String {
     if routing.unmatched {
         return "\"inbound SMS no keywords or senders endpoint took\"".into();
@@ -1501,6 +1553,27 @@ mod tests {
             "secrets = \"********\" (the gatewayapi key)",
         ] {
             assert!(described.contains(line), "{line} in {described}");
+        }
+    }
+
+    #[test]
+    fn passwords_and_query_values_in_urls_are_masked() {
+        let cases = [
+            ("https://example.com/hook", "https://example.com/hook"),
+            (
+                "https://hooks.example.com/sms?token=s3cr3t&x=1",
+                "https://hooks.example.com/sms?token=********&x=********",
+            ),
+            (
+                "https://crm:hunter2@example.com/in",
+                "https://crm:********@example.com/in",
+            ),
+            ("https://crm@example.com/in", "https://crm@example.com/in"),
+            ("mailto:ops@example.com", "mailto:ops@example.com"),
+            ("not a url", "not a url"),
+        ];
+        for (url, shown) in cases {
+            assert_eq!(masked_url(url), shown, "{url}");
         }
     }
 

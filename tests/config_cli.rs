@@ -102,3 +102,64 @@ fn the_config_comes_from_one_global_option_or_smsrelay_config() {
     assert_eq!(stderr.lines().count(), 1, "{stderr}");
     assert!(stderr.contains("/nonexistent/smsrelay.toml"), "{stderr}");
 }
+
+#[test]
+fn tokens_in_an_endpoint_url_and_header_values_are_masked() {
+    let (code, stdout, stderr) = check(
+        "[modem]\ndevice = \"/dev/ttyUSB2\"\n[[webhook]]\nname = \"crm\"\n\
+         url = \"https://crm:hunter2@example.com/hook?api_key=k-98765\"\n\
+         headers = { Authorization = \"Bearer tok-55555\" }\n",
+    );
+    assert_eq!(code, 0, "{stderr}");
+    for secret in ["hunter2", "k-98765", "tok-55555"] {
+        assert!(!stdout.contains(secret), "{secret} leaked: {stdout}");
+    }
+    assert!(
+        stdout.contains("url = \"https://crm:********@example.com/hook?api_key=********\""),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("header = \"Authorization: ********\""),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn a_relative_template_file_is_read_beside_the_config_whatever_the_working_directory() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    std::fs::create_dir(dir.path().join("templates")).expect("made");
+    std::fs::write(
+        dir.path().join("templates/body.j2"),
+        "{{ data.text }} from {{ data.from }}",
+    )
+    .expect("written");
+    let config = dir.path().join("smsrelay.toml");
+    std::fs::write(
+        &config,
+        "[modem]\ndevice = \"/dev/ttyUSB2\"\n[[webhook]]\nname = \"chat\"\n\
+         url = \"https://example.com/hook\"\ntemplate_file = \"templates/body.j2\"\n",
+    )
+    .expect("written");
+    // Run from / as systemd does: the path is the config directory's, not the working one's.
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_smsrelay"))
+        .arg("check-config")
+        .arg(&config)
+        .current_dir("/")
+        .output()
+        .expect("runs");
+    let (code, stdout, stderr) = outcome(&output);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stdout.contains("from {{ data.from }}"), "{stdout}");
+    // A missing one names the path it looked at.
+    std::fs::remove_file(dir.path().join("templates/body.j2")).expect("removed");
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_smsrelay"))
+        .arg("check-config")
+        .arg(&config)
+        .current_dir("/")
+        .output()
+        .expect("runs");
+    let (code, _, stderr) = outcome(&output);
+    assert_eq!(code, 2, "{stderr}");
+    let expected = dir.path().join("templates/body.j2").display().to_string();
+    assert!(stderr.contains(&expected), "{stderr}");
+}
