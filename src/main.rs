@@ -1,6 +1,7 @@
 //! The `smsrelay` binary: parses arguments, starts logging, calls the library's `cli`, and
 //! turns the outcome into an exit code, printing an error's whole chain on one line.
 
+use std::io::IsTerminal;
 use std::process::ExitCode;
 
 use clap::Parser;
@@ -13,13 +14,14 @@ fn init_logging(level: LevelFilter) {
     if std::env::var_os("JOURNAL_STREAM").is_some() {
         config.set_time_level(LevelFilter::Off);
     }
+    // Colours only on a terminal: not into the journal or a file a user greps.
+    let colours = if std::io::stderr().is_terminal() {
+        ColorChoice::Auto
+    } else {
+        ColorChoice::Never
+    };
     // Logging is a nicety here: without a terminal we simply run without it.
-    let _ = TermLogger::init(
-        level,
-        config.build(),
-        TerminalMode::Stderr,
-        ColorChoice::Auto,
-    );
+    let _ = TermLogger::init(level, config.build(), TerminalMode::Stderr, colours);
 }
 
 fn main() -> ExitCode {

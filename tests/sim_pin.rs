@@ -224,6 +224,10 @@ fn five_restarts_with_a_wrong_pin_cost_one_attempt_and_the_right_pin_then_unlock
         );
         let logged = std::fs::read_to_string(&log).unwrap_or_default();
         assert!(logged.contains("refused"), "start {start}: log {logged}");
+        assert!(
+            !logged.contains('\u{1b}'),
+            "terminal colour codes in a log file: {logged:?}"
+        );
         // The first start spends one attempt (3 → 2); the others none.
         assert_eq!(
             (pins_entered(&modem), pin_attempts_left(&modem)),

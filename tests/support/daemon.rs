@@ -22,7 +22,8 @@ impl Daemon {
     /// Starts the daemon with its log (stderr) in the file `log`.
     pub(crate) fn start_logging_to(config: &std::path::Path, log: &std::path::Path) -> Daemon {
         let log = std::fs::File::create(log).expect("log file");
-        Daemon::spawn(config, &[], Stdio::from(log))
+        // As from a user's shell: a terminal type, but the log goes to a file.
+        Daemon::spawn(config, &[("TERM", "xterm-256color")], Stdio::from(log))
     }
 
     fn spawn(config: &std::path::Path, env: &[(&str, &str)], stderr: Stdio) -> Daemon {
