@@ -188,7 +188,9 @@ async fn a_cmgl_listing_with_a_pdu_glued_to_the_next_header_lists_both_messages(
         modem.write_all(listing.as_bytes()).await.expect("write");
         let _ = read_some(&mut modem).await;
     });
-    let listed = smsrelay::modem::list(&handle).await.expect("listed");
+    let listed = smsrelay::modem::list(&handle, "modem1")
+        .await
+        .expect("listed");
     let summary: Vec<_> = listed
         .iter()
         .map(|message| (message.index, message.hex.as_str(), message.pdu.is_ok()))

@@ -270,21 +270,27 @@ async fn stored_messages_are_read_listed_and_deleted_only_when_asked() {
         .inject_sms(&InboundSms::new("DHL", "second 😀"))
         .expect("injects");
 
-    let message = read(&handle, 1).await.expect("index 1");
+    let message = read(&handle, 1, "modem1").await.expect("index 1");
     let pdu = message.pdu.expect("decodes");
     let smsrelay::pdu::Tpdu::Deliver(deliver) = pdu.tpdu else {
         panic!("not a deliver")
     };
     assert_eq!(deliver.user_data.text(), Some("first"));
     // Reading does not delete: a driver restart finds it again.
-    assert_eq!(list(&handle).await.expect("list").len(), 2);
-    let again = read(&handle, 1).await.expect("still there");
+    assert_eq!(list(&handle, "modem1").await.expect("list").len(), 2);
+    let again = read(&handle, 1, "modem1").await.expect("still there");
     assert_eq!(again.stat, 1, "now marked read");
 
     delete(&handle, 1).await.expect("deleted");
-    assert_eq!(read(&handle, 1).await, Err(StorageError::StaleIndex(1)));
-    let left = list(&handle).await.expect("list");
+    assert_eq!(
+        read(&handle, 1, "modem1").await,
+        Err(StorageError::StaleIndex(1))
+    );
+    let left = list(&handle, "modem1").await.expect("list");
     assert_eq!(left.iter().map(|m| m.index).collect::<Vec<_>>(), [2]);
     assert!(left[0].pdu.is_ok());
-    assert_eq!(read(&handle, 9).await, Err(StorageError::StaleIndex(9)));
+    assert_eq!(
+        read(&handle, 9, "modem1").await,
+        Err(StorageError::StaleIndex(9))
+    );
 }

@@ -86,6 +86,28 @@ impl TwoModems {
         lines[lines.len().saturating_sub(60)..].join("\n")
     }
 
+    /// Waits (at most 30 s) until the daemon's log contains each of `wanted`.
+    fn wait_for_log(&self, wanted: &[&str]) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let log = std::fs::read_to_string(&self.log).unwrap_or_default();
+            let missing: Vec<&str> = wanted
+                .iter()
+                .copied()
+                .filter(|text| !log.contains(text))
+                .collect();
+            if missing.is_empty() {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "not in the daemon's log: {missing:?}; its tail:\n{}",
+                self.log_tail()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
     fn send(&self, body: Value) -> String {
         let (code, accepted) = self
             .api
@@ -351,6 +373,13 @@ fn inbound_on_both_modems_carries_its_modem_and_sim_and_same_reference_parts_do_
             ("short one".to_string(), "modem1".to_string(), 0),
         ]
     );
+    // With two modems the log says which one each line is about.
+    both.wait_for_log(&[
+        "modem1: ready (",
+        "austria: ready (",
+        "modem1 events: modem.connected ",
+        "austria events: modem.connected ",
+    ]);
 }
 
 #[test]

@@ -207,9 +207,9 @@ impl Gateway {
             Ok(pdu) => pdu,
             Err(error) => {
                 error!(
-                    "gateway: an inbound PDU does not decode ({error}); recorded as \
+                    "gateway: an inbound PDU from {} does not decode ({error}); recorded as \
                      sms.undecodable before it leaves the modem: {}",
-                    inbound.hex
+                    slot.name, inbound.hex
                 );
                 Gateway::count(&self.inner.counters.undecodable);
                 let stored_at = match &inbound.origin {
@@ -248,7 +248,7 @@ impl Gateway {
             Tpdu::StatusReport(report) => self.on_report(modem, report, &inbound.hex).await,
             Tpdu::Deliver(deliver) => self.on_deliver(modem, deliver, smsc, inbound.hex).await,
             Tpdu::Submit(_) => {
-                info!("gateway: a stored SUBMIT was handed up; ignored");
+                info!("gateway: {} handed up a stored SUBMIT; ignored", slot.name);
                 Ok(())
             }
         }
@@ -280,7 +280,10 @@ impl Gateway {
         .await?;
         if recorded.is_none() {
             Gateway::count(&self.inner.counters.duplicates);
-            log::debug!("gateway: an inbound part seen before; not recorded again");
+            log::debug!(
+                "gateway: an inbound part from {} seen before; not recorded again",
+                self.inner.modems[modem].name
+            );
         }
         Ok(())
     }

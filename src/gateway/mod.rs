@@ -354,7 +354,7 @@ impl Gateway {
                 );
                 self.wake_senders();
             }
-            other => log::debug!("gateway: {other:?}"),
+            other => log::debug!("gateway: {}: {other:?}", self.inner.modems[modem].name),
         }
     }
 
@@ -369,7 +369,10 @@ impl Gateway {
                 // Not confirmed: it stays on the modem and a later sweep hands it up again.
                 Err(error) if error.is_storage_failure() => false,
                 Err(error) => {
-                    error!("gateway: cannot store an inbound PDU: {error}");
+                    error!(
+                        "gateway: cannot store an inbound PDU from {}: {error}",
+                        self.inner.modems[modem].name
+                    );
                     false
                 }
             };

@@ -461,6 +461,8 @@ pub async fn run(
     suppressed: Arc<AtomicU64>,
 ) {
     let key = meta_key(&settings.modem);
+    // The debouncer takes the settings; the log lines keep the name.
+    let name = settings.modem.clone();
     let loaded = {
         let store = store.clone();
         let key = key.clone();
@@ -468,16 +470,16 @@ pub async fn run(
     };
     let published = match loaded {
         Ok(Some(bytes)) => serde_json::from_slice(&bytes).unwrap_or_else(|error| {
-            error!("modem events: the stored state does not read ({error}); starting afresh");
+            error!("{name} events: the stored state does not read ({error}); starting afresh");
             Published::default()
         }),
         Ok(None) => Published::default(),
         Err(error) => {
-            error!("modem events: cannot read the stored state: {error}");
+            error!("{name} events: cannot read the stored state: {error}");
             Published::default()
         }
     };
-    debug!("modem events: published before: {published:?}");
+    debug!("{name} events: published before: {published:?}");
     let mut debouncer = Debouncer::new(settings, published);
     let mut observation = Some(observe(&status.borrow_and_update()));
     // The counter is shared by every modem's debouncer: each adds its own new flaps.
@@ -489,7 +491,7 @@ pub async fn run(
         counted = flaps;
         if !events.is_empty() {
             for event in &events {
-                info!("modem events: {} {}", event.name, event.data);
+                info!("{name} events: {} {}", event.name, event.data);
             }
             let value = serde_json::to_vec(debouncer.published()).unwrap_or_default();
             let store = store.clone();
@@ -498,7 +500,7 @@ pub async fn run(
                 blocking(move || store.record_events_with_meta(&events, &key, &value)).await;
             if let Err(error) = written {
                 if !error.is_storage_failure() {
-                    error!("modem events: cannot store: {error}");
+                    error!("{name} events: cannot store: {error}");
                 }
             }
         }

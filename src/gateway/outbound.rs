@@ -633,8 +633,8 @@ impl Gateway {
             return Ok(());
         }
         warn!(
-            "gateway: status report for TP-MR {} to {} matches no message; kept",
-            report.message_reference, report.recipient
+            "gateway: status report on {} for TP-MR {} to {} matches no message; kept",
+            self.inner.modems[modem].name, report.message_reference, report.recipient
         );
         super::Gateway::count(&self.inner.counters.unmatched_reports);
         let store = self.inner.store.clone();

@@ -119,7 +119,10 @@ impl Gateway {
         }
         if let Err(error) = self.record(vec![stored]).await {
             if !error.is_storage_failure() {
-                error!("gateway: cannot store a call event: {error}");
+                error!(
+                    "gateway: cannot store a call event of {}: {error}",
+                    inner.modems[modem].name
+                );
             }
         }
     }
@@ -142,7 +145,7 @@ impl Gateway {
         let result = slot.handle.ussd(code, inner.settings.ussd_timeout).await;
         if let Err(failure) = &result {
             Self::count(&inner.counters.ussd_failures);
-            warn!("gateway: USSD {code:?}: {failure}");
+            warn!("gateway: USSD {code:?} on {}: {failure}", slot.name);
         }
         result
     }
@@ -176,7 +179,7 @@ impl Gateway {
         }
         let modem = &self.inner.modems[0].name;
         let data = balance_data(modem, &check.code, &answer.text, check.low_below, now_ms());
-        info!("gateway: balance {}", answer.text);
+        info!("gateway: balance of {modem}: {}", answer.text);
         if let Ok(mut activity) = self.inner.activity.lock() {
             activity.last_balance = Some(data.clone());
         }
@@ -186,7 +189,7 @@ impl Gateway {
         };
         if let Err(error) = self.record(vec![event]).await {
             if !error.is_storage_failure() {
-                error!("gateway: cannot store the balance: {error}");
+                error!("gateway: cannot store the balance of {modem}: {error}");
             }
         }
         Ok(data)
@@ -216,7 +219,10 @@ impl Gateway {
                 return;
             }
             if let Err(failure) = self.check_balance(&check).await {
-                warn!("gateway: balance check {:?} failed: {failure}", check.code);
+                warn!(
+                    "gateway: balance check {:?} on {} failed: {failure}",
+                    check.code, self.inner.modems[0].name
+                );
             }
         }
     }

@@ -7,7 +7,7 @@ use std::time::Duration;
 use crate::at::parse::{self, SignalQuality, StorageUsage};
 use crate::at::{CmsError, Command, FinalResult, Registration, Response};
 
-use super::storage::{StorageError, StoredMessage, list_answer, stored};
+use super::storage::{Listing, StorageError, StoredMessage, list_answer, stored};
 
 /// A command with a typed answer.
 pub trait AtCommand {
@@ -61,7 +61,7 @@ impl AtCommand for ReadMessage {
 pub struct ListMessages;
 
 impl AtCommand for ListMessages {
-    type Answer = Result<Vec<StoredMessage>, StorageError>;
+    type Answer = Result<Listing, StorageError>;
     fn line(&self) -> String {
         "AT+CMGL=4".into()
     }

@@ -69,7 +69,7 @@ impl Driver {
             failures = 0;
             match self.serve(link).await {
                 End::Lost(reason) => {
-                    warn!("modem: connection lost: {reason}");
+                    warn!("{}: connection lost: {reason}", self.settings.name);
                     self.update(|status| {
                         status.last_error = Some(reason.clone());
                         status.connected_since = None;
@@ -83,7 +83,7 @@ impl Driver {
     }
 
     fn stop(&mut self, reply: Option<oneshot::Sender<()>>) {
-        info!("modem: driver stopped");
+        info!("{}: driver stopped", self.settings.name);
         self.update(|status| status.state = LinkState::Stopped);
         // Events still queued go out if there is room; the owner is shutting down too.
         while let Some(event) = self.queued_events.pop_front() {
@@ -105,7 +105,7 @@ impl Driver {
                 Err(error) => error,
             };
             *failures += 1;
-            error!("modem: start-up failed: {error}");
+            error!("{}: start-up failed: {error}", self.settings.name);
             self.emit(ModemEvent::InitFailed(error.clone()));
             if is_permanent(&error) {
                 link.close().await;
@@ -118,7 +118,10 @@ impl Driver {
             }
             let retry = plan_retry(&error, *failures, &self.settings);
             if let Some(command) = &retry.reset {
-                warn!("modem: {failures} failed start-ups; sending {command}");
+                warn!(
+                    "{}: {failures} failed start-ups; sending {command}",
+                    self.settings.name
+                );
                 let _ = link
                     .handle
                     .execute(Command::new(command).with_timeout(Duration::from_secs(5)))
@@ -147,7 +150,8 @@ impl Driver {
             };
             if attempt == 1 || attempt % 60 == 0 {
                 warn!(
-                    "modem: cannot open {}: {error}{}; retrying",
+                    "{}: cannot open {}: {error}{}; retrying",
+                    self.settings.name,
                     self.settings.device.display(),
                     open_hint(&error)
                 );
@@ -216,8 +220,12 @@ impl Driver {
         self.inbox.on_connected();
         link.mem1 = self.settings.init.storage.clone();
         info!(
-            "modem: ready ({} {}, CNMI {}, CSMS {})",
-            setup.identity.manufacturer, setup.identity.model, setup.cnmi, setup.csms
+            "{}: ready ({} {}, CNMI {}, CSMS {})",
+            self.settings.name,
+            setup.identity.manufacturer,
+            setup.identity.model,
+            setup.cnmi,
+            setup.csms
         );
         self.update(|status| {
             status.state = LinkState::Ready;
@@ -242,7 +250,7 @@ impl Driver {
         let routed = matches!(urc, Urc::Message { .. } | Urc::StatusReport { .. });
         if link.backlog.len() >= INIT_BACKLOG_CAP && !routed {
             self.update(|status| status.counters.dropped += 1);
-            debug!("modem: init backlog full; dropped {urc:?}");
+            debug!("{}: init backlog full; dropped {urc:?}", self.settings.name);
             return;
         }
         link.backlog.push_back(urc);
@@ -446,7 +454,10 @@ impl Driver {
             Err(SessionError::Timeout { command, .. } | SessionError::NoPrompt { command }) => {
                 self.update(|status| status.counters.timeouts += 1);
                 link.consecutive_timeouts += 1;
-                warn!("modem: no answer to {command}; resynchronising");
+                warn!(
+                    "{}: no answer to {command}; resynchronising",
+                    self.settings.name
+                );
                 // Not ready while it does not answer: sends wait, `/v1/status` says why, and
                 // the modem events count the outage from here, not from when it is given up.
                 let before = self.status.borrow().state.clone();

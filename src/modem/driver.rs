@@ -119,7 +119,9 @@ pub struct Modem {
 
 impl Modem {
     /// Spawns the driver on the current tokio runtime.
-    pub fn start(settings: ModemSettings) -> Modem {
+    pub fn start(mut settings: ModemSettings) -> Modem {
+        // One name for every log line of this modem, the init's included.
+        settings.init.name.clone_from(&settings.name);
         let (requests_tx, requests_rx) = mpsc::channel(32);
         let (events_tx, events_rx) = mpsc::channel(256);
         let (status_tx, status_rx) =
@@ -179,7 +181,10 @@ impl Driver {
             // The owner is far behind; a stale signal or registration change is not worth
             // unbounded memory. Inbound messages are never dropped here.
             self.update(|status| status.counters.dropped += 1);
-            debug!("modem: event queue full; dropped {event:?}");
+            debug!(
+                "{}: event queue full; dropped {event:?}",
+                self.settings.name
+            );
             return;
         }
         self.queued_events.push_back(event);
@@ -256,11 +261,14 @@ impl Driver {
         let result = interpret(&outcome);
         match &result {
             Ok(reference) => {
-                debug!("modem: part accepted, TP-MR {reference}");
+                debug!("{}: part accepted, TP-MR {reference}", self.settings.name);
                 self.update(|status| status.counters.sent += 1);
             }
             Err(failure) => {
-                warn!("modem: send failed: {failure} ({:?})", failure.verdict);
+                warn!(
+                    "{}: send failed: {failure} ({:?})",
+                    self.settings.name, failure.verdict
+                );
                 self.update(|status| status.counters.send_failures += 1);
             }
         }
@@ -299,15 +307,21 @@ impl Driver {
                 Ok(())
             }
             Urc::Boot(banner) => {
-                warn!("modem: boot banner {banner:?} mid-session: the modem rebooted");
+                warn!(
+                    "{}: boot banner {banner:?} mid-session: the modem rebooted",
+                    self.settings.name
+                );
                 self.reinit(link).await
             }
             Urc::SimState(state) => {
-                warn!("modem: the SIM reports {state:?} unasked: the modem rebooted");
+                warn!(
+                    "{}: the SIM reports {state:?} unasked: the modem rebooted",
+                    self.settings.name
+                );
                 self.reinit(link).await
             }
             Urc::CellBroadcast { pdu } => {
-                debug!("modem: cell broadcast ignored: {pdu}");
+                debug!("{}: cell broadcast ignored: {pdu}", self.settings.name);
                 Ok(())
             }
             Urc::Ring => {
@@ -320,7 +334,7 @@ impl Driver {
                     self.apply_call(link, effects).await
                 }
                 Err(error) => {
-                    warn!("modem: {error}");
+                    warn!("{}: {error}", self.settings.name);
                     Ok(())
                 }
             },
@@ -333,11 +347,14 @@ impl Driver {
                 Ok(())
             }
             Urc::Noise(line) => {
-                debug!("modem: {line}");
+                debug!("{}: {line}", self.settings.name);
                 Ok(())
             }
             Urc::Malformed(line) => {
-                warn!("modem: malformed unsolicited line: {line:?}");
+                warn!(
+                    "{}: malformed unsolicited line: {line:?}",
+                    self.settings.name
+                );
                 Ok(())
             }
         }
@@ -363,11 +380,11 @@ impl Driver {
         self.update(|status| status.registration = Some(now));
         match health::registration_change(previous, now) {
             Some(RegistrationChange::Lost) => {
-                warn!("modem: registration lost ({now:?})");
+                warn!("{}: registration lost ({now:?})", self.settings.name);
                 self.emit(ModemEvent::RegistrationLost(now));
             }
             Some(RegistrationChange::Gained) => {
-                info!("modem: registered ({now:?})");
+                info!("{}: registered ({now:?})", self.settings.name);
                 self.emit(ModemEvent::Registered(now));
             }
             None => {}
@@ -386,7 +403,10 @@ impl Driver {
             Err(result) => {
                 // Refused, or timed out and perhaps applied late: mem1 is unknown now.
                 link.mem1.clear();
-                warn!("modem: cannot select memory {memory}: {result}");
+                warn!(
+                    "{}: cannot select memory {memory}: {result}",
+                    self.settings.name
+                );
                 Ok(false)
             }
         }
@@ -396,14 +416,17 @@ impl Driver {
     async fn read_index(&mut self, link: &mut Link, memory: &str, index: u32) -> Step {
         if self.inbound_backlog_full() {
             // Left on the modem: the sweep after the owner catches up reads it.
-            debug!("modem: {memory} {index} left on the modem until the queue drains");
+            debug!(
+                "{}: {memory} {index} left on the modem until the queue drains",
+                self.settings.name
+            );
             self.inbox.want_early_sweep();
             return Ok(());
         }
         if !self.select_memory(link, memory).await? || !self.inbox.needs_read(&link.mem1, index) {
             return Ok(());
         }
-        match storage::read(&link.handle, index).await {
+        match storage::read(&link.handle, index, &self.settings.name).await {
             Ok(message) => {
                 link.consecutive_timeouts = 0;
                 let mem1 = link.mem1.clone();
@@ -415,7 +438,8 @@ impl Driver {
             }
             Err(StorageError::Refused { command, result }) => {
                 warn!(
-                    "modem: {command} refused: {result}; sweeping again in {} s",
+                    "{}: {command} refused: {result}; sweeping again in {} s",
+                    self.settings.name,
                     EARLY_SWEEP.as_secs()
                 );
                 self.inbox.want_early_sweep();
@@ -431,10 +455,16 @@ impl Driver {
     /// An indicated index was empty: expected if we deleted it lately, else stale.
     fn on_empty_index(&mut self, link: &mut Link, memory: &str, index: u32) {
         match self.inbox.stale_index(&link.mem1, index, now()) {
-            EmptyIndex::Ours => debug!("modem: {memory} {index} was ours and is deleted already"),
+            EmptyIndex::Ours => debug!(
+                "{}: {memory} {index} was ours and is deleted already",
+                self.settings.name
+            ),
             EmptyIndex::Stale => {
                 // Never retried: a stale index read again is the loop gammu users hit.
-                warn!("modem: index {index} in {memory} is empty or stale; skipped");
+                warn!(
+                    "{}: index {index} in {memory} is empty or stale; skipped",
+                    self.settings.name
+                );
                 self.update(|status| status.counters.stale_indexes += 1);
                 link.consecutive_timeouts = 0;
             }
@@ -454,17 +484,17 @@ impl Driver {
             // A header without its PDU line (a damaged listing): nothing to store, and a
             // confirm would delete the message. Left for the next read.
             warn!(
-                "modem: {memory} {} listed without a PDU; left on the modem",
-                message.index
+                "{}: {memory} {} listed without a PDU; left on the modem",
+                self.settings.name, message.index
             );
             return Ok(());
         }
         if message.pdu.is_err() {
-            match storage::read(&link.handle, message.index).await {
+            match storage::read(&link.handle, message.index, &self.settings.name).await {
                 Ok(again) if again.pdu.is_ok() => {
                     info!(
-                        "modem: {memory} {} decodes when read again (the first read was garbled)",
-                        message.index
+                        "{}: {memory} {} decodes when read again (the first read was garbled)",
+                        self.settings.name, message.index
                     );
                     message = again;
                 }
@@ -490,7 +520,10 @@ impl Driver {
         let hex = hex.trim().to_string();
         let pdu = Pdu::from_hex(&hex);
         if let Err(error) = &pdu {
-            warn!("modem: a routed PDU does not decode ({error}): {hex}");
+            warn!(
+                "{}: a routed PDU does not decode ({error}): {hex}",
+                self.settings.name
+            );
         }
         self.push_inbound(origin, hex, pdu, needs_ack);
     }
@@ -517,7 +550,7 @@ impl Driver {
         match self.inbox.plan_confirm(&receipt) {
             ConfirmPlan::Ack => {
                 if let Some(result) = self.ask(link, &AckMessage).await? {
-                    warn!("modem: AT+CNMA answered {result}");
+                    warn!("{}: AT+CNMA answered {result}", self.settings.name);
                 }
                 self.update(|status| status.counters.confirmed += 1);
                 Ok(())
@@ -538,10 +571,13 @@ impl Driver {
                 }
                 // The modem may have rebooted and reused the index: delete only what was
                 // handed up.
-                match storage::read(&link.handle, index).await {
+                match storage::read(&link.handle, index, &self.settings.name).await {
                     Ok(message) if message.hex == receipt.hex => {}
                     Ok(_) | Err(StorageError::StaleIndex(_)) => {
-                        debug!("modem: {memory} {index} changed since it was read; kept");
+                        debug!(
+                            "{}: {memory} {index} changed since it was read; kept",
+                            self.settings.name
+                        );
                         return Ok(());
                     }
                     Err(StorageError::Refused { .. }) => return Ok(()),
@@ -570,7 +606,7 @@ impl Driver {
                 Ok(())
             }
             Err(StorageError::Refused { command, result }) => {
-                warn!("modem: {command} refused: {result}");
+                warn!("{}: {command} refused: {result}", self.settings.name);
                 Ok(())
             }
             Err(StorageError::Session(error)) => {
@@ -588,14 +624,14 @@ impl Driver {
             if !self.select_memory(link, &memory).await? {
                 continue;
             }
-            let listed = match storage::list(&link.handle).await {
+            let listed = match storage::list(&link.handle, &self.settings.name).await {
                 Ok(listed) => listed,
                 Err(StorageError::Session(error)) => {
                     self.check(link, Err(error)).await?;
                     continue;
                 }
                 Err(error) => {
-                    warn!("modem: sweep of {memory} failed: {error}");
+                    warn!("{}: sweep of {memory} failed: {error}", self.settings.name);
                     continue;
                 }
             };
@@ -611,7 +647,7 @@ impl Driver {
             }
         }
         if found > 0 {
-            info!("modem: sweep found {found} message(s)");
+            info!("{}: sweep found {found} message(s)", self.settings.name);
         }
         Ok(found)
     }
@@ -639,7 +675,10 @@ impl Driver {
         let current = self.ask(link, &ReadIndications).await?;
         if let (Some(expected), Some(current)) = (expected, current) {
             if health::indications_lost(&expected, &current) {
-                warn!("modem: indications are {current:?}, not {expected}: re-initialising");
+                warn!(
+                    "{}: indications are {current:?}, not {expected}: re-initialising",
+                    self.settings.name
+                );
                 return self.reinit(link).await;
             }
         }
@@ -664,7 +703,8 @@ impl Driver {
     fn on_storage_usage(&mut self, link: &mut Link, usage: crate::at::parse::StorageUsage) {
         if health::storage_warning(link.storage_warned, &usage) {
             warn!(
-                "modem: storage {} is {}/{} full",
+                "{}: storage {} is {}/{} full",
+                self.settings.name,
                 usage.name.as_deref().unwrap_or("?"),
                 usage.used,
                 usage.total

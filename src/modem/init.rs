@@ -22,6 +22,9 @@ use crate::at::{
 /// What the init needs from the `[modem]` config.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct InitSettings {
+    /// The modem's name, which starts every log line of the init; [`super::Modem::start`]
+    /// sets it to [`super::ModemSettings::name`], so only a direct caller of [`init`] sets it.
+    pub name: String,
     /// The SIM PIN, entered once when the SIM asks for it.
     pub pin: Option<String>,
     /// Where refused PINs are remembered across restarts (`data_dir/refused-pin.json`); `None`
@@ -47,6 +50,7 @@ pub struct InitSettings {
 impl Default for InitSettings {
     fn default() -> InitSettings {
         InitSettings {
+            name: "modem1".into(),
             pin: None,
             refused_pins: None,
             storage: "SM".into(),
@@ -181,7 +185,7 @@ pub async fn init_with_progress(
     progress: &(dyn Fn(InitStage) + Sync),
 ) -> Result<Setup, InitError> {
     progress(InitStage::Resync);
-    resync(handle).await?;
+    resync(handle, settings).await?;
     must(handle, "ATE0", settings).await?;
     must(handle, "AT+CMEE=1", settings).await?;
     progress(InitStage::Identity);
@@ -195,8 +199,8 @@ pub async fn init_with_progress(
     };
     identity.number = own_number(handle, settings).await?;
     info!(
-        "modem: {} {} ({}), IMEI {}",
-        identity.manufacturer, identity.model, identity.revision, identity.imei
+        "{}: {} {} ({}), IMEI {}",
+        settings.name, identity.manufacturer, identity.model, identity.revision, identity.imei
     );
     let registration = wait_for_registration(handle, settings, progress).await?;
     progress(InitStage::Messaging);
@@ -251,7 +255,7 @@ async fn memories(
 
 /// ESC (cancels a prompt left open by a crashed run) and AT, until OK: up to 5 tries, as some
 /// modems drop the first command after idle and banners may be in the way.
-async fn resync(handle: &SessionHandle) -> Result<(), InitError> {
+async fn resync(handle: &SessionHandle, settings: &InitSettings) -> Result<(), InitError> {
     for attempt in 1..=5 {
         let text = if attempt == 1 { "\u{1b}AT" } else { "AT" };
         match handle
@@ -259,8 +263,10 @@ async fn resync(handle: &SessionHandle) -> Result<(), InitError> {
             .await
         {
             Ok(response) if response.result.is_ok() => return Ok(()),
-            Ok(response) => debug!("modem: resync got {}", response.result),
-            Err(SessionError::Timeout { .. }) => debug!("modem: no answer to AT ({attempt}/5)"),
+            Ok(response) => debug!("{}: resync got {}", settings.name, response.result),
+            Err(SessionError::Timeout { .. }) => {
+                debug!("{}: no answer to AT ({attempt}/5)", settings.name)
+            }
             Err(error) => return Err(error.into()),
         }
     }
@@ -352,7 +358,7 @@ async fn unlock_sim(
             (_, FinalResult::CmeError(error)) => {
                 return Err(InitError::Sim(error.description().to_string()));
             }
-            (_, result) => debug!("modem: AT+CPIN? gave {result}"),
+            (_, result) => debug!("{}: AT+CPIN? gave {result}", settings.name),
         }
         if Instant::now() >= deadline {
             return Err(InitError::Sim("the SIM did not become ready".into()));
@@ -383,7 +389,8 @@ async fn enter_pin(
         return Err(InitError::PinWithheld { sim, reason });
     }
     info!(
-        "modem: entering the SIM PIN ({sim}, {} attempts left)",
+        "{}: entering the SIM PIN ({sim}, {} attempts left)",
+        settings.name,
         attempts.map_or("unknown".into(), |left| left.to_string())
     );
     // Exactly once, never through the busy retry: a second wrong try is a step
@@ -403,7 +410,7 @@ async fn enter_pin(
             return Err(InitError::WrongPin(format!("{sim}: {other}")));
         }
     }
-    info!("modem: SIM PIN accepted");
+    info!("{}: SIM PIN accepted", settings.name);
     forget_refusal(settings, &sim, marks).await;
     Ok((early_iccid, sim))
 }
@@ -433,7 +440,10 @@ async fn pin_attempts(
             return Ok(Some(left));
         }
     }
-    warn!("modem: the SIM does not say how many PIN attempts are left");
+    warn!(
+        "{}: the SIM does not say how many PIN attempts are left",
+        settings.name
+    );
     Ok(None)
 }
 
@@ -467,9 +477,15 @@ async fn remember_refusal(settings: &InitSettings, sim: &str) {
     .await
     .and_then(|saved| saved);
     match saved {
-        Ok(()) => info!("modem: remembered that {sim} refused the configured PIN"),
+        Ok(()) => info!(
+            "{}: remembered that {sim} refused the configured PIN",
+            settings.name
+        ),
         Err(why) => {
-            error!("modem: cannot record the refused PIN ({why}); a restart may enter it again")
+            error!(
+                "{}: cannot record the refused PIN ({why}); a restart may enter it again",
+                settings.name
+            )
         }
     }
 }
@@ -505,7 +521,10 @@ async fn forget_refusal(settings: &InitSettings, sim: &str, marks: Result<Refuse
     .await
     .and_then(|saved| saved);
     if let Err(why) = saved {
-        warn!("modem: cannot update the refused-PIN record ({why})");
+        warn!(
+            "{}: cannot update the refused-PIN record ({why})",
+            settings.name
+        );
     }
 }
 
@@ -538,7 +557,7 @@ async fn wait_for_registration(
                 status: last,
             });
         }
-        info!("modem: waiting for the network ({last:?})");
+        info!("{}: waiting for the network ({last:?})", settings.name);
         progress(InitStage::Registration(last));
         sleep(settings.poll_interval).await;
     }
@@ -557,8 +576,8 @@ async fn indications(handle: &SessionHandle, settings: &InitSettings) -> Result<
             return Ok(choice.to_string());
         }
         warn!(
-            "modem: AT+CNMI={choice} refused ({}), trying the next",
-            response.result
+            "{}: AT+CNMI={choice} refused ({}), trying the next",
+            settings.name, response.result
         );
         last = response.result;
     }
@@ -606,7 +625,8 @@ async fn execute(
             return Ok(response);
         }
         debug!(
-            "modem: {} answered {}, waiting",
+            "{}: {} answered {}, waiting",
+            settings.name,
             command.text(),
             response.result
         );
@@ -636,8 +656,8 @@ async fn optional(
     let response = execute(handle, Command::new(command), settings).await?;
     if !response.result.is_ok() {
         debug!(
-            "modem: {command} refused ({}), carrying on",
-            response.result
+            "{}: {command} refused ({}), carrying on",
+            settings.name, response.result
         );
     }
     Ok(())

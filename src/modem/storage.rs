@@ -44,13 +44,28 @@ pub enum StorageError {
 }
 
 /// Reads one index (`AT+CMGR`). An empty slot answered with a bare OK counts as stale too.
-pub async fn read(handle: &SessionHandle, index: u32) -> Result<StoredMessage, StorageError> {
-    run(handle, &ReadMessage { index }).await?
+/// `name` (the modem's) starts the warning about a PDU that does not decode.
+pub async fn read(
+    handle: &SessionHandle,
+    index: u32,
+    name: &str,
+) -> Result<StoredMessage, StorageError> {
+    let message = run(handle, &ReadMessage { index }).await??;
+    warn_undecodable(name, &message);
+    Ok(message)
 }
 
 /// Lists every stored message (`AT+CMGL=4`): the sweep that finds messages whose URC was lost.
-pub async fn list(handle: &SessionHandle) -> Result<Vec<StoredMessage>, StorageError> {
-    run(handle, &ListMessages).await?
+/// `name` (the modem's) starts the warnings about what could not be read.
+pub async fn list(handle: &SessionHandle, name: &str) -> Result<Vec<StoredMessage>, StorageError> {
+    let listing = run(handle, &ListMessages).await??;
+    for line in &listing.unexpected {
+        warn!("{name}: unexpected line in the AT+CMGL answer: {line:?}");
+    }
+    for message in &listing.messages {
+        warn_undecodable(name, message);
+    }
+    Ok(listing.messages)
 }
 
 /// Deletes one index (`AT+CMGD=<index>`). Call it only after the message is stored durably.
@@ -64,13 +79,33 @@ async fn run<C: AtCommand>(handle: &SessionHandle, command: &C) -> Result<C::Ans
     Ok(command.parse(&response))
 }
 
+/// Logged here rather than where the answer is parsed, which knows no modem name.
+fn warn_undecodable(name: &str, message: &StoredMessage) {
+    if let Err(error) = &message.pdu {
+        warn!(
+            "{name}: index {} holds a PDU that does not decode ({error}): {}",
+            message.index, message.hex
+        );
+    }
+}
+
+/// An `AT+CMGL` answer: the messages, and the lines that were neither header nor PDU.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Listing {
+    /// The messages, in the order listed.
+    pub messages: Vec<StoredMessage>,
+    /// Lines skipped as unreadable, for the log.
+    pub unexpected: Vec<String>,
+}
+
 /// The messages in an `AT+CMGL` answer, each header with the PDU line after it.
-pub(super) fn list_answer(info: &[String]) -> Vec<StoredMessage> {
+pub(super) fn list_answer(info: &[String]) -> Listing {
     let mut messages = Vec::new();
+    let mut unexpected = Vec::new();
     let mut lines = split_glued_headers(info).into_iter().peekable();
     while let Some(line) = lines.next() {
         let Ok(header) = parse::cmgl(line) else {
-            warn!("modem: unexpected line in the AT+CMGL answer: {line:?}");
+            unexpected.push(line.to_string());
             continue;
         };
         // The PDU line, unless the modem lost the newline and the next header follows.
@@ -84,7 +119,10 @@ pub(super) fn list_answer(info: &[String]) -> Vec<StoredMessage> {
             hex.to_string(),
         ));
     }
-    messages
+    Listing {
+        messages,
+        unexpected,
+    }
 }
 
 /// Splits lines where a modem lost the newline between a PDU and the next `+CMGL:` header
@@ -103,13 +141,11 @@ fn split_glued_headers(lines: &[String]) -> Vec<&str> {
     out
 }
 
-/// A stored message from its header and PDU line; a PDU that does not decode is kept.
+/// A stored message from its header and PDU line; a PDU that does not decode is kept (and
+/// logged by [`read`] or [`list`]).
 pub(super) fn stored(index: u32, stat: u8, hex: String) -> StoredMessage {
     let hex = hex.trim().to_string();
     let pdu = Pdu::from_hex(&hex);
-    if let Err(error) = &pdu {
-        warn!("modem: index {index} holds a PDU that does not decode ({error}): {hex}");
-    }
     StoredMessage {
         index,
         stat,

@@ -100,7 +100,10 @@ impl Driver {
         for command in ["AT+CLIP=1", "AT+CRC=1"] {
             let response = self.execute(link, Command::new(command)).await?;
             if !response.result.is_ok() {
-                debug!("modem: {command} answered {}", response.result);
+                debug!(
+                    "{}: {command} answered {}",
+                    self.settings.name, response.result
+                );
             }
         }
         Ok(())
@@ -109,7 +112,7 @@ impl Driver {
     /// Carries out what the call tracker decided.
     pub(super) async fn apply_call(&mut self, link: &mut Link, effects: CallEffects) -> Step {
         for event in effects.events {
-            info!("modem: call {event:?}");
+            info!("{}: call {event:?}", self.settings.name);
             self.emit(ModemEvent::Call(event));
         }
         if effects.hang_up {
@@ -120,14 +123,20 @@ impl Driver {
                     hung_up = true;
                     break;
                 }
-                debug!("modem: {command} answered {}", response.result);
+                debug!(
+                    "{}: {command} answered {}",
+                    self.settings.name, response.result
+                );
             }
             if !hung_up {
-                warn!("modem: cannot hang up the incoming call (AT+CHUP and ATH refused)");
+                warn!(
+                    "{}: cannot hang up the incoming call (AT+CHUP and ATH refused)",
+                    self.settings.name
+                );
             }
             let effects = self.calls.on_hung_up();
             for event in effects.events {
-                info!("modem: call {event:?}");
+                info!("{}: call {event:?}", self.settings.name);
                 self.emit(ModemEvent::Call(event));
             }
         }
@@ -171,7 +180,10 @@ impl Driver {
         self.pending_ussd = None;
         let response = self.execute(link, Command::new("AT+CUSD=2")).await?;
         if !response.result.is_ok() {
-            debug!("modem: AT+CUSD=2 answered {}", response.result);
+            debug!(
+                "{}: AT+CUSD=2 answered {}",
+                self.settings.name, response.result
+            );
         }
         Ok(())
     }
@@ -183,7 +195,10 @@ impl Driver {
             Some(reply) => {
                 let _ = reply.send(answer);
             }
-            None => info!("modem: USSD with no request waiting: {answer:?}"),
+            None => info!(
+                "{}: USSD with no request waiting: {answer:?}",
+                self.settings.name
+            ),
         }
     }
 }
