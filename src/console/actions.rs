@@ -9,9 +9,10 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::{Extension, Form, Json};
-use minijinja::context;
+use minijinja::{Value, context};
 use serde::{Deserialize, Serialize};
 
+use super::pages::modem_choices;
 use super::session::{SESSION_LIFETIME, random_token, same};
 use super::{PageError, Shared, SignedIn, cookie, cross_site, render, with_store};
 use crate::gateway::NewMessage;
@@ -71,10 +72,15 @@ pub async fn sign_out(
 pub struct SendForm {
     to: String,
     text: String,
+    /// The chosen modem's name; empty or absent (one modem: no choice shown) routes as the
+    /// rules say.
+    #[serde(default)]
+    modem: String,
 }
 
-/// `POST /console/send`: `Gateway::enqueue`, then the message's page; a refusal shows the
-/// form again with the reason and what was typed.
+/// `POST /console/send`: `Gateway::enqueue` (through the chosen modem, if one was), then the
+/// message's page; a refusal shows the form again with the reason, what was typed and the
+/// modem chosen.
 pub async fn send(
     State(console): State<Shared>,
     Extension(signed_in): Extension<SignedIn>,
@@ -83,6 +89,7 @@ pub async fn send(
     let request = NewMessage {
         to: form.to.clone(),
         text: form.text.clone(),
+        modem: Some(form.modem.clone()).filter(|modem| !modem.is_empty()),
         ..NewMessage::default()
     };
     match console.app.gateway.enqueue(request).await {
@@ -98,6 +105,8 @@ pub async fn send(
                 to => form.to,
                 text => form.text.clone(),
                 count => count_text(&form.text),
+                modems => Value::from_serialize(modem_choices(&console.app.gateway)),
+                modem => form.modem,
             };
             let page = render(&console, "send.html", context)?;
             Ok((StatusCode::UNPROCESSABLE_ENTITY, page).into_response())

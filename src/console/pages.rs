@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{PageError, Shared, SignedIn, render, session_id, with_store};
 use crate::api::views::{MessageView, ModemView, WebhookBrief, WebhookView};
-use crate::gateway::rfc3339;
+use crate::gateway::{Gateway, rfc3339};
 use crate::store::{Event, Store, StoreError};
 
 /// How many events the overview shows (and the live list keeps).
@@ -271,6 +271,43 @@ pub async fn message(
     render(&console, "message.html", context)
 }
 
+/// One modem in the send form's choice.
+#[derive(Debug, Serialize)]
+pub struct ModemChoice {
+    /// The value posted: the modem's name.
+    name: String,
+    /// What the option shows: name, SIM slot, and its number when configured.
+    label: String,
+    /// Whether it may send (a receive-only modem is listed but cannot be chosen).
+    send: bool,
+}
+
+/// The send form's modem choices: none with one modem (the form stays as it was), else
+/// every modem in config order.
+pub fn modem_choices(gateway: &Gateway) -> Vec<ModemChoice> {
+    let slots = gateway.modems();
+    if slots.len() < 2 {
+        return Vec::new();
+    }
+    slots
+        .iter()
+        .map(|slot| {
+            let mut label = format!("{} — SIM {}", slot.name, slot.sim);
+            if let Some(number) = &slot.number {
+                label.push_str(&format!(", {number}"));
+            }
+            if !slot.send {
+                label.push_str(" (receive-only)");
+            }
+            ModemChoice {
+                name: slot.name.clone(),
+                label,
+                send: slot.send,
+            }
+        })
+        .collect()
+}
+
 /// `GET /console/send`: the form.
 pub async fn send(
     State(console): State<Shared>,
@@ -279,6 +316,7 @@ pub async fn send(
 ) -> Result<Response, PageError> {
     let context = context! {
         count => super::actions::count_text(""),
+        modems => Value::from_serialize(modem_choices(&console.app.gateway)),
         ..base("send", &signed_in, &notice)
     };
     render(&console, "send.html", context)

@@ -6,7 +6,7 @@ use std::time::Duration;
 use axum::http::{Request, header};
 use tower::ServiceExt;
 
-use crate::api::test_stack::TestStack;
+use crate::api::test_stack::{TestModem, TestStack};
 
 const TOKEN: &str = "console-test-token-0123456789";
 
@@ -34,6 +34,13 @@ impl Fixture {
     fn start() -> Fixture {
         Fixture {
             stack: TestStack::start(TOKEN),
+        }
+    }
+
+    /// The fixture with these modems instead of one.
+    fn with_modems(modems: &[TestModem<'_>]) -> Fixture {
+        Fixture {
+            stack: TestStack::with_modems(TOKEN, modems),
         }
     }
 
@@ -316,6 +323,133 @@ async fn a_send_from_the_form_is_enqueued_and_a_refusal_shows_the_form_escaped()
         fixture.stack.store.messages(None, 10).expect("reads").len(),
         1
     );
+}
+
+/// Two modems that send and one that only receives, as `[[modem]]` tables would give.
+const THREE_MODEMS: &[TestModem<'static>] = &[
+    ("austria", 1, Some("+436641234567"), true),
+    ("uk", 2, None, true),
+    ("listener", 3, None, false),
+];
+
+#[tokio::test]
+async fn the_send_form_offers_a_modem_only_when_there_are_several() {
+    let automatic = r#"<option value="">Automatic (routing rules)</option>"#;
+    // Modems → what the form shows, what it must not.
+    let cases: &[(&[TestModem<'_>], &[&str], &[&str])] = &[
+        (
+            &[("modem1", 0, Some("+447700900001"), true)],
+            &["placeholder=\"+447700900123\">\n  <label for=\"text\">Text</label>"],
+            &["<select", r#"name="modem""#, "Automatic"],
+        ),
+        (
+            THREE_MODEMS,
+            &[
+                r#"<label for="modem">Modem</label>"#,
+                r#"<select id="modem" name="modem" aria-describedby="modem-hint">"#,
+                automatic,
+                r#"<option value="austria">austria — SIM 1, +436641234567</option>"#,
+                r#"<option value="uk">uk — SIM 2</option>"#,
+                r#"<option value="listener" disabled>listener — SIM 3 (receive-only)</option>"#,
+            ],
+            &[" selected"],
+        ),
+    ];
+    for (modems, shown, absent) in cases {
+        let fixture = Fixture::with_modems(modems);
+        let browser = fixture.sign_in().await;
+        let page = fixture
+            .call("GET", "/console/send", &[("cookie", &browser.cookie)], "")
+            .await;
+        assert_eq!(page.status, 200, "{}", page.body);
+        for fragment in *shown {
+            assert!(
+                page.body.contains(fragment),
+                "{fragment} missing: {}",
+                page.body
+            );
+        }
+        for fragment in *absent {
+            assert!(
+                !page.body.contains(fragment),
+                "{fragment} shown: {}",
+                page.body
+            );
+        }
+    }
+}
+
+/// What a send from the form did: the modem the API says the message went to, or a 422
+/// with the error and the option shown selected (`None`: none is, so Automatic shows).
+enum Outcome {
+    Queued(&'static str),
+    Refused(&'static str, Option<&'static str>),
+}
+
+#[tokio::test]
+async fn a_send_goes_through_the_chosen_modem_and_a_refusal_keeps_the_choice() {
+    // The extra form fields → what happens. Each case has a fresh gateway, so routing's
+    // round robin would pick `austria` first: only a passed choice makes it `uk`.
+    let cases = [
+        ("", Outcome::Queued("austria")),
+        ("&modem=", Outcome::Queued("austria")),
+        ("&modem=uk", Outcome::Queued("uk")),
+        (
+            "&modem=gone",
+            Outcome::Refused("modem: no modem is named &quot;gone&quot;", None),
+        ),
+        (
+            "&modem=listener",
+            Outcome::Refused(
+                "modem: modem &quot;listener&quot; is receive-only",
+                Some(r#"<option value="listener" selected disabled>"#),
+            ),
+        ),
+    ];
+    for (extra, outcome) in cases {
+        let fixture = Fixture::with_modems(THREE_MODEMS);
+        let browser = fixture.sign_in().await;
+        let body = format!("to=%2B447700900123&text=hello{extra}&csrf={}", browser.csrf);
+        let answer = fixture.post(&browser, "/console/send", &body).await;
+        let sent = fixture.stack.store.messages(None, 10).expect("reads");
+        match outcome {
+            Outcome::Queued(modem) => {
+                assert_eq!(answer.status, 303, "{extra}: {}", answer.body);
+                assert_eq!(sent.len(), 1, "{extra}");
+                let path = format!("/v1/messages/{}", sent[0].id);
+                let bearer = format!("Bearer {TOKEN}");
+                let api = fixture
+                    .call("GET", &path, &[("authorization", &bearer)], "")
+                    .await;
+                assert_eq!(api.status, 200, "{}", api.body);
+                let view: serde_json::Value = serde_json::from_str(&api.body).expect("JSON");
+                assert_eq!(view["modem"], modem, "{extra}: {view}");
+            }
+            Outcome::Refused(error, selected) => {
+                assert_eq!(answer.status, 422, "{extra}: {}", answer.body);
+                assert!(answer.body.contains(error), "{extra}: {}", answer.body);
+                match selected {
+                    Some(option) => assert!(answer.body.contains(option), "{}", answer.body),
+                    None => assert!(!answer.body.contains(" selected"), "{}", answer.body),
+                }
+                assert!(sent.is_empty(), "{extra}: a refusal sent {sent:?}");
+            }
+        }
+    }
+
+    // A refusal for another field keeps the modem chosen, and what was typed.
+    let fixture = Fixture::with_modems(THREE_MODEMS);
+    let browser = fixture.sign_in().await;
+    let body = format!("to=nope&text=hello&modem=uk&csrf={}", browser.csrf);
+    let answer = fixture.post(&browser, "/console/send", &body).await;
+    assert_eq!(answer.status, 422, "{}", answer.body);
+    assert!(answer.body.contains(r#"role="alert""#), "{}", answer.body);
+    assert!(
+        answer
+            .body
+            .contains(r#"<option value="uk" selected>uk — SIM 2</option>"#)
+    );
+    assert!(answer.body.contains(r#"value="nope""#));
 }
 
 #[tokio::test]
