@@ -276,7 +276,7 @@ fn a_command_is_obeyed_once_and_an_expired_one_refused() {
     let client = Subscriber::start(
         broker.port,
         "test-commands",
-        &[&format!("{prefix}/cmd/result/#")],
+        &[&format!("{prefix}/result/#")],
     );
     let _daemon = gateway.start();
     let send = format!("{prefix}/cmd/send");
@@ -290,12 +290,12 @@ fn a_command_is_obeyed_once_and_an_expired_one_refused() {
     let last = r#"{"to":"+491701112224","text":"last","idempotency_key":"alarm-2"}"#;
     client.publish(&send, last, false);
     let heard = client.wait_until("the last command's result", WAIT, |heard| {
-        !on_topic(heard, &format!("{prefix}/cmd/result/alarm-2")).is_empty()
+        !on_topic(heard, &format!("{prefix}/result/alarm-2")).is_empty()
     });
-    let first = on_topic(&heard, &format!("{prefix}/cmd/result/alarm-1"));
+    let first = on_topic(&heard, &format!("{prefix}/result/alarm-1"));
     assert_eq!(first.len(), 1, "one result for a command sent twice");
     assert_eq!(first[0].json()["status"], "queued");
-    let refused = on_topic(&heard, &format!("{prefix}/cmd/result/alarm-0"));
+    let refused = on_topic(&heard, &format!("{prefix}/result/alarm-0"));
     assert_eq!(refused.len(), 1);
     assert_eq!(refused[0].json()["error"]["code"], "expired");
 
@@ -318,15 +318,15 @@ fn a_command_is_obeyed_once_and_an_expired_one_refused() {
         false,
     );
     let heard = client.wait_until("the USSD answers", WAIT, |heard| {
-        !on_topic(heard, &format!("{prefix}/cmd/result/balance-1")).is_empty()
-            && !on_topic(heard, &format!("{prefix}/cmd/result/balance-2")).is_empty()
+        !on_topic(heard, &format!("{prefix}/result/balance-1")).is_empty()
+            && !on_topic(heard, &format!("{prefix}/result/balance-2")).is_empty()
     });
     assert_eq!(
-        on_topic(&heard, &format!("{prefix}/cmd/result/balance-1")).len(),
+        on_topic(&heard, &format!("{prefix}/result/balance-1")).len(),
         1,
         "a repeated request id runs once"
     );
-    let answer = on_topic(&heard, &format!("{prefix}/cmd/result/balance-1"))[0].json();
+    let answer = on_topic(&heard, &format!("{prefix}/result/balance-1"))[0].json();
     assert_eq!(answer["status"], "answered", "{answer}");
     assert!(
         answer["text"]
@@ -360,6 +360,114 @@ fn a_command_is_obeyed_once_and_an_expired_one_refused() {
     assert_eq!(to_alarm, 1, "one SMS on the air");
 }
 
+/// Whether the daemon published this as a command result (a document with a `status`): under
+/// `result` now, under `cmd/result` before (where its own `cmd/+` subscription read the
+/// keyless ones back). The test's own publishes under `cmd/` have no `status`.
+fn is_result(prefix: &str, heard: &Heard) -> bool {
+    let Some(rest) = heard.topic.strip_prefix(prefix) else {
+        return false;
+    };
+    let topic = rest == "/result"
+        || rest.starts_with("/result/")
+        || rest == "/cmd/result"
+        || rest.starts_with("/cmd/result/");
+    topic && heard.json()["status"].is_string()
+}
+
+#[test]
+fn a_refusal_is_answered_once_and_never_read_back_as_a_command() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let broker = Broker::start(dir.path());
+    let gateway = Gateway::new(&broker, "loop", "commands = true");
+    let prefix = gateway.prefix.clone();
+    let client = Subscriber::start(broker.port, "test-loop", &[&format!("{prefix}/#")]);
+    let _daemon = gateway.start();
+    // The daemon subscribes before it publishes `online` on the same connection, so once
+    // `online` is heard its command subscription is in place.
+    client.wait_until("the gateway online", WAIT, |heard| {
+        on_topic(heard, &format!("{prefix}/status"))
+            .last()
+            .is_some_and(|h| h.text() == "online")
+    });
+    let send = format!("{prefix}/cmd/send");
+    client.publish(&send, "not json", false);
+    client.publish(
+        &send,
+        r#"{"to":"+491701112223","text":"order shipped","idempotency_key":"order/17"}"#,
+        false,
+    );
+    let results = |heard: &[Heard]| -> Vec<Heard> {
+        heard
+            .iter()
+            .filter(|h| is_result(&prefix, h))
+            .cloned()
+            .collect()
+    };
+    let heard = client.wait_until("the two refusals", WAIT, |heard| results(heard).len() >= 2);
+    let refusals = results(&heard);
+    for (refusal, (code, key)) in refusals.iter().zip([
+        ("invalid_json", Value::Null),
+        ("invalid_field", "order/17".into()),
+    ]) {
+        assert_eq!(
+            refusal.topic,
+            format!("{prefix}/result"),
+            "keyless: the bare topic"
+        );
+        let document = refusal.json();
+        assert_eq!(document["status"], "refused", "{document}");
+        assert_eq!(document["error"]["code"], code, "{document}");
+        assert_eq!(
+            document["idempotency_key"], key,
+            "the key is echoed: {document}"
+        );
+    }
+    // Names under cmd/ that are no command (a client's echo of a result, a typo) are ignored.
+    client.publish(&format!("{prefix}/cmd/result"), "{}", false);
+    client.publish(&format!("{prefix}/cmd/sned"), "{}", false);
+
+    // No sleeping to see that nothing more comes. The daemon reads its messages one at a time
+    // and publishes a command's result before it reads the next message. Had a refusal been
+    // delivered back to it as a command, the broker queued that copy for the daemon when it
+    // received the refusal, so before it forwarded the refusal to us, so before the command
+    // below exists: the daemon would answer the copy before this command, and mosquitto
+    // forwards one client's publishes to a subscriber in the order it received them (one
+    // queue per session; MQTT 3.1.1 §4.6 promises it per topic). So every stray answer
+    // would be heard before the result of `after-1`, and counting up to it is enough.
+    client.publish(
+        &send,
+        r#"{"to":"+491701112224","text":"after","idempotency_key":"after-1"}"#,
+        false,
+    );
+    let heard = client.wait_until("the valid command's result", WAIT, |heard| {
+        !on_topic(heard, &format!("{prefix}/result/after-1")).is_empty()
+    });
+    let results = results(&heard);
+    let topics: Vec<&str> = results.iter().map(|h| h.topic.as_str()).collect();
+    assert_eq!(
+        topics,
+        [
+            format!("{prefix}/result"),
+            format!("{prefix}/result"),
+            format!("{prefix}/result/after-1"),
+        ],
+        "one answer per command, none to the ignored names or to our own results"
+    );
+    assert_eq!(results[2].json()["status"], "queued");
+    let (_, page) = gateway.api.get("/v1/messages?limit=100");
+    let to: Vec<&str> = page["messages"]
+        .as_array()
+        .expect("messages")
+        .iter()
+        .filter_map(|m| m["to"].as_str())
+        .collect();
+    assert_eq!(
+        to,
+        ["+491701112224"],
+        "the refused key sent nothing: {page}"
+    );
+}
+
 /// Home Assistant's required keys per platform (docs/mqtt.md).
 fn required(platform: &str) -> &'static [&'static str] {
     match platform {
@@ -374,10 +482,12 @@ fn required(platform: &str) -> &'static [&'static str] {
 fn home_assistant_discovery_validates_and_follows_the_birth_message() {
     let dir = tempfile::tempdir().expect("temp dir");
     let broker = Broker::start(dir.path());
-    let extra = "commands = true\nhome_assistant = true\nnotify_to = \"+491701234567\"";
+    // A balance check every second (the first one a second after start).
+    let extra = "commands = true\nhome_assistant = true\nnotify_to = \"+491701234567\"\n\
+                 [ussd]\nbalance = \"*100#\"\ninterval = \"1s\"";
     let gateway = Gateway::new(&broker, "house", extra);
     let ha = Subscriber::start(broker.port, "test-ha", &["homeassistant/device/+/config"]);
-    let _daemon = gateway.start();
+    let mut daemon = gateway.start();
     let topic = "homeassistant/device/smsrelay_house/config";
     let heard = ha.wait_until("the discovery message", WAIT, |heard| {
         !on_topic(heard, topic).is_empty()
@@ -394,8 +504,33 @@ fn home_assistant_discovery_validates_and_follows_the_birth_message() {
     );
     assert_eq!(payload["dev"]["name"], "house");
     assert!(payload["o"]["name"].is_string(), "origin");
-    assert_eq!(payload["availability_topic"], "smsrelay/house/status");
     let components = payload["cmps"].as_object().expect("components");
+    // Online reads the status itself, without the gateway's availability: it turns `off` when
+    // the gateway goes offline (an automation on `to: "off"` fires) instead of `unavailable`.
+    // Every other entity is unavailable then.
+    assert!(payload.get("availability_topic").is_none(), "{payload}");
+    let online = &components["online"];
+    assert_eq!(online["state_topic"], "smsrelay/house/status");
+    assert_eq!(online["payload_off"], "offline");
+    assert!(
+        online.get("availability_topic").is_none() && online.get("availability").is_none(),
+        "{online}"
+    );
+    for (key, component) in components.iter().filter(|(key, _)| *key != "online") {
+        assert_eq!(
+            component["availability_topic"], "smsrelay/house/status",
+            "{key}"
+        );
+    }
+    // Last SMS and Balance read the retained state, so a restarted Home Assistant shows them.
+    for key in ["last_sms", "balance"] {
+        let sensor = &components[key];
+        assert_eq!(sensor["state_topic"], "smsrelay/house/state", "{key}");
+        assert_eq!(
+            sensor["json_attributes_topic"], "smsrelay/house/state",
+            "{key}"
+        );
+    }
     let mut unique = HashSet::new();
     let mut platforms = HashSet::new();
     for (key, component) in components {
@@ -429,6 +564,61 @@ fn home_assistant_discovery_validates_and_follows_the_birth_message() {
     ha.wait_until("discovery again after the birth message", WAIT, |heard| {
         on_topic(heard, topic).len() >= 2
     });
+
+    // An SMS arrives and the balance is checked; Home Assistant, (re)starting later, finds
+    // both in the retained state.
+    gateway
+        .modem
+        .inject_sms(&InboundSms::new("+491709999999", "the gate is open"))
+        .expect("injected");
+    let state_topic = "smsrelay/house/state";
+    let complete = |h: &Heard| {
+        let state = h.json();
+        h.topic == state_topic
+            && state["last_sms"]["from"] == "+491709999999"
+            && state["balance"]["amount"].is_number()
+    };
+    let restarted = Subscriber::start(broker.port, "test-ha-restarted", &[state_topic]);
+    let heard = restarted.wait_until("the last SMS and balance in the state", WAIT, |heard| {
+        heard.iter().any(complete)
+    });
+    let state = heard.iter().find(|h| complete(h)).expect("found").json();
+    assert_eq!(state["last_sms"]["text"], "the gate is open", "{state}");
+    assert_eq!(state["last_sms"]["modem"], "modem1", "{state}");
+    assert!(state["last_sms"]["received_at"].is_string(), "{state}");
+    assert_eq!(state["balance"]["amount"], 12.5, "{state}");
+    assert_eq!(state["balance"]["currency"], "EUR", "{state}");
+    assert_eq!(state["balance"]["low_balance"], false, "{state}");
+    assert!(
+        state["balance"]["text"]
+            .as_str()
+            .is_some_and(|text| text.contains("12.50 EUR")),
+        "{state}"
+    );
+    let late = Subscriber::start(broker.port, "test-ha-late-state", &[state_topic]);
+    let retained = late.wait_until("the retained state", WAIT, |heard| !heard.is_empty());
+    assert!(
+        retained[0].retain && complete(&retained[0]),
+        "{:?}",
+        retained[0].text()
+    );
+
+    // The daemon restarts: the state it publishes first still names the last SMS (read back
+    // from the event log), rather than overwriting the retained one with nothing.
+    daemon.child.kill().expect("SIGKILL");
+    let _ = daemon.child.wait();
+    let status = Subscriber::start(broker.port, "test-ha-status", &["smsrelay/house/status"]);
+    status.wait_until("the will", WAIT, |heard| {
+        heard.last().is_some_and(|h| h.text() == "offline")
+    });
+    // The daemon is gone: nothing more arrives on the state topic until it is back.
+    let before = late.heard().len();
+    let _daemon = gateway.start();
+    let heard = late.wait_until("a state from the restarted daemon", WAIT, |heard| {
+        heard.len() > before
+    });
+    let first = heard[before].json();
+    assert_eq!(first["last_sms"]["from"], "+491709999999", "{first}");
 }
 
 #[test]

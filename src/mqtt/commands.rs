@@ -6,6 +6,7 @@ use serde_json::{Value, json};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
+use super::topics;
 use crate::gateway::{Accepted, EnqueueError, NewMessage};
 
 /// The prefix of MQTT idempotency keys in the store, so that an API client's key and an MQTT
@@ -52,7 +53,7 @@ pub struct Refusal {
     /// The idempotency key, when the payload had one.
     pub key: Option<String>,
     /// `invalid_json`, `invalid_request`, `invalid_field`, `expired`,
-    /// `idempotency_key_reused`, `commands_disabled`, `unknown_command`, `store_failure`.
+    /// `idempotency_key_reused`, `commands_disabled`, `store_failure`.
     pub code: &'static str,
     /// What is wrong, for a person.
     pub message: String,
@@ -120,6 +121,17 @@ fn key_of(payload: &[u8]) -> Option<String> {
     Some(value.get("idempotency_key")?.as_str()?.to_string())
 }
 
+/// The refusal of a key that cannot name its result topic. The key is echoed in the document
+/// (published on the bare `result` topic) so the client can still tell which command it was.
+fn key_refusal(key: String, field: &'static str) -> Refusal {
+    let message = format!(
+        "1 to {} bytes, one MQTT topic level (no '/', '+' or '#'): it names the result topic",
+        topics::MAX_KEY
+    );
+    let key = (!key.is_empty()).then_some(key);
+    Refusal::new(key, "invalid_field", message).field(field)
+}
+
 /// `expires_at` as RFC 3339 or Unix seconds.
 fn expiry(value: &Value) -> Result<OffsetDateTime, String> {
     match value {
@@ -151,10 +163,8 @@ pub fn parse_send(payload: &[u8], now: OffsetDateTime) -> Result<SendCommand, Re
     // Trailing characters after the object make the payload invalid JSON.
     deserializer.end().map_err(refuse)?;
     let key = request.idempotency_key.trim().to_string();
-    if key.is_empty() || key.len() > 200 {
-        return Err(
-            Refusal::new(None, "invalid_field", "1 to 200 characters").field("idempotency_key")
-        );
+    if !topics::is_key_level(&key) {
+        return Err(key_refusal(key, "idempotency_key"));
     }
     let with_key = |code, message: String| Refusal::new(Some(key.clone()), code, message);
     if let Some(value) = &request.expires_at {
@@ -210,7 +220,7 @@ struct UssdPayload {
 /// A checked `cmd/ussd`: a code (or the answer to a menu), or the end of a menu session.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UssdCommand {
-    /// Names the result topic (`cmd/result/<request_id>`).
+    /// Names the result topic (`result/<request_id>`).
     pub request_id: String,
     /// The code to send; none to cancel the session.
     pub code: Option<String>,
@@ -230,8 +240,8 @@ pub fn parse_ussd(payload: &[u8]) -> Result<UssdCommand, Refusal> {
         Refusal::new(None, code, error.to_string())
     })?;
     let id = request.request_id.trim().to_string();
-    if id.is_empty() || id.len() > 200 {
-        return Err(Refusal::new(None, "invalid_field", "1 to 200 characters").field("request_id"));
+    if !topics::is_key_level(&id) {
+        return Err(key_refusal(id, "request_id"));
     }
     let code = request.code.map(|code| code.trim().to_string());
     match (&code, request.cancel) {
@@ -359,6 +369,20 @@ mod tests {
                 key: None,
             },
             Case {
+                what: "a key with a slash",
+                payload: r#"{"to":"1","text":"t","idempotency_key":"order/17"}"#,
+                code: "invalid_field",
+                field: Some("idempotency_key"),
+                key: Some("order/17"),
+            },
+            Case {
+                what: "a key with a wildcard",
+                payload: r#"{"to":"1","text":"t","idempotency_key":"a+b#"}"#,
+                code: "invalid_field",
+                field: Some("idempotency_key"),
+                key: Some("a+b#"),
+            },
+            Case {
                 what: "bad validity",
                 payload: r#"{"to":"1","text":"t","idempotency_key":"k","validity":"soon"}"#,
                 code: "invalid_field",
@@ -383,6 +407,19 @@ mod tests {
             assert_eq!(refusal.field, case.field, "{}", case.what);
             assert_eq!(refusal.key.as_deref(), case.key, "{}", case.what);
         }
+        let long = "k".repeat(topics::MAX_KEY + 1);
+        let payload = format!(r#"{{"to":"1","text":"t","idempotency_key":"{long}"}}"#);
+        let refusal = parse_send(payload.as_bytes(), now()).expect_err("too long a key");
+        assert_eq!(refusal.field, Some("idempotency_key"));
+        let longest = format!(
+            r#"{{"to":"1","text":"t","idempotency_key":"{}"}}"#,
+            &long[1..]
+        );
+        assert!(
+            parse_send(longest.as_bytes(), now()).is_ok(),
+            "{} bytes",
+            topics::MAX_KEY
+        );
     }
 
     #[test]
@@ -391,8 +428,10 @@ mod tests {
         assert_eq!(command.code.as_deref(), Some("*100#"));
         let cancel = parse_ussd(br#"{"cancel":true,"request_id":"b2"}"#).expect("valid");
         assert_eq!(cancel.code, None);
-        let cases: [(&[u8], &str); 4] = [
+        let cases: [(&[u8], &str); 6] = [
             (br#"{"request_id":"b3"}"#, "invalid_field"),
+            (br##"{"code":"*1#","request_id":"a/b"}"##, "invalid_field"),
+            (br##"{"code":"*1#","request_id":"#"}"##, "invalid_field"),
             (
                 br#"{"code":"*1#","cancel":true,"request_id":"b4"}"#,
                 "invalid_request",

@@ -20,13 +20,14 @@ pub struct Gateway<'a> {
     pub version: &'a str,
     /// The modems, in configuration order.
     pub modems: Vec<String>,
-    /// `sms.received` is published in the native envelope (the last-SMS sensor and the
-    /// event entity read it).
+    /// `sms.received` is published in the native envelope (the event entity reads it).
     pub received_events: bool,
+    /// The state document carries `last_sms` (the Last SMS sensor reads it).
+    pub last_sms: bool,
+    /// The state document carries `balance` (the Balance sensor reads it).
+    pub balance: bool,
     /// `call.missed` is published in the native envelope.
     pub call_events: bool,
-    /// `sim.balance` is published in the native envelope.
-    pub balance_events: bool,
     /// Commands are obeyed (the send entities exist only then).
     pub commands: bool,
     /// The notify entity's recipient.
@@ -52,6 +53,23 @@ pub fn message(gateway: &Gateway, discovery_prefix: &str) -> (String, Value) {
     sensors(gateway, &mut components);
     events(gateway, &mut components);
     senders(gateway, &mut components);
+    // Availability per component, not for the device: Home Assistant copies a device-level
+    // option into a component only when the component lacks it, and cannot be told "none".
+    // The Online sensor reads the status topic itself and must go `off` when the gateway goes
+    // offline (an automation on `to: "off"`), not `unavailable`.
+    for (key, component) in components.iter_mut() {
+        if key == ONLINE {
+            continue;
+        }
+        if let Value::Object(component) = component {
+            component.insert(
+                "availability_topic".into(),
+                topics::status(gateway.prefix).into(),
+            );
+            component.insert("payload_available".into(), "online".into());
+            component.insert("payload_not_available".into(), "offline".into());
+        }
+    }
     let payload = json!({
         "dev": {
             "ids": [gateway.id.clone()],
@@ -65,18 +83,18 @@ pub fn message(gateway: &Gateway, discovery_prefix: &str) -> (String, Value) {
             "sw": gateway.version,
         },
         "cmps": components,
-        "availability_topic": topics::status(gateway.prefix),
-        "payload_available": "online",
-        "payload_not_available": "offline",
         "qos": 1,
     });
     (topics::discovery(discovery_prefix, &gateway.id), payload)
 }
 
+/// The key of the Online sensor: the one component without the gateway's availability.
+const ONLINE: &str = "online";
+
 fn sensors(gateway: &Gateway, components: &mut Map<String, Value>) {
     let state = topics::state(gateway.prefix);
     components.insert(
-        "online".into(),
+        ONLINE.into(),
         json!({
             "p": "binary_sensor",
             "name": "Online",
@@ -162,34 +180,37 @@ fn sensors(gateway: &Gateway, components: &mut Map<String, Value>) {
             }),
         );
     }
-    if gateway.received_events {
-        let topic = topics::event(gateway.prefix, "sms.received");
+    // Both read the retained state, not the event topics: those are not retained, and Home
+    // Assistant restarting would show "unknown" until the next SMS or balance check.
+    // A template that renders `None` makes the sensor unknown, the same as no value yet.
+    if gateway.last_sms {
         components.insert(
             "last_sms".into(),
             json!({
                 "p": "sensor",
                 "name": "Last SMS",
                 "unique_id": gateway.unique("last_sms"),
-                "state_topic": topic,
-                "value_template": "{{ value_json.data.from }}",
-                "json_attributes_topic": topic,
-                "json_attributes_template": "{{ value_json.data | tojson }}",
+                "state_topic": state,
+                "value_template":
+                    "{{ value_json.last_sms.from if value_json.last_sms else None }}",
+                "json_attributes_topic": state,
+                "json_attributes_template": "{{ (value_json.last_sms or {}) | tojson }}",
                 "icon": "mdi:message-text",
             }),
         );
     }
-    if gateway.balance_events {
-        let topic = topics::event(gateway.prefix, "sim.balance");
+    if gateway.balance {
         components.insert(
             "balance".into(),
             json!({
                 "p": "sensor",
                 "name": "Balance",
                 "unique_id": gateway.unique("balance"),
-                "state_topic": topic,
-                "value_template": "{{ value_json.data.amount }}",
-                "json_attributes_topic": topic,
-                "json_attributes_template": "{{ value_json.data | tojson }}",
+                "state_topic": state,
+                "value_template":
+                    "{{ value_json.balance.amount if value_json.balance else None }}",
+                "json_attributes_topic": state,
+                "json_attributes_template": "{{ (value_json.balance or {}) | tojson }}",
                 "icon": "mdi:cash",
             }),
         );
@@ -317,8 +338,9 @@ mod tests {
             version: "0.1.0",
             modems: modems.iter().map(|m| m.to_string()).collect(),
             received_events: true,
+            last_sms: true,
+            balance: true,
             call_events: true,
-            balance_events: true,
             commands,
             notify_to: if commands {
                 Some("+491701234567")
@@ -383,6 +405,42 @@ mod tests {
         );
         assert!(!components.contains_key("notify"), "no commands, no notify");
         assert!(!components.contains_key("draft_send"));
+    }
+
+    #[test]
+    fn online_goes_off_while_every_other_entity_follows_the_status() {
+        let (_, payload) = message(&gateway(&["modem1"], true), "homeassistant");
+        for key in ["availability", "availability_topic", "payload_available"] {
+            assert!(payload.get(key).is_none(), "no device-level {key}");
+        }
+        let components = payload["cmps"].as_object().expect("object");
+        let online = &components["online"];
+        assert_eq!(online["state_topic"], "smsrelay/shed/status");
+        assert_eq!(online["payload_off"], "offline");
+        assert!(online.get("availability_topic").is_none(), "{online}");
+        assert!(online.get("availability").is_none(), "{online}");
+        for (key, component) in components.iter().filter(|(key, _)| *key != "online") {
+            assert_eq!(
+                component["availability_topic"], "smsrelay/shed/status",
+                "{key}"
+            );
+            assert_eq!(component["payload_not_available"], "offline", "{key}");
+        }
+    }
+
+    #[test]
+    fn last_sms_and_balance_read_the_retained_state() {
+        let (_, payload) = message(&gateway(&["modem1"], false), "homeassistant");
+        for (key, field) in [("last_sms", "last_sms.from"), ("balance", "balance.amount")] {
+            let component = &payload["cmps"][key];
+            assert_eq!(component["state_topic"], "smsrelay/shed/state", "{key}");
+            assert_eq!(
+                component["json_attributes_topic"], "smsrelay/shed/state",
+                "{key}"
+            );
+            let template = component["value_template"].as_str().expect("template");
+            assert!(template.contains(field), "{key}: {template}");
+        }
     }
 
     #[test]

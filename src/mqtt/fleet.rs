@@ -242,6 +242,8 @@ mod tests {
             }],
             queue: QueueState { outbox: 2, mqtt: 0 },
             webhooks: vec![],
+            last_sms: None,
+            balance: None,
         };
         let rows = [
             GatewayRow {

@@ -1,5 +1,6 @@
 //! MQTT: events published durably (a delivery is done when the broker sends PUBACK), the
-//! gateway's retained `status` and `state`, commands in (`cmd/send`), Home Assistant
+//! gateway's retained `status` and `state`, commands in (`cmd/send`) with their results out
+//! (`result/<key>`, never under `cmd/`, which the daemon reads), Home Assistant
 //! discovery, and `smsrelay fleet status`. MQTT 3.1.1 through rumqttc, so that every broker
 //! (mosquitto, EMQX, NATS's MQTT listener) accepts it.
 //!
@@ -17,11 +18,11 @@ pub mod link;
 pub mod state;
 pub mod topics;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
-use log::{info, warn};
+use log::{debug, info, warn};
 use rumqttc::Publish;
 use sha2::{Digest, Sha256};
 use time::OffsetDateTime;
@@ -43,6 +44,14 @@ const ONLINE: &[u8] = b"online";
 const OFFLINE: &[u8] = b"offline";
 /// How long a clean stop waits to publish `offline`.
 const STOP_BUDGET: Duration = Duration::from_secs(2);
+/// The commands obeyed under `<prefix>/cmd/`; any other name there is ignored.
+const COMMANDS: [&str; 5] = ["send", "ussd", "draft_to", "draft_text", "draft_send"];
+/// How many unknown command names are remembered, to log each once.
+const IGNORED_NAMES: usize = 64;
+/// How many of the newest events the first look reads for the last SMS and balance.
+const LOOK_BACK: u64 = 5_000;
+/// Events read at a time when catching up with the log.
+const TAIL_BATCH: usize = 500;
 
 /// Where an endpoint's events go when its transport is MQTT: the webhook worker of the
 /// [`crate::config::MQTT_ENDPOINT`] queue publishes through this.
@@ -88,9 +97,13 @@ pub struct MqttContext {
     pub modems: Vec<String>,
     /// Builds the state document; runs on a blocking thread (it reads the store).
     pub state: Arc<dyn Fn() -> StateDocument + Send + Sync>,
-    /// Which events are published in the native envelope (Home Assistant's entities read
-    /// them): `sms.received`, `call.missed`, `sim.balance`.
+    /// Which events are published in the native envelope (Home Assistant's event entities
+    /// read them): `sms.received`, `call.missed`.
     pub native_events: Vec<&'static str>,
+    /// Which of `sms.received` and `sim.balance` the MQTT queue publishes: the state document
+    /// carries the last of each only then (an SMS's text stays off a broker that is not
+    /// meant to see it), and the Last SMS and Balance sensors exist only then.
+    pub state_events: Vec<&'static str>,
 }
 
 impl MqttContext {
@@ -122,37 +135,64 @@ impl MqttContext {
             .iter()
             .find(|endpoint| endpoint.name == crate::config::MQTT_ENDPOINT)
             .is_some_and(|endpoint| endpoint.format == crate::webhook::Format::Smsrelay);
-        let native_events = ["sms.received", "call.missed", "sim.balance"]
+        let native_events = ["sms.received", "call.missed"]
             .into_iter()
             .filter(|name| native && mqtt_queue.is_some_and(|s| s.wants(name)))
             .collect();
+        let state_events: Vec<&'static str> = ["sms.received", "sim.balance"]
+            .into_iter()
+            .filter(|name| mqtt_queue.is_some_and(|s| s.wants(name)))
+            .collect();
         let state = {
             let store = store.clone();
+            let gateway = gateway.clone();
             let device = config.device.name.clone();
-            Arc::new(move || StateDocument {
-                device: device.clone(),
-                version: env!("CARGO_PKG_VERSION").into(),
-                modems: modems
-                    .iter()
-                    .map(|(name, handle)| state::ModemState::new(name, &handle.status()))
-                    .collect(),
-                queue: state::QueueState {
-                    outbox: store.outbox_len(),
-                    mqtt: store.queue_depth(crate::config::MQTT_ENDPOINT) as u64,
-                },
-                webhooks: endpoints
-                    .iter()
-                    .map(|name| state::WebhookState {
-                        name: name.clone(),
-                        state: store
-                            .endpoint_health(name)
-                            .ok()
-                            .and_then(|health| serde_json::to_value(health.state).ok())
-                            .and_then(|state| state.as_str().map(str::to_string))
-                            .unwrap_or_else(|| "unknown".into()),
-                        pending: store.queue_depth(name) as u64,
-                    })
-                    .collect(),
+            let wanted = state_events.clone();
+            let latest = std::sync::Mutex::new(state::Latest::default());
+            Arc::new(move || {
+                let (last_sms, log_balance) = match latest.lock() {
+                    Ok(mut latest) if !wanted.is_empty() => {
+                        read_latest(&mut latest, &store);
+                        (latest.sms.clone(), latest.balance.clone())
+                    }
+                    _ => (None, None),
+                };
+                // The gateway's own record is the newest (it holds a balance the store
+                // failed to record); the log's survives a restart of the daemon.
+                let balance = gateway
+                    .sim_activity()
+                    .last_balance
+                    .map(|data| state::Balance::from_data(&data))
+                    .or(log_balance);
+                let last_sms = last_sms.filter(|_| wanted.contains(&"sms.received"));
+                let balance = balance.filter(|_| wanted.contains(&"sim.balance"));
+                StateDocument {
+                    device: device.clone(),
+                    version: env!("CARGO_PKG_VERSION").into(),
+                    modems: modems
+                        .iter()
+                        .map(|(name, handle)| state::ModemState::new(name, &handle.status()))
+                        .collect(),
+                    queue: state::QueueState {
+                        outbox: store.outbox_len(),
+                        mqtt: store.queue_depth(crate::config::MQTT_ENDPOINT) as u64,
+                    },
+                    webhooks: endpoints
+                        .iter()
+                        .map(|name| state::WebhookState {
+                            name: name.clone(),
+                            state: store
+                                .endpoint_health(name)
+                                .ok()
+                                .and_then(|health| serde_json::to_value(health.state).ok())
+                                .and_then(|state| state.as_str().map(str::to_string))
+                                .unwrap_or_else(|| "unknown".into()),
+                            pending: store.queue_depth(name) as u64,
+                        })
+                        .collect(),
+                    last_sms,
+                    balance,
+                }
             }) as Arc<dyn Fn() -> StateDocument + Send + Sync>
         };
         MqttContext {
@@ -162,8 +202,75 @@ impl MqttContext {
             modems: names,
             state,
             native_events,
+            state_events,
         }
     }
+}
+
+/// Brings `latest` up to the newest events: the first time from the newest [`LOOK_BACK`]
+/// events, then only those recorded since. Runs on a blocking thread (it reads the store); a
+/// store error keeps what was known.
+fn read_latest(latest: &mut state::Latest, store: &Store) {
+    let mut after = match latest.cursor {
+        Some(cursor) => cursor,
+        None => match newest_sequence(store) {
+            Ok(newest) => {
+                latest.cursor = Some(newest.saturating_sub(LOOK_BACK));
+                newest.saturating_sub(LOOK_BACK)
+            }
+            Err(error) => {
+                debug!("mqtt: the last SMS and balance not read: {error}");
+                return;
+            }
+        },
+    };
+    // Bounded per build: a burst of events is caught up over the next builds.
+    for _ in 0..(LOOK_BACK as usize / TAIL_BATCH + 1) {
+        let events = match store.events_after(after, TAIL_BATCH) {
+            Ok(events) => events,
+            Err(error) => {
+                debug!("mqtt: the last SMS and balance not read: {error}");
+                return;
+            }
+        };
+        for event in &events {
+            latest.observe(event.sequence, &event.name, &event.data);
+            after = event.sequence;
+        }
+        if events.len() < TAIL_BATCH {
+            return;
+        }
+    }
+}
+
+/// The newest event's sequence, 0 when there is none: a binary search over `events_after`
+/// (each probe one range lookup), so the log is never scanned. The console has the same
+/// search; the store offers none.
+fn newest_sequence(store: &Store) -> Result<u64, crate::store::StoreError> {
+    let any_after = |after: u64| -> Result<bool, crate::store::StoreError> {
+        Ok(!store.events_after(after, 1)?.is_empty())
+    };
+    if !any_after(0)? {
+        return Ok(0);
+    }
+    // Invariant: some event is above `low`, none is above `high`.
+    let (mut low, mut high) = (0u64, 1u64);
+    while any_after(high)? {
+        low = high;
+        high = high.saturating_mul(2);
+        if high == u64::MAX {
+            break;
+        }
+    }
+    while high - low > 1 {
+        let middle = low + (high - low) / 2;
+        if any_after(middle)? {
+            low = middle;
+        } else {
+            high = middle;
+        }
+    }
+    Ok(high)
 }
 
 /// The running MQTT side.
@@ -190,6 +297,7 @@ impl Mqtt {
             context,
             last_state: None,
             drafts: HashMap::new(),
+            ignored: HashSet::new(),
         };
         let coordinator = tokio::spawn(coordinator.run(notices, stopped));
         Ok(Mqtt {
@@ -244,6 +352,8 @@ struct Coordinator {
     last_state: Option<(StateDocument, Instant)>,
     /// The draft number and text Home Assistant's text entities set.
     drafts: HashMap<String, String>,
+    /// Names under `cmd/` that are no command, logged once each.
+    ignored: HashSet<String>,
 }
 
 impl Coordinator {
@@ -303,8 +413,9 @@ impl Coordinator {
             version: env!("CARGO_PKG_VERSION"),
             modems: self.context.modems.clone(),
             received_events: self.context.native_events.contains(&"sms.received"),
+            last_sms: self.context.state_events.contains(&"sms.received"),
+            balance: self.context.state_events.contains(&"sim.balance"),
             call_events: self.context.native_events.contains(&"call.missed"),
-            balance_events: self.context.native_events.contains(&"sim.balance"),
             commands: self.settings.commands,
             notify_to: self.settings.notify_to.as_deref(),
         };
@@ -368,6 +479,18 @@ impl Coordinator {
     /// Carries out a command; false when it must be delivered again (its result could not
     /// be published).
     async fn on_command(&mut self, kind: &str, payload: &[u8]) -> bool {
+        if !COMMANDS.contains(&kind) {
+            // Not answered: an answer to a name nobody sends on purpose could only feed a loop
+            // (another client echoing under cmd/, or our own results if a broker or bridge
+            // ever mapped them there). Acknowledged, so the broker does not send it again.
+            if self.ignored.len() < IGNORED_NAMES && self.ignored.insert(kind.to_string()) {
+                debug!(
+                    "mqtt: cmd/{kind} is not a command ({}); ignored",
+                    COMMANDS.join(", ")
+                );
+            }
+            return true;
+        }
         if !self.settings.commands {
             let refusal = refused("commands_disabled", "set [mqtt] commands = true");
             return self.answer_refusal(&refusal).await;
@@ -391,15 +514,8 @@ impl Coordinator {
                 Ok(command) => self.send(command).await,
                 Err(refusal) => self.answer_refusal(&refusal).await,
             },
-            other => {
-                let refusal = refused(
-                    "unknown_command",
-                    format!(
-                        "{other:?}: the commands are send, ussd, draft_to, draft_text, draft_send"
-                    ),
-                );
-                self.answer_refusal(&refusal).await
-            }
+            // COMMANDS lists the arms above.
+            _ => true,
         }
     }
 
@@ -449,7 +565,7 @@ impl Coordinator {
 
     /// Sends a USSD code (or cancels the session) on a task of its own: the answer can take
     /// the whole `[ussd] timeout`, and commands and the state must not wait for it. The
-    /// command is acknowledged at once; the answer goes to `cmd/result/<request_id>`.
+    /// command is acknowledged at once; the answer goes to `result/<request_id>`.
     async fn ussd(&self, command: commands::UssdCommand) -> bool {
         let Some(index) = self.context.gateway.modem_index(command.modem.as_deref()) else {
             let refusal = Refusal {

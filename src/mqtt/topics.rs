@@ -58,7 +58,8 @@ pub fn state(prefix: &str) -> String {
     format!("{prefix}/state")
 }
 
-/// Every command topic, as a subscription filter.
+/// Every command topic, as a subscription filter. Nothing smsrelay publishes may match it, or
+/// the daemon would read its own answers as commands: results live under `result/`.
 pub fn commands(prefix: &str) -> String {
     format!("{prefix}/cmd/+")
 }
@@ -71,13 +72,37 @@ pub fn command_of<'a>(prefix: &str, topic: &'a str) -> Option<&'a str> {
         .filter(|kind| is_plain_level(kind))
 }
 
-/// Where the result of the command with this idempotency key goes; `cmd/result` for a
-/// command whose key cannot be a topic level.
+/// The longest idempotency key or USSD request id: it names a topic level of its own.
+pub const MAX_KEY: usize = 128;
+
+/// Whether a client's idempotency key or request id can name its result topic: one plain
+/// level (no `/`, `+`, `#`), 1 to [`MAX_KEY`] bytes.
+pub fn is_key_level(key: &str) -> bool {
+    is_plain_level(key) && key.len() <= MAX_KEY
+}
+
+/// Where the result of the command with this idempotency key (or request id) goes:
+/// `result/<key>`, or `result` for a command without a usable key (not JSON, no key, a key
+/// that is not one topic level). Outside `cmd/`, so the command subscription never sees it.
 pub fn result(prefix: &str, key: Option<&str>) -> String {
-    match key.filter(|key| is_plain_level(key)) {
-        Some(key) => format!("{prefix}/cmd/result/{key}"),
-        None => format!("{prefix}/cmd/result"),
+    match key.filter(|key| is_key_level(key)) {
+        Some(key) => format!("{prefix}/result/{key}"),
+        None => format!("{prefix}/result"),
     }
+}
+
+/// Whether an MQTT topic `filter` (with `+` and `#`) matches the topic `name`.
+pub fn matches(filter: &str, name: &str) -> bool {
+    let mut levels = name.split('/');
+    for pattern in filter.split('/') {
+        match (pattern, levels.next()) {
+            ("#", _) => return true,
+            ("+", Some(_)) => {}
+            (pattern, Some(level)) if pattern == level => {}
+            _ => return false,
+        }
+    }
+    levels.next().is_none()
 }
 
 /// Home Assistant's birth and will topic.
@@ -114,8 +139,54 @@ mod tests {
         assert_eq!(command_of("smsrelay/gw", "smsrelay/gw2/cmd/send"), None);
         assert_eq!(command_of("smsrelay/gw", "smsrelay/gw/cmd/"), None);
         assert_eq!(command_of("smsrelay/gw", "smsrelay/gw/state"), None);
-        assert_eq!(result("p", Some("k-1")), "p/cmd/result/k-1");
-        assert_eq!(result("p", Some("a/b")), "p/cmd/result");
-        assert_eq!(result("p", None), "p/cmd/result");
+        assert_eq!(result("p", Some("k-1")), "p/result/k-1");
+        assert_eq!(result("p", Some("a/b")), "p/result");
+        assert_eq!(result("p", Some(&"k".repeat(MAX_KEY + 1))), "p/result");
+        assert_eq!(result("p", None), "p/result");
+    }
+
+    #[test]
+    fn no_result_topic_is_a_command() {
+        // The command subscription must never match what the daemon answers on: a result it
+        // read back would be answered again, forever.
+        let prefix = "smsrelay/gw";
+        let filter = commands(prefix);
+        let keys = [
+            None,
+            Some("k-1"),
+            Some("result"),
+            Some("order/17"),
+            Some("a+b"),
+            Some("#"),
+            Some(""),
+        ];
+        for key in keys {
+            let topic = result(prefix, key);
+            assert!(
+                !matches(&filter, &topic),
+                "{key:?}: {topic} matches {filter}"
+            );
+            assert_eq!(command_of(prefix, &topic), None, "{key:?}: {topic}");
+        }
+        assert!(
+            matches(&filter, "smsrelay/gw/cmd/send"),
+            "the filter itself"
+        );
+    }
+
+    #[test]
+    fn filters_match_as_mqtt_says() {
+        let cases = [
+            ("a/+", "a/b", true),
+            ("a/+", "a/b/c", false),
+            ("a/+", "a", false),
+            ("a/#", "a/b/c", true),
+            ("a/#", "a", true),
+            ("a/b", "a/b", true),
+            ("a/b", "a/c", false),
+        ];
+        for (filter, name, expect) in cases {
+            assert_eq!(matches(filter, name), expect, "{filter} {name}");
+        }
     }
 }
