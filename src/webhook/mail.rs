@@ -297,7 +297,7 @@ fn build(
         .collect();
     let domain = mail.smtp.from.email.domain().to_string();
     let content_type = match content_type {
-        Some(text) => ContentType::parse(text).map_err(|error| format!("{text:?}: {error}"))?,
+        Some(text) => self::content_type(text).map_err(|error| format!("{text:?}: {error}"))?,
         None => ContentType::TEXT_PLAIN,
     };
     Message::builder()
@@ -308,6 +308,12 @@ fn build(
         .header(content_type)
         .body(body)
         .map_err(|error| error.to_string())
+}
+
+/// An e-mail's `Content-Type` from an endpoint's `content_type` (the config check calls it
+/// too, so a send never meets a value lettre refuses).
+pub fn content_type(text: &str) -> Result<ContentType, String> {
+    ContentType::parse(text.trim()).map_err(|error| error.to_string())
 }
 
 /// Why a send failed: the server's 5xx is permanent, a 4xx is retried.
