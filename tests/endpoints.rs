@@ -341,7 +341,7 @@ fn replies_to(transactions: &[Value], recipient: &str) -> Vec<String> {
 }
 
 #[test]
-fn e_mail_is_delivered_a_4xx_is_retried_and_a_5xx_is_a_dead_letter() {
+fn e_mail_is_delivered_a_4xx_is_retried_a_5xx_is_a_dead_letter_and_one_unknown_user_stops_nobody() {
     let dir = tempfile::tempdir().expect("temp dir");
     let Some(sink) = SmtpSink::start(dir.path(), None) else {
         return;
@@ -354,6 +354,11 @@ fn e_mail_is_delivered_a_4xx_is_retried_and_a_5xx_is_a_dead_letter() {
         ("mail", "ops@example.com,oncall@example.com"),
         ("deferred", "defer@example.com"),
         ("refused", "reject@example.com"),
+        (
+            "team",
+            "first@example.com,unknown@example.com,second@example.com",
+        ),
+        ("nobody", "unknown2@example.com,unknown3@example.com"),
     ] {
         extra.push_str(&format!(
             "\n[[webhook]]\nname = \"{name}\"\nurl = \"mailto:{to}\"\nevents = [\"sms.received\"]\n\
@@ -361,7 +366,8 @@ fn e_mail_is_delivered_a_4xx_is_retried_and_a_5xx_is_a_dead_letter() {
         ));
     }
     let config = write_config(dir.path(), &link, port, &extra);
-    let daemon = Daemon::start(&config);
+    let log = dir.path().join("daemon.log");
+    let daemon = Daemon::start_logging_to(&config, &log);
     let api = Api::new(port);
     api.wait_up();
     wait_for_modem(&modem);
@@ -374,6 +380,8 @@ fn e_mail_is_delivered_a_4xx_is_retried_and_a_5xx_is_a_dead_letter() {
         replies_to(all, "ops@example.com").len() == 1
             && replies_to(all, "defer@example.com").len() == 2
             && replies_to(all, "reject@example.com").len() == 1
+            && replies_to(all, "second@example.com").len() == 1
+            && replies_to(all, "unknown3@example.com").len() == 1
     });
     let mail = transactions
         .iter()
@@ -391,6 +399,8 @@ fn e_mail_is_delivered_a_4xx_is_retried_and_a_5xx_is_a_dead_letter() {
     );
     assert_eq!(headers["from"], "SMS gateway <sms@gateway.test>");
     assert_eq!(headers["to"], "ops@example.com, oncall@example.com");
+    // RFC 3834: no vacation auto-reply comes back for it.
+    assert_eq!(headers["auto-submitted"], "auto-generated");
     // The body is the event in the endpoint's format (our envelope, JSON).
     let body: Value = serde_json::from_str(mail["body"].as_str().unwrap_or("")).expect("JSON");
     assert_eq!(body["name"], "sms.received");
@@ -424,9 +434,67 @@ fn e_mail_is_delivered_a_4xx_is_retried_and_a_5xx_is_a_dead_letter() {
             .is_some_and(|d| d.contains("554")),
         "{dead}"
     );
+
+    // One unknown user among three: the server refuses the transaction for all of them, so
+    // each is tried alone; the other two get the e-mail, once each, and the delivery succeeds
+    // with a warning naming the refused address.
+    assert_eq!(
+        replies_to(&transactions, "first@example.com"),
+        ["550 5.1.1 user unknown", "250 2.0.0 accepted"]
+    );
+    assert_eq!(
+        replies_to(&transactions, "unknown@example.com"),
+        ["550 5.1.1 user unknown", "550 5.1.1 user unknown"]
+    );
+    assert_eq!(
+        replies_to(&transactions, "second@example.com"),
+        ["250 2.0.0 accepted"]
+    );
+    for address in ["first@example.com", "second@example.com"] {
+        let copy = transactions
+            .iter()
+            .find(|t| {
+                t["rcpt_tos"] == serde_json::json!([address])
+                    && t["reply"].as_str().is_some_and(|r| r.starts_with("250"))
+            })
+            .expect("a copy of its own");
+        assert_eq!(
+            copy["headers"]["to"],
+            "first@example.com, unknown@example.com, second@example.com"
+        );
+        assert_eq!(
+            copy["headers"]["message-id"],
+            ids[0]
+                .as_str()
+                .unwrap_or("?")
+                .replace(".deferred@", ".team@")
+        );
+    }
+    until("the warning about the unknown user", || {
+        let log = std::fs::read_to_string(&log).unwrap_or_default();
+        log.lines()
+            .find(|line| {
+                line.contains("webhook team:")
+                    && line.contains("not delivered to 1 of 3 recipients: unknown@example.com")
+            })
+            .map(|_| ())
+    });
+    // Every recipient unknown: refused for good, a dead letter after one attempt.
+    let dead = dead_letter(&api, "nobody");
+    assert_eq!(dead["attempts"], 1, "{dead}");
+    assert_eq!(dead["last_attempt"]["error"], "mail_rejected", "{dead}");
+    assert!(
+        dead["last_attempt"]["detail"]
+            .as_str()
+            .is_some_and(|d| d.contains("not delivered to 2 of 2 recipients")),
+        "{dead}"
+    );
+
     wait_for_empty_queues(&api);
-    let (_, deferred) = api.get("/v1/webhooks/deferred/dead-letters");
-    assert_eq!(deferred["dead_letters"], serde_json::json!([]));
+    for name in ["deferred", "team"] {
+        let (_, dead) = api.get(&format!("/v1/webhooks/{name}/dead-letters"));
+        assert_eq!(dead["dead_letters"], serde_json::json!([]), "{name}");
+    }
     assert_eq!(
         replies_to(&sink.transactions(), "reject@example.com").len(),
         1
