@@ -47,10 +47,11 @@ pub struct WebhookSection {
     /// `smsgate`.
     #[serde(default)]
     pub format: Option<String>,
-    /// Inbound SMS whose first word is one of these (case-insensitive).
+    /// Inbound SMS whose first word is one of these (any case; punctuation around the word,
+    /// as in `STOP.` or `#info`, is ignored).
     #[serde(default)]
     pub keywords: Option<Vec<String>>,
-    /// Inbound SMS from these senders (exact, or a prefix ending in `*`).
+    /// Inbound SMS from these senders (exact, or a prefix ending in `*`; any case).
     #[serde(default)]
     pub senders: Option<Vec<String>>,
     /// Gets the inbound SMS that no endpoint with `keywords` or `senders` took.
@@ -114,7 +115,7 @@ impl WebhookSection {
         let format = self.checked_format()?;
         let template = self.checked_template()?;
         let headers = self.checked_headers(&transport)?;
-        let content_type = self.checked_content_type()?;
+        let content_type = self.checked_content_type(&transport)?;
         if matches!(transport, Transport::Mail(_)) && self.secret.is_some() {
             return Err(fail("secret", "e-mail is not signed: remove it".into()));
         }
@@ -154,6 +155,11 @@ impl WebhookSection {
             routing: Routing::default(),
         };
         subscription.routing = self.checked_routing(&subscription)?;
+        if let Some(template) = &endpoint.template {
+            template
+                .check_names(&subscription.events, |name| subscription.wants(name))
+                .map_err(|message| fail(self.template_key(), message))?;
+        }
         Ok((endpoint, subscription))
     }
 
@@ -198,6 +204,15 @@ impl WebhookSection {
         Ok(routing)
     }
 
+    /// The key the template came from, for its errors.
+    fn template_key(&self) -> &'static str {
+        if self.template_file.is_some() && self.template.is_none() {
+            "template_file"
+        } else {
+            "template"
+        }
+    }
+
     /// `template` or `template_file` (read now), parsed; never with `format`.
     fn checked_template(&self) -> Result<Option<BodyTemplate>, WebhookConfigError> {
         let (key, source) = match (&self.template, &self.template_file) {
@@ -223,17 +238,26 @@ impl WebhookSection {
             .map_err(|message| self.error(key, message))
     }
 
-    fn checked_content_type(&self) -> Result<Option<String>, WebhookConfigError> {
-        match self.content_type.as_deref().map(str::trim) {
-            None => Ok(None),
-            Some(text) if ureq::http::HeaderValue::from_str(text).is_ok() && text.contains('/') => {
-                Ok(Some(text.to_string()))
-            }
-            Some(text) => Err(self.error(
-                "content_type",
-                format!("{text:?} is not a media type such as \"application/json\""),
-            )),
+    /// `content_type`: an HTTP header value, or for e-mail what lettre parses (checked now,
+    /// so a send cannot fail on it).
+    fn checked_content_type(
+        &self,
+        transport: &Transport,
+    ) -> Result<Option<String>, WebhookConfigError> {
+        let Some(text) = self.content_type.as_deref().map(str::trim) else {
+            return Ok(None);
+        };
+        let refused = |why: String| {
+            let message = format!("{text:?} is not a media type such as \"application/json\"");
+            self.error("content_type", format!("{message}{why}"))
+        };
+        if ureq::http::HeaderValue::from_str(text).is_err() || !text.contains('/') {
+            return Err(refused(String::new()));
         }
+        if matches!(transport, Transport::Mail(_)) {
+            mail::content_type(text).map_err(|error| refused(format!(": {error}")))?;
+        }
+        Ok(Some(text.to_string()))
     }
 
     /// `headers`: valid names and values, none the delivery sets itself; HTTP only.
@@ -497,6 +521,13 @@ mod tests {
             ),
             (r#"template_file = "/nonexistent/body.j2""#, "template_file"),
             (r#"content_type = "json""#, "content_type"),
+            // minijinja finds filters, tests and functions only when rendering: the check
+            // renders samples, so a misspelt one is a config error, not a dead letter each time.
+            (r#"template = "{{ data.text | tojsn }}""#, "template"),
+            (
+                "events = [\"sms.failed\"]\ntemplate = \"{% if data.error is strng %}x{% endif %}\"",
+                "template",
+            ),
             (r#"headers = { Content-Type = "text/plain" }"#, "headers"),
             (r#"headers = { "Bad Name" = "x" }"#, "headers"),
         ];
@@ -563,5 +594,42 @@ mod tests {
         )
         .expect_err("unknown key");
         assert!(error.to_string().contains("secrets"), "{error}");
+    }
+
+    #[test]
+    fn an_e_mail_content_type_is_one_lettre_takes() {
+        let smtp = toml::from_str::<mail::SmtpSection>("host = \"m\"\nfrom = \"sms@example.com\"")
+            .expect("toml")
+            .resolve()
+            .expect("valid");
+        let smtp = Arc::new(smtp);
+        let cases = [
+            ("text/html; charset=utf-8", "https://example.com/hook", true),
+            ("text/html; charset=utf-8", "mailto:ops@example.com", true),
+            ("application/json", "mailto:ops@example.com", true),
+            // A header value HTTP takes, but not a MIME type an e-mail can carry.
+            ("text/plain; charset", "https://example.com/hook", true),
+            ("text/plain; charset", "mailto:ops@example.com", false),
+            ("json", "mailto:ops@example.com", false),
+        ];
+        for (content_type, url, valid) in cases {
+            let section = WebhookSection {
+                name: "mail".into(),
+                url: url.into(),
+                enabled: true,
+                content_type: Some(content_type.into()),
+                ..WebhookSection::default()
+            };
+            match section.resolve(Some(&smtp)) {
+                Ok((endpoint, _)) => {
+                    assert!(valid, "{content_type} {url} was taken");
+                    assert_eq!(endpoint.content_type.as_deref(), Some(content_type));
+                }
+                Err(error) => {
+                    assert!(!valid, "{content_type} {url}: {error}");
+                    assert_eq!(error.key, "content_type", "{error}");
+                }
+            }
+        }
     }
 }

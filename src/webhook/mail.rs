@@ -1,18 +1,34 @@
 //! E-mail endpoints (`url = "mailto:a@example.com,b@example.com"`), and the only code that
-//! touches lettre: the `[smtp]` settings checked at start, the subject line (pure), and one
-//! blocking SMTP send per attempt read into an [`AttemptOutcome`]. A 5xx reply is permanent
-//! (a dead letter at once); a 4xx, a timeout or a broken connection is retried on the
-//! endpoint's schedule like an HTTP failure.
+//! touches lettre: the `[smtp]` settings checked at start, the subject line (pure), and the
+//! blocking SMTP sends of one attempt read into an [`AttemptOutcome`]. A 5xx reply is
+//! permanent (a dead letter at once); a 4xx, a timeout or a broken connection is retried on
+//! the endpoint's schedule like an HTTP failure. Every message says `Auto-Submitted:
+//! auto-generated` (RFC 3834), so vacation responders and the like do not answer it.
+//!
+//! Several recipients: one SMTP transaction for all of them first. lettre gives up the whole
+//! transaction when the server refuses one `RCPT TO`, so when that transaction gets an SMTP
+//! error reply (the server then took the message for nobody) each recipient is tried in a
+//! transaction of its own. The attempt succeeds when at least one recipient took the
+//! message; those that did not are logged (one warning per delivery) and named in the
+//! attempt's detail, and are not tried again: retrying the delivery would send a second
+//! copy to those who have it, and the queue keeps no state per recipient. When nobody took
+//! it the attempt fails, for good only when every recipient was refused for good (5xx),
+//! else it is retried (nobody has it, so the retry duplicates nothing). A failure without an
+//! SMTP reply (timeout, broken connection, TLS) stops the one-by-one tries: the recipients
+//! not tried yet count as not delivered with that error.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use lettre::message::header::ContentType;
+use lettre::address::Envelope;
+use lettre::message::header::{ContentType, HeaderName, HeaderValue};
 use lettre::message::{Mailbox, Mailboxes, Message};
 use lettre::transport::smtp::SmtpTransport;
 use lettre::transport::smtp::authentication::Credentials;
 use lettre::transport::smtp::client::{Certificate, Tls, TlsParameters};
+use lettre::transport::smtp::response::Response;
 use lettre::{Address, Transport};
+use log::warn;
 use serde::Deserialize;
 
 use super::policy::{AttemptError, AttemptOutcome};
@@ -257,7 +273,8 @@ fn received_subject(from: &str, text: &str) -> String {
     format!("SMS from {from}: {}{more}", quoted.join(" "))
 }
 
-/// Sends `body` about `event` to `mail.to` through `transport`.
+/// Sends `body` about `event` to `mail.to` through `transport`: to all in one transaction,
+/// or (when that gets an SMTP error reply and there are several) to each in its own.
 pub(super) fn send(
     transport: &SmtpTransport,
     mail: &MailTo,
@@ -270,19 +287,113 @@ pub(super) fn send(
         Ok(message) => message,
         Err(error) => return AttemptOutcome::failed(AttemptError::Template, error),
     };
-    match transport.send(&message) {
-        Ok(response) => AttemptOutcome {
-            result: Ok(u16::from(response.code())),
-            detail: String::new(),
-            response: response.message().collect::<Vec<_>>().join("\n"),
-            retry_after: None,
-        },
-        Err(error) => AttemptOutcome::failed(classify(&error), error.to_string()),
+    let raw = message.formatted();
+    let error = match transport.send_raw(message.envelope(), &raw) {
+        Ok(response) => return accepted(&response),
+        Err(error) => error,
+    };
+    if mail.to.len() < 2 || error.status().is_none() {
+        return AttemptOutcome::failed(classify(&error), error.to_string());
+    }
+    let from = message.envelope().from().cloned();
+    let answers = one_by_one(&mail.to, |to| {
+        let envelope = Envelope::new(from.clone(), vec![to.clone()])
+            .map_err(|error| (AttemptError::Protocol, error.to_string()))?;
+        transport
+            .send_raw(&envelope, &raw)
+            .map(|response| accepted(&response))
+            .map_err(|error| (classify(&error), error.to_string()))
+    });
+    let outcome = settle(&answers);
+    if outcome.result.is_ok() {
+        warn!(
+            "webhook {endpoint}: the e-mail about {} {} {}",
+            event.name, event.id, outcome.detail
+        );
+    }
+    outcome
+}
+
+/// A recipient's answer when each is tried alone: the attempt's outcome as the server's
+/// acceptance, or why not (the error, its words).
+type Answer = Result<AttemptOutcome, (AttemptError, String)>;
+
+/// Tries each of `to` with `send`, in order. A failure without an SMTP reply stops the tries:
+/// the server is gone or unusable, and each further try would wait for the same timeout;
+/// the rest get that failure, marked as not tried.
+fn one_by_one(to: &[Address], mut send: impl FnMut(&Address) -> Answer) -> Vec<(&Address, Answer)> {
+    let mut answers: Vec<(&Address, Answer)> = Vec::new();
+    let mut stop: Option<(AttemptError, String)> = None;
+    for address in to {
+        if let Some((error, text)) = &stop {
+            answers.push((address, Err((error.clone(), format!("not tried ({text})")))));
+            continue;
+        }
+        let answer = send(address);
+        if let Err((error, text)) = &answer {
+            if !matches!(
+                error,
+                AttemptError::MailRejected(_) | AttemptError::MailDeferred(_)
+            ) {
+                stop = Some((error.clone(), text.clone()));
+            }
+        }
+        answers.push((address, answer));
+    }
+    answers
+}
+
+/// One attempt's outcome from each recipient's answer: the first acceptance, with the
+/// refused recipients in the detail; when nobody accepted, a failure that is permanent only
+/// when every refusal was.
+fn settle(answers: &[(&Address, Answer)]) -> AttemptOutcome {
+    let refused: Vec<String> = answers
+        .iter()
+        .filter_map(|(address, answer)| {
+            answer
+                .as_ref()
+                .err()
+                .map(|(_, text)| format!("{address}: {text}"))
+        })
+        .collect();
+    let detail = format!(
+        "not delivered to {} of {} recipients: {}",
+        refused.len(),
+        answers.len(),
+        refused.join("; ")
+    );
+    if let Some(first) = answers.iter().find_map(|(_, answer)| answer.as_ref().ok()) {
+        let mut outcome = first.clone();
+        if !refused.is_empty() {
+            outcome.detail = detail;
+        }
+        return outcome;
+    }
+    let errors = answers
+        .iter()
+        .filter_map(|(_, answer)| answer.as_ref().err().map(|(error, _)| error));
+    let error = errors
+        .clone()
+        .find(|error| !error.is_permanent())
+        .or_else(|| errors.clone().next())
+        .cloned()
+        .unwrap_or(AttemptError::Protocol);
+    AttemptOutcome::failed(error, detail)
+}
+
+/// The outcome of a send the server took.
+fn accepted(response: &Response) -> AttemptOutcome {
+    AttemptOutcome {
+        result: Ok(u16::from(response.code())),
+        detail: String::new(),
+        response: response.message().collect::<Vec<_>>().join("\n"),
+        retry_after: None,
     }
 }
 
 /// The message: `From:` the settings, `To:` every recipient, a `Message-ID` made from the
-/// event and the endpoint (the same on every attempt, so a mail client can drop a repeat).
+/// event and the endpoint (the same on every attempt, so a mail client can drop a repeat),
+/// `Auto-Submitted: auto-generated` (RFC 3834: no vacation replies to it, and none from us).
 fn build(
     mail: &MailTo,
     endpoint: &str,
@@ -297,7 +408,7 @@ fn build(
         .collect();
     let domain = mail.smtp.from.email.domain().to_string();
     let content_type = match content_type {
-        Some(text) => ContentType::parse(text).map_err(|error| format!("{text:?}: {error}"))?,
+        Some(text) => self::content_type(text).map_err(|error| format!("{text:?}: {error}"))?,
         None => ContentType::TEXT_PLAIN,
     };
     Message::builder()
@@ -305,9 +416,19 @@ fn build(
         .mailbox(lettre::message::header::To::from(to))
         .subject(subject(event))
         .message_id(Some(format!("<{}.{endpoint}@{domain}>", event.id)))
+        .raw_header(HeaderValue::new(
+            HeaderName::new_from_ascii_str("Auto-Submitted"),
+            "auto-generated".into(),
+        ))
         .header(content_type)
         .body(body)
         .map_err(|error| error.to_string())
+}
+
+/// An e-mail's `Content-Type` from an endpoint's `content_type` (the config check calls it
+/// too, so a send never meets a value lettre refuses).
+pub fn content_type(text: &str) -> Result<ContentType, String> {
+    ContentType::parse(text.trim()).map_err(|error| error.to_string())
 }
 
 /// Why a send failed: the server's 5xx is permanent, a 4xx is retried.
@@ -439,6 +560,118 @@ mod tests {
         for (text, key) in cases {
             let error = section(text).resolve().expect_err(text);
             assert_eq!(error.0, key, "{text}: {}", error.1);
+        }
+    }
+
+    #[test]
+    fn every_message_is_marked_auto_submitted() {
+        let smtp = toml::from_str::<SmtpSection>("host = \"m\"\nfrom = \"sms@example.com\"")
+            .expect("toml")
+            .resolve()
+            .expect("valid");
+        let mail = MailTo {
+            to: recipients("mailto:ops@example.com").expect("valid"),
+            smtp: Arc::new(smtp),
+        };
+        let event = event("sms.received", json!({"from": "+4917012", "text": "hi"}));
+        for content_type in [None, Some("text/html; charset=utf-8")] {
+            let message =
+                build(&mail, "mail", &event, b"hi".to_vec(), content_type).expect("builds");
+            let text = String::from_utf8(message.formatted()).expect("utf-8");
+            assert!(
+                text.contains("\r\nAuto-Submitted: auto-generated\r\n"),
+                "{text}"
+            );
+        }
+    }
+
+    /// What one recipient answers in the one-by-one tests.
+    fn answer(code: u16) -> Answer {
+        match code {
+            250 => Ok(AttemptOutcome {
+                result: Ok(250),
+                detail: String::new(),
+                response: "2.0.0 accepted".into(),
+                retry_after: None,
+            }),
+            0 => Err((AttemptError::Timeout, "timed out".into())),
+            400..=499 => Err((
+                AttemptError::MailDeferred(code),
+                format!("transient error ({code})"),
+            )),
+            _ => Err((
+                AttemptError::MailRejected(code),
+                format!("permanent error ({code})"),
+            )),
+        }
+    }
+
+    #[test]
+    fn recipients_tried_one_by_one_succeed_when_one_accepts() {
+        // (each recipient's answer, 0 = timeout; how many are asked; the outcome; the detail)
+        type Case<'a> = (&'a [u16], usize, Result<u16, AttemptError>, &'a str);
+        let cases: [Case; 7] = [
+            (
+                &[250, 550, 250],
+                3,
+                Ok(250),
+                "not delivered to 1 of 3 recipients: r1@example.com: permanent error (550)",
+            ),
+            (&[250, 250], 2, Ok(250), ""),
+            (
+                &[550, 554],
+                2,
+                Err(AttemptError::MailRejected(550)),
+                "not delivered to 2 of 2 recipients: r0@example.com: permanent error (550); r1@example.com: permanent error (554)",
+            ),
+            // Nobody has it: retried while any refusal is temporary.
+            (
+                &[550, 451],
+                2,
+                Err(AttemptError::MailDeferred(451)),
+                "r1@example.com: transient error (451)",
+            ),
+            (
+                &[451, 250],
+                2,
+                Ok(250),
+                "r0@example.com: transient error (451)",
+            ),
+            // No SMTP reply: the rest are not asked.
+            (
+                &[250, 0, 250],
+                2,
+                Ok(250),
+                "r2@example.com: not tried (timed out)",
+            ),
+            (
+                &[0, 250],
+                1,
+                Err(AttemptError::Timeout),
+                "not delivered to 2 of 2 recipients",
+            ),
+        ];
+        for (codes, asked, result, detail) in cases {
+            let to: Vec<Address> = (0..codes.len())
+                .map(|i| format!("r{i}@example.com").parse().expect("address"))
+                .collect();
+            let mut calls = 0;
+            let answers = one_by_one(&to, |address| {
+                calls += 1;
+                let index = to.iter().position(|a| a == address).expect("listed");
+                answer(codes[index])
+            });
+            let outcome = settle(&answers);
+            assert_eq!(calls, asked, "{codes:?}");
+            assert_eq!(outcome.result, result, "{codes:?}");
+            assert!(
+                outcome.detail.contains(detail),
+                "{codes:?}: {}",
+                outcome.detail
+            );
+            if detail.is_empty() {
+                assert_eq!(outcome.detail, "", "{codes:?}");
+            }
         }
     }
 }

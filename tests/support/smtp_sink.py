@@ -3,8 +3,9 @@
 
 Prints "PORT <n>" once it listens. Every transaction is appended to the JSON-lines file given
 with --log: {"mail_from", "rcpt_tos", "reply", "headers" (decoded), "body" (decoded)}. The recipient chooses the answer:
-reject@… gets 554 at RCPT (permanent), defer@… gets 451 at DATA the first time (transient)
-and 250 after, anyone else 250. With --cert/--key the server offers STARTTLS and requires it;
+reject@… gets 554 at RCPT (permanent), unknown…@… (unknown@, unknown2@…) 550 at RCPT (no
+such user), defer@… gets 451 at DATA the first time (transient) and 250 after, anyone else
+250. With --cert/--key the server offers STARTTLS and requires it;
 with --auth user:password it also requires that login (after STARTTLS).
 """
 
@@ -38,8 +39,12 @@ class Sink:
             out.write(json.dumps(entry) + "\n")
 
     async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
+        reply = None
         if address.startswith("reject@"):
             reply = "554 5.7.1 refused by policy"
+        elif address.split("@")[0].startswith("unknown"):
+            reply = "550 5.1.1 user unknown"
+        if reply:
             # Recorded with the refused address, which the envelope never takes.
             envelope.rcpt_tos.append(address)
             self.record(envelope, reply)
