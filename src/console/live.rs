@@ -13,7 +13,7 @@ use futures_util::stream::{self, Stream};
 use serde::Deserialize;
 
 use super::Shared;
-use super::pages::{EventRow, last_sequence};
+use super::pages::EventRow;
 use crate::api::views::ModemView;
 use crate::store::blocking;
 
@@ -57,7 +57,9 @@ pub async fn stream(
         Some(after) => after,
         None => {
             let store = console.app.gateway.store().clone();
-            blocking(move || last_sequence(&store)).await.unwrap_or(0)
+            blocking(move || store.newest_event_sequence())
+                .await
+                .unwrap_or(0)
         }
     };
     let cursor = Cursor {

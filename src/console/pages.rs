@@ -101,34 +101,6 @@ fn shorten(text: &str, limit: usize) -> String {
     }
 }
 
-/// The newest event's sequence, 0 when there is none: a binary search over `events_after`
-/// (each probe is one range lookup), so the log is never scanned.
-pub fn last_sequence(store: &Store) -> Result<u64, StoreError> {
-    let any_after =
-        |after: u64| -> Result<bool, StoreError> { Ok(!store.events_after(after, 1)?.is_empty()) };
-    if !any_after(0)? {
-        return Ok(0);
-    }
-    // Invariant: some event is above `low`, none is above `high`.
-    let (mut low, mut high) = (0u64, 1u64);
-    while any_after(high)? {
-        low = high;
-        high = high.saturating_mul(2);
-        if high == u64::MAX {
-            break;
-        }
-    }
-    while high - low > 1 {
-        let middle = low + (high - low) / 2;
-        if any_after(middle)? {
-            low = middle;
-        } else {
-            high = middle;
-        }
-    }
-    Ok(high)
-}
-
 /// The newest `count` events matching `name` (all when `None`) among the newest `scan`,
 /// newest first.
 pub fn recent_events(
@@ -137,7 +109,7 @@ pub fn recent_events(
     count: usize,
     scan: usize,
 ) -> Result<Vec<Event>, StoreError> {
-    let last = last_sequence(store)?;
+    let last = store.newest_event_sequence()?;
     let after = last.saturating_sub(scan as u64);
     let mut events = match name {
         Some(name) => store.events_named(after, name, scan, scan)?,

@@ -510,10 +510,10 @@ async fn the_webhook_buttons_do_what_the_api_does() {
 }
 
 #[tokio::test]
-async fn the_newest_sequence_is_found_without_a_scan() {
+async fn the_newest_sequence_is_the_last_event_written() {
     let fixture = Fixture::start();
     assert_eq!(
-        super::pages::last_sequence(&fixture.stack.store).expect("reads"),
+        fixture.stack.store.newest_event_sequence().expect("reads"),
         0
     );
     for expected in 1..=5u64 {
@@ -523,7 +523,7 @@ async fn the_newest_sequence_is_found_without_a_scan() {
             .enqueue_test_event("crm", false)
             .expect("writes");
         assert_eq!(event.sequence, expected);
-        let found = super::pages::last_sequence(&fixture.stack.store).expect("reads");
+        let found = fixture.stack.store.newest_event_sequence().expect("reads");
         assert_eq!(found, expected);
     }
 }

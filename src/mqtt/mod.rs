@@ -213,7 +213,7 @@ impl MqttContext {
 fn read_latest(latest: &mut state::Latest, store: &Store) {
     let mut after = match latest.cursor {
         Some(cursor) => cursor,
-        None => match newest_sequence(store) {
+        None => match store.newest_event_sequence() {
             Ok(newest) => {
                 latest.cursor = Some(newest.saturating_sub(LOOK_BACK));
                 newest.saturating_sub(LOOK_BACK)
@@ -241,36 +241,6 @@ fn read_latest(latest: &mut state::Latest, store: &Store) {
             return;
         }
     }
-}
-
-/// The newest event's sequence, 0 when there is none: a binary search over `events_after`
-/// (each probe one range lookup), so the log is never scanned. The console has the same
-/// search; the store offers none.
-fn newest_sequence(store: &Store) -> Result<u64, crate::store::StoreError> {
-    let any_after = |after: u64| -> Result<bool, crate::store::StoreError> {
-        Ok(!store.events_after(after, 1)?.is_empty())
-    };
-    if !any_after(0)? {
-        return Ok(0);
-    }
-    // Invariant: some event is above `low`, none is above `high`.
-    let (mut low, mut high) = (0u64, 1u64);
-    while any_after(high)? {
-        low = high;
-        high = high.saturating_mul(2);
-        if high == u64::MAX {
-            break;
-        }
-    }
-    while high - low > 1 {
-        let middle = low + (high - low) / 2;
-        if any_after(middle)? {
-            low = middle;
-        } else {
-            high = middle;
-        }
-    }
-    Ok(high)
 }
 
 /// The running MQTT side.

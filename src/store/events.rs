@@ -59,6 +59,21 @@ impl Store {
             .collect()
     }
 
+    /// The newest event's sequence, 0 when there is none (the last key of the log).
+    pub fn newest_event_sequence(&self) -> Result<u64, StoreError> {
+        match self.events.last()? {
+            None => Ok(0),
+            Some((key, _)) => {
+                let bytes: [u8; 8] = key.as_ref().try_into().map_err(|_| StoreError::Corrupt {
+                    tree: "events",
+                    key: hex::encode(&key),
+                    error: "an event key is not 8 bytes".into(),
+                })?;
+                Ok(u64::from_be_bytes(bytes))
+            }
+        }
+    }
+
     /// Events above `after` whose name matches `pattern` (`sms.undecodable`, `sms.*`), oldest
     /// first; at most `scan` events are looked at, so a rare name cannot make a request scan
     /// the whole log.
