@@ -178,11 +178,12 @@ fn round_robin_spreads_20_messages_10_10_and_a_prefix_picks_its_sim() {
     let ids: Vec<String> = (0..20)
         .map(|n| both.send(json!({"to": "+447700900123", "text": format!("spread {n}")})))
         .collect();
-    let mut austrian: Vec<String> = (0..3)
-        .map(|n| both.send(json!({"to": "+436641234567", "text": format!("servus {n}")})))
-        .collect();
-    // The international form with 00 matches the +43 prefix too.
-    austrian.push(both.send(json!({"to": "0043 664 1234567", "text": "servus 00"})));
+    // The international form with 00 matches the +43 prefix too. Sent at an even turn (20),
+    // where round robin would pick the first modem.
+    let mut austrian = vec![both.send(json!({"to": "0043 664 1234567", "text": "servus 00"}))];
+    austrian.extend(
+        (0..3).map(|n| both.send(json!({"to": "+436641234567", "text": format!("servus {n}")}))),
+    );
     // Named: a +43 number through the first modem, by name and by SIM slot.
     let pinned = [
         both.send(json!({"to": "+436641234567", "text": "pinned by name", "modem": "modem1"})),
@@ -229,7 +230,7 @@ fn round_robin_spreads_20_messages_10_10_and_a_prefix_picks_its_sim() {
     );
 
     // The message and its events say which modem and SIM sent it.
-    let servus = both.message(&austrian[0]);
+    let servus = both.message(&austrian[1]);
     assert_eq!(
         (&servus["modem"], &servus["sim"]),
         (&json!("austria"), &json!(1))
