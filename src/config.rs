@@ -96,6 +96,9 @@ struct RawModem {
     sim: Option<Spanned<i64>>,
     send: Option<bool>,
     prefixes: Option<Vec<Spanned<String>>>,
+    balance: Option<Spanned<String>>,
+    balance_interval: Option<Spanned<String>>,
+    low_balance: Option<Spanned<f64>>,
 }
 
 /// `[modem]` (one table) or `[[modem]]` (an array of tables).
@@ -170,7 +173,7 @@ struct RawRetention {
 }
 
 /// The `[modem]` section.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct ModemConfig {
     /// The serial device.
     pub device: String,
@@ -212,6 +215,9 @@ pub struct ModemConfig {
     pub send: bool,
     /// Destination prefixes it prefers (`prefixes`, e.g. `["+43"]`).
     pub prefixes: Vec<String>,
+    /// Its scheduled balance check: its own `balance` (with `balance_interval` and
+    /// `low_balance`), else for the first modem `[ussd] balance`.
+    pub balance: Option<BalanceCheck>,
 }
 
 /// The resolved config.
@@ -248,6 +254,21 @@ pub struct Config {
     /// `[mqtt]`, when present. Its events go out through the endpoint named
     /// [`MQTT_ENDPOINT`] in `webhooks`.
     pub mqtt: Option<MqttSettings>,
+}
+
+/// A balance check as `check-config` shows it.
+fn describe_balance(check: Option<&BalanceCheck>) -> String {
+    check.map_or("(none)".into(), |check| {
+        format!(
+            "{:?} every \"{}\"{}",
+            check.code,
+            humantime::format_duration(check.interval),
+            check
+                .low_below
+                .map(|below| format!(", low below {below}"))
+                .unwrap_or_default()
+        )
+    })
 }
 
 /// The name of the endpoint (job queue) that publishes events to MQTT; no `[[webhook]]` may
@@ -344,6 +365,19 @@ impl Checker<'_> {
 }
 
 const DAY: Duration = Duration::from_secs(86_400);
+
+/// The default time between balance checks.
+const BALANCE_INTERVAL: Duration = Duration::from_secs(6 * 3600);
+
+/// `[ussd]` as read.
+struct Ussd {
+    timeout: Duration,
+    encoding: RequestEncoding,
+    /// `balance`: the first modem's check, unless its table has its own.
+    balance: Option<BalanceCheck>,
+    /// `interval`: also the default of each modem's `balance_interval`.
+    interval: Duration,
+}
 
 /// The TOML as serde sees it; a type error names its dotted key and line.
 fn read_raw(text: &str) -> Result<Raw, ConfigError> {
@@ -538,6 +572,8 @@ impl Checker<'_> {
             prefixes,
             sim,
             name,
+            // Set by `Checker::modem_balance` once `[ussd]` is read.
+            balance: None,
         })
     }
 
@@ -545,7 +581,7 @@ impl Checker<'_> {
     fn modem_events(
         &self,
         raw: &RawModemEvents,
-        modem: &str,
+        modem: &ModemConfig,
     ) -> Result<ModemEventSettings, ConfigError> {
         let defaults = ModemEventSettings::default();
         let signal_low = match &raw.signal_low {
@@ -571,7 +607,8 @@ impl Checker<'_> {
             None => defaults.signal_hysteresis_db,
         };
         Ok(ModemEventSettings {
-            modem: modem.to_string(),
+            modem: modem.name.clone(),
+            sim: modem.sim,
             debounce: self.duration(
                 "modem_events.debounce",
                 &raw.debounce,
@@ -584,10 +621,7 @@ impl Checker<'_> {
     }
 
     /// `[ussd]`: the timeout, the request encoding and the balance check.
-    fn ussd(
-        &self,
-        raw: &RawUssd,
-    ) -> Result<(Duration, RequestEncoding, Option<BalanceCheck>), ConfigError> {
+    fn ussd(&self, raw: &RawUssd) -> Result<Ussd, ConfigError> {
         let timeout = self.duration(
             "ussd.timeout",
             &raw.timeout,
@@ -604,25 +638,93 @@ impl Checker<'_> {
             })?,
             None => RequestEncoding::Text,
         };
+        let interval = self.balance_interval("ussd.interval", &raw.interval, BALANCE_INTERVAL)?;
         let balance = match &raw.balance {
-            Some(code) => {
-                if let Err(error) = crate::modem::ussd::encode_request(code.get_ref(), encoding) {
-                    return Err(self.error("ussd.balance", code, error.to_string()));
-                }
-                Some(BalanceCheck {
-                    code: code.get_ref().clone(),
-                    interval: self.duration(
-                        "ussd.interval",
-                        &raw.interval,
-                        Duration::from_secs(6 * 3600),
-                        Duration::from_secs(1)..=30 * DAY,
-                    )?,
-                    low_below: raw.low_balance.as_ref().map(|amount| *amount.get_ref()),
-                })
-            }
+            Some(code) => Some(BalanceCheck {
+                code: self.balance_code("ussd.balance", code, encoding)?,
+                interval,
+                low_below: raw.low_balance.as_ref().map(|amount| *amount.get_ref()),
+            }),
             None => None,
         };
-        Ok((timeout, encoding, balance))
+        Ok(Ussd {
+            timeout,
+            encoding,
+            balance,
+            interval,
+        })
+    }
+
+    /// A balance code, checked as a USSD request in `encoding`.
+    fn balance_code(
+        &self,
+        key: &str,
+        code: &Spanned<String>,
+        encoding: RequestEncoding,
+    ) -> Result<String, ConfigError> {
+        match crate::modem::ussd::encode_request(code.get_ref(), encoding) {
+            Ok(_) => Ok(code.get_ref().clone()),
+            Err(error) => Err(self.error(key, code, error.to_string())),
+        }
+    }
+
+    fn balance_interval(
+        &self,
+        key: &str,
+        value: &Option<Spanned<String>>,
+        default: Duration,
+    ) -> Result<Duration, ConfigError> {
+        self.duration(key, value, default, Duration::from_secs(1)..=30 * DAY)
+    }
+
+    /// A `[modem]`/`[[modem]]` table's own balance check (`balance`, `balance_interval`
+    /// defaulting to `[ussd] interval`, `low_balance`); else `[ussd] balance` for the first
+    /// modem only, since a code is one operator's and another SIM may be on another network.
+    /// `many` as for [`Checker::modem`].
+    fn modem_balance(
+        &self,
+        table: &RawModem,
+        modem: &ModemConfig,
+        first: bool,
+        many: bool,
+        ussd: &Ussd,
+    ) -> Result<Option<BalanceCheck>, ConfigError> {
+        let key = |field: &str| {
+            if many {
+                format!("modem[{}].{field}", modem.name)
+            } else {
+                format!("modem.{field}")
+            }
+        };
+        let Some(code) = &table.balance else {
+            let stray = [
+                table.balance_interval.as_ref().map(Spanned::span),
+                table.low_balance.as_ref().map(Spanned::span),
+            ];
+            let fields = ["balance_interval", "low_balance"];
+            if let Some((field, span)) = fields
+                .iter()
+                .zip(stray)
+                .find_map(|(field, span)| span.map(|span| (field, span)))
+            {
+                return Err(ConfigError {
+                    key: key(field),
+                    line: Some(line_of(self.text, span.start)),
+                    message: "needs this modem's own balance = \"<code>\"".into(),
+                });
+            }
+            return Ok(ussd.balance.clone().filter(|_| first));
+        };
+        Ok(Some(BalanceCheck {
+            code: self.balance_code(&key("balance"), code, ussd.encoding)?,
+            interval: self.balance_interval(
+                &key("balance_interval"),
+                &table.balance_interval,
+                ussd.interval,
+            )?,
+            // Not `[ussd] low_balance`: the amount is in this SIM's currency.
+            low_below: table.low_balance.as_ref().map(|amount| *amount.get_ref()),
+        }))
     }
 
     fn modem_number(
@@ -962,15 +1064,28 @@ impl Config {
             }
             None => None,
         };
-        let (ussd_timeout, ussd_request, balance) = check.ussd(&raw.ussd.unwrap_or_default())?;
+        let ussd = check.ussd(&raw.ussd.unwrap_or_default())?;
         let reject_calls = raw.calls.and_then(|calls| calls.reject).unwrap_or(false);
         let (mut modems, mut first) = (modems, first);
+        if let Some(tables) = raw.modem.as_ref().map(RawModems::tables) {
+            let (tables, many) = tables;
+            for (index, (modem, table)) in modems.iter_mut().zip(tables).enumerate() {
+                modem.balance = check.modem_balance(table, modem, index == 0, many, &ussd)?;
+            }
+        }
+        first.balance = modems.first().and_then(|modem| modem.balance.clone());
         for modem in modems.iter_mut().chain(std::iter::once(&mut first)) {
-            modem.ussd_request = ussd_request;
+            modem.ussd_request = ussd.encoding;
             modem.reject_calls = reject_calls;
         }
-        let modem_events =
-            check.modem_events(&raw.modem_events.unwrap_or_default(), &first.name)?;
+        let modem_balances = modems
+            .iter()
+            .filter_map(|modem| {
+                let check = modem.balance.clone()?;
+                Some((modem.name.clone(), check))
+            })
+            .collect();
+        let modem_events = check.modem_events(&raw.modem_events.unwrap_or_default(), &first)?;
         Ok(Config {
             data_dir: raw.data_dir.as_ref().map_or_else(
                 || PathBuf::from("/var/lib/smsrelay"),
@@ -985,8 +1100,9 @@ impl Config {
             gateway: GatewaySettings {
                 receiving_number: device.number.clone(),
                 modem_events,
-                ussd_timeout,
-                balance,
+                ussd_timeout: ussd.timeout,
+                balance: ussd.balance,
+                modem_balances,
                 ..check.gateway(
                     &raw.sms.unwrap_or_default(),
                     &raw.retention.unwrap_or_default(),
@@ -1108,15 +1224,7 @@ impl Config {
             self.modem.reject_calls,
             seconds(self.gateway.ussd_timeout),
             self.modem.ussd_request.name(),
-            self.gateway.balance.as_ref().map_or("(none)".into(), |check| format!(
-                "{:?} every {}{}",
-                check.code,
-                seconds(check.interval),
-                check
-                    .low_below
-                    .map(|below| format!(", low below {below}"))
-                    .unwrap_or_default()
-            )),
+            describe_balance(self.gateway.balance.as_ref()),
         ));
         out.insert_str(
             0,
@@ -1134,7 +1242,7 @@ impl Config {
         if self.modems.len() > 1 {
             for modem in &self.modems {
                 out.push_str(&format!(
-                    "\n[[modem]]\nname = {:?}\ndevice = {:?}\nsim = {}\nsend = {}\nprefixes = {:?}\nnumber = {}\npin = {}\n",
+                    "\n[[modem]]\nname = {:?}\ndevice = {:?}\nsim = {}\nsend = {}\nprefixes = {:?}\nnumber = {}\npin = {}\nbalance = {}\n",
                     modem.name,
                     modem.device,
                     modem.sim,
@@ -1145,8 +1253,19 @@ impl Config {
                         .as_deref()
                         .map_or("(none)".into(), |n| format!("{n:?}")),
                     mask(modem.pin.is_some()),
+                    describe_balance(modem.balance.as_ref()),
                 ));
             }
+        } else if self.modem.balance != self.gateway.balance {
+            // One modem whose table has its own balance check, which replaces [ussd]'s.
+            out = out.replacen(
+                "\n[api]\n",
+                &format!(
+                    "balance = {}\n\n[api]\n",
+                    describe_balance(self.modem.balance.as_ref())
+                ),
+                1,
+            );
         }
         for (endpoint, subscription) in self.webhooks.iter().zip(&self.subscriptions) {
             if self.mqtt.is_some() && endpoint.name == MQTT_ENDPOINT {
@@ -1469,6 +1588,68 @@ mod tests {
     }
 
     #[test]
+    fn each_modem_may_have_its_own_balance_check() {
+        let text = "[ussd]\nbalance = \"*100#\"\ninterval = \"2h\"\nlow_balance = 5\n\n\
+             [[modem]]\ndevice = \"/dev/a\"\n\n\
+             [[modem]]\nname = \"spare\"\ndevice = \"/dev/b\"\nsim = 1\nbalance = \"*101#\"\nlow_balance = 2.5\n\n\
+             [[modem]]\nname = \"kenya\"\ndevice = \"/dev/c\"\nbalance = \"*144#\"\nbalance_interval = \"1d\"\n\n\
+             [[modem]]\nname = \"quiet\"\ndevice = \"/dev/d\"\n";
+        let config = Config::parse(text).expect("valid");
+        let check = |code: &str, hours: u64, low_below: Option<f64>| BalanceCheck {
+            code: code.into(),
+            interval: Duration::from_secs(hours * 3600),
+            low_below,
+        };
+        let seen: Vec<(&str, Option<BalanceCheck>)> = config
+            .modems
+            .iter()
+            .map(|modem| (modem.name.as_str(), modem.balance.clone()))
+            .collect();
+        assert_eq!(
+            seen,
+            vec![
+                // [ussd] balance: the first modem's only.
+                ("modem1", Some(check("*100#", 2, Some(5.0)))),
+                // Its own code; [ussd] interval; its own low_balance, never [ussd]'s.
+                ("spare", Some(check("*101#", 2, Some(2.5)))),
+                ("kenya", Some(check("*144#", 24, None))),
+                ("quiet", None),
+            ]
+        );
+        assert_eq!(config.gateway.balance, Some(check("*100#", 2, Some(5.0))));
+        let names: Vec<&str> = config
+            .gateway
+            .modem_balances
+            .iter()
+            .map(|(name, _)| name.as_str())
+            .collect();
+        assert_eq!(names, ["modem1", "spare", "kenya"]);
+        let shown = config.describe();
+        for line in [
+            "name = \"spare\"\ndevice = \"/dev/b\"\nsim = 1\nsend = true\nprefixes = []\nnumber = (none)\npin = (none)\nbalance = \"*101#\" every \"2h\", low below 2.5\n",
+            "name = \"quiet\"\ndevice = \"/dev/d\"\nsim = 3\nsend = true\nprefixes = []\nnumber = (none)\npin = (none)\nbalance = (none)\n",
+            "pin = (none)\nbalance = \"*100#\" every \"2h\", low below 5\n",
+        ] {
+            assert!(shown.contains(line), "{line:?} in\n{shown}");
+        }
+        // One [modem] table with its own check: it replaces [ussd]'s, and check-config says so.
+        let one = Config::parse(
+            "[modem]\ndevice = \"/dev/x\"\nbalance = \"*102#\"\n[ussd]\nbalance = \"*100#\"\n",
+        )
+        .expect("valid");
+        assert_eq!(one.modem.balance, Some(check("*102#", 6, None)));
+        assert_eq!(
+            one.gateway.modem_balances,
+            vec![("modem1".to_string(), check("*102#", 6, None))]
+        );
+        let shown = one.describe();
+        assert!(
+            shown.contains("balance = \"*102#\" every \"6h\"\n\n[api]"),
+            "{shown}"
+        );
+    }
+
+    #[test]
     fn several_modems_errors_name_the_modem_and_key() {
         let cases = [
             (
@@ -1510,6 +1691,26 @@ mod tests {
                 "[modem]\ndevice = \"/dev/a\"\n[sms]\nrouting = \"random\"\n",
                 "sms.routing",
                 Some(4),
+            ),
+            (
+                "[[modem]]\ndevice = \"/dev/a\"\n[[modem]]\ndevice = \"/dev/b\"\nbalance = \"*1\\\"#\"\n",
+                "modem[modem2].balance",
+                Some(5),
+            ),
+            (
+                "[[modem]]\ndevice = \"/dev/a\"\nbalance = \"*100#\"\nbalance_interval = \"0s\"\n",
+                "modem[modem1].balance_interval",
+                Some(4),
+            ),
+            (
+                "[[modem]]\ndevice = \"/dev/a\"\nlow_balance = 5\n",
+                "modem[modem1].low_balance",
+                Some(3),
+            ),
+            (
+                "[modem]\ndevice = \"/dev/a\"\nbalance_interval = \"1h\"\n",
+                "modem.balance_interval",
+                Some(3),
             ),
         ];
         for (text, key, line) in cases {

@@ -203,7 +203,7 @@ fn a_long_unplug_gives_disconnected_then_connected() {
 fn a_weak_signal_crosses_the_threshold_once_each_way_and_a_full_sim_is_said() {
     let stack = stack(
         MockConfig::default(),
-        "",
+        "sim = 2",
         "[modem_events]\ndebounce = \"0s\"\nsignal_low = -100\nsignal_hysteresis = 6\n",
     );
     stack.wait_event("modem.connected");
@@ -246,6 +246,14 @@ fn a_weak_signal_crosses_the_threshold_once_each_way_and_a_full_sim_is_said() {
     let full = stack.wait_event("modem.storage_full");
     assert_eq!(data(&full)["total"], 30);
     assert_eq!(data(&full)["used"], 30);
+    // Every modem event names the modem and its SIM slot, as SMS events do.
+    for event in stack.events("modem.*") {
+        assert_eq!(
+            (&data(&event)["modem"], &data(&event)["sim"]),
+            (&Value::from("gate"), &Value::from(2)),
+            "{event}"
+        );
+    }
 }
 
 #[test]
@@ -292,7 +300,7 @@ const FILLER: &str = "0791447700090010040C914477000910320000423051410354401BCD72
 
 #[test]
 fn a_call_rings_then_is_missed_with_the_number_and_a_withheld_one_with_null() {
-    let stack = stack(MockConfig::default(), "", "");
+    let stack = stack(MockConfig::default(), "sim = 1", "");
     stack.until("caller id on", || {
         stack.modem.commands().iter().any(|c| c == "AT+CLIP=1")
     });
@@ -321,6 +329,13 @@ fn a_call_rings_then_is_missed_with_the_number_and_a_withheld_one_with_null() {
         ["call.ringing", "call.missed", "call.ringing", "call.missed"]
     );
     assert_eq!(data(&calls[2])["from"], Value::Null);
+    for call in &calls {
+        assert_eq!(
+            (&data(call)["modem"], &data(call)["sim"]),
+            (&Value::from("gate"), &Value::from(1)),
+            "{call}"
+        );
+    }
     let (_, status) = stack.api.get("/v1/status");
     assert_eq!(status["last_call"]["event"], "call.missed");
     assert_eq!(stack.metric("smsrelay_calls_total"), 2.0);
@@ -450,7 +465,7 @@ fn ussd_on_a_huawei_stick_goes_packed_both_ways() {
 fn the_scheduled_balance_check_emits_sim_balance() {
     let stack = stack(
         MockConfig::default(),
-        "",
+        "sim = 3",
         "[ussd]\nbalance = \"*100#\"\ninterval = \"1s\"\nlow_balance = 20\n",
     );
     let balance = stack.wait_event("sim.balance");
@@ -461,6 +476,7 @@ fn the_scheduled_balance_check_emits_sim_balance() {
     assert_eq!(data(&balance)["amount"], 12.5);
     assert_eq!(data(&balance)["low_balance"], true);
     assert_eq!(data(&balance)["modem"], "gate");
+    assert_eq!(data(&balance)["sim"], 3);
     let (_, status) = stack.api.get("/v1/status");
     assert_eq!(status["last_balance"]["amount"], 12.5);
     assert_eq!(stack.metric("smsrelay_sim_balance"), 12.5);

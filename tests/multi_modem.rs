@@ -178,9 +178,12 @@ fn round_robin_spreads_20_messages_10_10_and_a_prefix_picks_its_sim() {
     let ids: Vec<String> = (0..20)
         .map(|n| both.send(json!({"to": "+447700900123", "text": format!("spread {n}")})))
         .collect();
-    let austrian: Vec<String> = (0..3)
-        .map(|n| both.send(json!({"to": "+436641234567", "text": format!("servus {n}")})))
-        .collect();
+    // The international form with 00 matches the +43 prefix too. Sent at an even turn (20),
+    // where round robin would pick the first modem.
+    let mut austrian = vec![both.send(json!({"to": "0043 664 1234567", "text": "servus 00"}))];
+    austrian.extend(
+        (0..3).map(|n| both.send(json!({"to": "+436641234567", "text": format!("servus {n}")}))),
+    );
     // Named: a +43 number through the first modem, by name and by SIM slot.
     let pinned = [
         both.send(json!({"to": "+436641234567", "text": "pinned by name", "modem": "modem1"})),
@@ -211,9 +214,9 @@ fn round_robin_spreads_20_messages_10_10_and_a_prefix_picks_its_sim() {
         (10, 10),
         "{first:?} {second:?}"
     );
-    for n in 0..3 {
-        assert_eq!(second.get(&format!("servus {n}")), Some(&1), "{second:?}");
-        assert!(!first.contains_key(&format!("servus {n}")), "{first:?}");
+    for text in ["servus 0", "servus 1", "servus 2", "servus 00"] {
+        assert_eq!(second.get(text), Some(&1), "{second:?}");
+        assert!(!first.contains_key(text), "{first:?}");
     }
     for text in ["pinned by name", "pinned by sim"] {
         assert_eq!(first.get(text), Some(&1), "{first:?}");
@@ -227,7 +230,7 @@ fn round_robin_spreads_20_messages_10_10_and_a_prefix_picks_its_sim() {
     );
 
     // The message and its events say which modem and SIM sent it.
-    let servus = both.message(&austrian[0]);
+    let servus = both.message(&austrian[1]);
     assert_eq!(
         (&servus["modem"], &servus["sim"]),
         (&json!("austria"), &json!(1))
@@ -270,7 +273,7 @@ fn round_robin_spreads_20_messages_10_10_and_a_prefix_picks_its_sim() {
     );
     let (_, metrics) = both.api.text("/metrics");
     assert!(
-        metrics.contains("smsrelay_parts_sent_total{modem=\"austria\"} 13"),
+        metrics.contains("smsrelay_parts_sent_total{modem=\"austria\"} 14"),
         "{metrics}"
     );
 }
@@ -448,4 +451,88 @@ fn a_temporary_refusal_moves_the_message_to_the_other_modem_at_once() {
     let pinned_now = both.message(&pinned);
     assert_eq!(pinned_now["modem"], "modem1", "{pinned_now}");
     assert!(!submitted_texts(&both.second).contains_key("stays"));
+}
+
+#[test]
+fn each_modem_checks_its_own_balance_with_its_own_code() {
+    // [ussd] balance is the first modem's; the spare SIM has its own code and threshold.
+    let both = TwoModems::start(
+        MockConfig::default(),
+        MockConfig::default(),
+        r#"
+[ussd]
+balance = "*100#"
+interval = "1s"
+low_balance = 5
+
+[[modem]]
+device = "{first}"
+
+[[modem]]
+name = "spare"
+device = "{second}"
+sim = 1
+balance = "*101#"
+low_balance = 20
+"#,
+        None,
+    );
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let balances = loop {
+        let (_, body) = both.api.get("/v1/events?name=sim.balance&limit=1000");
+        let events = body["events"].as_array().cloned().unwrap_or_default();
+        let of = |modem: &str| {
+            events
+                .iter()
+                .find(|event| event["data"]["modem"] == modem)
+                .map(|event| event["data"].clone())
+        };
+        if let (Some(first), Some(spare)) = (of("modem1"), of("spare")) {
+            break [first, spare];
+        }
+        assert!(
+            Instant::now() < deadline,
+            "a sim.balance of each modem: {body}; the daemon's log:\n{}",
+            both.log_tail()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let seen: Vec<(&Value, &Value, &Value, &Value)> = balances
+        .iter()
+        .map(|data| {
+            (
+                &data["sim"],
+                &data["code"],
+                &data["amount"],
+                &data["low_balance"],
+            )
+        })
+        .collect();
+    assert_eq!(
+        seen,
+        [
+            (&json!(0), &json!("*100#"), &json!(12.5), &json!(false)),
+            (&json!(1), &json!("*101#"), &json!(12.5), &json!(true)),
+        ]
+    );
+    // Each code went to its own modem only.
+    let requests = |modem: &MockModem| -> Vec<String> {
+        modem
+            .commands()
+            .into_iter()
+            .filter(|command| command.starts_with("AT+CUSD=1"))
+            .collect()
+    };
+    let (first, spare) = (requests(&both.first), requests(&both.second));
+    assert!(
+        !first.is_empty() && first.iter().all(|c| c == r#"AT+CUSD=1,"*100#",15"#),
+        "{first:?}"
+    );
+    assert!(
+        !spare.is_empty() && spare.iter().all(|c| c == r#"AT+CUSD=1,"*101#",15"#),
+        "{spare:?}"
+    );
+    // The status keeps the first modem's balance, as with one modem.
+    let (_, status) = both.api.get("/v1/status");
+    assert_eq!(status["last_balance"]["modem"], "modem1", "{status}");
 }

@@ -85,8 +85,12 @@ pub struct GatewaySettings {
     pub modem_events: ModemEventSettings,
     /// `[ussd] timeout`: how long a USSD request waits for the network's answer.
     pub ussd_timeout: Duration,
-    /// `[ussd] balance`: the scheduled balance check of the first modem, when configured.
+    /// `[ussd] balance`: the scheduled balance check of the first modem, when configured and
+    /// `modem_balances` has none for it.
     pub balance: Option<BalanceCheck>,
+    /// `[[modem]] balance`: modems' own balance checks, by modem name (a second SIM is often
+    /// on another operator, with another code).
+    pub modem_balances: Vec<(String, BalanceCheck)>,
 }
 
 impl Default for GatewaySettings {
@@ -109,6 +113,7 @@ impl Default for GatewaySettings {
             modem_events: ModemEventSettings::default(),
             ussd_timeout: Duration::from_secs(30),
             balance: None,
+            modem_balances: Vec::new(),
         }
     }
 }
@@ -273,8 +278,8 @@ impl Gateway {
     /// As [`Gateway::start`], with each modem's events in the order of [`Gateway::modems`]:
     /// one sender per modem (the first handle returned ends when all of them have; aborting
     /// it aborts them), then per modem its receiver, the follower of its status and the
-    /// debouncer of its `modem.*` events, then maintenance, then the balance check when
-    /// configured.
+    /// debouncer of its `modem.*` events, then maintenance, then one balance check per modem
+    /// that has one ([`Gateway::balance_checks`]).
     pub async fn start_all(
         &self,
         events: Vec<mpsc::Receiver<ModemEvent>>,
@@ -293,6 +298,7 @@ impl Gateway {
             let slot = &self.inner.modems[modem];
             let settings = ModemEventSettings {
                 modem: slot.name.clone(),
+                sim: slot.sim,
                 ..self.inner.settings.modem_events.clone()
             };
             tasks.push(tokio::spawn(modem_events::run(
@@ -303,8 +309,8 @@ impl Gateway {
             )));
         }
         tasks.push(tokio::spawn(self.clone().maintenance_loop()));
-        if let Some(check) = self.inner.settings.balance.clone() {
-            tasks.push(tokio::spawn(self.clone().balance_loop(check)));
+        for (modem, check) in self.balance_checks() {
+            tasks.push(tokio::spawn(self.clone().balance_loop(modem, check)));
         }
         Ok(tasks)
     }

@@ -28,6 +28,8 @@ use crate::store::{NewEvent, Store, blocking};
 pub struct ModemEventSettings {
     /// The modem's name in the events.
     pub modem: String,
+    /// Its SIM slot number in the events.
+    pub sim: u32,
     /// A change must last this long to become an event.
     pub debounce: Duration,
     /// The signal is low below this (dBm).
@@ -40,6 +42,7 @@ impl Default for ModemEventSettings {
     fn default() -> ModemEventSettings {
         ModemEventSettings {
             modem: "modem1".into(),
+            sim: 0,
             debounce: Duration::from_secs(60),
             signal_low_dbm: -100,
             signal_hysteresis_db: 6,
@@ -429,6 +432,17 @@ impl Debouncer {
                 json!({"modem": modem, "used": used, "total": total}),
             ));
         }
+        // Every event says which modem and which SIM slot, as SMS events do (receivers
+        // mapping `sim` to a channel need it on all of them).
+        for event in &mut events {
+            if !event.data.is_object() {
+                event.data = json!({});
+            }
+            if let Some(fields) = event.data.as_object_mut() {
+                fields.insert("modem".into(), json!(modem));
+                fields.insert("sim".into(), json!(self.settings.sim));
+            }
+        }
         events
     }
 }
@@ -531,6 +545,7 @@ mod tests {
     fn settings() -> ModemEventSettings {
         ModemEventSettings {
             modem: "m".into(),
+            sim: 3,
             debounce: Duration::from_secs(60),
             signal_low_dbm: -100,
             signal_hysteresis_db: 6,
@@ -758,6 +773,45 @@ mod tests {
         for (name, published, inputs, expected) in cases {
             let (events, _) = run(published, inputs);
             assert_eq!(events, names(&expected), "{name}");
+        }
+    }
+
+    #[test]
+    fn every_event_names_its_modem_and_sim() {
+        let start = Instant::now();
+        let at = |seconds| start + Duration::from_secs(seconds);
+        let mut debouncer = Debouncer::new(settings(), connected());
+        let mut events = Vec::new();
+        let troubled = Observation {
+            registered: Some(false),
+            signal_dbm: Some(-110),
+            storage: Some((30, 30)),
+            ..ready()
+        };
+        events.extend(debouncer.step(Some(&troubled), at(0)));
+        events.extend(debouncer.step(None, at(60)));
+        events.extend(debouncer.step(Some(&ready()), at(70)));
+        events.extend(debouncer.step(None, at(130)));
+        let lost = Observation {
+            sim_error: Some("PIN refused".into()),
+            ..lost("PIN refused")
+        };
+        events.extend(debouncer.step(Some(&lost), at(140)));
+        events.extend(debouncer.step(None, at(200)));
+        events.extend(debouncer.step(Some(&ready()), at(210)));
+        events.extend(debouncer.step(None, at(270)));
+        let mut names: Vec<&str> = events.iter().map(|event| event.name.as_str()).collect();
+        names.sort_unstable();
+        names.dedup();
+        assert_eq!(names.len(), 9, "every kind of modem event: {names:?}");
+        for event in &events {
+            assert_eq!(
+                (&event.data["modem"], &event.data["sim"]),
+                (&json!("m"), &json!(3)),
+                "{}: {}",
+                event.name,
+                event.data
+            );
         }
     }
 

@@ -1,7 +1,8 @@
 //! Which modem sends a message: pure decisions, table-tested.
 //!
 //! At enqueue a message is assigned a modem ([`assign`]): the one the client named (pinned:
-//! it never moves), else one whose `prefixes` match the destination (the longest match), else
+//! it never moves), else one whose `prefixes` match the destination (the longest match, with
+//! a leading `00` read as `+` on both sides: [`international`]), else
 //! by the policy: round robin over the modems that may send, or the first of them. At send
 //! time a modem's sender takes its own messages and, for failover, any unpinned message whose
 //! modem is not ready or may not send ([`may_take`]). After a temporary submit failure the
@@ -78,6 +79,17 @@ pub enum RouteError {
     NoSender,
 }
 
+/// `number` as prefixes are compared: a leading `00` (the international call prefix in most
+/// of Europe, Africa and Asia) reads as `+`, so `0043664…` matches the prefix `+43`. Only for
+/// matching: the number goes to the modem as the client wrote it (`00…` as dialled digits,
+/// TON unknown, which networks resolve as their subscribers' phones do).
+pub fn international(number: &str) -> std::borrow::Cow<'_, str> {
+    match number.strip_prefix("00") {
+        Some(rest) => std::borrow::Cow::Owned(format!("+{rest}")),
+        None => std::borrow::Cow::Borrowed(number),
+    }
+}
+
 /// The modem a new message to `to` goes to, and whether it is pinned there: `turn` is the
 /// round-robin counter (the caller increments it per message).
 pub fn assign(
@@ -107,14 +119,16 @@ pub fn assign(
     if senders.is_empty() {
         return Err(RouteError::NoSender);
     }
+    let to = international(to);
     let longest_prefix = senders
         .iter()
         .filter_map(|&index| {
             let matched = modems[index]
                 .prefixes
                 .iter()
-                .filter(|prefix| to.starts_with(prefix.as_str()))
-                .map(String::len)
+                .map(|prefix| international(prefix))
+                .filter(|prefix| to.starts_with(prefix.as_ref()))
+                .map(|prefix| prefix.len())
                 .max()?;
             Some((matched, index))
         })
@@ -280,6 +294,36 @@ mod tests {
         ];
         assert_eq!(assign(&three, "+4315551234", None, rr, 2), Ok((1, false)));
         assert_eq!(assign(&three, "+4365551234", None, rr, 2), Ok((0, false)));
+        // A leading 00 is the international form: it matches + prefixes, and a prefix
+        // written with 00 matches + numbers; a national 0 prefix no longer takes 00 numbers.
+        let national = vec!["0".to_string()];
+        let written_00 = vec!["0043".to_string()];
+        let mixed = [
+            modem("m0", &national, true, true),
+            modem("m1", &austria, true, true),
+            modem("m2", &none, true, true),
+        ];
+        let other = [
+            modem("m0", &none, true, true),
+            modem("m1", &written_00, true, true),
+        ];
+        let international_cases: Vec<AssignCase<'_, '_>> = vec![
+            (&three, "00436641234567", None, rr, 2, Ok((0, false))),
+            (&three, "004315551234", None, rr, 2, Ok((1, false))),
+            (&mixed, "00436641234567", None, rr, 2, Ok((1, false))),
+            (&mixed, "06641234567", None, rr, 2, Ok((0, false))),
+            // 00 to a country no prefix names: round robin, not the national 0 modem.
+            (&mixed, "00447700900123", None, rr, 2, Ok((2, false))),
+            (&other, "+436641234567", None, rr, 0, Ok((1, false))),
+            (&other, "00436641234567", None, rr, 0, Ok((1, false))),
+        ];
+        for (modems, to, requested, routing, turn, expected) in international_cases {
+            assert_eq!(
+                assign(modems, to, requested.as_ref(), routing, turn),
+                expected,
+                "{to}"
+            );
+        }
         // Receive-only modems take no turn and cannot be named.
         let receive_only = [
             modem("m0", &austria, false, true),

@@ -3,8 +3,9 @@
 //!
 //! The `<dcs>` is the cell broadcast data coding scheme (TS 23.038 §5): groups 0000–0011 and
 //! 1111 with bit 2 clear are the GSM 7-bit default alphabet, 01xx says the alphabet in bits
-//! 3–2 (00 GSM 7-bit, 01 8-bit data, 10 UCS-2), 0001 0001 is UCS-2 after a two-character
-//! language. What a modem puts in `<str>` for a GSM 7-bit answer depends on the vendor and on
+//! 3–2 (00 GSM 7-bit, 01 8-bit data, 10 UCS-2), 0001 0000 is GSM 7-bit after a language (two
+//! characters and a CR), 0001 0001 is UCS-2 after a language (two GSM 7-bit characters packed
+//! into two octets). [`decode_answer`] drops the language from both. What a modem puts in `<str>` for a GSM 7-bit answer depends on the vendor and on
 //! `AT+CSCS`: plain text (most), the packed septets as hex (Huawei E-series sticks), or one
 //! septet per octet as hex (Huawei and ZTE with some firmware). UCS-2 answers are hex of
 //! UTF-16BE. [`decode_answer`] tells these apart; [`encode_request`] writes the request the way
@@ -86,9 +87,12 @@ pub fn encode_request(code: &str, encoding: RequestEncoding) -> Result<(String, 
 pub enum UssdAlphabet {
     /// The GSM 7-bit default alphabet.
     Gsm7,
+    /// GSM 7-bit preceded by a language: two characters (ISO 639) and a CR (0001 0000).
+    Gsm7WithLanguage,
     /// UCS-2 (UTF-16BE here, as modems send it).
     Ucs2,
-    /// UCS-2 preceded by a two-character language (0001 0001).
+    /// UCS-2 preceded by a language: two GSM 7-bit characters packed into two octets, the
+    /// last two bits 0 (0001 0001).
     Ucs2WithLanguage,
     /// 8-bit data, or a reserved coding.
     Other,
@@ -101,6 +105,7 @@ pub fn alphabet(dcs: Option<u8>) -> UssdAlphabet {
     };
     match dcs >> 4 {
         0b0000 | 0b0010 | 0b0011 => UssdAlphabet::Gsm7,
+        0b0001 if dcs == 0x10 => UssdAlphabet::Gsm7WithLanguage,
         0b0001 if dcs == 0x11 => UssdAlphabet::Ucs2WithLanguage,
         0b0001 => UssdAlphabet::Gsm7,
         0b0100..=0b0111 | 0b1001 => match (dcs >> 2) & 0b11 {
@@ -119,15 +124,42 @@ pub fn alphabet(dcs: Option<u8>) -> UssdAlphabet {
 pub fn decode_answer(text: &str, dcs: Option<u8>) -> Result<String, UssdError> {
     match alphabet(dcs) {
         UssdAlphabet::Ucs2 => Ok(ucs2(text).unwrap_or_else(|| text.to_string())),
-        UssdAlphabet::Ucs2WithLanguage => Ok(ucs2(text)
-            .map(|decoded| decoded.chars().skip(2).collect())
-            .unwrap_or_else(|| text.to_string())),
+        UssdAlphabet::Ucs2WithLanguage => {
+            let body = text.get(4..).filter(|_| packed_language(text));
+            Ok(ucs2(body.unwrap_or(text)).unwrap_or_else(|| text.to_string()))
+        }
         UssdAlphabet::Gsm7 => Ok(gsm7_answer(text)),
+        UssdAlphabet::Gsm7WithLanguage => Ok(without_language(gsm7_answer(text))),
         UssdAlphabet::Other => Err(UssdError::Unsupported {
             dcs: dcs.unwrap_or_default(),
             text: text.to_string(),
         }),
     }
+}
+
+/// Whether hex `text` starts with a language as UCS-2 answers carry it: two octets (four hex
+/// digits, not two UCS-2 characters) that unpack to two GSM 7-bit letters. A modem that
+/// dropped the language itself leaves a UCS-2 character there, which does not read so.
+fn packed_language(text: &str) -> bool {
+    let Some(octets) = text.get(..4).and_then(|head| hex::decode(head).ok()) else {
+        return false;
+    };
+    gsm7::unpack(&octets, 0, 2).is_some_and(|septets| {
+        septets.len() == 2
+            && gsm7::decode(&septets)
+                .chars()
+                .all(|c| c.is_ascii_alphabetic())
+    })
+}
+
+/// A GSM 7-bit text without its leading language: two letters and a CR (TS 23.038 §5). Kept
+/// whole when it does not start that way (a modem that dropped the language itself).
+fn without_language(text: String) -> String {
+    let mut chars = text.chars();
+    let language = chars.next().is_some_and(|c| c.is_ascii_alphabetic())
+        && chars.next().is_some_and(|c| c.is_ascii_alphabetic())
+        && chars.next() == Some('\r');
+    if language { chars.collect() } else { text }
 }
 
 /// UTF-16BE from hex, when it is hex of whole code units; lone surrogates become U+FFFD.
@@ -235,7 +267,20 @@ mod tests {
         // UCS-2 hex, in both common dcs values, and after a language.
         check("00420061006C0020043F", Some(72), "Bal п");
         check("0042", Some(0x48), "B");
-        check("00650065004200610020", Some(0x11), "Ba ");
+        // UCS-2 after a language: "en" packed into two octets (0x65 0x37), then the text.
+        check("6537004200610020", Some(0x11), "Ba ");
+        check("65370042", Some(0x11), "B");
+        // Without the language a modem may have dropped: kept whole.
+        check("00420061", Some(0x11), "Ba");
+        // GSM 7-bit after a language and a CR, as text and as packed septets.
+        check("en\rBalance: 5.00", Some(0x10), "Balance: 5.00");
+        let packed = {
+            let septets = gsm7::encode("de\rGuthaben 3,20 EUR").unwrap_or_default();
+            hex::encode_upper(gsm7::pack(&septets))
+        };
+        check(&packed, Some(0x10), "Guthaben 3,20 EUR");
+        // Without the language a modem may have dropped: kept whole.
+        check("Balance: 5.00", Some(0x10), "Balance: 5.00");
         // UCS-2 that is not hex is kept as sent (a modem that decoded it already).
         check("Привет", Some(72), "Привет");
         assert!(decode_answer("00FF", Some(0x44)).is_err());
@@ -248,7 +293,8 @@ mod tests {
             (None, Gsm7),
             (Some(0x00), Gsm7),
             (Some(0x0F), Gsm7),
-            (Some(0x10), Gsm7),
+            (Some(0x10), Gsm7WithLanguage),
+            (Some(0x12), Gsm7),
             (Some(0x11), Ucs2WithLanguage),
             (Some(0x20), Gsm7),
             (Some(0x40), Gsm7),
