@@ -1368,26 +1368,58 @@ impl Config {
     }
 }
 
-/// An endpoint's inbound SMS routing in words, for `check-config`.
-/// `url` as `check-config` shows it: a password in it and every query value masked, as
-/// services put tokens there (`https://user:********@host/hook?key=********`).
+/// `url` as `check-config` shows it, with what services put their tokens in masked: a
+/// password, every query value (and a query word without one), and path segments that look
+/// like a token (`https://hooks.slack.com/services/********/********/********`).
 fn masked_url(url: &str) -> String {
+    const MASK: &str = "********";
     let Ok(mut parsed) = url::Url::parse(url) else {
         return url.to_string();
     };
     if parsed.password().is_some() {
-        let _ = parsed.set_password(Some("********"));
+        let _ = parsed.set_password(Some(MASK));
     }
     if parsed.query().is_some() {
         let pairs: Vec<String> = parsed
             .query_pairs()
-            .map(|(name, _)| format!("{name}=********"))
+            .map(|(name, value)| {
+                if value.is_empty() {
+                    MASK.to_string()
+                } else {
+                    format!("{name}={MASK}")
+                }
+            })
             .collect();
         parsed.set_query(Some(&pairs.join("&")));
+    }
+    if !parsed.cannot_be_a_base() {
+        let path: Vec<String> = parsed
+            .path_segments()
+            .map(|segments| {
+                segments
+                    .map(|segment| {
+                        if looks_like_a_token(segment) {
+                            MASK.to_string()
+                        } else {
+                            segment.to_string()
+                        }
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        parsed.set_path(&path.join("/"));
     }
     parsed.to_string()
 }
 
+/// A URL path segment that may be a secret: long, several digits, or a `:` (a Telegram bot
+/// token is `bot<id>:<key>`; Slack's and Discord's webhook paths are ids and keys).
+fn looks_like_a_token(segment: &str) -> bool {
+    let digits = segment.chars().filter(char::is_ascii_digit).count();
+    segment.len() > 20 || digits > 2 || segment.contains(':')
+}
+
+/// An endpoint's inbound SMS routing in words, for `check-config`.
 fn describe_routing(routing: &crate::store::routing::Routing) -> String {
     if routing.unmatched {
         return "\"inbound SMS no keywords or senders endpoint took\"".into();
@@ -1772,6 +1804,26 @@ mod tests {
             ("https://crm@example.com/in", "https://crm@example.com/in"),
             ("mailto:ops@example.com", "mailto:ops@example.com"),
             ("not a url", "not a url"),
+            (
+                "https://example.com/in?s3cr3tT0ken",
+                "https://example.com/in?********",
+            ),
+            (
+                "https://hooks.slack.com/services/T0001/B0002/XXXXXXXXXXXXXXXXXXXXXXXX",
+                "https://hooks.slack.com/services/********/********/********",
+            ),
+            (
+                "https://api.telegram.org/bot123456:AAE-secret/sendMessage",
+                "https://api.telegram.org/********/sendMessage",
+            ),
+            (
+                "https://discord.com/api/webhooks/112233445566778899/abcDEFghiJKLmnoPQRstu",
+                "https://discord.com/api/webhooks/********/********",
+            ),
+            (
+                "https://example.com/v1/sms-in",
+                "https://example.com/v1/sms-in",
+            ),
         ];
         for (url, shown) in cases {
             assert_eq!(masked_url(url), shown, "{url}");

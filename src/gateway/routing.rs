@@ -82,11 +82,13 @@ pub enum RouteError {
 /// `number` as prefixes are compared: a leading `00` (the international call prefix in most
 /// of Europe, Africa and Asia) reads as `+`, so `0043664…` matches the prefix `+43`. Only for
 /// matching: the number goes to the modem as the client wrote it (`00…` as dialled digits,
-/// TON unknown, which networks resolve as their subscribers' phones do).
+/// TON unknown, which networks resolve as their subscribers' phones do). A bare `00` stays
+/// as written: as a prefix it means "numbers dialled with 00", and as `+` it would take every
+/// number in international form, the domestic ones too.
 pub fn international(number: &str) -> std::borrow::Cow<'_, str> {
     match number.strip_prefix("00") {
-        Some(rest) => std::borrow::Cow::Owned(format!("+{rest}")),
-        None => std::borrow::Cow::Borrowed(number),
+        Some(rest) if !rest.is_empty() => std::borrow::Cow::Owned(format!("+{rest}")),
+        _ => std::borrow::Cow::Borrowed(number),
     }
 }
 
@@ -119,6 +121,7 @@ pub fn assign(
     if senders.is_empty() {
         return Err(RouteError::NoSender);
     }
+    let written = to;
     let to = international(to);
     let longest_prefix = senders
         .iter()
@@ -127,7 +130,11 @@ pub fn assign(
                 .prefixes
                 .iter()
                 .map(|prefix| international(prefix))
-                .filter(|prefix| to.starts_with(prefix.as_ref()))
+                .filter(|prefix| {
+                    // A bare "00" (kept as written) takes the numbers dialled with 00.
+                    to.starts_with(prefix.as_ref())
+                        || (prefix.as_ref() == "00" && written.starts_with("00"))
+                })
                 .map(|prefix| prefix.len())
                 .max()?;
             Some((matched, index))
@@ -307,6 +314,11 @@ mod tests {
             modem("m0", &none, true, true),
             modem("m1", &written_00, true, true),
         ];
+        let bare_00 = vec!["00".to_string()];
+        let dialled_00 = [
+            modem("m0", &none, true, true),
+            modem("m1", &bare_00, true, true),
+        ];
         let international_cases: Vec<AssignCase<'_, '_>> = vec![
             (&three, "00436641234567", None, rr, 2, Ok((0, false))),
             (&three, "004315551234", None, rr, 2, Ok((1, false))),
@@ -316,6 +328,9 @@ mod tests {
             (&mixed, "00447700900123", None, rr, 2, Ok((2, false))),
             (&other, "+436641234567", None, rr, 0, Ok((1, false))),
             (&other, "00436641234567", None, rr, 0, Ok((1, false))),
+            // A bare "00" prefix takes numbers dialled with 00, not every + number.
+            (&dialled_00, "00436641234567", None, rr, 0, Ok((1, false))),
+            (&dialled_00, "+4915551234567", None, rr, 0, Ok((0, false))),
         ];
         for (modems, to, requested, routing, turn, expected) in international_cases {
             assert_eq!(
