@@ -5,17 +5,25 @@
 //! the endpoint's schedule like an HTTP failure. Every message says `Auto-Submitted:
 //! auto-generated` (RFC 3834), so vacation responders and the like do not answer it.
 //!
-//! Several recipients: one SMTP transaction for all of them first. lettre gives up the whole
-//! transaction when the server refuses one `RCPT TO`, so when that transaction gets an SMTP
-//! error reply (the server then took the message for nobody) each recipient is tried in a
-//! transaction of its own. The attempt succeeds when at least one recipient took the
-//! message; those that did not are logged (one warning per delivery) and named in the
-//! attempt's detail, and are not tried again: retrying the delivery would send a second
-//! copy to those who have it, and the queue keeps no state per recipient. When nobody took
-//! it the attempt fails, for good only when every recipient was refused for good (5xx),
-//! else it is retried (nobody has it, so the retry duplicates nothing). A failure without an
-//! SMTP reply (timeout, broken connection, TLS) stops the one-by-one tries: the recipients
-//! not tried yet count as not delivered with that error.
+//! Several recipients: one SMTP transaction for all of them. lettre gives up the whole
+//! transaction at the first refused `RCPT TO` (the server then took it for nobody) and does
+//! not say at which command a reply came, only its code and words. So:
+//! - a 4xx, a timeout or a broken connection fails the whole delivery, retried on the
+//!   schedule (nobody has it, so a retry duplicates nothing);
+//! - a 5xx naming exactly one recipient (`<a@b.c>: user unknown`) drops that one and sends
+//!   again to the rest, in one transaction: only one transaction can succeed, so a stop
+//!   between them sends nobody a second copy;
+//! - a 5xx naming nobody that refuses a mailbox (5.1.x but the sender's 5.1.7/5.1.8, or
+//!   550/551/553 without an enhanced code) makes each recipient tried alone. A 4xx or no
+//!   reply before anyone took it stops the tries and the whole delivery is retried; after,
+//!   the recipient is named as not delivered and not retried (the queue keeps no state per
+//!   recipient, and a retry would send the others a second copy), as are those left when the
+//!   daemon stops;
+//! - any other 5xx (the sender, the message) is final for everyone.
+//!
+//! The delivery succeeds when someone took it; those who did not are logged (one warning)
+//! and named in the attempt's detail. When nobody took it, it is final only when every
+//! recipient was refused for good.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
