@@ -360,6 +360,8 @@ fn e_mail_is_delivered_a_4xx_is_retried_a_5xx_is_a_dead_letter_and_one_unknown_u
             "first@example.com,unknown@example.com,second@example.com",
         ),
         ("nobody", "unknown2@example.com,unknown3@example.com"),
+        ("unnamed", "third@example.com,gone@example.com"),
+        ("greylisted", "grey-ok@example.com,greylist@example.com"),
     ] {
         extra.push_str(&format!(
             "\n[[webhook]]\nname = \"{name}\"\nurl = \"mailto:{to}\"\nevents = [\"sms.received\"]\n\
@@ -383,6 +385,8 @@ fn e_mail_is_delivered_a_4xx_is_retried_a_5xx_is_a_dead_letter_and_one_unknown_u
             && replies_to(all, "reject@example.com").len() == 1
             && replies_to(all, "second@example.com").len() == 1
             && replies_to(all, "unknown3@example.com").len() == 1
+            && replies_to(all, "gone@example.com").len() == 2
+            && replies_to(all, "greylist@example.com").len() == 2
     });
     let mail = transactions
         .iter()
@@ -436,41 +440,68 @@ fn e_mail_is_delivered_a_4xx_is_retried_a_5xx_is_a_dead_letter_and_one_unknown_u
         "{dead}"
     );
 
-    // One unknown user among three: the server refuses the transaction for all of them, so
-    // each is tried alone; the other two get the e-mail, once each, and the delivery succeeds
-    // with a warning naming the refused address.
+    // One unknown user among three, named in the server's 550: that transaction took it for
+    // nobody, so it goes again to the other two in one transaction; each gets it once.
+    let unknown = "550 5.1.1 <unknown@example.com>: user unknown";
     assert_eq!(
         replies_to(&transactions, "first@example.com"),
-        ["550 5.1.1 user unknown", "250 2.0.0 accepted"]
+        [unknown, "250 2.0.0 accepted"]
     );
-    assert_eq!(
-        replies_to(&transactions, "unknown@example.com"),
-        ["550 5.1.1 user unknown", "550 5.1.1 user unknown"]
-    );
+    assert_eq!(replies_to(&transactions, "unknown@example.com"), [unknown]);
     assert_eq!(
         replies_to(&transactions, "second@example.com"),
         ["250 2.0.0 accepted"]
     );
-    for address in ["first@example.com", "second@example.com"] {
-        let copy = transactions
-            .iter()
-            .find(|t| {
-                t["rcpt_tos"] == serde_json::json!([address])
-                    && t["reply"].as_str().is_some_and(|r| r.starts_with("250"))
-            })
-            .expect("a copy of its own");
+    let copy = transactions
+        .iter()
+        .find(|t| t["rcpt_tos"][0] == "first@example.com" && t["reply"] == "250 2.0.0 accepted")
+        .expect("the e-mail to the other two");
+    assert_eq!(
+        copy["rcpt_tos"],
+        serde_json::json!(["first@example.com", "second@example.com"])
+    );
+    assert_eq!(
+        copy["headers"]["to"],
+        "first@example.com, unknown@example.com, second@example.com"
+    );
+    assert_eq!(
+        copy["headers"]["message-id"],
+        ids[0]
+            .as_str()
+            .unwrap_or("?")
+            .replace(".deferred@", ".team@")
+    );
+    // A 550 that names nobody (a 5.1.1 mailbox refusal): each is tried alone, the other one
+    // gets it, and the warning names the refused one.
+    let gone = "550 5.1.1 the account you tried to reach does not exist";
+    assert_eq!(
+        replies_to(&transactions, "third@example.com"),
+        [gone, "250 2.0.0 accepted"]
+    );
+    assert_eq!(replies_to(&transactions, "gone@example.com"), [gone, gone]);
+    // Greylisted at RCPT (451): no split, the whole delivery fails for now and is retried,
+    // and then both get it in one transaction.
+    let greylisted: Vec<&Value> = transactions
+        .iter()
+        .filter(|t| t["rcpt_tos"][0] == "grey-ok@example.com")
+        .collect();
+    let replies: Vec<&Value> = greylisted.iter().map(|t| &t["reply"]).collect();
+    assert_eq!(replies, ["451 4.7.1 greylisted", "250 2.0.0 accepted"]);
+    for transaction in greylisted {
         assert_eq!(
-            copy["headers"]["to"],
-            "first@example.com, unknown@example.com, second@example.com"
-        );
-        assert_eq!(
-            copy["headers"]["message-id"],
-            ids[0]
-                .as_str()
-                .unwrap_or("?")
-                .replace(".deferred@", ".team@")
+            transaction["rcpt_tos"],
+            serde_json::json!(["grey-ok@example.com", "greylist@example.com"])
         );
     }
+    until("the warning about the unnamed refusal", || {
+        let log = std::fs::read_to_string(&log).unwrap_or_default();
+        log.lines()
+            .find(|line| {
+                line.contains("webhook unnamed:")
+                    && line.contains("not delivered to 1 of 2 recipients: gone@example.com")
+            })
+            .map(|_| ())
+    });
     until("the warning about the unknown user", || {
         let log = std::fs::read_to_string(&log).unwrap_or_default();
         log.lines()
@@ -492,7 +523,7 @@ fn e_mail_is_delivered_a_4xx_is_retried_a_5xx_is_a_dead_letter_and_one_unknown_u
     );
 
     wait_for_empty_queues(&api);
-    for name in ["deferred", "team"] {
+    for name in ["deferred", "team", "unnamed", "greylisted"] {
         let (_, dead) = api.get(&format!("/v1/webhooks/{name}/dead-letters"));
         assert_eq!(dead["dead_letters"], serde_json::json!([]), "{name}");
     }

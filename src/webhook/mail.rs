@@ -5,19 +5,28 @@
 //! the endpoint's schedule like an HTTP failure. Every message says `Auto-Submitted:
 //! auto-generated` (RFC 3834), so vacation responders and the like do not answer it.
 //!
-//! Several recipients: one SMTP transaction for all of them first. lettre gives up the whole
-//! transaction when the server refuses one `RCPT TO`, so when that transaction gets an SMTP
-//! error reply (the server then took the message for nobody) each recipient is tried in a
-//! transaction of its own. The attempt succeeds when at least one recipient took the
-//! message; those that did not are logged (one warning per delivery) and named in the
-//! attempt's detail, and are not tried again: retrying the delivery would send a second
-//! copy to those who have it, and the queue keeps no state per recipient. When nobody took
-//! it the attempt fails, for good only when every recipient was refused for good (5xx),
-//! else it is retried (nobody has it, so the retry duplicates nothing). A failure without an
-//! SMTP reply (timeout, broken connection, TLS) stops the one-by-one tries: the recipients
-//! not tried yet count as not delivered with that error.
+//! Several recipients: one SMTP transaction for all of them. lettre gives up the whole
+//! transaction at the first refused `RCPT TO` (the server then took it for nobody) and does
+//! not say at which command a reply came, only its code and words. So:
+//! - a 4xx, a timeout or a broken connection fails the whole delivery, retried on the
+//!   schedule (nobody has it, so a retry duplicates nothing);
+//! - a 5xx naming exactly one recipient (`<a@b.c>: user unknown`) drops that one and sends
+//!   again to the rest, in one transaction: only one transaction can succeed, so a stop
+//!   between them sends nobody a second copy;
+//! - a 5xx naming nobody that refuses a mailbox (5.1.x but the sender's 5.1.7/5.1.8, or
+//!   550/551/553 without an enhanced code) makes each recipient tried alone. A 4xx or no
+//!   reply before anyone took it stops the tries and the whole delivery is retried; after,
+//!   the recipient is named as not delivered and not retried (the queue keeps no state per
+//!   recipient, and a retry would send the others a second copy), as are those left when the
+//!   daemon stops;
+//! - any other 5xx (the sender, the message) is final for everyone.
+//!
+//! The delivery succeeds when someone took it; those who did not are logged (one warning)
+//! and named in the attempt's detail. When nobody took it, it is final only when every
+//! recipient was refused for good.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use lettre::address::Envelope;
@@ -273,8 +282,9 @@ fn received_subject(from: &str, text: &str) -> String {
     format!("SMS from {from}: {}{more}", quoted.join(" "))
 }
 
-/// Sends `body` about `event` to `mail.to` through `transport`: to all in one transaction,
-/// or (when that gets an SMTP error reply and there are several) to each in its own.
+/// Sends `body` about `event` to `mail.to` through `transport`, in one transaction to every
+/// recipient the server has not refused for good (see the module's doc); `stopping` says
+/// the daemon is shutting down, which ends one-by-one tries once someone has the e-mail.
 pub(super) fn send(
     transport: &SmtpTransport,
     mail: &MailTo,
@@ -282,30 +292,52 @@ pub(super) fn send(
     event: &Event,
     body: Vec<u8>,
     content_type: Option<&str>,
+    stopping: &AtomicBool,
 ) -> AttemptOutcome {
     let message = match build(mail, endpoint, event, body, content_type) {
         Ok(message) => message,
         Err(error) => return AttemptOutcome::failed(AttemptError::Template, error),
     };
     let raw = message.formatted();
-    let error = match transport.send_raw(message.envelope(), &raw) {
-        Ok(response) => return accepted(&response),
-        Err(error) => error,
-    };
-    if mail.to.len() < 2 || error.status().is_none() {
-        return AttemptOutcome::failed(classify(&error), error.to_string());
-    }
     let from = message.envelope().from().cloned();
-    let answers = one_by_one(&mail.to, |to| {
-        let envelope = Envelope::new(from.clone(), vec![to.clone()])
-            .map_err(|error| (AttemptError::Protocol, error.to_string()))?;
-        transport
-            .send_raw(&envelope, &raw)
-            .map(|response| accepted(&response))
-            .map_err(|error| (classify(&error), error.to_string()))
-    });
+    let mut remaining: Vec<Address> = mail.to.clone();
+    // The recipients refused for good so far, each with the server's words.
+    let mut refused: Vec<(Address, Answer)> = Vec::new();
+    let answers = loop {
+        let envelope = match Envelope::new(from.clone(), remaining.clone()) {
+            Ok(envelope) => envelope,
+            Err(error) => return AttemptOutcome::failed(AttemptError::Protocol, error.to_string()),
+        };
+        let answer = match transport.send_raw(&envelope, &raw) {
+            Ok(response) => Ok(accepted(&response)),
+            Err(error) if remaining.len() > 1 && error.is_permanent() => {
+                let words = server_words(&error);
+                if let Some(index) = named_recipient(&words, &remaining) {
+                    // That transaction took it for nobody: drop the one named and send
+                    // again, still one transaction, so no one can get it twice.
+                    let address = remaining.remove(index);
+                    refused.push((address, Err((classify(&error), error.to_string()))));
+                    continue;
+                }
+                if !refuses_a_recipient(&error, &words) {
+                    Err((classify(&error), error.to_string()))
+                } else {
+                    let tried = one_by_one(&remaining, &from, &raw, transport, stopping);
+                    break refused.into_iter().chain(tried).collect::<Vec<_>>();
+                }
+            }
+            Err(error) => Err((classify(&error), error.to_string())),
+        };
+        if refused.is_empty() {
+            // One transaction to everyone, as sent: its own outcome.
+            return answer.unwrap_or_else(|(error, text)| AttemptOutcome::failed(error, text));
+        }
+        let mut answers = refused;
+        answers.extend(remaining.into_iter().map(|to| (to, answer.clone())));
+        break answers;
+    };
     let outcome = settle(&answers);
-    if outcome.result.is_ok() {
+    if outcome.result.is_ok() && !outcome.detail.is_empty() {
         warn!(
             "webhook {endpoint}: the e-mail about {} {} {}",
             event.name, event.id, outcome.detail
@@ -314,31 +346,130 @@ pub(super) fn send(
     outcome
 }
 
+/// The text of the server's reply in an SMTP error (lettre keeps it as the error's source).
+fn server_words(error: &lettre::transport::smtp::Error) -> String {
+    std::error::Error::source(error)
+        .map(|source| source.to_string())
+        .unwrap_or_default()
+}
+
+/// The one recipient of `to` that the server's reply names (`<a@b.c>: user unknown`), if
+/// exactly one is named: lettre stops the transaction at the first refused `RCPT TO` and
+/// does not say which it was.
+fn named_recipient(words: &str, to: &[Address]) -> Option<usize> {
+    let words = words.to_ascii_lowercase();
+    let mut named = to
+        .iter()
+        .enumerate()
+        .filter(|(_, address)| names(&words, &address.to_string().to_ascii_lowercase()))
+        .map(|(index, _)| index);
+    let first = named.next()?;
+    named.next().is_none().then_some(first)
+}
+
+/// Whether `words` holds `address` as a whole address (not inside a longer one).
+fn names(words: &str, address: &str) -> bool {
+    let part = |c: char| c.is_ascii_alphanumeric() || "._%+-!#$&'*/=?^`{|}~@".contains(c);
+    words.match_indices(address).any(|(start, _)| {
+        let before = words[..start].chars().next_back();
+        let after = words[start + address.len()..].chars().next();
+        !before.is_some_and(part) && !after.is_some_and(part)
+    })
+}
+
+/// Whether a permanent reply that names nobody refuses a recipient (so each is worth trying
+/// alone) rather than the sender or the message: an enhanced status 5.1.x other than the
+/// sender's 5.1.7 and 5.1.8, or, without one, reply 550, 551 or 553. lettre does not say
+/// at which command the reply came, so this reads the codes RFC 5321 and RFC 3463 give a
+/// refused mailbox.
+fn refuses_a_recipient(error: &lettre::transport::smtp::Error, words: &str) -> bool {
+    let enhanced = words.split_whitespace().next().filter(|first| {
+        let parts: Vec<&str> = first.split('.').collect();
+        parts.len() == 3
+            && parts.iter().all(|part| {
+                !part.is_empty() && part.len() <= 3 && part.bytes().all(|b| b.is_ascii_digit())
+            })
+    });
+    match enhanced {
+        Some(code) => code.starts_with("5.1.") && !matches!(code, "5.1.7" | "5.1.8"),
+        None => error
+            .status()
+            .is_some_and(|code| matches!(u16::from(code), 550 | 551 | 553)),
+    }
+}
+
 /// A recipient's answer when each is tried alone: the attempt's outcome as the server's
 /// acceptance, or why not (the error, its words).
 type Answer = Result<AttemptOutcome, (AttemptError, String)>;
 
-/// Tries each of `to` with `send`, in order. A failure without an SMTP reply stops the tries:
-/// the server is gone or unusable, and each further try would wait for the same timeout;
-/// the rest get that failure, marked as not tried.
-fn one_by_one(to: &[Address], mut send: impl FnMut(&Address) -> Answer) -> Vec<(&Address, Answer)> {
-    let mut answers: Vec<(&Address, Answer)> = Vec::new();
+/// Sends `raw` to each of `to` alone, in order.
+fn one_by_one(
+    to: &[Address],
+    from: &Option<Address>,
+    raw: &[u8],
+    transport: &SmtpTransport,
+    stopping: &AtomicBool,
+) -> Vec<(Address, Answer)> {
+    tried_one_by_one(
+        to,
+        |to| {
+            let envelope = Envelope::new(from.clone(), vec![to.clone()])
+                .map_err(|error| (AttemptError::Protocol, error.to_string()))?;
+            transport
+                .send_raw(&envelope, raw)
+                .map(|response| accepted(&response))
+                .map_err(|error| (classify(&error), error.to_string()))
+        },
+        || stopping.load(Ordering::SeqCst),
+    )
+}
+
+/// Tries each of `to` with `send`, in order, stopping (the rest marked not tried) at:
+/// - a temporary refusal or a failure without an SMTP reply while nobody has the e-mail:
+///   the attempt then fails and is retried as a whole, which duplicates nothing;
+/// - a failure without an SMTP reply once someone has it: the server is gone or unusable;
+/// - the daemon stopping once someone has it: a send cut off by the exit would leave the
+///   job due, and its next start would send a second copy to those who have it.
+///
+/// A temporary refusal once someone has the e-mail is not retried (the queue keeps no state
+/// per recipient, and a retry would send a second copy to the others).
+fn tried_one_by_one(
+    to: &[Address],
+    mut send: impl FnMut(&Address) -> Answer,
+    stopping: impl Fn() -> bool,
+) -> Vec<(Address, Answer)> {
+    const NO_COPY: &str = "not retried, to send nobody a second copy";
+    let mut answers: Vec<(Address, Answer)> = Vec::new();
+    // Why the rest are not tried: the error and the words for each of them.
     let mut stop: Option<(AttemptError, String)> = None;
+    let mut delivered = false;
     for address in to {
-        if let Some((error, text)) = &stop {
-            answers.push((address, Err((error.clone(), format!("not tried ({text})")))));
+        if stop.is_none() && delivered && stopping() {
+            let text = format!("not tried (the daemon is stopping; {NO_COPY})");
+            stop = Some((AttemptError::Io, text));
+        }
+        if let Some(why) = &stop {
+            answers.push((address.clone(), Err(why.clone())));
             continue;
         }
-        let answer = send(address);
-        if let Err((error, text)) = &answer {
-            if !matches!(
-                error,
-                AttemptError::MailRejected(_) | AttemptError::MailDeferred(_)
-            ) {
-                stop = Some((error.clone(), text.clone()));
+        let answer = match send(address) {
+            Ok(outcome) => {
+                delivered = true;
+                Ok(outcome)
             }
-        }
-        answers.push((address, answer));
+            Err((error, text)) if error.is_permanent() => Err((error, text)),
+            Err((error, text)) if delivered => {
+                if !matches!(error, AttemptError::MailDeferred(_)) {
+                    stop = Some((error.clone(), format!("not tried ({text}; {NO_COPY})")));
+                }
+                Err((error, format!("{text} (temporary; {NO_COPY})")))
+            }
+            Err((error, text)) => {
+                stop = Some((error.clone(), format!("not tried ({text})")));
+                Err((error, text))
+            }
+        };
+        answers.push((address.clone(), answer));
     }
     answers
 }
@@ -346,7 +477,7 @@ fn one_by_one(to: &[Address], mut send: impl FnMut(&Address) -> Answer) -> Vec<(
 /// One attempt's outcome from each recipient's answer: the first acceptance, with the
 /// refused recipients in the detail; when nobody accepted, a failure that is permanent only
 /// when every refusal was.
-fn settle(answers: &[(&Address, Answer)]) -> AttemptOutcome {
+fn settle(answers: &[(Address, Answer)]) -> AttemptOutcome {
     let refused: Vec<String> = answers
         .iter()
         .filter_map(|(address, answer)| {
@@ -607,60 +738,90 @@ mod tests {
     }
 
     #[test]
-    fn recipients_tried_one_by_one_succeed_when_one_accepts() {
-        // (each recipient's answer, 0 = timeout; how many are asked; the outcome; the detail)
-        type Case<'a> = (&'a [u16], usize, Result<u16, AttemptError>, &'a str);
-        let cases: [Case; 7] = [
+    fn recipients_tried_one_by_one_never_lose_one_to_a_temporary_refusal_before_delivery() {
+        // (each recipient's answer, 0 = timeout; how many are asked; whether the daemon is
+        // stopping; the outcome; the detail)
+        type Case<'a> = (&'a [u16], usize, bool, Result<u16, AttemptError>, &'a str);
+        let cases: [Case; 10] = [
             (
                 &[250, 550, 250],
                 3,
+                false,
                 Ok(250),
                 "not delivered to 1 of 3 recipients: r1@example.com: permanent error (550)",
             ),
-            (&[250, 250], 2, Ok(250), ""),
+            (&[250, 250], 2, false, Ok(250), ""),
             (
                 &[550, 554],
                 2,
+                false,
                 Err(AttemptError::MailRejected(550)),
                 "not delivered to 2 of 2 recipients: r0@example.com: permanent error (550); r1@example.com: permanent error (554)",
             ),
-            // Nobody has it: retried while any refusal is temporary.
+            // Nobody has it yet: a temporary refusal stops the tries, and the whole delivery
+            // is retried later (which duplicates nothing).
             (
-                &[550, 451],
+                &[550, 451, 250],
                 2,
+                false,
                 Err(AttemptError::MailDeferred(451)),
-                "r1@example.com: transient error (451)",
+                "r2@example.com: not tried (transient error (451))",
             ),
             (
                 &[451, 250],
-                2,
+                1,
+                false,
+                Err(AttemptError::MailDeferred(451)),
+                "r1@example.com: not tried (transient error (451))",
+            ),
+            // Someone has it: the temporarily refused one is named, not retried.
+            (
+                &[250, 451, 250],
+                3,
+                false,
                 Ok(250),
-                "r0@example.com: transient error (451)",
+                "r1@example.com: transient error (451) (temporary; not retried, to send nobody a second copy)",
             ),
             // No SMTP reply: the rest are not asked.
             (
                 &[250, 0, 250],
                 2,
+                false,
                 Ok(250),
-                "r2@example.com: not tried (timed out)",
+                "r2@example.com: not tried (timed out; not retried",
             ),
             (
                 &[0, 250],
                 1,
+                false,
                 Err(AttemptError::Timeout),
                 "not delivered to 2 of 2 recipients",
             ),
+            // Stopping: once someone has it, nobody else is asked (an exit mid-send would
+            // leave the job due and send the first a second copy at the next start).
+            (
+                &[550, 250, 250],
+                2,
+                true,
+                Ok(250),
+                "r2@example.com: not tried (the daemon is stopping",
+            ),
+            (&[250], 1, true, Ok(250), ""),
         ];
-        for (codes, asked, result, detail) in cases {
+        for (codes, asked, stopping, result, detail) in cases {
             let to: Vec<Address> = (0..codes.len())
                 .map(|i| format!("r{i}@example.com").parse().expect("address"))
                 .collect();
             let mut calls = 0;
-            let answers = one_by_one(&to, |address| {
-                calls += 1;
-                let index = to.iter().position(|a| a == address).expect("listed");
-                answer(codes[index])
-            });
+            let answers = tried_one_by_one(
+                &to,
+                |address| {
+                    calls += 1;
+                    let index = to.iter().position(|a| a == address).expect("listed");
+                    answer(codes[index])
+                },
+                || stopping,
+            );
             let outcome = settle(&answers);
             assert_eq!(calls, asked, "{codes:?}");
             assert_eq!(outcome.result, result, "{codes:?}");
@@ -672,6 +833,30 @@ mod tests {
             if detail.is_empty() {
                 assert_eq!(outcome.detail, "", "{codes:?}");
             }
+        }
+    }
+
+    #[test]
+    fn a_reply_names_a_recipient_only_as_a_whole_address() {
+        let to: Vec<Address> = ["bob@example.com", "ann@example.com"]
+            .iter()
+            .map(|a| a.parse().expect("address"))
+            .collect();
+        let cases = [
+            (
+                "5.1.1 <ann@example.com>: Recipient address rejected",
+                Some(1),
+            ),
+            ("5.1.1 <Bob@Example.COM>... User unknown", Some(0)),
+            (
+                "5.1.1 The email account that you tried to reach does not exist",
+                None,
+            ),
+            ("5.1.1 <jbob@example.com>: user unknown", None),
+            ("bob@example.com and ann@example.com refused", None),
+        ];
+        for (words, expected) in cases {
+            assert_eq!(named_recipient(words, &to), expected, "{words}");
         }
     }
 }

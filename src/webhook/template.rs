@@ -258,11 +258,13 @@ fn sample_data(name: &str) -> serde_json::Value {
         }),
         "call.ringing" => json!({
             "modem": "modem1",
+            "sim": 1,
             "from": "+447700900555",
             "at": "2023-11-14T22:13:20Z",
         }),
         "call.missed" => json!({
             "modem": "modem1",
+            "sim": 1,
             "from": "+447700900555",
             "rings": 3,
             "rejected": false,
@@ -270,6 +272,7 @@ fn sample_data(name: &str) -> serde_json::Value {
         }),
         "sim.balance" => json!({
             "modem": "modem1",
+            "sim": 1,
             "code": "*100#",
             "text": "Your balance is 4.20 EUR",
             "amount": 4.2,
@@ -508,6 +511,11 @@ mod tests {
             assert!(data.is_object(), "{name}");
             if name.starts_with("sms.") && name != "sms.undecodable" {
                 assert!(data["message_id"].is_string(), "{name}");
+            }
+            // Every real event but the test says which modem and SIM slot (`data.sim`).
+            if name != TEST_EVENT {
+                assert!(data["modem"].is_string(), "{name}");
+                assert!(data["sim"].is_u64(), "{name}");
             }
         }
         assert_eq!(sample_data("sms.received")["keyword"], "INFO");

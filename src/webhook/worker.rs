@@ -134,6 +134,7 @@ impl Worker {
                     event,
                     rendered.body,
                     self.endpoint.content_type.as_deref(),
+                    &self.stop,
                 ),
                 Err(error) => AttemptOutcome::failed(AttemptError::Tls, error),
             },

@@ -1,6 +1,6 @@
 //! An SMTP server on 127.0.0.1 for the e-mail endpoint tests: Python's aiosmtpd running
-//! `smtp_sink.py` (the recipient picks the answer: `reject@` 554, `unknown…@` 550, `defer@`
-//! 451 once), and a CA plus a server certificate made with the `openssl` command for STARTTLS.
+//! `smtp_sink.py` (the recipient picks the answer at RCPT: `reject@` 554, `unknown…@` 550
+//! naming it, `gone…@` 550 not naming it, `greylist…@` 451 once; `defer@` 451 once at DATA), and a CA plus a server certificate made with the `openssl` command for STARTTLS.
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};

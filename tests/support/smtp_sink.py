@@ -3,9 +3,10 @@
 
 Prints "PORT <n>" once it listens. Every transaction is appended to the JSON-lines file given
 with --log: {"mail_from", "rcpt_tos", "reply", "headers" (decoded), "body" (decoded)}. The recipient chooses the answer:
-reject@… gets 554 at RCPT (permanent), unknown…@… (unknown@, unknown2@…) 550 at RCPT (no
-such user), defer@… gets 451 at DATA the first time (transient) and 250 after, anyone else
-250. With --cert/--key the server offers STARTTLS and requires it;
+reject@… gets 554 at RCPT (permanent), unknown…@… (unknown@, unknown2@…) 550 at RCPT naming
+the address (Postfix's way), gone…@… 550 at RCPT without naming it (Gmail's way),
+greylist…@… 451 at RCPT the first time (greylisting) and 250 after, defer@… gets 451 at DATA
+the first time (transient) and 250 after, anyone else 250. With --cert/--key the server offers STARTTLS and requires it;
 with --auth user:password it also requires that login (after STARTTLS).
 """
 
@@ -43,7 +44,12 @@ class Sink:
         if address.startswith("reject@"):
             reply = "554 5.7.1 refused by policy"
         elif address.split("@")[0].startswith("unknown"):
-            reply = "550 5.1.1 user unknown"
+            reply = "550 5.1.1 <%s>: user unknown" % address
+        elif address.split("@")[0].startswith("gone"):
+            reply = "550 5.1.1 the account you tried to reach does not exist"
+        elif address.split("@")[0].startswith("greylist") and address not in self.deferred:
+            self.deferred.add(address)
+            reply = "451 4.7.1 greylisted"
         if reply:
             # Recorded with the refused address, which the envelope never takes.
             envelope.rcpt_tos.append(address)
