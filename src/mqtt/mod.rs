@@ -463,6 +463,11 @@ impl Coordinator {
         }
         if !self.settings.commands {
             let refusal = refused("commands_disabled", "set [mqtt] commands = true");
+            let refusal = if kind == "ussd" {
+                refusal.for_ussd()
+            } else {
+                refusal
+            };
             return self.answer_refusal(&refusal).await;
         }
         match kind {
@@ -543,6 +548,7 @@ impl Coordinator {
                 code: "unknown_modem",
                 message: format!("no modem named {:?}", command.modem.unwrap_or_default()),
                 field: Some("modem"),
+                key_name: "request_id",
             };
             return self.answer_refusal(&refusal).await;
         };
@@ -598,5 +604,6 @@ fn refused(code: &'static str, message: impl Into<String>) -> Refusal {
         code,
         message: message.into(),
         field: None,
+        key_name: "idempotency_key",
     }
 }
