@@ -603,22 +603,37 @@ fn home_assistant_discovery_validates_and_follows_the_birth_message() {
         retained[0].text()
     );
 
-    // The daemon restarts: the state it publishes first still names the last SMS (read back
-    // from the event log), rather than overwriting the retained one with nothing.
+    assert_eq!(state["balances"][0]["modem"], "modem1", "{state}");
+    assert_eq!(state["balances"][0]["amount"], 12.5, "{state}");
+
+    // The daemon restarts: the state it publishes first still names the last SMS and the
+    // balance (kept in its store), rather than overwriting the retained ones with nothing.
     daemon.child.kill().expect("SIGKILL");
     let _ = daemon.child.wait();
     let status = Subscriber::start(broker.port, "test-ha-status", &["smsrelay/house/status"]);
     status.wait_until("the will", WAIT, |heard| {
         heard.last().is_some_and(|h| h.text() == "offline")
     });
-    // The daemon is gone: nothing more arrives on the state topic until it is back.
-    let before = late.heard().len();
+    // The killed daemon's retained state is cleared, so only the new daemon's can be read
+    // below; `late` hears the empty message once the broker has taken it.
+    late.publish(state_topic, "", true);
+    let heard = late.wait_until("the retained state cleared", WAIT, |heard| {
+        heard.iter().any(|h| h.payload.is_empty())
+    });
+    let cleared = heard.len();
     let _daemon = gateway.start();
     let heard = late.wait_until("a state from the restarted daemon", WAIT, |heard| {
-        heard.len() > before
+        heard[cleared..].iter().any(|h| !h.payload.is_empty())
     });
-    let first = heard[before].json();
+    let first = heard[cleared..]
+        .iter()
+        .find(|h| !h.payload.is_empty())
+        .expect("found")
+        .json();
     assert_eq!(first["last_sms"]["from"], "+491709999999", "{first}");
+    assert_eq!(first["last_sms"]["text"], "the gate is open", "{first}");
+    assert_eq!(first["balance"]["amount"], 12.5, "{first}");
+    assert_eq!(first["balances"][0]["modem"], "modem1", "{first}");
 }
 
 #[test]

@@ -59,6 +59,9 @@ pub struct Refusal {
     pub message: String,
     /// The field at fault.
     pub field: Option<&'static str>,
+    /// The name the key is echoed under: `idempotency_key` (`cmd/send`) or `request_id`
+    /// (`cmd/ussd`), as in the command's other results.
+    pub key_name: &'static str,
 }
 
 impl Refusal {
@@ -68,7 +71,14 @@ impl Refusal {
             code,
             message: message.into(),
             field: None,
+            key_name: "idempotency_key",
         }
+    }
+
+    /// The same refusal, answering a `cmd/ussd`: its key is the `request_id`.
+    pub fn for_ussd(mut self) -> Refusal {
+        self.key_name = "request_id";
+        self
     }
 
     fn field(mut self, field: &'static str) -> Refusal {
@@ -78,11 +88,12 @@ impl Refusal {
 
     /// The result document of a refused command.
     pub fn document(&self) -> Value {
-        json!({
-            "idempotency_key": self.key,
+        let mut document = json!({
             "status": "refused",
             "error": { "code": self.code, "message": self.message, "field": self.field },
-        })
+        });
+        document[self.key_name] = json!(self.key);
+        document
     }
 }
 
@@ -231,6 +242,10 @@ pub struct UssdCommand {
 /// Checks a `cmd/ussd` payload: `{"code": "*100#", "request_id": "…"}` or
 /// `{"cancel": true, "request_id": "…"}`.
 pub fn parse_ussd(payload: &[u8]) -> Result<UssdCommand, Refusal> {
+    check_ussd(payload).map_err(Refusal::for_ussd)
+}
+
+fn check_ussd(payload: &[u8]) -> Result<UssdCommand, Refusal> {
     let request: UssdPayload = serde_json::from_slice(payload).map_err(|error| {
         let code = if error.is_syntax() || error.is_eof() {
             "invalid_json"
@@ -442,6 +457,39 @@ mod tests {
         for (payload, code) in cases {
             let refusal = parse_ussd(payload).expect_err("refused");
             assert_eq!(refusal.code, code, "{}", String::from_utf8_lossy(payload));
+        }
+    }
+
+    #[test]
+    fn a_refusal_echoes_the_key_under_its_commands_name() {
+        let cases: [(&str, Refusal, &str); 3] = [
+            (
+                "a bad request_id",
+                parse_ussd(br#"{"code":"*1#","request_id":"a/b"}"#).expect_err("refused"),
+                "request_id",
+            ),
+            (
+                "a USSD without a code",
+                parse_ussd(br#"{"request_id":"b3"}"#).expect_err("refused"),
+                "request_id",
+            ),
+            (
+                "a bad idempotency_key",
+                parse_send(br#"{"to":"1","text":"t","idempotency_key":"a/b"}"#, now())
+                    .expect_err("refused"),
+                "idempotency_key",
+            ),
+        ];
+        for (what, refusal, name) in cases {
+            let document = refusal.document();
+            let other = if name == "request_id" {
+                "idempotency_key"
+            } else {
+                "request_id"
+            };
+            assert!(document[name].is_string(), "{what}: {document}");
+            assert!(document.get(other).is_none(), "{what}: {document}");
+            assert_eq!(document["status"], "refused", "{what}");
         }
     }
 

@@ -244,6 +244,7 @@ mod tests {
             webhooks: vec![],
             last_sms: None,
             balance: None,
+            balances: vec![],
         };
         let rows = [
             GatewayRow {

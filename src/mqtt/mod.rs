@@ -48,7 +48,8 @@ const STOP_BUDGET: Duration = Duration::from_secs(2);
 const COMMANDS: [&str; 5] = ["send", "ussd", "draft_to", "draft_text", "draft_send"];
 /// How many unknown command names are remembered, to log each once.
 const IGNORED_NAMES: usize = 64;
-/// How many of the newest events the first look reads for the last SMS and balance.
+/// How many events one build of the state reads at most for the last SMS and balances, and
+/// how far the store's copy of them may lag the log.
 const LOOK_BACK: u64 = 5_000;
 /// Events read at a time when catching up with the log.
 const TAIL_BATCH: usize = 500;
@@ -148,24 +149,36 @@ impl MqttContext {
             let gateway = gateway.clone();
             let device = config.device.name.clone();
             let wanted = state_events.clone();
-            let latest = std::sync::Mutex::new(state::Latest::default());
+            let names = names.clone();
+            // What a walk back through the log looks for: the last SMS and the balances of
+            // the modems that check one, when they are published here.
+            let sought = state::Sought {
+                sms: wanted.contains(&"sms.received"),
+                balances: gateway
+                    .balance_checks()
+                    .into_iter()
+                    .map(|(index, _)| gateway.modem_name(index).to_string())
+                    .filter(|_| wanted.contains(&"sim.balance"))
+                    .collect(),
+            };
+            let latest = std::sync::Mutex::new(None::<Remembered>);
             Arc::new(move || {
-                let (last_sms, log_balance) = match latest.lock() {
+                let (last_sms, logged) = match latest.lock() {
                     Ok(mut latest) if !wanted.is_empty() => {
-                        read_latest(&mut latest, &store);
-                        (latest.sms.clone(), latest.balance.clone())
+                        let latest = read_latest(&mut latest, &store, &sought);
+                        (latest.sms, latest.balances)
                     }
-                    _ => (None, None),
+                    _ => (None, Vec::new()),
                 };
                 // The gateway's own record is the newest (it holds a balance the store
                 // failed to record); the log's survives a restart of the daemon.
-                let balance = gateway
-                    .sim_activity()
-                    .last_balance
-                    .map(|data| state::Balance::from_data(&data))
-                    .or(log_balance);
+                let balances = state::balances(&names, &gateway.sim_activity().balances, &logged);
                 let last_sms = last_sms.filter(|_| wanted.contains(&"sms.received"));
-                let balance = balance.filter(|_| wanted.contains(&"sim.balance"));
+                let balances = if wanted.contains(&"sim.balance") {
+                    balances
+                } else {
+                    Vec::new()
+                };
                 StateDocument {
                     device: device.clone(),
                     version: env!("CARGO_PKG_VERSION").into(),
@@ -191,7 +204,8 @@ impl MqttContext {
                         })
                         .collect(),
                     last_sms,
-                    balance,
+                    balance: balances.first().cloned(),
+                    balances,
                 }
             }) as Arc<dyn Fn() -> StateDocument + Send + Sync>
         };
@@ -207,40 +221,105 @@ impl MqttContext {
     }
 }
 
-/// Brings `latest` up to the newest events: the first time from the newest [`LOOK_BACK`]
-/// events, then only those recorded since. Runs on a blocking thread (it reads the store); a
-/// store error keeps what was known.
-fn read_latest(latest: &mut state::Latest, store: &Store) {
-    let mut after = match latest.cursor {
-        Some(cursor) => cursor,
-        None => match store.newest_event_sequence() {
-            Ok(newest) => {
-                latest.cursor = Some(newest.saturating_sub(LOOK_BACK));
-                newest.saturating_sub(LOOK_BACK)
-            }
+/// The `meta` key of the last SMS and balances the state carries ([`state::Latest`]).
+const LATEST_KEY: &str = "mqtt_state_latest";
+
+/// [`state::Latest`] and the cursor it was last written to the store with.
+struct Remembered {
+    latest: state::Latest,
+    written: Option<u64>,
+}
+
+/// Brings the last SMS and balances up to the newest events and returns them. The first
+/// time they come from the store's `meta` (written here whenever they change, and every
+/// [`LOOK_BACK`] events besides, so a restart reads few events); with nothing there (the
+/// first start with this version) from a walk back through the log to the newest of each,
+/// a batch at a time. Then only the events recorded since are read, at most [`LOOK_BACK`]
+/// per build. Runs on a blocking thread (it reads the store); a store error keeps what was
+/// known.
+fn read_latest(
+    remembered: &mut Option<Remembered>,
+    store: &Store,
+    sought: &state::Sought,
+) -> state::Latest {
+    let kept = match remembered {
+        Some(kept) => kept,
+        None => match first_look(store, sought) {
+            Ok(found) => remembered.insert(found),
             Err(error) => {
                 debug!("mqtt: the last SMS and balance not read: {error}");
-                return;
+                return state::Latest::default();
             }
         },
     };
+    let latest = &mut kept.latest;
+    let mut changed = false;
     // Bounded per build: a burst of events is caught up over the next builds.
-    for _ in 0..(LOOK_BACK as usize / TAIL_BATCH + 1) {
-        let events = match store.events_after(after, TAIL_BATCH) {
+    for _ in 0..(LOOK_BACK as usize / TAIL_BATCH) {
+        let events = match store.events_after(latest.cursor.unwrap_or(0), TAIL_BATCH) {
             Ok(events) => events,
             Err(error) => {
                 debug!("mqtt: the last SMS and balance not read: {error}");
-                return;
+                break;
             }
         };
         for event in &events {
-            latest.observe(event.sequence, &event.name, &event.data);
-            after = event.sequence;
+            changed |= latest.observe(event.sequence, &event.name, &event.data);
         }
         if events.len() < TAIL_BATCH {
-            return;
+            break;
         }
     }
+    let moved = latest.cursor.unwrap_or(0) >= kept.written.unwrap_or(0) + LOOK_BACK;
+    if changed || moved || kept.written.is_none() {
+        match serde_json::to_vec(&*latest) {
+            Ok(bytes) => match store.set_meta_value(LATEST_KEY, &bytes) {
+                Ok(()) => kept.written = latest.cursor.or(Some(0)),
+                Err(error) => debug!("mqtt: the last SMS and balance not kept: {error}"),
+            },
+            Err(error) => debug!("mqtt: the last SMS and balance not kept: {error}"),
+        }
+    }
+    kept.latest.clone()
+}
+
+/// What the first build starts from: the kept document, else a walk back through the log
+/// until the last SMS and every modem's balance are found (or the log ends).
+fn first_look(
+    store: &Store,
+    sought: &state::Sought,
+) -> Result<Remembered, crate::store::StoreError> {
+    if let Some(bytes) = store.meta_value(LATEST_KEY)? {
+        match serde_json::from_slice::<state::Latest>(&bytes) {
+            Ok(latest) => {
+                let written = latest.cursor;
+                return Ok(Remembered { latest, written });
+            }
+            Err(error) => warn!(
+                "mqtt: the kept last SMS and balance are unreadable ({error}); the event log is read instead"
+            ),
+        }
+    }
+    let newest = store.newest_event_sequence()?;
+    let mut latest = state::Latest {
+        cursor: Some(newest),
+        ..state::Latest::default()
+    };
+    let mut before = newest.saturating_add(1);
+    while !latest.complete(sought) {
+        let events = store.events_before(before, TAIL_BATCH)?;
+        for event in &events {
+            latest.observe_older(&event.name, &event.data);
+            before = event.sequence;
+        }
+        if events.len() < TAIL_BATCH {
+            break;
+        }
+    }
+    Ok(Remembered {
+        latest,
+        written: None,
+    })
 }
 
 /// The running MQTT side.
@@ -463,6 +542,11 @@ impl Coordinator {
         }
         if !self.settings.commands {
             let refusal = refused("commands_disabled", "set [mqtt] commands = true");
+            let refusal = if kind == "ussd" {
+                refusal.for_ussd()
+            } else {
+                refusal
+            };
             return self.answer_refusal(&refusal).await;
         }
         match kind {
@@ -543,6 +627,7 @@ impl Coordinator {
                 code: "unknown_modem",
                 message: format!("no modem named {:?}", command.modem.unwrap_or_default()),
                 field: Some("modem"),
+                key_name: "request_id",
             };
             return self.answer_refusal(&refusal).await;
         };
@@ -598,5 +683,98 @@ fn refused(code: &'static str, message: impl Into<String>) -> Refusal {
         code,
         message: message.into(),
         field: None,
+        key_name: "idempotency_key",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::{NewEvent, StoreSettings};
+
+    fn event(name: &str, data: serde_json::Value) -> NewEvent {
+        NewEvent {
+            name: name.into(),
+            data,
+        }
+    }
+
+    /// Records `count` events that are neither an SMS received nor a balance (a busy outbox).
+    fn busy(store: &Store, count: usize) {
+        let sent: Vec<NewEvent> = (0..count)
+            .map(|n| {
+                event(
+                    "sms.sent",
+                    serde_json::json!({ "message_id": n.to_string() }),
+                )
+            })
+            .collect();
+        for batch in sent.chunks(1_000) {
+            store.record_events(batch).expect("recorded");
+        }
+    }
+
+    fn balance(modem: &str, text: &str) -> NewEvent {
+        event(
+            "sim.balance",
+            serde_json::json!({"modem": modem, "sim": 1, "text": text, "amount": 5,
+                "checked_at": "2026-12-02T12:00:00Z", "low_balance": false}),
+        )
+    }
+
+    /// A restart on a log where the last SMS and balances are far behind the newest events
+    /// (more than one build reads) still finds them: from the walk back the first time, from
+    /// the store's copy after that.
+    #[test]
+    fn the_last_sms_and_balances_survive_a_restart_behind_a_busy_log() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let store = Store::open(dir.path(), &StoreSettings::default(), vec![]).expect("opens");
+        let sought = state::Sought {
+            sms: true,
+            balances: vec!["main".into(), "spare".into()],
+        };
+        store
+            .record_events(&[
+                balance("main", "Balance 5.00 EUR"),
+                event(
+                    "sms.received",
+                    serde_json::json!({"from": "+491", "text": "old", "modem": "main"}),
+                ),
+                balance("spare", "Balance 9.00 USD"),
+            ])
+            .expect("recorded");
+        busy(&store, LOOK_BACK as usize + 1_000);
+
+        // The first start with this version: nothing kept yet, the log is walked back.
+        let mut first = None;
+        let latest = read_latest(&mut first, &store, &sought);
+        assert_eq!(latest.sms.map(|sms| sms.text).as_deref(), Some("old"));
+        assert_eq!(latest.balances.len(), 2, "{:?}", latest.balances);
+
+        // A newer SMS, then a busy outbox; then a restart.
+        store
+            .record_events(&[event(
+                "sms.received",
+                serde_json::json!({"from": "+492", "text": "new", "modem": "main"}),
+            )])
+            .expect("recorded");
+        read_latest(&mut first, &store, &sought);
+        assert!(store.meta_value(LATEST_KEY).expect("read").is_some());
+        busy(&store, LOOK_BACK as usize + 1_000);
+        let mut restarted = None;
+        let latest = read_latest(&mut restarted, &store, &sought);
+        assert_eq!(latest.sms.map(|sms| sms.text).as_deref(), Some("new"));
+        let currencies: Vec<Option<String>> = state::balances(
+            &["main".to_string(), "spare".to_string()],
+            &[],
+            &latest.balances,
+        )
+        .into_iter()
+        .map(|balance| balance.currency)
+        .collect();
+        assert_eq!(
+            currencies,
+            [Some("EUR".to_string()), Some("USD".to_string())]
+        );
     }
 }

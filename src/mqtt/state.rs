@@ -1,6 +1,7 @@
 //! The retained `<prefix>/state` document: each modem, the queues, the webhooks, the
-//! version, the last received SMS and the last balance. Built from plain inputs (no I/O), so what Home Assistant and `smsrelay fleet
-//! status` read is tested here; the publisher only sends it when it changed.
+//! version, the last received SMS and each SIM's last balance. Built from plain inputs (no
+//! I/O), so what Home Assistant and `smsrelay fleet status` read is tested here; the
+//! publisher only sends it when it changed.
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -116,6 +117,9 @@ pub struct Balance {
     pub low_balance: bool,
     /// The modem whose SIM it is.
     pub modem: Option<String>,
+    /// The SIM's slot (`[[modem]] sim`).
+    #[serde(default)]
+    pub sim: Option<u32>,
 }
 
 impl Balance {
@@ -128,79 +132,212 @@ impl Balance {
             checked_at: data["checked_at"].as_str().map(str::to_string),
             low_balance: data["low_balance"].as_bool().unwrap_or(false),
             modem: data["modem"].as_str().map(str::to_string),
+            sim: data["sim"].as_u64().and_then(|sim| u32::try_from(sim).ok()),
             text,
         }
     }
 }
 
-/// The currency beside the first number of a balance answer: a code of 2 to 4 letters or a
-/// symbol after it ("12.50 EUR", "12,50€"), else a symbol or code right before it ("$12.50",
-/// "EUR 12.50"). None when neither is there: networks word their answers freely.
+/// Currency symbols as operators write them; the longer ones first (`R$` before `$`).
+const SYMBOLS: &[&str] = &[
+    "F CFA", "R$", "S/", "€", "$", "£", "¥", "₹", "₽", "₺", "₩", "₦", "₱", "₴", "₪", "₵", "₫", "฿",
+    "₸", "₲", "₡", "₭", "৳", "₨",
+];
+
+/// Currency codes and local abbreviations common in prepaid markets. Only these count: an
+/// answer's other capitals after a number are units ("500 MB", "120 SMS").
+const CODES: &[&str] = &[
+    "EUR", "USD", "GBP", "CHF", "PLN", "CZK", "HUF", "RON", "BGN", "SEK", "NOK", "DKK", "TRY",
+    "UAH", "RUB", "KZT", "GEL", "AMD", "AZN", "RSD", "KES", "NGN", "GHS", "UGX", "TZS", "RWF",
+    "ZAR", "ZMW", "MWK", "MZN", "ETB", "XOF", "XAF", "CDF", "EGP", "MAD", "DZD", "TND", "INR",
+    "PKR", "BDT", "LKR", "NPR", "PHP", "IDR", "MYR", "THB", "VND", "KHR", "MMK", "CNY", "AUD",
+    "NZD", "CAD", "BRL", "MXN", "COP", "PEN", "ARS", "CLP", "BOB", "PYG", "UYU", "GTQ", "DOP",
+    "JMD", "HTG", "SAR", "AED", "QAR", "KWD", "OMR", "JOD", "FCFA", "CFA", "Rs", "Ksh", "KSh",
+    "Tsh", "TSh", "Ush", "USh", "Rp", "RM", "Tk",
+];
+
+/// The currency beside the first amount of a balance answer: a symbol or a known code right
+/// after it ("12.50 EUR", "12,50€", "1 234,56 FCFA"), else right before it ("$12.50",
+/// "KES 1,234.50", "Rs. 45.00"). None when neither is there: networks word their answers
+/// freely, and a unit ("500 MB") is no currency.
 pub fn currency(text: &str) -> Option<String> {
-    const SYMBOLS: &[char] = &['€', '$', '£', '¥', '₹', '₽', '₺', '₩', '₦', '₱', '₴', '₪'];
-    let start = text.find(|c: char| c.is_ascii_digit())?;
-    let rest = &text[start..];
-    let end = rest
-        .char_indices()
-        .find(|(i, c)| {
-            !(c.is_ascii_digit()
-                || ((*c == '.' || *c == ',')
-                    && rest[i + 1..].starts_with(|d: char| d.is_ascii_digit())))
-        })
-        .map_or(rest.len(), |(i, _)| i);
-    let code = |word: &str| {
-        let letters = word.chars().count();
-        ((2..=4).contains(&letters) && word.chars().all(|c| c.is_ascii_uppercase()))
-            .then(|| word.to_string())
-    };
-    let after = rest[end..].trim_start();
-    if let Some(symbol) = after.chars().next().filter(|c| SYMBOLS.contains(c)) {
-        return Some(symbol.to_string());
+    let chars: Vec<char> = text.chars().collect();
+    let (start, end) = amount_span(&chars)?;
+    let blank = |c: &char| c.is_whitespace() || *c == '\u{a0}' || *c == '\u{202f}';
+    let after: String = chars[end..].iter().skip_while(|c| blank(c)).collect();
+    if let Some(symbol) = SYMBOLS.iter().find(|symbol| after.starts_with(*symbol)) {
+        return Some((*symbol).to_string());
     }
     let word: String = after
         .chars()
         .take_while(char::is_ascii_alphabetic)
         .collect();
-    if let Some(found) = code(&word) {
-        return Some(found);
+    if let Some(code) = CODES.iter().find(|code| **code == word) {
+        return Some((*code).to_string());
     }
-    let before = text[..start].trim_end();
-    if let Some(symbol) = before.chars().last().filter(|c| SYMBOLS.contains(c)) {
-        return Some(symbol.to_string());
+    // Before the amount: a sign and blanks, and the dot of an abbreviation ("Rs. 45").
+    let mut before: Vec<char> = chars[..start].to_vec();
+    while before.last().is_some_and(|c| blank(c) || *c == '-') {
+        before.pop();
     }
-    let word: String = before
-        .chars()
+    let before: String = before.into_iter().collect();
+    if let Some(symbol) = SYMBOLS.iter().find(|symbol| before.ends_with(*symbol)) {
+        return Some((*symbol).to_string());
+    }
+    let before = before.strip_suffix('.').unwrap_or(&before);
+    let word_start = before
+        .char_indices()
         .rev()
-        .take_while(char::is_ascii_alphabetic)
-        .collect::<Vec<_>>()
-        .into_iter()
-        .rev()
-        .collect();
-    code(&word)
+        .take_while(|(_, c)| c.is_ascii_alphabetic())
+        .last()
+        .map_or(before.len(), |(i, _)| i);
+    let word = &before[word_start..];
+    CODES
+        .iter()
+        .find(|code| **code == word)
+        .map(|code| (*code).to_string())
 }
 
-/// The newest `sms.received` and `sim.balance` in the event log, and how far it was read: the
-/// state is built every interval, so only the events recorded since are looked at.
-#[derive(Debug, Clone, Default)]
+/// Where the first amount of `chars` is, as char indices `start..end`: read with the digit
+/// groups of the gateway's `first_amount` (`crate::gateway::sim_events::first_amount`), so
+/// the currency is looked for right beside the number that became `amount`.
+fn amount_span(chars: &[char]) -> Option<(usize, usize)> {
+    let digits = |from: usize| {
+        chars
+            .get(from..)
+            .unwrap_or_default()
+            .iter()
+            .take_while(|c| c.is_ascii_digit())
+            .count()
+    };
+    let start = chars.iter().position(char::is_ascii_digit)?;
+    let first = digits(start);
+    let lone_zero = first == 1 && chars[start] == '0';
+    let mut thousands: Option<char> = None;
+    let mut end = start + first;
+    while let Some(&separator) = chars.get(end) {
+        let group = digits(end + 1);
+        if group == 0 {
+            break;
+        }
+        let three = group == 3 && (thousands.is_some() || (first <= 3 && !lone_zero));
+        let decimal = match separator {
+            ' ' | '\u{a0}' | '\u{202f}' | '\'' => {
+                if three && thousands.is_none_or(|used| used == separator) {
+                    false
+                } else {
+                    break;
+                }
+            }
+            ',' | '.' => match thousands {
+                Some(used) if used == separator => {
+                    if group == 3 {
+                        false
+                    } else {
+                        break;
+                    }
+                }
+                Some(_) => true,
+                None => !three,
+            },
+            _ => break,
+        };
+        end += 1 + group;
+        if decimal {
+            break;
+        }
+        thousands = Some(separator);
+    }
+    Some((start, end))
+}
+
+/// The newest `sms.received` and each modem's newest `sim.balance` in the event log, and how
+/// far it was read: the state is built every interval, so only the events recorded since are
+/// looked at. Kept in the store's `meta` tree too, so a restart starts from it and not from a
+/// window of the newest events (which a busy outbox pushes the last SMS out of).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Latest {
     /// The sequence of the last event looked at; none before the first look.
     pub cursor: Option<u64>,
     /// The newest received SMS.
     pub sms: Option<LastSms>,
-    /// The newest balance.
-    pub balance: Option<Balance>,
+    /// The newest balance of each modem that has one.
+    #[serde(default)]
+    pub balances: Vec<Balance>,
 }
 
 impl Latest {
-    /// Takes in one event (events come oldest first, so the last one seen wins).
-    pub fn observe(&mut self, sequence: u64, name: &str, data: &Value) {
+    /// Takes in one event (events come oldest first, so the last one seen wins); true when
+    /// it changed the last SMS or a balance.
+    pub fn observe(&mut self, sequence: u64, name: &str, data: &Value) -> bool {
+        self.cursor = Some(sequence);
         match name {
             "sms.received" => self.sms = Some(LastSms::from_data(data)),
-            "sim.balance" => self.balance = Some(Balance::from_data(data)),
+            "sim.balance" => {
+                let balance = Balance::from_data(data);
+                self.balances.retain(|kept| kept.modem != balance.modem);
+                self.balances.push(balance);
+            }
+            _ => return false,
+        }
+        true
+    }
+
+    /// Takes in one event met walking back through the log (newest first): it counts only
+    /// where nothing newer was met.
+    pub fn observe_older(&mut self, name: &str, data: &Value) {
+        match name {
+            "sms.received" if self.sms.is_none() => self.sms = Some(LastSms::from_data(data)),
+            "sim.balance" => {
+                let balance = Balance::from_data(data);
+                if !self.balances.iter().any(|kept| kept.modem == balance.modem) {
+                    self.balances.push(balance);
+                }
+            }
             _ => {}
         }
-        self.cursor = Some(sequence);
     }
+
+    /// Whether a walk back has found all it looks for.
+    pub fn complete(&self, sought: &Sought) -> bool {
+        (!sought.sms || self.sms.is_some())
+            && sought.balances.iter().all(|name| {
+                self.balances
+                    .iter()
+                    .any(|kept| kept.modem.as_deref() == Some(name))
+            })
+    }
+}
+
+/// What a walk back through the log looks for.
+#[derive(Debug, Clone, Default)]
+pub struct Sought {
+    /// The last received SMS.
+    pub sms: bool,
+    /// The last balance of each of these modems.
+    pub balances: Vec<String>,
+}
+
+/// Each modem's balance in configuration order, for the modems that have one: the gateway's
+/// own record (`memory`, the `sim.balance` data it kept) first, else the log's (`logged`).
+/// The state's `balance` is the first of these: the same SIM's as the unlabelled balance
+/// gauge, whichever modem answered last.
+pub fn balances(modems: &[String], memory: &[Value], logged: &[Balance]) -> Vec<Balance> {
+    modems
+        .iter()
+        .filter_map(|name| {
+            memory
+                .iter()
+                .find(|data| data["modem"].as_str() == Some(name))
+                .map(Balance::from_data)
+                .or_else(|| {
+                    logged
+                        .iter()
+                        .find(|kept| kept.modem.as_deref() == Some(name))
+                        .cloned()
+                })
+        })
+        .collect()
 }
 
 /// The whole document.
@@ -224,6 +361,10 @@ pub struct StateDocument {
     /// MQTT.
     #[serde(default)]
     pub balance: Option<Balance>,
+    /// Every modem's last balance check, in configuration order (the modems without one are
+    /// left out); empty when `sim.balance` is not published to MQTT.
+    #[serde(default)]
+    pub balances: Vec<Balance>,
 }
 
 impl StateDocument {
@@ -272,6 +413,7 @@ mod tests {
             webhooks: vec![],
             last_sms: None,
             balance: None,
+            balances: vec![],
         }
     }
 
@@ -285,11 +427,126 @@ mod tests {
             ("Guthaben: 3,20€", Some("€")),
             ("Balance $12.50.", Some("$")),
             ("Credit: GBP 4.00", Some("GBP")),
+            // Digit groups as the amount reads them: the currency is after the whole number.
+            ("Solde: 1 234,56 FCFA", Some("FCFA")),
+            ("Solde: 1\u{a0}234,56 EUR", Some("EUR")),
+            ("Votre solde est de 1\u{202f}500 F CFA", Some("F CFA")),
+            ("Solde principal: 2 500 FCFA. Bonus 100 FCFA", Some("FCFA")),
+            ("Guthaben: CHF 1'234.50", Some("CHF")),
+            ("Saldo: 1.234,50 EUR", Some("EUR")),
+            ("Your balance is KES 1,234.50", Some("KES")),
+            (
+                "Dear customer, your account balance is Ksh 45.30",
+                Some("Ksh"),
+            ),
+            ("Balance: Rs. 45.00", Some("Rs")),
+            (
+                "Your main balance is Rs 12.50, valid till 30-12-2026",
+                Some("Rs"),
+            ),
+            ("Your balance is NGN 250.00", Some("NGN")),
+            ("Y'ello! Your balance is N250.00", None),
+            ("Seu saldo: R$ 12,50", Some("R$")),
+            ("Saldo: S/ 5.00", Some("S/")),
+            ("Ваш баланс: 150,25 ₽", Some("₽")),
+            ("Balance: 10 000 UGX", Some("UGX")),
+            ("Salio lako ni TSh 1,500", Some("TSh")),
+            ("Votre credit: 500 XOF", Some("XOF")),
+            // Units are no currency.
+            ("You have 500 MB left", None),
+            ("2 500 SMS left until 31.12.", None),
+            ("Bonus: 120 SMS, 5 GB", None),
             ("You have 120 minutes left", None),
             ("No balance information", None),
         ];
         for (text, expect) in cases {
             assert_eq!(currency(text).as_deref(), expect, "{text}");
+        }
+    }
+
+    /// The span is the number the gateway took as `amount`: reading the span alone gives the
+    /// same amount as reading the whole answer.
+    #[test]
+    fn the_amount_span_is_the_gateways_amount() {
+        use crate::gateway::sim_events::first_amount;
+        let texts = [
+            "Balance 1,234.50 KES",
+            "Saldo: 1.234,50 EUR",
+            "Solde: 1 234,56 FCFA",
+            "Solde: 1\u{a0}234,56 FCFA",
+            "Solde: 1\u{202f}234\u{202f}567 FCFA",
+            "Guthaben: CHF 1'234.50",
+            "Balance 0.500",
+            "Balance 1234.567",
+            "2 500 SMS left",
+            "12 345678",
+            "1,234,5",
+            "Balance 5,00 EUR",
+            "Balance: 12. Thanks",
+        ];
+        for text in texts {
+            let chars: Vec<char> = text.chars().collect();
+            let (start, end) = amount_span(&chars).expect("a number");
+            let span: String = chars[start..end].iter().collect();
+            assert_eq!(
+                first_amount(&span),
+                first_amount(text),
+                "{text:?}: {span:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn balances_follow_the_configuration_order() {
+        let modems = ["main".to_string(), "spare".to_string(), "idle".to_string()];
+        let data = |modem: &str, text: &str| {
+            serde_json::json!({"modem": modem, "sim": 1, "text": text,
+                "amount": 1, "checked_at": "2026-12-02T12:00:00Z", "low_balance": false})
+        };
+        struct Case {
+            what: &'static str,
+            memory: Vec<serde_json::Value>,
+            logged: Vec<Balance>,
+            expect: Vec<(&'static str, &'static str)>,
+        }
+        let cases = [
+            Case {
+                what: "after a restart: the log's, the first modem's first though the spare \
+                       answered last",
+                memory: vec![],
+                logged: vec![
+                    Balance::from_data(&data("spare", "9 USD")),
+                    Balance::from_data(&data("main", "5 EUR")),
+                ],
+                expect: vec![("main", "EUR"), ("spare", "USD")],
+            },
+            Case {
+                what: "the gateway's own record wins over the log's",
+                memory: vec![data("spare", "7 GBP")],
+                logged: vec![
+                    Balance::from_data(&data("main", "5 EUR")),
+                    Balance::from_data(&data("spare", "9 USD")),
+                ],
+                expect: vec![("main", "EUR"), ("spare", "GBP")],
+            },
+            Case {
+                what: "a modem no longer configured is left out",
+                memory: vec![],
+                logged: vec![Balance::from_data(&data("gone", "5 EUR"))],
+                expect: vec![],
+            },
+        ];
+        for case in cases {
+            let got: Vec<(String, String)> = balances(&modems, &case.memory, &case.logged)
+                .into_iter()
+                .map(|b| (b.modem.unwrap_or_default(), b.currency.unwrap_or_default()))
+                .collect();
+            let expect: Vec<(String, String)> = case
+                .expect
+                .iter()
+                .map(|(m, c)| (m.to_string(), c.to_string()))
+                .collect();
+            assert_eq!(got, expect, "{}", case.what);
         }
     }
 
@@ -313,7 +570,7 @@ mod tests {
         let last = latest.sms.expect("an SMS");
         assert_eq!(last.from.as_deref(), Some("+492"));
         assert_eq!(last.modem.as_deref(), Some("modem1"));
-        let balance = latest.balance.expect("a balance");
+        let balance = latest.balances.first().cloned().expect("a balance");
         let json = serde_json::to_value(&balance).expect("serialises");
         assert_eq!(json["amount"], 7.5);
         assert_eq!(json["currency"], "EUR");

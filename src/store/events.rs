@@ -41,9 +41,31 @@ impl Store {
         Ok(result)
     }
 
-    /// A `meta` value written by [`Store::record_events_with_meta`].
+    /// A `meta` value written by [`Store::record_events_with_meta`] or
+    /// [`Store::set_meta_value`].
     pub fn meta_value(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
         Ok(self.meta.get(key.as_bytes())?.map(|bytes| bytes.to_vec()))
+    }
+
+    /// Writes one `meta` value on its own: a small document a part of the daemon keeps
+    /// across restarts (the MQTT state's last SMS and balances).
+    pub fn set_meta_value(&self, key: &str, value: &[u8]) -> Result<(), StoreError> {
+        self.meta.insert(key.as_bytes(), value)?;
+        self.flush()
+    }
+
+    /// Events with a sequence below `before`, newest first: a walk back through the log a
+    /// batch at a time.
+    pub fn events_before(&self, before: u64, limit: usize) -> Result<Vec<Event>, StoreError> {
+        self.events
+            .range(..keys::event_key(before))
+            .rev()
+            .take(limit)
+            .map(|entry| {
+                let (key, bytes) = entry?;
+                decode("events", &key, &bytes)
+            })
+            .collect()
     }
 
     /// Events with a sequence above `after`, oldest first.
