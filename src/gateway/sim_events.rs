@@ -60,15 +60,21 @@ pub struct SimActivity {
 /// number is the amount even when a word such as "SMS" follows it.
 pub fn first_amount(text: &str) -> Option<f64> {
     let chars: Vec<char> = text.chars().collect();
+    amount_with_span(&chars).map(|(amount, _)| amount)
+}
+
+/// The first amount of `chars`, read as [`first_amount`] says, and where its digits are (char
+/// indices), for what is written beside it (the currency).
+pub fn amount_with_span(chars: &[char]) -> Option<(f64, std::ops::Range<usize>)> {
     let start = chars.iter().position(char::is_ascii_digit)?;
     let negative = start > 0 && chars[start - 1] == '-';
-    let first = digit_run(&chars, start);
+    let first = digit_run(chars, start);
     let mut integer: String = first.iter().collect();
     let mut fraction = String::new();
     let mut thousands: Option<char> = None;
     let mut at = start + first.len();
     while let Some(&separator) = chars.get(at) {
-        let group = digit_run(&chars, at + 1);
+        let group = digit_run(chars, at + 1);
         if group.is_empty() {
             break;
         }
@@ -102,6 +108,7 @@ pub fn first_amount(text: &str) -> Option<f64> {
         let digits: String = group.iter().collect();
         if decimal {
             fraction = digits;
+            at = after;
             break;
         }
         thousands = Some(separator);
@@ -117,7 +124,7 @@ pub fn first_amount(text: &str) -> Option<f64> {
         .parse()
         .ok()
         .filter(|amount: &f64| amount.is_finite())?;
-    Some(if negative { -amount } else { amount })
+    Some((if negative { -amount } else { amount }, start..at))
 }
 
 /// The ASCII digits of `chars` from `from` on (none past the end).

@@ -162,7 +162,8 @@ const CODES: &[&str] = &[
 /// freely, and a unit ("500 MB") is no currency.
 pub fn currency(text: &str) -> Option<String> {
     let chars: Vec<char> = text.chars().collect();
-    let (start, end) = amount_span(&chars)?;
+    let (_, span) = crate::gateway::sim_events::amount_with_span(&chars)?;
+    let (start, end) = (span.start, span.end);
     let blank = |c: &char| c.is_whitespace() || *c == '\u{a0}' || *c == '\u{202f}';
     let after: String = chars[end..].iter().skip_while(|c| blank(c)).collect();
     if let Some(symbol) = SYMBOLS.iter().find(|symbol| after.starts_with(*symbol)) {
@@ -196,59 +197,6 @@ pub fn currency(text: &str) -> Option<String> {
         .iter()
         .find(|code| **code == word)
         .map(|code| (*code).to_string())
-}
-
-/// Where the first amount of `chars` is, as char indices `start..end`: read with the digit
-/// groups of the gateway's `first_amount` (`crate::gateway::sim_events::first_amount`), so
-/// the currency is looked for right beside the number that became `amount`.
-fn amount_span(chars: &[char]) -> Option<(usize, usize)> {
-    let digits = |from: usize| {
-        chars
-            .get(from..)
-            .unwrap_or_default()
-            .iter()
-            .take_while(|c| c.is_ascii_digit())
-            .count()
-    };
-    let start = chars.iter().position(char::is_ascii_digit)?;
-    let first = digits(start);
-    let lone_zero = first == 1 && chars[start] == '0';
-    let mut thousands: Option<char> = None;
-    let mut end = start + first;
-    while let Some(&separator) = chars.get(end) {
-        let group = digits(end + 1);
-        if group == 0 {
-            break;
-        }
-        let three = group == 3 && (thousands.is_some() || (first <= 3 && !lone_zero));
-        let decimal = match separator {
-            ' ' | '\u{a0}' | '\u{202f}' | '\'' => {
-                if three && thousands.is_none_or(|used| used == separator) {
-                    false
-                } else {
-                    break;
-                }
-            }
-            ',' | '.' => match thousands {
-                Some(used) if used == separator => {
-                    if group == 3 {
-                        false
-                    } else {
-                        break;
-                    }
-                }
-                Some(_) => true,
-                None => !three,
-            },
-            _ => break,
-        };
-        end += 1 + group;
-        if decimal {
-            break;
-        }
-        thousands = Some(separator);
-    }
-    Some((start, end))
 }
 
 /// The newest `sms.received` and each modem's newest `sim.balance` in the event log, and how
@@ -486,8 +434,8 @@ mod tests {
         ];
         for text in texts {
             let chars: Vec<char> = text.chars().collect();
-            let (start, end) = amount_span(&chars).expect("a number");
-            let span: String = chars[start..end].iter().collect();
+            let (_, span) = crate::gateway::sim_events::amount_with_span(&chars).expect("a number");
+            let span: String = chars[span].iter().collect();
             assert_eq!(
                 first_amount(&span),
                 first_amount(text),
