@@ -74,6 +74,27 @@ pub enum StoreError {
     /// The message does not exist.
     #[error("no message {0}")]
     NoSuchMessage(String),
+    /// Another process holds the database.
+    #[error(
+        "the database in {path} is in use by another process (another smsrelay on the same \
+         data_dir?): still locked after {waited:?}"
+    )]
+    Locked {
+        /// The database's directory.
+        path: String,
+        /// How long the open waited for the lock.
+        waited: std::time::Duration,
+    },
+}
+
+/// How long opening the store waits for the database's lock. sled lets its last handle go on
+/// its own I/O threads, so a store closed a moment ago (the demo, a restart in one process)
+/// may hold the lock a little longer; another daemon on the same data dir holds it for good.
+const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Whether `error` is sled's "could not acquire lock" (an I/O error it words itself).
+fn is_lock_conflict(error: &sled::Error) -> bool {
+    matches!(error, sled::Error::Io(io) if io.to_string().starts_with("could not acquire lock"))
 }
 
 impl StoreError {
@@ -261,11 +282,26 @@ impl Store {
         settings: &StoreSettings,
         subscriptions: Vec<Subscription>,
     ) -> Result<Store, StoreError> {
-        let db = sled::Config::new()
+        let config = sled::Config::new()
             .path(dir)
             .cache_capacity(settings.cache_bytes)
-            .flush_every_ms(settings.flush_every_ms)
-            .open()?;
+            .flush_every_ms(settings.flush_every_ms);
+        let started = std::time::Instant::now();
+        let db = loop {
+            match config.open() {
+                Ok(db) => break db,
+                Err(error) if is_lock_conflict(&error) => {
+                    if started.elapsed() >= LOCK_WAIT {
+                        return Err(StoreError::Locked {
+                            path: dir.display().to_string(),
+                            waited: LOCK_WAIT,
+                        });
+                    }
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                }
+                Err(error) => return Err(error.into()),
+            }
+        };
         let store = Store {
             messages: db.open_tree("messages")?,
             outbox: db.open_tree("outbox")?,
@@ -425,6 +461,27 @@ mod tests {
             matches!(error, StoreError::NewerSchema { found: 99 }),
             "{error}"
         );
+    }
+
+    #[test]
+    fn a_database_held_by_another_handle_is_refused_with_a_clear_error_after_the_wait() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let held = Store::open(dir.path(), &StoreSettings::default(), Vec::new()).expect("opens");
+        // sled locks the file per open, so a second open in this process stands in for a
+        // second daemon on the same data dir.
+        let error =
+            Store::open(dir.path(), &StoreSettings::default(), Vec::new()).expect_err("locked");
+        assert!(
+            matches!(error, StoreError::Locked { waited, .. } if waited == LOCK_WAIT),
+            "{error}"
+        );
+        assert!(
+            error.to_string().contains("in use by another process"),
+            "{error}"
+        );
+        drop(held);
+        // Once the holder is gone the store opens (sled may let go a moment later: the wait).
+        Store::open(dir.path(), &StoreSettings::default(), Vec::new()).expect("opens again");
     }
 
     /// A store written before several modems: its version rises to 2 and a `refs` key of
