@@ -532,7 +532,12 @@ low_balance = 20
         !spare.is_empty() && spare.iter().all(|c| c == r#"AT+CUSD=1,"*101#",15"#),
         "{spare:?}"
     );
-    // The status keeps the first modem's balance, as with one modem.
+    // The status keeps the first modem's balance, as with one modem, and lists each one's.
     let (_, status) = both.api.get("/v1/status");
     assert_eq!(status["last_balance"]["modem"], "modem1", "{status}");
+    let listed: Vec<&Value> = status["balances"]
+        .as_array()
+        .map(|balances| balances.iter().map(|balance| &balance["modem"]).collect())
+        .unwrap_or_default();
+    assert_eq!(listed, [&json!("modem1"), &json!("spare")], "{status}");
 }

@@ -40,6 +40,7 @@ pub async fn status(State(state): State<Shared>) -> Result<Response, ApiError> {
         mqtt,
         last_call: activity.last_call,
         last_balance: activity.last_balance,
+        balances: activity.balances,
     };
     Ok(axum::Json(view).into_response())
 }

@@ -256,8 +256,10 @@ pub struct StatusView<'a> {
     pub mqtt: Option<MqttView>,
     /// The last `call.ringing` or `call.missed` data (with `event`), since start.
     pub last_call: Option<serde_json::Value>,
-    /// The last `sim.balance` data, since start.
+    /// The last `sim.balance` data of the first modem (config order) with one, since start.
     pub last_balance: Option<serde_json::Value>,
+    /// Every modem's last `sim.balance` data, in config order, since start.
+    pub balances: Vec<serde_json::Value>,
 }
 
 /// The MQTT link in `/v1/status`.
