@@ -141,24 +141,22 @@ fn a_relative_template_file_is_read_beside_the_config_whatever_the_working_direc
     )
     .expect("written");
     // Run from / as systemd does: the path is the config directory's, not the working one's.
-    let output = std::process::Command::new(env!("CARGO_BIN_EXE_smsrelay"))
-        .arg("check-config")
-        .arg(&config)
-        .current_dir("/")
-        .output()
-        .expect("runs");
-    let (code, stdout, stderr) = outcome(&output);
+    let check_from_root = || {
+        outcome(
+            &std::process::Command::new(env!("CARGO_BIN_EXE_smsrelay"))
+                .arg("check-config")
+                .arg(&config)
+                .current_dir("/")
+                .output()
+                .expect("runs"),
+        )
+    };
+    let (code, stdout, stderr) = check_from_root();
     assert_eq!(code, 0, "{stderr}");
     assert!(stdout.contains("from {{ data.from }}"), "{stdout}");
     // A missing one names the path it looked at.
     std::fs::remove_file(dir.path().join("templates/body.j2")).expect("removed");
-    let output = std::process::Command::new(env!("CARGO_BIN_EXE_smsrelay"))
-        .arg("check-config")
-        .arg(&config)
-        .current_dir("/")
-        .output()
-        .expect("runs");
-    let (code, _, stderr) = outcome(&output);
+    let (code, _, stderr) = check_from_root();
     assert_eq!(code, 2, "{stderr}");
     let expected = dir.path().join("templates/body.j2").display().to_string();
     assert!(stderr.contains(&expected), "{stderr}");
