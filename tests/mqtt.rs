@@ -26,6 +26,18 @@ struct Gateway {
 }
 
 impl Gateway {
+    /// The recipients of the messages the API lists, newest first, and the page for messages.
+    fn recipients(&self) -> (Vec<String>, Value) {
+        let (_, page) = self.api.get("/v1/messages?limit=100");
+        let to = page["messages"]
+            .as_array()
+            .expect("messages")
+            .iter()
+            .filter_map(|m| m["to"].as_str().map(str::to_string))
+            .collect();
+        (to, page)
+    }
+
     fn new(broker: &Broker, name: &str, extra: &str) -> Gateway {
         Gateway::with_url(&broker.url(), name, extra)
     }
@@ -335,15 +347,9 @@ fn a_command_is_obeyed_once_and_an_expired_one_refused() {
         "{answer}"
     );
 
-    let (_, page) = gateway.api.get("/v1/messages?limit=100");
-    let texts: Vec<&str> = page["messages"]
-        .as_array()
-        .expect("messages")
-        .iter()
-        .filter_map(|m| m["to"].as_str())
-        .collect();
+    let (texts, page) = gateway.recipients();
     assert_eq!(
-        texts.iter().filter(|to| **to == "+491701112223").count(),
+        texts.iter().filter(|to| *to == "+491701112223").count(),
         1,
         "{page}"
     );
@@ -454,13 +460,7 @@ fn a_refusal_is_answered_once_and_never_read_back_as_a_command() {
         "one answer per command, none to the ignored names or to our own results"
     );
     assert_eq!(results[2].json()["status"], "queued");
-    let (_, page) = gateway.api.get("/v1/messages?limit=100");
-    let to: Vec<&str> = page["messages"]
-        .as_array()
-        .expect("messages")
-        .iter()
-        .filter_map(|m| m["to"].as_str())
-        .collect();
+    let (to, page) = gateway.recipients();
     assert_eq!(
         to,
         ["+491701112224"],
